@@ -1,0 +1,59 @@
+"""``yolor info``: layers, parameters and GFLOPs of a cfg or checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from rich.table import Table
+
+from yolor_cli.console import print_json, print_notes, stdout_console
+from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, NcOption, TrustPickleOption, WeightsOption
+
+
+def info(
+    cfg: CfgOption = None,
+    weights: WeightsOption = None,
+    nc: NcOption = None,
+    img_size: ImgSizeOption = 640,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Show a model's layers, parameter count and GFLOPs.
+
+    [b]--weights[/] alone works for yolor checkpoints; official YOLOR checkpoints also need [b]--cfg[/].
+    """
+    from yolor_cli.engine.loading import load_model
+    from yolor_cli.engine.summary import summarize
+
+    loaded = load_model(cfg=cfg, weights=weights, nc=nc, trust_pickle=trust_pickle)
+    summary = summarize(loaded.model, img_size)
+    print_notes(loaded.notes)
+    if json_output:
+        print_json({
+            "params": summary.params,
+            "gflops": round(summary.gflops, 3),
+            "layers": summary.layers,
+            "nc": summary.nc,
+            "img_size": summary.img_size,
+            "strides": summary.strides,
+            "names": loaded.names,
+            "cfg": loaded.model.cfg.source,
+            "weights": str(weights) if weights else None,
+            "per_layer": [asdict(row) for row in summary.rows],
+        })
+        return
+    table = Table(title=f"{loaded.model.cfg.source}", title_justify="left")
+    for column, justify in (("#", "right"), ("type", "left"), ("from", "left"), ("out ch", "right"),
+                            ("params", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in summary.rows:
+        table.add_row(str(row.index), row.type, row.sources, str(row.channels), f"{row.params:,}")
+    console = stdout_console()
+    console.print(table)
+    totals = Table.grid(padding=(0, 2))
+    totals.add_row("[b]params[/]", f"{summary.params:,}")
+    totals.add_row(f"[b]GFLOPs[/] @{img_size}", f"{summary.gflops:.2f}")
+    totals.add_row("[b]layers[/]", str(summary.layers))
+    totals.add_row("[b]classes[/]", str(summary.nc) + (f" ({', '.join(loaded.names)})" if loaded.names else ""))
+    totals.add_row("[b]strides[/]", ", ".join(f"{s:g}" for s in summary.strides))
+    console.print(totals)

@@ -1,0 +1,39 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def complete_cfg(incomplete: str) -> list[str]:
+    """Bundled model names for shell completion (paths are completed by the shell)."""
+    from yolor_cli.engine.configs import bundled_model_names
+
+    return [name for name in bundled_model_names() if name.startswith(incomplete)]
+
+
+CfgOption = Annotated[
+    Optional[str],
+    typer.Option("--cfg", help="Darknet .cfg path or bundled model name (e.g. yolor_csp, yolor_csp_tiny).",
+                 autocompletion=complete_cfg, show_default=False),
+]
+WeightsOption = Annotated[
+    Optional[Path],
+    typer.Option("--weights", "-w", help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg.",
+                 dir_okay=False, show_default=False),
+]
+NcOption = Annotated[
+    Optional[int],
+    typer.Option("--nc", min=1, help="Number of classes; rewrites every dependent line of the cfg.",
+                 show_default=False),
+]
+ImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Square input size in pixels.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+TrustPickleOption = Annotated[
+    bool,
+    typer.Option("--trust-pickle", help="Allow weights files that run pickled code when loaded (only for "
+                                        "files you trust, e.g. old pruned torch.save(model) files)."),
+]
