@@ -139,9 +139,11 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         culprit = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if culprit is None:  # not a refusal of code: the bytes are not a pickle at all
+            raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({exc})") from None
         raise CheckpointError(
             f"{path} contains pickled Python objects that a safe load refuses"
-            + (f" (it needs {culprit.group(1)})" if culprit else ""),
+            + f" (it needs {culprit.group(1)})",
             hint="it was probably saved with torch.save(model) by an old pruning script. Loading it "
                  "runs code stored in the file: only with a file you trust, pass --trust-pickle.",
         ) from None

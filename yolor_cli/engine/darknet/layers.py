@@ -132,7 +132,7 @@ class YoloLayer(nn.Module):
         self.na = len(anchors)
         self.stride = float(stride)
         self.level = level
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(1, -1, 1, 1, 2),
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32),
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -151,5 +151,5 @@ class YoloLayer(nn.Module):
         grid = torch.stack((grid_x, grid_y), -1).view(1, 1, ny, nx, 2)
         y = p.sigmoid()
         xy = (y[..., 0:2] * 2.0 - 0.5 + grid) * self.stride
-        wh = (y[..., 2:4] * 2.0) ** 2 * self.anchors.to(p.dtype)
+        wh = (y[..., 2:4] * 2.0) ** 2 * self.anchors.to(p.dtype).view(1, self.na, 1, 1, 2)
         return torch.cat((xy, wh, y[..., 4:]), -1).view(bs, -1, self.no)

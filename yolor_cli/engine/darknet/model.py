@@ -38,7 +38,6 @@ class DarknetModel(nn.Module):
         super().__init__()
         self.cfg = cfg.copy()
         self.specs: list[LayerSpec] = [parse_layer(section, cfg.source) for section in cfg.layers]
-        self.heads: list[Head] = find_heads(self.specs, cfg.source)
         try:
             input_channels = int(cfg.net.options.get("channels", DEFAULT_INPUT_CHANNELS))
         except ValueError:
@@ -55,6 +54,7 @@ class DarknetModel(nn.Module):
             ctx.channels.append(built.channels)
             ctx.strides.append(built.stride)
         self.module_list = nn.ModuleList(modules)
+        self.heads: list[Head] = find_heads(self.specs, cfg.source)
         self.input_channels = input_channels
         self.layer_channels: list[int] = list(ctx.channels)
         self._needed = {j for m in modules if isinstance(m, FeatureLayer) for j in m.sources}

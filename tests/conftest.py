@@ -1,0 +1,47 @@
+"""Shared fixtures: bundled tiny cfg, deterministic weights, and the optional reference data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolor_cli.engine.configs import load_cfg
+from yolor_cli.engine.darknet import DarknetModel, build_model
+
+# The team's shared folder sits beside the checkout; users and some CI runs do not have it.
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "yolor"
+
+
+def reference_path(*parts: str) -> Path:
+    path = REFERENCE_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data not available ({path})")
+    return path
+
+
+def fill_deterministic(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights from a formula, not an RNG, so golden outputs survive torch and platform changes."""
+    with torch.no_grad():
+        for number, (name, tensor) in enumerate(model.state_dict().items()):
+            if not tensor.is_floating_point():
+                continue
+            index = torch.arange(tensor.numel(), dtype=torch.float64)
+            values = torch.sin(index * 0.731 + number)
+            if name.endswith("running_var"):
+                values = 1.0 + 0.5 * values.abs()
+            elif name.endswith(("BatchNorm2d.weight", "implicit")):
+                values = 1.0 + 0.1 * values
+            else:
+                fan_in = tensor[0].numel() if tensor.ndim > 1 else 1
+                values = values / math.sqrt(fan_in)
+            tensor.copy_(values.view_as(tensor).to(tensor.dtype))
+    return model
+
+
+@pytest.fixture
+def tiny_model() -> DarknetModel:
+    torch.manual_seed(0)
+    return build_model(load_cfg("yolor_csp_tiny"), nc=3)
