@@ -141,3 +141,19 @@ def test_shell_completion_offers_bundled_cfg_names() -> None:
     result = _run_cli(env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor info --cfg yolor_csp_t",
                            "COMP_CWORD": "3"})
     assert "yolor_csp_tiny" in result.stdout
+
+
+def test_a_bug_is_reported_briefly_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from yolor_cli import app as app_module
+
+    def broken(**kwargs: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(app_module, "app", broken)
+    monkeypatch.setattr(sys, "argv", ["yolor", "info"])
+    with pytest.raises(SystemExit) as caught:
+        app_module.main()
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError: boom" in err and "--debug" in err and "Traceback" not in err
