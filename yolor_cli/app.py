@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from yolor_cli import __version__
-from yolor_cli.commands import info
+from yolor_cli.commands import dataset, info
 from yolor_cli.console import print_error
 from yolor_cli.engine.errors import YolorError
 
@@ -66,6 +66,7 @@ def root(
     ctx.meta[DEBUG_KEY] = debug
 
 
+app.add_typer(dataset.app, name="dataset")
 app.command(name="info")(info.info)
 
 

@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from yolor_cli.engine.reporting import total_of
+
+T = TypeVar("T")
 
 
 def stdout_console() -> Console:
@@ -40,3 +53,24 @@ def print_json(payload: dict[str, Any]) -> None:
     """One JSON object on one line of stdout, uncoloured, for scripts."""
     sys.stdout.write(json.dumps(payload) + "\n")
     sys.stdout.flush()
+
+
+class RichReporter:
+    """The engine's Reporter for the terminal: progress bars and warnings on stderr, so stdout
+    stays clean for tables and ``--json``."""
+
+    def __init__(self) -> None:
+        self.console = stderr_console()
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=True,
+                      disable=not self.console.is_terminal) as progress:
+            task = progress.add_task(description, total=total_of(items, total))
+            for item in items:
+                yield item
+                progress.advance(task)
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"[yellow]Warning:[/] {escape(message)}")

@@ -8,11 +8,8 @@ their numpy fitness arrays are allow-listed by name, nothing else is executed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +33,7 @@ from yolor_cli.engine.darknet import (
 from yolor_cli.engine.darknet.heads import find_heads
 from yolor_cli.engine.darknet.specs import YoloSpec, parse_layer
 from yolor_cli.engine.errors import CheckpointError
+from yolor_cli.engine.files import atomic_write
 
 FORMAT_NAME = "yolor-cli"
 FORMAT_VERSION = 1
@@ -94,20 +92,7 @@ def checkpoint_to_dict(ckpt: Checkpoint) -> dict[str, Any]:
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     """Write atomically: a crash mid-save leaves the previous file intact, never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(checkpoint_to_dict(ckpt), stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    return path
+    return atomic_write(Path(path), lambda stream: torch.save(checkpoint_to_dict(ckpt), stream))
 
 
 # ---- reading ------------------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""``yolor dataset``: split, voc2yolo, prepare and synth."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.options import JsonOption
+
+if TYPE_CHECKING:
+    from yolor_cli.engine.data.prepare import DatasetResult
+
+app = typer.Typer(help="Prepare Pascal-VOC folders for training, or generate a demo dataset.",
+                  no_args_is_help=True)
+
+RootOption = Annotated[Path, typer.Option("--root", help="VOC folder: Annotations/ and images/ (or JPEGImages/).",
+                                          file_okay=False)]
+ClassesOption = Annotated[Optional[str], typer.Option(
+    "--classes", help="Comma-separated class names, in label order. Default: every name in the XML files, sorted.",
+    show_default=False)]
+NamesOption = Annotated[Optional[Path], typer.Option("--names", help="File with one class name per line.",
+                                                     dir_okay=False, show_default=False)]
+KeepDifficultOption = Annotated[bool, typer.Option("--keep-difficult", help="Keep objects marked difficult=1.")]
+ValOption = Annotated[float, typer.Option("--val", min=0.0, max=0.99, help="Fraction of images for validation.")]
+TestOption = Annotated[float, typer.Option("--test", min=0.0, max=0.99, help="Fraction of images for testing.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed of the split (same seed, same split).")]
+MAX_SKIPPED_ROWS = 50
+
+
+def _render(result: DatasetResult, json_output: bool) -> None:
+    if json_output:
+        payload = asdict(result)
+        payload["root"] = str(result.root)
+        payload["written"] = [str(p) for p in result.written]
+        payload["backups"] = [str(p) for p in result.backups]
+        print_json(payload)
+        return
+    console = stdout_console()
+    if result.images:
+        table = Table(title="Images per split", title_justify="left")
+        for name in result.images:
+            table.add_column(name, justify="right")
+        table.add_row(*(str(count) for count in result.images.values()))
+        console.print(table)
+    if result.classes:
+        table = Table(title="Objects per class", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("class")
+        table.add_column("objects", justify="right")
+        for index, name in enumerate(result.classes):
+            table.add_row(str(index), name, str(result.objects_per_class.get(name, 0)))
+        console.print(table)
+        console.print(f"Background images (no usable object): {result.backgrounds}")
+    if result.skipped:
+        table = Table(title=f"Skipped ({len(result.skipped)})", title_justify="left")
+        table.add_column("file", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for item in result.skipped[:MAX_SKIPPED_ROWS]:
+            table.add_row(item.file, item.reason)
+        if len(result.skipped) > MAX_SKIPPED_ROWS:
+            table.add_row("...", f"{len(result.skipped) - MAX_SKIPPED_ROWS} more (see --json)")
+        console.print(table)
+    else:
+        console.print("Nothing was skipped.")
+    print_notes(result.notes + [f"kept the previous version as {path}" for path in result.backups])
+
+
+@app.command()
+def split(root: RootOption, val: ValOption = 0.1, test: TestOption = 0.1, seed: SeedOption = 0,
+          json_output: JsonOption = False) -> None:
+    """Write ImageSets/{train,val,test,trainval}.txt: disjoint, stratified by class, same result for a seed."""
+    from yolor_cli.engine.data.prepare import split_dataset
+
+    _render(split_dataset(root, val=val, test=test, seed=seed, reporter=RichReporter()), json_output)
+
+
+@app.command()
+def voc2yolo(root: RootOption, classes: ClassesOption = None, names: NamesOption = None,
+             keep_difficult: KeepDifficultOption = False, json_output: JsonOption = False) -> None:
+    """Write labels/<stem>.txt (class cx cy w h, normalised) and image lists from ImageSets."""
+    from yolor_cli.engine.data.convert import parse_class_list
+    from yolor_cli.engine.data.prepare import voc_to_yolo
+
+    class_list = parse_class_list(classes, names)
+    _render(voc_to_yolo(root, classes=class_list, keep_difficult=keep_difficult, reporter=RichReporter()),
+            json_output)
+
+
+@app.command()
+def prepare(root: RootOption, classes: ClassesOption = None, names: NamesOption = None,
+            val: ValOption = 0.1, test: TestOption = 0.1, seed: SeedOption = 0,
+            keep_difficult: KeepDifficultOption = False, json_output: JsonOption = False) -> None:
+    """Split, convert and write data.yaml and classes.names: a VOC folder ready for [b]yolor train[/]."""
+    from yolor_cli.engine.data.convert import parse_class_list
+    from yolor_cli.engine.data.prepare import prepare_dataset
+
+    class_list = parse_class_list(classes, names)
+    result = prepare_dataset(root, classes=class_list, val=val, test=test, seed=seed,
+                             keep_difficult=keep_difficult, reporter=RichReporter())
+    _render(result, json_output)
+    if not json_output:
+        stdout_console().print(f"Wrote [b]{result.root / 'data.yaml'}[/]")
+
+
+@app.command()
+def synth(out: Annotated[Path, typer.Option("--out", help="New folder for the generated VOC dataset.")],
+          images: Annotated[int, typer.Option("--images", min=1, help="Number of images.")] = 200,
+          seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+          json_output: JsonOption = False) -> None:
+    """Generate a VOC dataset of simple shapes (circle, rectangle, triangle) for demos and tests."""
+    from yolor_cli.engine.data.synth import synthesize
+
+    result = synthesize(out, images=images, seed=seed, reporter=RichReporter())
+    if json_output:
+        print_json({"root": str(result.root), "images": result.images, "objects": result.objects,
+                    "background_images": result.background_images})
+        return
+    console = stdout_console()
+    console.print(f"Generated {result.images} images in [b]{result.root}[/] "
+                  f"({result.background_images} without objects).")
+    console.print("Objects: " + ", ".join(f"{name} {count}" for name, count in result.objects.items()))
+    console.print(f"Next: [b]yolor dataset prepare --root {result.root}[/]")

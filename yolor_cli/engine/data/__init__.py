@@ -1,0 +1,1 @@
+"""Datasets: VOC folders, splits, YOLO labels, synthetic data and the training data pipeline."""

@@ -1,0 +1,128 @@
+"""VOC boxes to YOLO label files, with an account of every object that was left out and why."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yolor_cli.engine.data.voc import Skipped, VocItem
+from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+
+LABEL_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class YoloRow:
+    cls: int
+    cx: float
+    cy: float
+    w: float
+    h: float
+
+    def line(self) -> str:
+        d = LABEL_DECIMALS
+        return f"{self.cls} {self.cx:.{d}f} {self.cy:.{d}f} {self.w:.{d}f} {self.h:.{d}f}"
+
+
+def voc_box_to_yolo(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float] | None:
+    """A VOC box (1-based, inclusive pixel indices) to normalised cx, cy, w, h; None if degenerate.
+
+    Pixel ``xmin`` (1-based) starts at 0-based edge ``xmin - 1`` and pixel ``xmax`` ends at edge
+    ``xmax``, so a box covering pixels 1..W spans the whole image. Boxes are clipped to the image.
+    """
+    xmin, ymin, xmax, ymax = box
+    x0, y0 = min(max(xmin - 1, 0.0), width), min(max(ymin - 1, 0.0), height)
+    x1, y1 = min(max(xmax, 0.0), width), min(max(ymax, 0.0), height)
+    if x1 - x0 <= 0 or y1 - y0 <= 0:
+        return None
+    return (x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height
+
+
+def infer_classes(items: Iterable[VocItem]) -> list[str]:
+    """Every object name in the annotations, sorted alphabetically."""
+    return sorted({obj.name for item in items for obj in item.annotation.objects if obj.name})
+
+
+def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
+    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given."""
+    if classes and names_file:
+        raise DataError("pass either --classes or --names, not both")
+    if names_file is not None:
+        try:
+            names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()]
+        except OSError as exc:
+            raise DataError(f"cannot read class names from {names_file}: {exc}") from None
+    elif classes is not None:
+        names = [part.strip() for part in classes.split(",")]
+    else:
+        return None
+    names = [name for name in names if name]
+    if not names:
+        raise DataError("the class list is empty")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise DataError(f"the class list names {', '.join(duplicates)} more than once")
+    return names
+
+
+@dataclass
+class ConversionReport:
+    classes: list[str]
+    objects_per_class: Counter[str] = field(default_factory=Counter)
+    backgrounds: list[str] = field(default_factory=list)
+    unknown_classes: Counter[str] = field(default_factory=Counter)
+    difficult_skipped: int = 0
+    degenerate_boxes: int = 0
+    sizes_from_image: int = 0  # <size> missing or different from the image: the image wins
+    file_issues: list[Skipped] = field(default_factory=list)
+
+
+def label_rows(item: VocItem, class_index: dict[str, int], keep_difficult: bool,
+               report: ConversionReport) -> list[YoloRow]:
+    width, height = item.info.width, item.info.height
+    if item.annotation.size != (width, height):
+        report.sizes_from_image += 1
+    rows: list[YoloRow] = []
+    unknown: Counter[str] = Counter()
+    degenerate = 0
+    for obj in item.annotation.objects:
+        if obj.difficult and not keep_difficult:
+            report.difficult_skipped += 1
+            continue
+        if obj.name not in class_index:
+            unknown[obj.name] += 1
+            continue
+        converted = voc_box_to_yolo(obj.box, width, height) if obj.box else None
+        if converted is None:
+            degenerate += 1
+            continue
+        rows.append(YoloRow(class_index[obj.name], *converted))
+        report.objects_per_class[obj.name] += 1
+    if unknown:
+        report.unknown_classes.update(unknown)
+        names = ", ".join(f"{count} x {name!r}" for name, count in sorted(unknown.items()))
+        report.file_issues.append(Skipped(str(item.annotation.path), f"unknown class ({names})"))
+    if degenerate:
+        report.degenerate_boxes += degenerate
+        report.file_issues.append(Skipped(str(item.annotation.path),
+                                          f"degenerate box ({degenerate} dropped: empty after clipping or unreadable)"))
+    if not rows:
+        report.backgrounds.append(item.stem)
+    return rows
+
+
+def write_labels(items: Sequence[VocItem], classes: list[str], labels_dir: Path, *, keep_difficult: bool = False,
+                 reporter: Reporter | None = None) -> ConversionReport:
+    """One ``labels/<stem>.txt`` per item; an image without usable objects gets an empty file."""
+    reporter = reporter or SilentReporter()
+    class_index = {name: index for index, name in enumerate(classes)}
+    report = ConversionReport(classes=list(classes))
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    for item in reporter.track(items, "Writing YOLO labels"):
+        rows = label_rows(item, class_index, keep_difficult, report)
+        # Derived files, rewritten on every run: a plain write (no fsync per file) keeps this fast.
+        (labels_dir / f"{item.stem}.txt").write_text("".join(row.line() + "\n" for row in rows), encoding="utf-8")
+    return report

@@ -1,0 +1,172 @@
+"""``dataset split``, ``dataset voc2yolo`` and ``dataset prepare`` as engine calls.
+
+All three scan the VOC folder the same way and report what they skipped. Files the user may
+have edited (image lists, ImageSets, data.yaml, classes.names) are backed up as ``*.bak`` before
+a different version replaces them; re-running with the same inputs rewrites nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from yolor_cli.engine.data.convert import ConversionReport, infer_classes, write_labels
+from yolor_cli.engine.data.split import SPLIT_NAMES, Split, stratified_split
+from yolor_cli.engine.data.voc import Skipped, VocItem, VocLayout, VocScan, find_layout, scan_voc
+from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.files import write_text_keeping_backup
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+
+IMAGESET_NAMES = ("train", "val", "test", "trainval")
+DATA_YAML = "data.yaml"
+CLASSES_FILE = "classes.names"
+
+
+@dataclass
+class DatasetResult:
+    """What a dataset command did; the CLI renders it."""
+
+    root: Path
+    images: dict[str, int] = field(default_factory=dict)  # per split
+    classes: list[str] = field(default_factory=list)
+    objects_per_class: dict[str, int] = field(default_factory=dict)
+    backgrounds: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    backups: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _write(result: DatasetResult, path: Path, text: str) -> None:
+    backup = write_text_keeping_backup(path, text)
+    result.written.append(path)
+    if backup is not None:
+        result.backups.append(backup)
+
+
+def _scan(root: Path, reporter: Reporter) -> VocScan:
+    scan = scan_voc(find_layout(root), reporter)
+    if not scan.items:
+        reasons = Counter(s.reason.split(" (")[0] for s in scan.skipped)
+        detail = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common(3))
+        raise DataError(f"{scan.layout.root} has no usable image (an image with a readable XML of the same name)"
+                        + (f": {detail}" if detail else ""),
+                        hint="check that Annotations/ and images/ hold files with matching names")
+    return scan
+
+
+def _object_classes(item: VocItem) -> set[str]:
+    return {obj.name for obj in item.annotation.objects if obj.name}
+
+
+def _split(scan: VocScan, val: float, test: float, seed: int, result: DatasetResult) -> Split:
+    split = stratified_split({item.stem: _object_classes(item) for item in scan.items}, val=val, test=test, seed=seed)
+    for name, stems in split.as_dict().items():
+        _write(result, scan.layout.imagesets / f"{name}.txt", "".join(f"{stem}\n" for stem in stems))
+    result.images = {name: len(getattr(split, name)) for name in SPLIT_NAMES}
+    classes_of = {item.stem: _object_classes(item) for item in scan.items}
+    every_class = set().union(*classes_of.values())
+    for held_out in ("val", "test"):
+        stems = getattr(split, held_out)
+        missing = sorted(every_class - set().union(*(classes_of[stem] for stem in stems))) if stems else []
+        if missing:
+            result.notes.append(f"{held_out} has no image of {', '.join(missing)} (too few images to spare one)")
+    return split
+
+
+def split_dataset(root: Path, *, val: float = 0.1, test: float = 0.1, seed: int = 0,
+                  reporter: Reporter | None = None) -> DatasetResult:
+    reporter = reporter or SilentReporter()
+    scan = _scan(root, reporter)
+    result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
+    _split(scan, val, test, seed, result)
+    return result
+
+
+def read_imagesets(layout: VocLayout) -> dict[str, list[str]]:
+    """Stems per split from ImageSets/<split>.txt, or standard VOC's ImageSets/Main/<split>.txt."""
+    found: dict[str, list[str]] = {}
+    for name in SPLIT_NAMES:
+        for folder in (layout.imagesets, layout.imagesets / "Main"):
+            path = folder / f"{name}.txt"
+            if path.is_file():
+                found[name] = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                break
+    return found
+
+
+def _convert(scan: VocScan, classes: list[str] | None, keep_difficult: bool, result: DatasetResult,
+             reporter: Reporter) -> ConversionReport:
+    if classes is None:
+        classes = infer_classes(scan.items)
+        if not classes:
+            raise DataError(f"the annotations in {scan.layout.annotations} name no object class")
+    report = write_labels(scan.items, classes, scan.layout.labels, keep_difficult=keep_difficult, reporter=reporter)
+    result.classes = list(classes)
+    result.objects_per_class = {name: report.objects_per_class.get(name, 0) for name in classes}
+    result.backgrounds = len(report.backgrounds)
+    result.skipped.extend(report.file_issues)
+    if report.difficult_skipped:
+        result.notes.append(f"{report.difficult_skipped} difficult objects skipped (--keep-difficult keeps them)")
+    if report.sizes_from_image:
+        result.notes.append(f"{report.sizes_from_image} annotations had a missing or wrong <size>; "
+                            "the image's own size was used")
+    empty = [name for name, count in result.objects_per_class.items() if count == 0]
+    if empty:
+        result.notes.append(f"no object of class {', '.join(empty)} was found")
+    _write(result, scan.layout.root / CLASSES_FILE, "".join(f"{name}\n" for name in classes))
+    return report
+
+
+def _write_lists(scan: VocScan, splits: dict[str, list[str]], result: DatasetResult) -> dict[str, Path]:
+    usable = {item.stem: item for item in scan.items}
+    lists: dict[str, Path] = {}
+    for name in SPLIT_NAMES:
+        stems = splits.get(name, [])
+        unusable = [stem for stem in stems if stem not in usable]
+        for stem in unusable:
+            result.skipped.append(Skipped(stem, f"listed in ImageSets {name}.txt but not usable"))
+        paths = [str(usable[stem].image) for stem in stems if stem in usable]
+        if paths:
+            lists[name] = scan.layout.root / f"{name}.txt"
+            _write(result, lists[name], "".join(f"{path}\n" for path in paths))
+        result.images[name] = len(paths)
+    return lists
+
+
+def voc_to_yolo(root: Path, *, classes: list[str] | None = None, keep_difficult: bool = False,
+                reporter: Reporter | None = None) -> DatasetResult:
+    reporter = reporter or SilentReporter()
+    scan = _scan(root, reporter)
+    result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
+    _convert(scan, classes, keep_difficult, result, reporter)
+    splits = read_imagesets(scan.layout)
+    if splits:
+        _write_lists(scan, splits, result)
+    else:
+        result.notes.append("no ImageSets/*.txt found, so no image lists were written; run `yolor dataset split`")
+    return result
+
+
+def data_yaml_text(root: Path, classes: list[str], lists: dict[str, Path]) -> str:
+    entries = {"path": str(root), **{name: lists[name].name if name in lists else None for name in SPLIT_NAMES},
+               "nc": len(classes), "names": list(classes)}
+    return "# Written by `yolor dataset prepare`; list paths are relative to `path`.\n" + yaml.safe_dump(
+        entries, sort_keys=False, allow_unicode=True)
+
+
+def prepare_dataset(root: Path, *, classes: list[str] | None = None, val: float = 0.1, test: float = 0.1,
+                    seed: int = 0, keep_difficult: bool = False, reporter: Reporter | None = None) -> DatasetResult:
+    reporter = reporter or SilentReporter()
+    scan = _scan(root, reporter)
+    result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
+    split = _split(scan, val, test, seed, result)
+    _convert(scan, classes, keep_difficult, result, reporter)
+    lists = _write_lists(scan, {name: getattr(split, name) for name in SPLIT_NAMES}, result)
+    if "train" not in lists:
+        raise DataError("the split left no image for training")
+    _write(result, scan.layout.root / DATA_YAML, data_yaml_text(scan.layout.root, result.classes, lists))
+    return result
