@@ -1,0 +1,169 @@
+"""Typed configuration read from YAML: hyperparameters and data.yaml.
+
+Translated once, here, into frozen dataclasses; unknown keys are errors so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolor_cli.engine.configs import configs_dir
+from yolor_cli.engine.errors import DataError, YolorError
+
+DEFAULT_HYP = "scratch.640"
+IGNORED_DATA_KEYS = frozenset({"download"})  # keys official data files carry that need no action here
+
+
+@dataclass(frozen=True)
+class Hyp:
+    """YOLOR's hyperparameters; see configs/hyp/scratch.640.yaml for what each means."""
+
+    lr0: float
+    lrf: float
+    momentum: float
+    weight_decay: float
+    warmup_epochs: float
+    warmup_momentum: float
+    warmup_bias_lr: float
+    box: float
+    cls: float
+    cls_pw: float
+    obj: float
+    obj_pw: float
+    iou_t: float
+    anchor_t: float
+    fl_gamma: float
+    hsv_h: float
+    hsv_s: float
+    hsv_v: float
+    degrees: float
+    translate: float
+    scale: float
+    shear: float
+    perspective: float
+    flipud: float
+    fliplr: float
+    mosaic: float
+    mixup: float
+
+    @classmethod
+    def from_mapping(cls, values: Any, source: str) -> Hyp:
+        if not isinstance(values, dict):
+            raise YolorError(f"{source} is not a mapping of hyperparameters")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        missing = [name for name in known if name not in values]
+        if unknown or missing:
+            problems = ([f"unknown: {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing: {', '.join(missing)}"] if missing else [])
+            raise YolorError(f"{source}: {'; '.join(problems)}",
+                             hint="start from a bundled file such as configs/hyp/scratch.640.yaml")
+        try:
+            return cls(**{name: float(values[name]) for name in known})
+        except (TypeError, ValueError) as exc:
+            raise YolorError(f"{source}: every hyperparameter must be a number ({exc})") from None
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise YolorError(f"{what} not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise YolorError(f"cannot read {what} {path}: {exc}") from None
+
+
+def bundled_hyp_names() -> list[str]:
+    return sorted(path.name.removesuffix(".yaml") for path in (configs_dir() / "hyp").glob("*.yaml"))
+
+
+def load_hyp(name_or_path: str | Path = DEFAULT_HYP) -> Hyp:
+    """A YAML path, or a bundled name such as ``scratch.640``."""
+    path = Path(name_or_path)
+    if not path.exists():
+        bundled = configs_dir() / "hyp" / f"{path.name}.yaml"
+        if path.suffix in (".yaml", ".yml") or len(path.parts) > 1 or not bundled.exists():
+            raise YolorError(f"no hyperparameter file or bundled set named {str(name_or_path)!r}",
+                             hint=f"bundled: {', '.join(bundled_hyp_names())}")
+        path = bundled
+    return Hyp.from_mapping(_read_yaml(path, "hyperparameter file"), str(path))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A data.yaml: image sources per split (list files, folders, or images) and the classes."""
+
+    source: Path
+    train: tuple[Path, ...]
+    val: tuple[Path, ...]
+    test: tuple[Path, ...]
+    names: tuple[str, ...]
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    def split(self, name: str) -> tuple[Path, ...]:
+        return getattr(self, name)
+
+
+def _entries(value: Any, base: Path, key: str, source: Path) -> tuple[Path, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    resolved = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise DataError(f"{source}: {key} must be a path or a list of paths, got {item!r}")
+        path = Path(item).expanduser()
+        if not path.is_absolute():
+            # Relative to `path` (or the yaml's folder); the official files were written relative
+            # to the working directory, so that is tried second.
+            candidate = base / path
+            path = path.resolve() if not candidate.exists() and path.exists() else candidate
+        resolved.append(path)
+    missing = [str(p) for p in resolved if not p.exists()]
+    if missing:
+        raise DataError(f"{source}: {key} points to missing {'path' if len(missing) == 1 else 'paths'}: "
+                        f"{', '.join(missing)}", hint="fix the path in the data file, or run `yolor dataset prepare`")
+    return tuple(resolved)
+
+
+def load_data_config(path: str | Path) -> DataConfig:
+    path = Path(path)
+    values = _read_yaml(path, "data file")
+    if not isinstance(values, dict):
+        raise DataError(f"{path} is not a data file (expected keys train, val, nc, names)")
+    unknown = sorted(set(values) - {"path", "train", "val", "test", "nc", "names"} - IGNORED_DATA_KEYS)
+    if unknown:
+        raise DataError(f"{path}: unknown key {', '.join(unknown)}", hint="known keys: path, train, val, test, nc, names")
+    base = path.resolve().parent
+    if values.get("path"):
+        base = (base / Path(str(values["path"])).expanduser()).resolve()
+    names = values.get("names")
+    nc = values.get("nc")
+    if isinstance(names, dict):  # {0: a, 1: b} as some tools write it
+        names = [names[k] for k in sorted(names)]
+    if names is None:
+        if not isinstance(nc, int) or nc < 1:
+            raise DataError(f"{path}: give names (a list of class names) or nc")
+        names = [str(i) for i in range(nc)]
+    if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names) or not names:
+        raise DataError(f"{path}: names must be a non-empty list of class names")
+    if nc is not None and nc != len(names):
+        raise DataError(f"{path}: nc is {nc} but names lists {len(names)} classes",
+                        hint="make nc equal to the number of names (or drop nc)")
+    if not values.get("train"):
+        raise DataError(f"{path}: no train entry")
+    return DataConfig(source=path, train=_entries(values.get("train"), base, "train", path),
+                      val=_entries(values.get("val"), base, "val", path),
+                      test=_entries(values.get("test"), base, "test", path),
+                      names=tuple(str(n) for n in names))
