@@ -144,7 +144,8 @@ def load_data_config(path: str | Path) -> DataConfig:
         raise DataError(f"{path} is not a data file (expected keys train, val, nc, names)")
     unknown = sorted(set(values) - {"path", "train", "val", "test", "nc", "names"} - IGNORED_DATA_KEYS)
     if unknown:
-        raise DataError(f"{path}: unknown key {', '.join(unknown)}", hint="known keys: path, train, val, test, nc, names")
+        raise DataError(f"{path}: unknown key {', '.join(unknown)}",
+                        hint="known keys: path, train, val, test, nc, names")
     base = path.resolve().parent
     if values.get("path"):
         base = (base / Path(str(values["path"])).expanduser()).resolve()

@@ -64,7 +64,8 @@ def test_bundled_hyperparameters_load_and_typos_fail(tmp_path: Path) -> None:
         load_hyp(path)
 
 
-def test_label_cache_is_versioned_json_and_rechecks_only_changed_files(shapes: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_label_cache_is_versioned_json_and_rechecks_only_changed_files(
+        shapes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images = collect_image_files([shapes / "images"])
     cache = cache_path_for(images)
     cache.unlink(missing_ok=True)

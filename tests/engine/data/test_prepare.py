@@ -84,7 +84,8 @@ def test_prepare_writes_data_yaml_lists_and_imagesets(messy: Path) -> None:
     assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
     usable = 21  # 9 cases + 12 generated + ... minus skipped files
     assert sum(map(len, sets.values())) == usable == sum(result.images.values())
-    imagesets = {name: (messy / "ImageSets" / f"{name}.txt").read_text().split() for name in ("train", "val", "trainval")}
+    imagesets = {name: (messy / "ImageSets" / f"{name}.txt").read_text().split()
+                 for name in ("train", "val", "trainval")}
     assert sorted(imagesets["trainval"]) == sorted(imagesets["train"] + imagesets["val"])
     assert result.backgrounds == 3  # empty_1, and alien_1 / bird_1 whose only objects are not in the class list
 

@@ -55,7 +55,8 @@ def box_candidates(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
     w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
     aspect = np.maximum(w2 / (h2 + 1e-16), h2 / (w2 + 1e-16))
-    return (w2 > MIN_BOX_SIDE) & (h2 > MIN_BOX_SIDE) & (w2 * h2 / (w1 * h1 + 1e-16) > MIN_AREA_KEPT) & (aspect < MAX_ASPECT)
+    big_enough = (w2 > MIN_BOX_SIDE) & (h2 > MIN_BOX_SIDE) & (w2 * h2 / (w1 * h1 + 1e-16) > MIN_AREA_KEPT)
+    return big_enough & (aspect < MAX_ASPECT)
 
 
 def random_perspective(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, degrees: float = 0.0,
@@ -117,14 +118,14 @@ def flip_lr(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     width = image.shape[1]
     labels = labels.copy()
     labels[:, [1, 3]] = width - labels[:, [3, 1]]
-    return np.ascontiguousarray(image[:, ::-1]), labels
+    return image[:, ::-1], labels  # a view: the final CHW conversion makes the one copy
 
 
 def flip_ud(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height = image.shape[0]
     labels = labels.copy()
     labels[:, [2, 4]] = height - labels[:, [4, 2]]
-    return np.ascontiguousarray(image[::-1]), labels
+    return image[::-1], labels
 
 
 def mosaic_canvas(images: list[np.ndarray], labels: list[np.ndarray], size: int,

@@ -27,7 +27,8 @@ class YoloRow:
         return f"{self.cls} {self.cx:.{d}f} {self.cy:.{d}f} {self.w:.{d}f} {self.h:.{d}f}"
 
 
-def voc_box_to_yolo(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float] | None:
+def voc_box_to_yolo(box: tuple[float, float, float, float], width: int,
+                    height: int) -> tuple[float, float, float, float] | None:
     """A VOC box (1-based, inclusive pixel indices) to normalised cx, cy, w, h; None if degenerate.
 
     Pixel ``xmin`` (1-based) starts at 0-based edge ``xmin - 1`` and pixel ``xmax`` ends at edge

@@ -138,8 +138,10 @@ class DetectionDataset(Dataset):
         else:
             loaded, (h0, w0) = self.load_image(index)
             h, w = loaded.shape[:2]
-            target = tuple(int(v) for v in self.batch_shapes[index // self.batch_size]) if self.batch_shapes is not None else (
-                self.img_size, self.img_size)
+            if self.batch_shapes is not None:
+                target = tuple(int(v) for v in self.batch_shapes[index // self.batch_size])
+            else:
+                target = (self.img_size, self.img_size)
             image, box = letterbox(loaded, target, scale_up=self.augment)
             labels = self._pixel_labels(index, w, h)
             labels[:, 1:5] = box.to_target(labels[:, 1:5])

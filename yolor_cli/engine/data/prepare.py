@@ -93,7 +93,8 @@ def read_imagesets(layout: VocLayout) -> dict[str, list[str]]:
         for folder in (layout.imagesets, layout.imagesets / "Main"):
             path = folder / f"{name}.txt"
             if path.is_file():
-                found[name] = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                lines = path.read_text(encoding="utf-8").splitlines()
+                found[name] = [line.split()[0] for line in lines if line.strip()]
                 break
     return found
 

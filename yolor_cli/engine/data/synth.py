@@ -65,7 +65,8 @@ def _covered_share(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -
     return ix * iy / smaller if smaller > 0 else 1.0
 
 
-def _draw(rng: np.random.Generator, image: np.ndarray, shape: str, size: int, cx: int, cy: int) -> tuple[int, int, int, int]:
+def _draw(rng: np.random.Generator, image: np.ndarray, shape: str, size: int, cx: int,
+          cy: int) -> tuple[int, int, int, int]:
     """Draw one shape; return its tight box as 0-based inclusive pixel corners (x0, y0, x1, y1)."""
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
     half = size // 2
