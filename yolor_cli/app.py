@@ -15,6 +15,8 @@ from typer.core import TyperGroup
 
 from yolor_cli import __version__
 from yolor_cli.commands import dataset, info
+from yolor_cli.commands.detect import detect_command
+from yolor_cli.commands.eval import eval_command
 from yolor_cli.console import print_error
 from yolor_cli.engine.errors import YolorError
 
@@ -67,6 +69,8 @@ def root(
 
 
 app.add_typer(dataset.app, name="dataset")
+app.command(name="detect")(detect_command)
+app.command(name="eval")(eval_command)
 app.command(name="info")(info.info)
 
 

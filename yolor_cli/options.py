@@ -37,3 +37,12 @@ TrustPickleOption = Annotated[
     typer.Option("--trust-pickle", help="Allow weights files that run pickled code when loaded (only for "
                                         "files you trust, e.g. old pruned torch.save(model) files)."),
 ]
+DataOption = Annotated[
+    Optional[Path],
+    typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).", dir_okay=False,
+                 show_default=False),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="'' = GPU 0 if available else CPU; cpu; 0; 0,1.")]
+ProjectOption = Annotated[Path, typer.Option("--project", help="Folder that holds the run folders.")]
+NameOption = Annotated[str, typer.Option("--name", help="Run folder name; name2, name3... if it exists.")]
+ExistOkOption = Annotated[bool, typer.Option("--exist-ok", help="Reuse the run folder if it exists.")]

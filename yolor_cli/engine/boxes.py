@@ -115,3 +115,45 @@ def letterbox_geometry(source: tuple[int, int], target: tuple[int, int], *, scal
     # Whole-pixel offsets, so boxes move exactly as far as the pixels do (the official code maps
     # boxes with the fractional half-pad and can be off by half a pixel).
     return Letterbox(source=source, target=final, resized=resized, pad=(pad_w // 2, pad_h // 2))
+
+
+# ---- non-maximum suppression -----------------------------------------------------------------
+
+MAX_BOX_SIDE = 4096  # pixels; also the per-class offset that keeps classes apart in one NMS call
+
+
+def non_max_suppression(prediction: torch.Tensor, *, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
+                        classes: list[int] | None = None, max_det: int = 300, agnostic: bool = False,
+                        multi_label: bool = True) -> list[torch.Tensor]:
+    """Decoded model output (bs, N, 5+nc: cx, cy, w, h, objectness, class probabilities) ->
+    per image an (n, 6) tensor ``x1, y1, x2, y2, score, class``, best first.
+
+    The score is objectness x class probability. With ``multi_label`` a box may be kept for every
+    class whose score passes the threshold (better recall for mAP); otherwise only its best class.
+    """
+    from torchvision.ops import batched_nms
+
+    nc = prediction.shape[2] - 5
+    output = []
+    for x in prediction:
+        x = x[x[:, 4] > conf_threshold]
+        if not x.shape[0]:
+            output.append(torch.zeros((0, 6), device=prediction.device))
+            continue
+        scores = x[:, 5:] * x[:, 4:5]
+        boxes = xywh_to_xyxy(x[:, :4])
+        if multi_label and nc > 1:
+            rows, cls = (scores > conf_threshold).nonzero(as_tuple=True)
+            det = torch.cat((boxes[rows], scores[rows, cls, None], cls[:, None].to(boxes.dtype)), 1)
+        else:
+            best, cls = scores.max(1, keepdim=True)
+            det = torch.cat((boxes, best, cls.to(boxes.dtype)), 1)[best.view(-1) > conf_threshold]
+        if classes is not None:
+            det = det[(det[:, 5:6] == torch.tensor(classes, device=det.device)).any(1)]
+        if not det.shape[0]:
+            output.append(torch.zeros((0, 6), device=prediction.device))
+            continue
+        groups = torch.zeros_like(det[:, 5]) if agnostic else det[:, 5]
+        keep = batched_nms(det[:, :4], det[:, 4], groups.long(), iou_threshold)[:max_det]
+        output.append(det[keep])
+    return output

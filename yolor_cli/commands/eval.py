@@ -1,0 +1,146 @@
+"""``yolor eval``: COCO mAP (or the official YOLOR formula) of a model or of a predictions file."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.options import (
+    CfgOption,
+    DataOption,
+    DeviceOption,
+    ExistOkOption,
+    ImgSizeOption,
+    JsonOption,
+    NameOption,
+    ProjectOption,
+    TrustPickleOption,
+    WeightsOption,
+)
+
+if TYPE_CHECKING:
+    from yolor_cli.engine.evaluator import EvalResult
+
+
+class Metric(str, Enum):
+    coco = "coco"
+    yolor = "yolor"
+
+
+class Task(str, Enum):
+    val = "val"
+    test = "test"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _payload(result: EvalResult, files: list[Path]) -> dict:
+    m = result.metrics
+    return {
+        "metric": m.metric, "precision": m.precision, "recall": m.recall, "f1": m.f1, "map50": m.map50, "map": m.map,
+        "images": result.images, "instances": result.instances,
+        "per_class": [{"class": result.names[c.cls], "images": c.images, "instances": c.instances,
+                       "precision": c.precision, "recall": c.recall, "map50": c.map50, "map": c.map}
+                      for c in m.per_class],
+        "speed_ms": result.speed_ms, "files": [str(f) for f in files],
+    }
+
+
+def _render(result: EvalResult) -> None:
+    m = result.metrics
+    table = Table(title=f"Evaluation ({'COCO' if m.metric == 'coco' else 'official YOLOR formula'})",
+                  title_justify="left", caption="P and R at the confidence with the highest mean F1"
+                  if m.metric == "coco" else "P and R at score 0.1, as the official test.py",
+                  caption_justify="left")
+    for column in ("class", "images", "instances", "P", "R", "mAP50", "mAP50-95"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    table.add_row("all", str(result.images), str(result.instances), _fmt(m.precision), _fmt(m.recall),
+                  _fmt(m.map50), _fmt(m.map), style="bold")
+    for c in m.per_class:
+        table.add_row(result.names[c.cls], str(c.images), str(c.instances), _fmt(c.precision), _fmt(c.recall),
+                      _fmt(c.map50), _fmt(c.map))
+    console = stdout_console()
+    console.print(table)
+    if result.speed_ms:
+        s = result.speed_ms
+        console.print(f"Speed per image: {s['preprocess']:.1f} ms pre-process, {s['inference']:.1f} ms inference, "
+                      f"{s['nms']:.1f} ms NMS")
+
+
+def eval_command(
+    data: DataOption = None,
+    weights: WeightsOption = None,
+    cfg: CfgOption = None,
+    img_size: ImgSizeOption = 640,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Score threshold.")] = 0.001,
+    iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="NMS IoU threshold.")] = 0.65,
+    task: Annotated[Task, typer.Option("--task", help="Which split of the data file.")] = Task.val,
+    metric: Annotated[Metric, typer.Option("--metric", help="coco: exact COCO mAP (pycocotools' definition). "
+                                           "yolor: the official test.py formula, for comparing with old runs.")
+                      ] = Metric.coco,
+    predictions: Annotated[Optional[Path], typer.Option(
+        "--predictions", help="Score a COCO results JSON made elsewhere instead of a model (image_id = image "
+                              "stem, category_id = 0-based class, bbox = [x, y, w, h] pixels).",
+        dir_okay=False, show_default=False)] = None,
+    save_json: Annotated[bool, typer.Option("--save-json", help="Write predictions.json (COCO results).")] = False,
+    plots: Annotated[bool, typer.Option("--plots", help="Write PR, F1, P, R curves and a confusion matrix.")] = False,
+    device: DeviceOption = "",
+    workers: Annotated[int, typer.Option("--workers", min=0)] = 0,
+    project: ProjectOption = Path("runs/eval"),
+    name: NameOption = "exp",
+    exist_ok: ExistOkOption = False,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Evaluate a checkpoint on a data split: P, R, mAP@0.5 and mAP@0.5:0.95, per class.
+
+    P and R are read at the confidence that maximises the mean F1 over classes (COCO metric).
+    """
+    from yolor_cli.engine.config import load_data_config
+    from yolor_cli.engine.evaluator import evaluate_model, evaluate_predictions, write_predictions
+    from yolor_cli.engine.errors import YolorError
+    from yolor_cli.engine.loading import load_model
+    from yolor_cli.engine.plots import plot_confusion_matrix, plot_metrics
+    from yolor_cli.engine.runs import new_run_dir
+    from yolor_cli.engine.runtime import select_device
+
+    if data is None:
+        raise YolorError("--data is required", hint="pass the data.yaml written by `yolor dataset prepare`")
+    data_config = load_data_config(data)
+    reporter = RichReporter()
+    notes: list[str] = []
+    files: list[Path] = []
+    if predictions is not None:
+        result = evaluate_predictions(predictions, data_config, task=task.value, metric=metric.value,
+                                      reporter=reporter)
+        results = None
+    else:
+        if weights is None:
+            raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file)")
+        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        notes = loaded.notes
+        result, results = evaluate_model(loaded.model, data_config, task=task.value, img_size=img_size,
+                                         batch_size=batch_size, conf=conf, iou=iou, metric=metric.value,
+                                         device=select_device(device), workers=workers, reporter=reporter)
+    if save_json or plots:
+        run_dir = new_run_dir(project, name, exist_ok)
+        if save_json and results is not None:
+            files.append(write_predictions(results, run_dir / "predictions.json"))
+        if plots:
+            files.extend(plot_metrics(result.metrics, result.names, run_dir))
+            files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))
+    print_notes(notes)
+    if json_output:
+        print_json(_payload(result, files))
+        return
+    _render(result)
+    if files:
+        stdout_console().print("Wrote " + ", ".join(str(f) for f in files))

@@ -1,0 +1,112 @@
+"""``yolor detect`` as an engine call: frames in, annotated images/videos and YOLO txt labels out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from yolor_cli.engine.boxes import xyxy_to_xywhn
+from yolor_cli.engine.data.images import write_image
+from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
+from yolor_cli.engine.predictor import Detections, Predictor
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+
+VIDEO_CODEC = "mp4v"
+LINE_WIDTH = 2
+# A fixed palette so a class keeps its colour across images and runs (BGR).
+PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
+           (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
+           (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203)]
+
+
+@dataclass
+class DetectResult:
+    save_dir: Path
+    images: int = 0
+    video_frames: int = 0
+    detections: Counter[str] = field(default_factory=Counter)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def class_name(names: list[str] | None, cls: int) -> str:
+    return names[cls] if names and 0 <= cls < len(names) else str(cls)
+
+
+def draw(image: np.ndarray, detections: Detections, names: list[str] | None) -> np.ndarray:
+    out = image.copy()
+    for (x1, y1, x2, y2), score, cls in zip(detections.boxes, detections.scores, detections.classes):
+        colour = PALETTE[int(cls) % len(PALETTE)]
+        top_left, bottom_right = (int(x1), int(y1)), (int(x2), int(y2))
+        cv2.rectangle(out, top_left, bottom_right, colour, LINE_WIDTH, cv2.LINE_AA)
+        label = f"{class_name(names, int(cls))} {score:.2f}"
+        (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        y_text = max(top_left[1], height + 4)
+        cv2.rectangle(out, (top_left[0], y_text - height - 4), (top_left[0] + width + 2, y_text), colour, -1)
+        cv2.putText(out, label, (top_left[0] + 1, y_text - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return out
+
+
+def label_lines(detections: Detections, width: int, height: int, with_conf: bool) -> str:
+    rows = xyxy_to_xywhn(detections.boxes, width, height) if len(detections) else np.zeros((0, 4))
+    lines = []
+    for (cx, cy, w, h), score, cls in zip(rows, detections.scores, detections.classes):
+        line = f"{int(cls)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+        lines.append(f"{line} {score:.5f}" if with_conf else line)
+    return "".join(f"{line}\n" for line in lines)
+
+
+def run_detect(predictor: Predictor, source: str, save_dir: Path, *, img_size: int, names: list[str] | None,
+               save_images: bool = True, save_txt: bool = False, save_conf: bool = False,
+               reporter: Reporter | None = None) -> DetectResult:
+    reporter = reporter or SilentReporter()
+    paths = list_sources(source)
+    result = DetectResult(save_dir=save_dir)
+    writers: dict[Path, cv2.VideoWriter] = {}
+    try:
+        for item in reporter.track(iter_frames(paths), "Detecting", total=None):
+            if isinstance(item, Unreadable):
+                result.unreadable.append(item)
+                reporter.warning(f"skipped {item.path}: {item.reason}")
+                continue
+            _detect_one(predictor, item, result, writers, img_size=img_size, names=names,
+                        save_images=save_images, save_txt=save_txt, save_conf=save_conf)
+    finally:
+        for writer in writers.values():
+            writer.release()
+    return result
+
+
+def _detect_one(predictor: Predictor, frame: Frame, result: DetectResult, writers: dict[Path, cv2.VideoWriter], *,
+                img_size: int, names: list[str] | None, save_images: bool, save_txt: bool, save_conf: bool) -> None:
+    tensor, geometry = predictor.prepare(frame.image, img_size)
+    detections = predictor(tensor[None], [geometry])[0]
+    for cls in detections.classes:
+        result.detections[class_name(names, int(cls))] += 1
+    height, width = frame.image.shape[:2]
+    stem = frame.path.stem if frame.frame is None else f"{frame.path.stem}_{frame.frame}"
+    if save_txt:
+        label_file = result.save_dir / "labels" / f"{stem}.txt"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text(label_lines(detections, width, height, save_conf), encoding="utf-8")
+        result.written.append(label_file)
+    if frame.frame is None:
+        result.images += 1
+        if save_images:
+            target = result.save_dir / frame.path.name
+            write_image(target, draw(frame.image, detections, names))
+            result.written.append(target)
+        return
+    result.video_frames += 1
+    if save_images:
+        target = result.save_dir / f"{frame.path.stem}.mp4"
+        if target not in writers:
+            writers[target] = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*VIDEO_CODEC), frame.fps,
+                                              (width, height))
+            result.written.append(target)
+        writers[target].write(draw(frame.image, detections, names))

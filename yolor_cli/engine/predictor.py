@@ -1,0 +1,98 @@
+"""Inference: letterboxed batches -> model -> NMS -> boxes in the original images' pixels.
+
+Shared by ``yolor detect``, ``yolor eval`` and validation during training, so all three see the
+same pre-processing, thresholds and coordinate mapping.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from yolor_cli.engine.boxes import Letterbox, non_max_suppression
+from yolor_cli.engine.darknet import DarknetModel
+from yolor_cli.engine.data.augment import letterbox
+
+
+@dataclass
+class Detections:
+    """One image's detections in its original pixels: xyxy boxes (n, 4), scores, class indices."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
+class Timing:
+    """Accumulated seconds per stage and the number of images, for per-image milliseconds."""
+
+    preprocess: float = 0.0
+    inference: float = 0.0
+    nms: float = 0.0
+    images: int = 0
+    _mark: float = field(default=0.0, repr=False)
+
+    def per_image_ms(self) -> dict[str, float]:
+        count = max(self.images, 1)
+        return {stage: 1000 * getattr(self, stage) / count for stage in ("preprocess", "inference", "nms")}
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class Predictor:
+    """Holds a fused eval-mode model on its device and the thresholds to apply."""
+
+    def __init__(self, model: DarknetModel, *, device: torch.device | str = "cpu", conf: float = 0.25, iou: float = 0.45,
+                 max_det: int = 300, classes: list[int] | None = None, half: bool = False,
+                 multi_label: bool = True, fuse: bool = True) -> None:
+        device = torch.device(device)
+        model = model.eval()
+        if fuse:
+            model.fuse()
+        self.half = half and device.type == "cuda"
+        self.model = (model.half() if self.half else model).to(device)
+        self.device = device
+        self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
+        self.multi_label = multi_label
+        self.stride = model.max_stride
+        self.timing = Timing()
+
+    def prepare(self, image_bgr: np.ndarray, img_size: int) -> tuple[torch.Tensor, Letterbox]:
+        """One BGR image -> CHW RGB uint8 tensor padded to a stride multiple, and its geometry."""
+        boxed, geometry = letterbox(image_bgr, (img_size, img_size), minimal_pad_stride=self.stride)
+        chw = np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))
+        return torch.from_numpy(chw), geometry
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor, geometries: list[Letterbox]) -> list[Detections]:
+        """``images`` (bs, 3, h, w) uint8 RGB as the loaders give them."""
+        start = _now(self.device)
+        batch = images.to(self.device, non_blocking=True)
+        batch = (batch.half() if self.half else batch.float()) / 255.0
+        after_pre = _now(self.device)
+        decoded, _ = self.model(batch)
+        after_model = _now(self.device)
+        kept = non_max_suppression(decoded.float(), conf_threshold=self.conf, iou_threshold=self.iou,
+                                   classes=self.classes, max_det=self.max_det, multi_label=self.multi_label)
+        results = []
+        for det, geometry in zip(kept, geometries):
+            det = det.cpu().numpy().astype(np.float64)
+            boxes = geometry.to_source(det[:, :4]) if geometry is not None else det[:, :4]
+            results.append(Detections(boxes=boxes, scores=det[:, 4], classes=det[:, 5].astype(int)))
+        end = _now(self.device)
+        self.timing.preprocess += after_pre - start
+        self.timing.inference += after_model - after_pre
+        self.timing.nms += end - after_model
+        self.timing.images += len(images)
+        return results
