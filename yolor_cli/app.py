@@ -36,6 +36,18 @@ class YolorGroup(TyperGroup):
                 raise
             print_error(error.message, error.hint)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except OSError as error:  # permissions, a full disk, a folder where a file should be...
+            if ctx.meta.get(DEBUG_KEY):
+                raise
+            where = f": {error.filename}" if error.filename else ""
+            print_error(f"{error.strerror or error}{where}", "check the path, its permissions and free disk space")
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except UnicodeDecodeError as error:
+            if ctx.meta.get(DEBUG_KEY):
+                raise
+            print_error(f"a file that should be text is not ({error.reason} at byte {error.start})",
+                        "check the list, names or label files you passed")
+            raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -43,6 +43,12 @@ DataOption = Annotated[
                  show_default=False),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="'' = GPU 0 if available else CPU; cpu; 0; 0,1.")]
+ConfOption = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Score threshold.")]
+IouOption = Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="NMS IoU threshold.")]
+NamesFileOption = Annotated[
+    Optional[Path],
+    typer.Option("--names", help="File with one class name per line.", dir_okay=False, show_default=False),
+]
 ProjectOption = Annotated[Path, typer.Option("--project", help="Folder that holds the run folders.")]
 NameOption = Annotated[str, typer.Option("--name", help="Run folder name; name2, name3... if it exists.")]
 ExistOkOption = Annotated[bool, typer.Option("--exist-ok", help="Reuse the run folder if it exists.")]

@@ -18,7 +18,9 @@ from yolor_cli.engine.darknet import build_model
 from yolor_cli.engine.data.prepare import prepare_dataset
 from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.detect import run_detect
-from yolor_cli.engine.evaluator import evaluate_model, evaluate_predictions, write_predictions
+from yolor_cli.engine.data.loader import build_dataset
+from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.evaluator import evaluate_model, evaluate_predictions, ground_truth, write_predictions
 from yolor_cli.engine.predictor import Predictor
 
 
@@ -62,16 +64,55 @@ def _tiny(nc: int = 3):  # noqa: ANN202
     return build_model(load_cfg("yolor_csp_tiny"), nc=nc)
 
 
+class _FixedBox(torch.nn.Module):
+    """Stands in for a model: 'detects' one class-1 box at cx, cy, w, h = 120, 80, 80, 80 in input pixels."""
+
+    def forward(self, x: torch.Tensor):  # noqa: ANN201
+        row = torch.tensor([[120.0, 80.0, 80.0, 80.0, 0.9, 0.1, 0.8]])
+        return row.expand(x.shape[0], 1, 7), []
+
+
 def test_predictor_maps_boxes_back_to_the_original_image() -> None:
-    """A model stand-in that 'detects' a fixed letterboxed box: the result must be that box in the
-    original image's pixels."""
-    model = _tiny()
-    predictor = Predictor(model, device=torch.device("cpu"), conf=0.1)
-    image = np.zeros((200, 400, 3), dtype=np.uint8)
+    predictor = Predictor(_tiny(nc=2), device=torch.device("cpu"), conf=0.1)
+    predictor.model = _FixedBox()
+    image = np.zeros((100, 200, 3), dtype=np.uint8)  # letterboxed x1.6 into 160 x 320, no padding
     tensor, geometry = predictor.prepare(image, 320)
     assert tuple(tensor.shape[1:]) == (160, 320) and geometry.pad == (0, 0)
-    box_in_input = np.array([[80.0, 40.0, 160.0, 120.0]])
-    np.testing.assert_allclose(geometry.to_source(box_in_input), [[100, 50, 200, 150]])
+    detections = predictor(tensor[None], [geometry])[0]
+    np.testing.assert_allclose(detections.boxes, [[50, 25, 100, 75]])
+    assert detections.classes.tolist() == [1] and detections.scores == pytest.approx([0.72])
+    padded, geometry = predictor.prepare(np.zeros((50, 200, 3), dtype=np.uint8), 320)  # 80 x 320 -> pad to 96
+    assert tuple(padded.shape[1:]) == (96, 320) and geometry.pad == (0, 8)
+    np.testing.assert_allclose(predictor(padded[None], [geometry])[0].boxes, [[50, 20, 100, 50]])  # clipped
+
+
+def test_predictor_leaves_the_callers_model_alone() -> None:
+    model = _tiny()
+    model.train()
+    Predictor(model, device="cpu")
+    assert model.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_ground_truth_as_predictions_scores_one(shapes: Path, tmp_path: Path) -> None:
+    data = load_data_config(shapes / "data.yaml")
+    dataset = build_dataset(data, "val", img_size=64, batch_size=1)
+    rows = []
+    for record in dataset.records:
+        boxes, classes = ground_truth(record)
+        for (x1, y1, x2, y2), cls in zip(boxes, classes):
+            rows.append({"image_id": record.image.stem, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                         "score": 0.9})
+    path = tmp_path / "truth.json"
+    path.write_text(json.dumps(rows))
+    result = evaluate_predictions(path, data, metric="coco")
+    assert result.metrics.map == pytest.approx(1.0) and result.metrics.map50 == pytest.approx(1.0)
+    # The official formula tops out at 0.995: its (recall 1, precision 0) end point halves the last step.
+    result = evaluate_predictions(path, data, metric="yolor")
+    assert result.metrics.map == pytest.approx(0.995) and result.metrics.map50 == pytest.approx(0.995)
+    rows[0]["category_id"] = 9
+    path.write_text(json.dumps(rows))
+    with pytest.raises(DataError, match="category_id 9"):
+        evaluate_predictions(path, data)
 
 
 def test_model_evaluation_and_predictions_file_agree(shapes: Path, tmp_path: Path) -> None:
@@ -111,7 +152,8 @@ def test_detect_on_images_and_a_short_video(shapes: Path, tmp_path: Path) -> Non
     assert (out / "clip.mp4").stat().st_size > 0
     assert cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 4
     labels = sorted(p.name for p in (out / "labels").iterdir())
-    assert labels[:4] == ["clip_0.txt", "clip_1.txt", "clip_2.txt", "clip_3.txt"] and len(labels) == 6
+    assert labels[:4] == ["clip_frame0.txt", "clip_frame1.txt", "clip_frame2.txt", "clip_frame3.txt"]
+    assert len(labels) == 6
     first = (out / "labels" / labels[-1]).read_text().splitlines()[0].split()
     assert len(first) == 6 and all(0 <= float(v) <= 1 for v in first[1:5])
     assert sum(result.detections.values()) > 0 and set(result.detections) <= {"a", "b", "c"}
@@ -161,6 +203,31 @@ def test_cli_eval_and_detect_errors(shapes: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "neither a class index" in result.stderr
     result = invoke("eval", "--data", str(shapes / "data.yaml"), "--predictions", str(tmp_path / "none.json"))
     assert result.exit_code == 1 and "predictions file not found" in result.stderr
+    result = invoke("eval", "--data", str(shapes / "data.yaml"), "--predictions", str(tmp_path / "none.json"),
+                    "--save-json")
+    assert result.exit_code == 1 and "there is no model" in result.stderr
+    assert invoke("eval", "--weights", str(tmp_path / "w5.pt")).exit_code == 2  # --data is required
+    result = invoke("detect", "--source", str(shapes / "images"), "--weights", str(tmp_path / "w5.pt"),
+                    "--img-size", "100", "--project", str(tmp_path / "d"))
+    assert result.exit_code == 1 and "not a multiple of the model's largest stride 32" in " ".join(result.stderr.split())
+    (tmp_path / "empty").mkdir()
+    result = invoke("detect", "--source", str(tmp_path / "empty"), "--weights", str(tmp_path / "w5.pt"),
+                    "--project", str(tmp_path / "d"))
+    assert result.exit_code == 1 and "holds no image or video" in result.stderr
     result = invoke("eval", "--weights", str(tmp_path / "w5.pt"), "--data", str(shapes / "data.yaml"),
                     "--device", "0")
     assert result.exit_code == 1 and ("CUDA is not available" in result.stderr or "nc=3" in result.stderr)
+
+
+def test_inputs_with_the_same_name_do_not_overwrite_each_other(shapes: Path, tmp_path: Path) -> None:
+    images = sorted((shapes / "images").glob("*.jpg"))[:2]
+    for folder, image in zip(("a", "b"), images):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.jpg").write_bytes(image.read_bytes())
+    listing = tmp_path / "list.txt"
+    listing.write_text("a/same.jpg\nb/same.jpg\n")
+    out = tmp_path / "out"
+    result = run_detect(Predictor(_tiny(), device="cpu"), str(listing), out, img_size=64, names=None, save_txt=True)
+    assert result.images == 2
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["same.jpg", "same_2.jpg"]
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["same.txt", "same_2.txt"]

@@ -10,10 +10,9 @@ import pytest
 
 from yolor_cli.engine.metrics import ImageDetections, coco_metrics, confusion_matrix, yolor_metrics
 
-pycocotools = pytest.importorskip("pycocotools")
-
-
 def _pycocotools(images: list[ImageDetections], nc: int) -> tuple[float, float]:
+    """The reference numbers; tests that need them skip when the coco extra is not installed."""
+    pytest.importorskip("pycocotools")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
-from yolor_cli.options import JsonOption
+from yolor_cli.options import JsonOption, NamesFileOption
 
 if TYPE_CHECKING:
     from yolor_cli.engine.data.prepare import DatasetResult
@@ -23,13 +23,10 @@ RootOption = Annotated[Path, typer.Option("--root", help="VOC folder: Annotation
 ClassesOption = Annotated[Optional[str], typer.Option(
     "--classes", help="Comma-separated class names, in label order. Default: every name in the XML files, sorted.",
     show_default=False)]
-NamesOption = Annotated[Optional[Path], typer.Option("--names", help="File with one class name per line.",
-                                                     dir_okay=False, show_default=False)]
 KeepDifficultOption = Annotated[bool, typer.Option("--keep-difficult", help="Keep objects marked difficult=1.")]
 ValOption = Annotated[float, typer.Option("--val", min=0.0, max=0.99, help="Fraction of images for validation.")]
 TestOption = Annotated[float, typer.Option("--test", min=0.0, max=0.99, help="Fraction of images for testing.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed of the split (same seed, same split).")]
-MAX_SKIPPED_ROWS = 50
 
 
 def _render(result: DatasetResult, json_output: bool) -> None:
@@ -60,10 +57,8 @@ def _render(result: DatasetResult, json_output: bool) -> None:
         table = Table(title=f"Skipped ({len(result.skipped)})", title_justify="left")
         table.add_column("file", overflow="fold")
         table.add_column("reason", overflow="fold")
-        for item in result.skipped[:MAX_SKIPPED_ROWS]:
+        for item in result.skipped:
             table.add_row(item.file, item.reason)
-        if len(result.skipped) > MAX_SKIPPED_ROWS:
-            table.add_row("...", f"{len(result.skipped) - MAX_SKIPPED_ROWS} more (see --json)")
         console.print(table)
     else:
         console.print("Nothing was skipped.")
@@ -80,7 +75,7 @@ def split(root: RootOption, val: ValOption = 0.1, test: TestOption = 0.1, seed: 
 
 
 @app.command()
-def voc2yolo(root: RootOption, classes: ClassesOption = None, names: NamesOption = None,
+def voc2yolo(root: RootOption, classes: ClassesOption = None, names: NamesFileOption = None,
              keep_difficult: KeepDifficultOption = False, json_output: JsonOption = False) -> None:
     """Write labels/<stem>.txt (class cx cy w h, normalised) and image lists from ImageSets."""
     from yolor_cli.engine.data.convert import parse_class_list
@@ -92,7 +87,7 @@ def voc2yolo(root: RootOption, classes: ClassesOption = None, names: NamesOption
 
 
 @app.command()
-def prepare(root: RootOption, classes: ClassesOption = None, names: NamesOption = None,
+def prepare(root: RootOption, classes: ClassesOption = None, names: NamesFileOption = None,
             val: ValOption = 0.1, test: TestOption = 0.1, seed: SeedOption = 0,
             keep_difficult: KeepDifficultOption = False, json_output: JsonOption = False) -> None:
     """Split, convert and write data.yaml and classes.names: a VOC folder ready for [b]yolor train[/]."""

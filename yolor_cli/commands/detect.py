@@ -11,24 +11,27 @@ from rich.table import Table
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
 from yolor_cli.options import (
     CfgOption,
+    ConfOption,
     DataOption,
     DeviceOption,
     ExistOkOption,
     ImgSizeOption,
+    IouOption,
     JsonOption,
     NameOption,
+    NamesFileOption,
     ProjectOption,
     TrustPickleOption,
-    WeightsOption,
 )
 
 
 def detect_command(
     source: Annotated[str, typer.Option("--source", help="Image, folder, glob (quote it), video or .txt list.")],
-    weights: WeightsOption = None,
+    weights: Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint (.pt): ours, or an official "
+                                          "YOLOR one with --cfg.", dir_okay=False)],
     cfg: CfgOption = None,
-    conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Score threshold.")] = 0.25,
-    iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="NMS IoU threshold.")] = 0.45,
+    conf: ConfOption = 0.25,
+    iou: IouOption = 0.45,
     img_size: ImgSizeOption = 640,
     device: DeviceOption = "",
     classes: Annotated[Optional[list[str]], typer.Option(
@@ -38,9 +41,7 @@ def detect_command(
     save_txt: Annotated[bool, typer.Option("--save-txt", help="Write YOLO labels to labels/*.txt.")] = False,
     save_conf: Annotated[bool, typer.Option("--save-conf", help="Add the score to each --save-txt row.")] = False,
     nosave: Annotated[bool, typer.Option("--nosave", help="Do not write annotated images or videos.")] = False,
-    names_file: Annotated[Optional[Path], typer.Option(
-        "--names", help="Class names, one per line, for checkpoints that carry none.", dir_okay=False,
-        show_default=False)] = None,
+    names_file: NamesFileOption = None,
     data: DataOption = None,
     project: ProjectOption = Path("runs/detect"),
     name: NameOption = "exp",
@@ -52,25 +53,16 @@ def detect_command(
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Detect objects and write annotated images/videos (and labels with [b]--save-txt[/])."""
-    from yolor_cli.engine.class_names import resolve_class_filter, resolve_names
-    from yolor_cli.engine.detect import run_detect
-    from yolor_cli.engine.loading import load_model
-    from yolor_cli.engine.predictor import Predictor
-    from yolor_cli.engine.runs import new_run_dir
-    from yolor_cli.engine.runtime import select_device
+    from yolor_cli.engine.detect import detect
 
-    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
-    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
-    keep = resolve_class_filter(classes, names, loaded.nc)
-    predictor = Predictor(loaded.model, device=select_device(device), conf=conf, iou=iou, max_det=max_det,
-                          classes=keep)
-    save_dir = new_run_dir(project, name, exist_ok)
-    result = run_detect(predictor, source, save_dir, img_size=img_size, names=names, save_images=not nosave,
-                        save_txt=save_txt, save_conf=save_conf, reporter=RichReporter())
-    print_notes(loaded.notes)
-    speed = predictor.timing.per_image_ms()
+    result = detect(source=source, weights=weights, cfg=cfg, conf=conf, iou=iou, img_size=img_size, device=device,
+                    classes=classes, max_det=max_det, save_txt=save_txt, save_conf=save_conf,
+                    save_images=not nosave, names_file=names_file, data=data, project=project, name=name,
+                    exist_ok=exist_ok, trust_pickle=trust_pickle, reporter=RichReporter())
+    print_notes(result.notes)
+    speed = result.speed_ms
     if json_output:
-        print_json({"save_dir": str(save_dir), "images": result.images, "video_frames": result.video_frames,
+        print_json({"save_dir": str(result.save_dir), "images": result.images, "video_frames": result.video_frames,
                     "detections": dict(result.detections), "speed_ms": speed,
                     "unreadable": [{"path": str(u.path), "reason": u.reason} for u in result.unreadable]})
         return
@@ -83,4 +75,4 @@ def detect_command(
     console.print(table)
     console.print(f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
                   f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
-                  f"{speed['nms']:.1f} ms NMS per image. Results in [b]{save_dir}[/]")
+                  f"{speed['nms']:.1f} ms NMS per image. Results in [b]{result.save_dir}[/]")

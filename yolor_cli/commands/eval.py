@@ -12,10 +12,11 @@ from rich.table import Table
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
 from yolor_cli.options import (
     CfgOption,
-    DataOption,
+    ConfOption,
     DeviceOption,
     ExistOkOption,
     ImgSizeOption,
+    IouOption,
     JsonOption,
     NameOption,
     ProjectOption,
@@ -41,7 +42,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _payload(result: EvalResult, files: list[Path]) -> dict:
+def _payload(result: EvalResult) -> dict:
     m = result.metrics
     return {
         "metric": m.metric, "precision": m.precision, "recall": m.recall, "f1": m.f1, "map50": m.map50, "map": m.map,
@@ -49,7 +50,7 @@ def _payload(result: EvalResult, files: list[Path]) -> dict:
         "per_class": [{"class": result.names[c.cls], "images": c.images, "instances": c.instances,
                        "precision": c.precision, "recall": c.recall, "map50": c.map50, "map": c.map}
                       for c in m.per_class],
-        "speed_ms": result.speed_ms, "files": [str(f) for f in files],
+        "speed_ms": result.speed_ms, "files": [str(f) for f in result.files],
     }
 
 
@@ -68,20 +69,21 @@ def _render(result: EvalResult) -> None:
                       _fmt(c.map50), _fmt(c.map))
     console = stdout_console()
     console.print(table)
-    if result.speed_ms:
-        s = result.speed_ms
+    s = result.speed_ms
+    if s.get("inference") is not None:
         console.print(f"Speed per image: {s['preprocess']:.1f} ms pre-process, {s['inference']:.1f} ms inference, "
                       f"{s['nms']:.1f} ms NMS")
 
 
 def eval_command(
-    data: DataOption = None,
+    data: Annotated[Path, typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).",
+                                       dir_okay=False)],
     weights: WeightsOption = None,
     cfg: CfgOption = None,
     img_size: ImgSizeOption = 640,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Score threshold.")] = 0.001,
-    iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="NMS IoU threshold.")] = 0.65,
+    conf: ConfOption = 0.001,
+    iou: IouOption = 0.65,
     task: Annotated[Task, typer.Option("--task", help="Which split of the data file.")] = Task.val,
     metric: Annotated[Metric, typer.Option("--metric", help="coco: exact COCO mAP (pycocotools' definition). "
                                            "yolor: the official test.py formula, for comparing with old runs.")
@@ -104,43 +106,16 @@ def eval_command(
 
     P and R are read at the confidence that maximises the mean F1 over classes (COCO metric).
     """
-    from yolor_cli.engine.config import load_data_config
-    from yolor_cli.engine.evaluator import evaluate_model, evaluate_predictions, write_predictions
-    from yolor_cli.engine.errors import YolorError
-    from yolor_cli.engine.loading import load_model
-    from yolor_cli.engine.plots import plot_confusion_matrix, plot_metrics
-    from yolor_cli.engine.runs import new_run_dir
-    from yolor_cli.engine.runtime import select_device
+    from yolor_cli.engine.evaluator import run_eval
 
-    if data is None:
-        raise YolorError("--data is required", hint="pass the data.yaml written by `yolor dataset prepare`")
-    data_config = load_data_config(data)
-    reporter = RichReporter()
-    notes: list[str] = []
-    files: list[Path] = []
-    if predictions is not None:
-        result = evaluate_predictions(predictions, data_config, task=task.value, metric=metric.value,
-                                      reporter=reporter)
-        results = None
-    else:
-        if weights is None:
-            raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file)")
-        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
-        notes = loaded.notes
-        result, results = evaluate_model(loaded.model, data_config, task=task.value, img_size=img_size,
-                                         batch_size=batch_size, conf=conf, iou=iou, metric=metric.value,
-                                         device=select_device(device), workers=workers, reporter=reporter)
-    if save_json or plots:
-        run_dir = new_run_dir(project, name, exist_ok)
-        if save_json and results is not None:
-            files.append(write_predictions(results, run_dir / "predictions.json"))
-        if plots:
-            files.extend(plot_metrics(result.metrics, result.names, run_dir))
-            files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))
-    print_notes(notes)
+    result = run_eval(data=data, weights=weights, cfg=cfg, predictions=predictions, task=task.value,
+                      img_size=img_size, batch_size=batch_size, conf=conf, iou=iou, metric=metric.value,
+                      device=device, workers=workers, save_json=save_json, plots=plots, project=project,
+                      name=name, exist_ok=exist_ok, trust_pickle=trust_pickle, reporter=RichReporter())
+    print_notes(result.notes)
     if json_output:
-        print_json(_payload(result, files))
+        print_json(_payload(result))
         return
     _render(result)
-    if files:
-        stdout_console().print("Wrote " + ", ".join(str(f) for f in files))
+    if result.files:
+        stdout_console().print("Wrote " + ", ".join(str(f) for f in result.files))

@@ -119,7 +119,7 @@ def letterbox_geometry(source: tuple[int, int], target: tuple[int, int], *, scal
 
 # ---- non-maximum suppression -----------------------------------------------------------------
 
-MAX_BOX_SIDE = 4096  # pixels; also the per-class offset that keeps classes apart in one NMS call
+MAX_NMS_CANDIDATES = 30_000  # best-scoring boxes that enter NMS; an untrained model passes millions
 
 
 def non_max_suppression(prediction: torch.Tensor, *, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
@@ -153,6 +153,8 @@ def non_max_suppression(prediction: torch.Tensor, *, conf_threshold: float = 0.2
         if not det.shape[0]:
             output.append(torch.zeros((0, 6), device=prediction.device))
             continue
+        if det.shape[0] > MAX_NMS_CANDIDATES:
+            det = det[det[:, 4].topk(MAX_NMS_CANDIDATES).indices]
         groups = torch.zeros_like(det[:, 5]) if agnostic else det[:, 5]
         keep = batched_nms(det[:, :4], det[:, 4], groups.long(), iou_threshold)[:max_det]
         output.append(det[keep])

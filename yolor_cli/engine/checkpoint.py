@@ -202,6 +202,11 @@ def _fit_cfg_to_weights(cfg: DarknetCfg, state: StateDict, notes: list[str], pat
     return _fit_channels(_fit_classes(cfg, state, notes, path), state, notes)
 
 
+def _whole_number(value: Any, default: int = -1) -> int:
+    """Integers (numpy ones too) pass; anything else (None, arrays, text) gives ``default``."""
+    return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else default
+
+
 def _from_ours(raw: dict[str, Any], cfg: DarknetCfg | None, path: Path) -> Checkpoint:
     version = raw.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -220,8 +225,8 @@ def _from_ours(raw: dict[str, Any], cfg: DarknetCfg | None, path: Path) -> Check
         cfg = _fit_cfg_to_weights(cfg, model_state, notes, path)
     return Checkpoint(
         cfg=cfg, model_state=model_state, names=raw.get("names"), ema_state=raw.get("ema"),
-        ema_updates=int(raw.get("ema_updates") or 0), optimizer_state=raw.get("optimizer"),
-        scaler_state=raw.get("scaler"), epoch=int(raw.get("epoch", -1)), fitness=raw.get("fitness"),
+        ema_updates=_whole_number(raw.get("ema_updates"), 0), optimizer_state=raw.get("optimizer"),
+        scaler_state=raw.get("scaler"), epoch=_whole_number(raw.get("epoch")), fitness=raw.get("fitness"),
         train_options=raw.get("train_options"), origin=FORMAT_NAME, notes=notes)
 
 
@@ -232,8 +237,8 @@ def _from_official(raw: Any, cfg: DarknetCfg | None, path: Path) -> Checkpoint:
                               hint="pass the cfg it was trained with, e.g. --cfg yolor_csp")
     notes: list[str] = []
     cfg = _fit_cfg_to_weights(cfg, state, notes, path)
-    epoch = raw.get("epoch", -1) if isinstance(raw, Mapping) else -1
-    return Checkpoint(cfg=cfg, model_state=state, epoch=int(epoch) if np.ndim(epoch) == 0 else -1,
+    epoch = _whole_number(raw.get("epoch")) if isinstance(raw, Mapping) else -1
+    return Checkpoint(cfg=cfg, model_state=state, epoch=epoch,
                       origin=OFFICIAL_SOURCE, notes=notes)
 
 

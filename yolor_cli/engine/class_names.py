@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolor_cli.engine.config import load_data_config
+from yolor_cli.engine.config import load_data_names
 from yolor_cli.engine.data.convert import parse_class_list
 from yolor_cli.engine.errors import YolorError
 
@@ -14,7 +14,7 @@ def resolve_names(checkpoint_names: list[str] | None, nc: int, *, names_file: Pa
     """The first source that names the classes; it must name exactly ``nc`` of them."""
     for names, origin in ((checkpoint_names, "the checkpoint"),
                           (parse_class_list(None, names_file) if names_file else None, str(names_file)),
-                          (list(load_data_config(data).names) if data else None, str(data))):
+                          (list(load_data_names(data)) if data else None, str(data))):
         if names is None:
             continue
         if len(names) != nc:

@@ -137,8 +137,7 @@ def _entries(value: Any, base: Path, key: str, source: Path) -> tuple[Path, ...]
     return tuple(resolved)
 
 
-def load_data_config(path: str | Path) -> DataConfig:
-    path = Path(path)
+def _data_values(path: Path) -> dict[str, Any]:
     values = _read_yaml(path, "data file")
     if not isinstance(values, dict):
         raise DataError(f"{path} is not a data file (expected keys train, val, nc, names)")
@@ -146,9 +145,10 @@ def load_data_config(path: str | Path) -> DataConfig:
     if unknown:
         raise DataError(f"{path}: unknown key {', '.join(unknown)}",
                         hint="known keys: path, train, val, test, nc, names")
-    base = path.resolve().parent
-    if values.get("path"):
-        base = (base / Path(str(values["path"])).expanduser()).resolve()
+    return values
+
+
+def _names(values: dict[str, Any], path: Path) -> tuple[str, ...]:
     names = values.get("names")
     nc = values.get("nc")
     if isinstance(names, dict):  # {0: a, 1: b} as some tools write it
@@ -162,9 +162,24 @@ def load_data_config(path: str | Path) -> DataConfig:
     if nc is not None and nc != len(names):
         raise DataError(f"{path}: nc is {nc} but names lists {len(names)} classes",
                         hint="make nc equal to the number of names (or drop nc)")
+    return tuple(str(n) for n in names)
+
+
+def load_data_names(path: str | Path) -> tuple[str, ...]:
+    """Only the class names: for naming detections, where the images need not be on this machine."""
+    path = Path(path)
+    return _names(_data_values(path), path)
+
+
+def load_data_config(path: str | Path) -> DataConfig:
+    path = Path(path)
+    values = _data_values(path)
+    names = _names(values, path)
+    base = path.resolve().parent
+    if values.get("path"):
+        base = (base / Path(str(values["path"])).expanduser()).resolve()
     if not values.get("train"):
         raise DataError(f"{path}: no train entry")
     return DataConfig(source=path, train=_entries(values.get("train"), base, "train", path),
                       val=_entries(values.get("val"), base, "val", path),
-                      test=_entries(values.get("test"), base, "test", path),
-                      names=tuple(str(n) for n in names))
+                      test=_entries(values.get("test"), base, "test", path), names=names)

@@ -13,6 +13,7 @@ from yolor_cli.engine.boxes import xyxy_to_xywhn
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
 from yolor_cli.engine.predictor import Detections, Predictor
+from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 VIDEO_CODEC = "mp4v"
@@ -31,6 +32,19 @@ class DetectResult:
     detections: Counter[str] = field(default_factory=Counter)
     unreadable: list[Unreadable] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    speed_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    # Output stem per input file: inputs of one name from different folders must not overwrite each other.
+    stems: dict[Path, str] = field(default_factory=dict)
+
+    def stem_for(self, path: Path) -> str:
+        if path not in self.stems:
+            taken = set(self.stems.values())
+            stem, number = path.stem, 2
+            while stem in taken:
+                stem, number = f"{path.stem}_{number}", number + 1
+            self.stems[path] = stem
+        return self.stems[path]
 
 
 def class_name(names: list[str] | None, cls: int) -> str:
@@ -66,6 +80,8 @@ def run_detect(predictor: Predictor, source: str, save_dir: Path, *, img_size: i
                reporter: Reporter | None = None) -> DetectResult:
     reporter = reporter or SilentReporter()
     paths = list_sources(source)
+    if not paths:
+        raise YolorError(f"{source} holds no image or video")
     result = DetectResult(save_dir=save_dir)
     writers: dict[Path, cv2.VideoWriter] = {}
     try:
@@ -89,7 +105,8 @@ def _detect_one(predictor: Predictor, frame: Frame, result: DetectResult, writer
     for cls in detections.classes:
         result.detections[class_name(names, int(cls))] += 1
     height, width = frame.image.shape[:2]
-    stem = frame.path.stem if frame.frame is None else f"{frame.path.stem}_{frame.frame}"
+    base = result.stem_for(frame.path)
+    stem = base if frame.frame is None else f"{base}_frame{frame.frame}"
     if save_txt:
         label_file = result.save_dir / "labels" / f"{stem}.txt"
         label_file.parent.mkdir(parents=True, exist_ok=True)
@@ -98,15 +115,39 @@ def _detect_one(predictor: Predictor, frame: Frame, result: DetectResult, writer
     if frame.frame is None:
         result.images += 1
         if save_images:
-            target = result.save_dir / frame.path.name
+            target = result.save_dir / f"{base}{frame.path.suffix}"
             write_image(target, draw(frame.image, detections, names))
             result.written.append(target)
         return
     result.video_frames += 1
     if save_images:
-        target = result.save_dir / f"{frame.path.stem}.mp4"
+        target = result.save_dir / f"{base}.mp4"
         if target not in writers:
             writers[target] = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*VIDEO_CODEC), frame.fps,
                                               (width, height))
             result.written.append(target)
         writers[target].write(draw(frame.image, detections, names))
+
+
+def detect(*, source: str, weights: Path, cfg: str | None = None, conf: float = 0.25, iou: float = 0.45,
+           img_size: int = 640, device: str = "", classes: list[str] | None = None, max_det: int = 300,
+           save_txt: bool = False, save_conf: bool = False, save_images: bool = True, names_file: Path | None = None,
+           data: Path | None = None, project: Path = Path("runs/detect"), name: str = "exp", exist_ok: bool = False,
+           trust_pickle: bool = False, reporter: Reporter | None = None) -> DetectResult:
+    """What ``yolor detect`` does: load, resolve names and filters, run, write."""
+    from yolor_cli.engine.class_names import resolve_class_filter, resolve_names
+    from yolor_cli.engine.loading import load_model
+    from yolor_cli.engine.runs import new_run_dir
+    from yolor_cli.engine.runtime import select_device
+
+    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+    loaded.model.check_img_size(img_size)
+    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
+    keep = resolve_class_filter(classes, names, loaded.nc)
+    predictor = Predictor(loaded.model, device=select_device(device), conf=conf, iou=iou, max_det=max_det,
+                          classes=keep)
+    result = run_detect(predictor, source, new_run_dir(project, name, exist_ok), img_size=img_size, names=names,
+                        save_images=save_images, save_txt=save_txt, save_conf=save_conf, reporter=reporter)
+    result.speed_ms = predictor.timing.per_image_ms()
+    result.notes = loaded.notes
+    return result

@@ -27,15 +27,20 @@ JSON_BOX_DECIMALS = 3
 JSON_SCORE_DECIMALS = 5
 
 
+SPEED_STAGES = ("preprocess", "inference", "nms")
+
+
 @dataclass
 class EvalResult:
     metrics: Metrics
     names: list[str]
     images: int
     instances: int
-    speed_ms: dict[str, float] = field(default_factory=dict)
+    # Milliseconds per image and stage; None when no model ran (scoring a predictions file).
+    speed_ms: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(SPEED_STAGES))
     confusion: np.ndarray | None = None
     files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +89,7 @@ def evaluate_model(model: DarknetModel, data: DataConfig, *, task: str = "val", 
                    batch_size: int = 32, conf: float = 0.001, iou: float = 0.65, metric: str = "coco",
                    device: Any = "cpu", workers: int = 0, half: bool = False, fuse: bool = True,
                    reporter: Reporter | None = None) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+    model.check_img_size(img_size)
     if model.nc != data.nc:
         raise YolorError(f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
                          hint="evaluate with the data the model was trained on, or fix names in the data file")
@@ -144,3 +150,44 @@ def evaluate_predictions(path: Path, data: DataConfig, *, task: str = "val", met
 def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path) -> Path:
     payload = json.dumps(predictions_json(results)).encode()
     return atomic_write(path, lambda stream: stream.write(payload))
+
+
+def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None, predictions: Path | None = None,
+             task: str = "val", img_size: int = 640, batch_size: int = 32, conf: float = 0.001, iou: float = 0.65,
+             metric: str = "coco", device: str = "", workers: int = 0, save_json: bool = False,
+             plots: bool = False, project: Path = Path("runs/eval"), name: str = "exp", exist_ok: bool = False,
+             trust_pickle: bool = False, reporter: Reporter | None = None) -> EvalResult:
+    """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
+    from yolor_cli.engine.config import load_data_config
+    from yolor_cli.engine.loading import load_model
+    from yolor_cli.engine.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
+    from yolor_cli.engine.runs import new_run_dir
+    from yolor_cli.engine.runtime import select_device
+
+    if (weights is None) == (predictions is None):
+        raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
+    if save_json and predictions is not None:
+        raise YolorError("--save-json writes a model's predictions; with --predictions there is no model")
+    if plots:
+        require_matplotlib()  # fail before a long evaluation, not after it
+    data_config = load_data_config(data)
+    results = None
+    notes: list[str] = []
+    if predictions is not None:
+        result = evaluate_predictions(predictions, data_config, task=task, metric=metric, reporter=reporter)
+    else:
+        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        notes = loaded.notes
+        result, results = evaluate_model(loaded.model, data_config, task=task, img_size=img_size,
+                                         batch_size=batch_size, conf=conf, iou=iou, metric=metric,
+                                         device=select_device(device), workers=workers, reporter=reporter)
+    result.notes = notes
+    if save_json or plots:
+        run_dir = new_run_dir(project, name, exist_ok)
+        if results is not None and save_json:
+            result.files.append(write_predictions(results, run_dir / "predictions.json"))
+        if plots:
+            result.files.extend(plot_metrics(result.metrics, result.names, run_dir))
+            if result.confusion is not None:
+                result.files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))
+    return result

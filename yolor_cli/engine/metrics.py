@@ -92,12 +92,26 @@ def _class_counts(images: list[ImageDetections], nc: int) -> tuple[np.ndarray, n
 
 # ---- COCO -------------------------------------------------------------------------------------
 
+MATCH_CHUNK_IMAGES = 256  # images matched together; bounds memory by the most crowded image of a chunk
+
+
 def _coco_match(images: list[ImageDetections]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy COCO matching for all images, classes and thresholds at once.
+    """Greedy COCO matching, a chunk of images at a time (matching never crosses images).
 
     Returns, for the kept detections: true-positive flags (n, T), scores, classes and a sort key
     (image index, rank) that reproduces pycocotools' concatenation order.
     """
+    parts = [_coco_match_chunk(images[start:start + MATCH_CHUNK_IMAGES], start)
+             for start in range(0, len(images), MATCH_CHUNK_IMAGES)]
+    if not parts:
+        empty = np.zeros(0)
+        return np.zeros((0, len(IOU_THRESHOLDS)), dtype=bool), empty, empty.astype(int), empty.astype(int)
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
+
+
+def _coco_match_chunk(images: list[ImageDetections],
+                      offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All classes and thresholds of these images at once, one score rank at a time."""
     det_iou, det_image, det_rank, det_score, det_class = [], [], [], [], []
     max_gt = max((len(image.gt_classes) for image in images), default=0)
     for index, image in enumerate(images):
@@ -139,7 +153,7 @@ def _coco_match(images: list[ImageDetections]) -> tuple[np.ndarray, np.ndarray, 
         rows, cols = np.nonzero(hit)
         matched[image_of[active][rows], cols, best[rows, cols]] = True
         tp[active] = hit
-    return tp, np.concatenate(det_score), np.concatenate(det_class), image_of * (COCO_MAX_DETS + 1) + rank
+    return tp, np.concatenate(det_score), np.concatenate(det_class), (image_of + offset) * (COCO_MAX_DETS + 1) + rank
 
 
 def _envelope_at_recalls(tp: np.ndarray, n_gt: int) -> np.ndarray:
@@ -193,25 +207,24 @@ def coco_metrics(images: list[ImageDetections], nc: int) -> Metrics:
         ap_rows.append(ap)
         per_class.append(ClassMetrics(cls, int(images_with[cls]), int(instances[cls]), None, None,
                                       float(ap[0]), float(ap.mean())))
-    return _finish(per_class, curve_classes, p_rows, r_rows, pr_rows, ap_rows, "coco", pick_by_f1=True)
+    return _finish(per_class, curve_classes, p_rows, r_rows, pr_rows, ap_rows, "coco")
 
 
 def _finish(per_class: list[ClassMetrics], curve_classes: list[int], p_rows: list[np.ndarray],
             r_rows: list[np.ndarray], pr_rows: list[np.ndarray], ap_rows: list[np.ndarray], metric: str,
-            *, pick_by_f1: bool) -> Metrics:
+            fixed_pr: tuple[list[float], list[float]] | None = None) -> Metrics:
+    """Means over classes with ground truth. P and R per class come from ``fixed_pr`` when given,
+    else from the confidence where the mean F1 over classes is highest."""
     if not curve_classes:
         return Metrics(0.0, 0.0, 0.0, 0.0, 0.0, per_class, metric)
     p_curve, r_curve = np.stack(p_rows), np.stack(r_rows)
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + EPS)
     aps = np.stack(ap_rows)
-    if pick_by_f1:  # the confidence where the mean F1 over classes is highest
-        column = int(f1_curve.mean(0).argmax())
-    else:  # the official YOLOR score threshold
-        column = int(np.abs(CONFIDENCE_GRID - YOLOR_SCORE_FOR_PR).argmin())
+    column = int(f1_curve.mean(0).argmax())
+    p_at, r_at = fixed_pr if fixed_pr is not None else (p_curve[:, column].tolist(), r_curve[:, column].tolist())
     for row, cls in enumerate(curve_classes):
-        entry = per_class[cls]
-        entry.precision, entry.recall = float(p_curve[row, column]), float(r_curve[row, column])
-    precision, recall = float(p_curve[:, column].mean()), float(r_curve[:, column].mean())
+        per_class[cls].precision, per_class[cls].recall = float(p_at[row]), float(r_at[row])
+    precision, recall = float(np.mean(p_at)), float(np.mean(r_at))
     return Metrics(precision=precision, recall=recall, f1=2 * precision * recall / (precision + recall + EPS),
                    map50=float(aps[:, 0].mean()), map=float(aps.mean()), per_class=per_class, metric=metric,
                    curve_classes=curve_classes, p_curve=p_curve, r_curve=r_curve, f1_curve=f1_curve,
@@ -264,6 +277,7 @@ def yolor_metrics(images: list[ImageDetections], nc: int) -> Metrics:
     instances, images_with = _class_counts(images, nc)
     per_class: list[ClassMetrics] = []
     curve_classes, p_rows, r_rows, pr_rows, ap_rows = [], [], [], [], []
+    p_at, r_at = [], []
     for cls in range(nc):
         if instances[cls] == 0:
             per_class.append(ClassMetrics(cls, int(images_with[cls]), 0, None, None, None, None))
@@ -271,11 +285,16 @@ def yolor_metrics(images: list[ImageDetections], nc: int) -> Metrics:
         mine = classes == cls
         ap = np.zeros(len(IOU_THRESHOLDS))
         pr = np.zeros(len(RECALL_POINTS))
+        p_at.append(0.0)
+        r_at.append(0.0)
         if mine.any():
             tpc = correct[mine].cumsum(0)
             fpc = (~correct[mine]).cumsum(0)
             recall = tpc / (instances[cls] + EPS)
             precision = tpc / (tpc + fpc)
+            # test.py reads P and R at score 0.1 with numpy's default ends.
+            p_at[-1] = float(np.interp(-YOLOR_SCORE_FOR_PR, -scores[mine], precision[:, 0]))
+            r_at[-1] = float(np.interp(-YOLOR_SCORE_FOR_PR, -scores[mine], recall[:, 0]))
             for t in range(len(IOU_THRESHOLDS)):
                 ap[t], curve = _yolor_ap(recall[:, t], precision[:, t])
                 if t == 0:
@@ -288,7 +307,7 @@ def yolor_metrics(images: list[ImageDetections], nc: int) -> Metrics:
         ap_rows.append(ap)
         per_class.append(ClassMetrics(cls, int(images_with[cls]), int(instances[cls]), None, None,
                                       float(ap[0]), float(ap.mean())))
-    return _finish(per_class, curve_classes, p_rows, r_rows, pr_rows, ap_rows, "yolor", pick_by_f1=False)
+    return _finish(per_class, curve_classes, p_rows, r_rows, pr_rows, ap_rows, "yolor", fixed_pr=(p_at, r_at))
 
 
 def evaluate_detections(images: list[ImageDetections], nc: int, metric: str = "coco") -> Metrics:

@@ -12,6 +12,10 @@ from yolor_cli.engine.metrics import CONFIDENCE_GRID, RECALL_POINTS, Metrics
 PLOT_DPI = 150
 
 
+def require_matplotlib() -> None:
+    _pyplot()
+
+
 def _pyplot():  # noqa: ANN202 - matplotlib.pyplot module
     try:
         import matplotlib

@@ -6,6 +6,7 @@ same pre-processing, thresholds and coordinate mapping.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -57,6 +58,8 @@ class Predictor:
                  max_det: int = 300, classes: list[int] | None = None, half: bool = False,
                  multi_label: bool = True, fuse: bool = True) -> None:
         device = torch.device(device)
+        if fuse or half:  # work on a copy: the caller's model (a live training model, say) stays as it was
+            model = copy.deepcopy(model)
         model = model.eval()
         if fuse:
             model.fuse()

@@ -9,7 +9,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from yolor_cli.engine.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.darknet.layers import FeatureLayer
-from yolor_cli.engine.errors import YolorError
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,6 @@ class ModelSummary:
     strides: list[float]
 
 
-def check_img_size(img_size: int, max_stride: int) -> None:
-    if img_size <= 0 or img_size % max_stride:
-        nearest = max(max_stride, round(img_size / max_stride) * max_stride)
-        raise YolorError(f"image size {img_size} is not a multiple of the model's largest stride {max_stride}",
-                         hint=f"use --img-size {nearest}")
-
-
 # Counting runs at this many times the largest stride: every map is img_size / stride, so the
 # counted (conv and matmul) FLOPs grow exactly with the image area and scale up losslessly.
 PROBE_STRIDES = 2
@@ -46,7 +38,7 @@ PROBE_STRIDES = 2
 
 def count_gflops(model: DarknetModel, img_size: int) -> float:
     """Forward GFLOPs of one square image (a multiply-add counts 2), as torch's flop counter sees them."""
-    check_img_size(img_size, model.max_stride)
+    model.check_img_size(img_size)
     probe = model.max_stride * PROBE_STRIDES
     was_training = model.training
     model.eval()

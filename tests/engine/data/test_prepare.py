@@ -150,6 +150,14 @@ def test_class_list_parsing(tmp_path: Path) -> None:
         parse_class_list("a", tmp_path / "names")
 
 
+def test_non_finite_coordinates_are_degenerate(tmp_path: Path) -> None:
+    from yolor_cli.engine.data.voc import read_voc
+
+    (tmp_path / "a.xml").write_text("<annotation><object><name>x</name><bndbox><xmin>nan</xmin><ymin>1</ymin>"
+                                    "<xmax>inf</xmax><ymax>5</ymax></bndbox></object></annotation>")
+    assert read_voc(tmp_path / "a.xml").objects[0].box is None
+
+
 def test_voc_box_conversion_edges() -> None:
     assert voc_box_to_yolo((1, 1, 10, 10), 10, 10) == (0.5, 0.5, 1.0, 1.0)
     assert voc_box_to_yolo((5, 5, 5, 9), 10, 10) == (0.45, 0.65, 0.1, 0.5)  # a one-pixel-wide box is kept

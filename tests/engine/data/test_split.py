@@ -30,9 +30,10 @@ def test_same_seed_same_split_and_other_seed_other_split() -> None:
     assert stratified_split(items, val=0.2, test=0.1, seed=5) != stratified_split(items, val=0.2, test=0.1, seed=6)
 
 
-def test_rare_classes_reach_val_and_test_but_stay_in_train() -> None:
+@pytest.mark.parametrize("seed", range(30))
+def test_rare_classes_reach_val_and_test_but_stay_in_train(seed: int) -> None:
     items = _dataset({"common": 200, "rare": 3, "rarer": 2, "single": 1})
-    split = stratified_split(items, val=0.05, test=0.05, seed=0)
+    split = stratified_split(items, val=0.05, test=0.05, seed=seed)
     val_classes = set().union(*(items[s] for s in split.val))
     test_classes = set().union(*(items[s] for s in split.test))
     train_classes = set().union(*(items[s] for s in split.train))
@@ -49,7 +50,7 @@ def test_splits_are_disjoint_and_cover_everything(counts, val: float, test: floa
     split = stratified_split(items, val=val, test=test, seed=seed)
     parts = [set(split.train), set(split.val), set(split.test)]
     assert sum(map(len, parts)) == len(items) and set().union(*parts) == set(items)
-    assert split.train, "train always keeps images"
+    assert set().union(*(items[s] for s in split.train)) == set(counts), "train keeps every class"
 
 
 @pytest.mark.parametrize(("val", "test"), [(0.6, 0.5), (-0.1, 0.1), (1.0, 0.0)])

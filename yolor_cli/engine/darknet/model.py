@@ -17,7 +17,7 @@ from yolor_cli.engine.darknet.cfg import DarknetCfg
 from yolor_cli.engine.darknet.heads import Head, find_heads
 from yolor_cli.engine.darknet.specs import BuildContext, LayerSpec, parse_layer
 from yolor_cli.engine.darknet.layers import FeatureLayer, YoloLayer
-from yolor_cli.engine.errors import CfgError
+from yolor_cli.engine.errors import CfgError, YolorError
 
 DEFAULT_INPUT_CHANNELS = 3
 # Bias priors of the official head init: about 8 objects per 640x640 image, class scores near 1/nc.
@@ -77,10 +77,13 @@ class DarknetModel(nn.Module):
     def max_stride(self) -> int:
         return int(max(self.strides))
 
-    def layer_sources(self, index: int) -> tuple[int, ...]:
-        """Absolute indices a layer reads; an empty tuple means "the previous layer" or none."""
-        module = self.module_list[index]
-        return module.sources if isinstance(module, FeatureLayer) else ()
+    def check_img_size(self, img_size: int) -> None:
+        """Inputs must be multiples of the largest stride, or routes join maps of different sizes."""
+        stride = self.max_stride
+        if img_size <= 0 or img_size % stride:
+            nearest = max(stride, round(img_size / stride) * stride)
+            raise YolorError(f"image size {img_size} is not a multiple of the model's largest stride {stride}",
+                             hint=f"use --img-size {nearest}")
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):  # noqa: ANN201 - train and eval return different types

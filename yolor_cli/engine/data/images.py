@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from yolor_cli.engine.errors import DataError
 
+IMAGE_FOLDERS = ("images", "JPEGImages")  # the seed's layout first, then standard VOC
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 MIN_IMAGE_SIDE = 10  # smaller files are thumbnails or placeholders, not training images
 EXIF_ORIENTATION = 0x0112

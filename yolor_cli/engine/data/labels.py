@@ -8,19 +8,19 @@ version, so a changed file is re-checked alone and a stale or foreign cache is s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from yolor_cli.engine.data.images import is_image, probe_image
+from yolor_cli.engine.data.images import IMAGE_FOLDERS, is_image, probe_image
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 CACHE_VERSION = 1
 CACHE_SUFFIX = ".cache.json"
-IMAGE_FOLDER_NAMES = ("images", "JPEGImages")
 COORDINATE_TOLERANCE = 1e-6  # rounding in 6-decimal label files may step a hair outside [0, 1]
 
 
@@ -48,7 +48,7 @@ def label_path_for(image: Path) -> Path:
     """``.../images/a/b.jpg`` -> ``.../labels/a/b.txt`` (also for JPEGImages/); else beside the image."""
     parts = image.parts
     for position in range(len(parts) - 2, -1, -1):
-        if parts[position] in IMAGE_FOLDER_NAMES:
+        if parts[position] in IMAGE_FOLDERS:
             return Path(*parts[:position], "labels", *parts[position + 1:]).with_suffix(".txt")
     return image.with_suffix(".txt")
 
@@ -95,6 +95,9 @@ def _parse_label_file(label: Path) -> tuple[list[list[float]], list[str]]:
             values = [float(part) for part in parts]
         except ValueError:
             problems.append(f"{where}: non-numeric value; row skipped")
+            continue
+        if not all(math.isfinite(v) for v in values):
+            problems.append(f"{where}: non-finite value; row skipped")
             continue
         cls, coords = values[0], values[1:]
         if cls < 0 or cls != int(cls):

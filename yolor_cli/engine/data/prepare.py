@@ -58,16 +58,19 @@ def _scan(root: Path, reporter: Reporter) -> VocScan:
     return scan
 
 
-def _object_classes(item: VocItem) -> set[str]:
-    return {obj.name for obj in item.annotation.objects if obj.name}
+def _object_classes(item: VocItem, classes: list[str] | None, keep_difficult: bool) -> set[str]:
+    """The classes an image will be labelled with: what stratification must balance."""
+    return {obj.name for obj in item.annotation.objects
+            if obj.name and (classes is None or obj.name in classes) and (keep_difficult or not obj.difficult)}
 
 
-def _split(scan: VocScan, val: float, test: float, seed: int, result: DatasetResult) -> Split:
-    split = stratified_split({item.stem: _object_classes(item) for item in scan.items}, val=val, test=test, seed=seed)
+def _split(scan: VocScan, val: float, test: float, seed: int, result: DatasetResult,
+           classes: list[str] | None = None, keep_difficult: bool = False) -> Split:
+    classes_of = {item.stem: _object_classes(item, classes, keep_difficult) for item in scan.items}
+    split = stratified_split(classes_of, val=val, test=test, seed=seed)
     for name, stems in split.as_dict().items():
         _write(result, scan.layout.imagesets / f"{name}.txt", "".join(f"{stem}\n" for stem in stems))
     result.images = {name: len(getattr(split, name)) for name in SPLIT_NAMES}
-    classes_of = {item.stem: _object_classes(item) for item in scan.items}
     every_class = set().union(*classes_of.values())
     for held_out in ("val", "test"):
         stems = getattr(split, held_out)
@@ -99,12 +102,16 @@ def read_imagesets(layout: VocLayout) -> dict[str, list[str]]:
     return found
 
 
-def _convert(scan: VocScan, classes: list[str] | None, keep_difficult: bool, result: DatasetResult,
-             reporter: Reporter) -> ConversionReport:
+def _classes(scan: VocScan, classes: list[str] | None) -> list[str]:
     if classes is None:
         classes = infer_classes(scan.items)
         if not classes:
             raise DataError(f"the annotations in {scan.layout.annotations} name no object class")
+    return classes
+
+
+def _convert(scan: VocScan, classes: list[str], keep_difficult: bool, result: DatasetResult,
+             reporter: Reporter) -> ConversionReport:
     report = write_labels(scan.items, classes, scan.layout.labels, keep_difficult=keep_difficult, reporter=reporter)
     result.classes = list(classes)
     result.objects_per_class = {name: report.objects_per_class.get(name, 0) for name in classes}
@@ -143,7 +150,7 @@ def voc_to_yolo(root: Path, *, classes: list[str] | None = None, keep_difficult:
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
-    _convert(scan, classes, keep_difficult, result, reporter)
+    _convert(scan, _classes(scan, classes), keep_difficult, result, reporter)
     splits = read_imagesets(scan.layout)
     if splits:
         _write_lists(scan, splits, result)
@@ -164,7 +171,8 @@ def prepare_dataset(root: Path, *, classes: list[str] | None = None, val: float 
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
-    split = _split(scan, val, test, seed, result)
+    classes = _classes(scan, classes)  # before writing anything: it may fail
+    split = _split(scan, val, test, seed, result, classes, keep_difficult)
     _convert(scan, classes, keep_difficult, result, reporter)
     lists = _write_lists(scan, {name: getattr(split, name) for name in SPLIT_NAMES}, result)
     if "train" not in lists:

@@ -68,6 +68,12 @@ def stratified_split(classes_by_stem: Mapping[str, Set[str]], *, val: float, tes
             if len(free) >= 2:  # keep at least one image of the class for train
                 assigned[free[0]] = split_name
                 used[split_name] += 1
+    # Reserve one image of every class for train before the quotas take the rest.
+    for name in sorted(images_of, key=lambda c: (len(images_of[c]), c)):
+        if not any(assigned.get(s) == "train" for s in images_of[name]):
+            free = [s for s in images_of[name] if s not in assigned]
+            if free:
+                assigned[free[0]] = "train"
     for stem in order:
         if stem in assigned:
             continue

@@ -6,17 +6,17 @@ could not be read, so the caller can say exactly what it skipped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 
-from yolor_cli.engine.data.images import ImageInfo, is_image, probe_image
+from yolor_cli.engine.data.images import IMAGE_FOLDERS, ImageInfo, is_image, probe_image
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
-IMAGE_FOLDERS = ("images", "JPEGImages")  # the seed's layout first, then standard VOC
 # lxml must not fetch anything or expand entities from files people download.
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
@@ -68,9 +68,10 @@ def _text(element: etree._Element, tag: str) -> str | None:
 def _number(element: etree._Element, tag: str) -> float | None:
     text = _text(element, tag)
     try:
-        return float(text) if text is not None else None
+        value = float(text) if text is not None else None
     except ValueError:
         return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def read_voc(path: Path) -> VocAnnotation:
