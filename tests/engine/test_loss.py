@@ -79,4 +79,4 @@ def test_focal_loss_down_weights_easy_examples() -> None:
     _, plain = YolorLoss(model, load_hyp())(raw, torch.zeros((0, 6)))
     _, focal = YolorLoss(model, hyp)(raw, torch.zeros((0, 6)))
     # At logit 0 and target 0: (1 - p_t)^1.5 = 0.5^1.5, alpha factor 0.75.
-    assert focal[1] == pytest.approx(plain[1] * 0.75 * 0.5**1.5, rel=1e-5)
+    assert focal[1].item() == pytest.approx(plain[1].item() * 0.75 * 0.5**1.5, rel=1e-5)
