@@ -1,0 +1,113 @@
+"""Optimiser, learning-rate schedule, warmup and EMA as YOLOR trains (groundwork for the trainer).
+
+- Three parameter groups: BatchNorm weights and implicit vectors without weight decay, conv
+  weights with decay, biases without decay (and with their own warmup learning rate).
+- Cosine schedule from lr0 to lr0 * lrf; warmup ramps learning rates, momentum and gradient
+  accumulation over the first iterations; a nominal batch of 64 is reached by accumulation.
+- EMA of the weights with a decay that ramps up over the first updates.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from yolor_cli.engine.config import Hyp
+
+NOMINAL_BATCH_SIZE = 64
+WARMUP_MIN_ITERATIONS = 100  # the official 1000 is longer than whole runs on small datasets
+EMA_DECAY = 0.9999
+EMA_RAMP = 2000  # updates over which the EMA decay rises towards EMA_DECAY
+ADAM_BETA2 = 0.999
+
+
+def accumulation_steps(batch_size: int) -> int:
+    return max(round(NOMINAL_BATCH_SIZE / batch_size), 1)
+
+
+def build_optimizer(model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool = False) -> torch.optim.Optimizer:
+    """Group 0: no decay (BatchNorm weights, implicit vectors); group 1: conv weights with decay
+    scaled to the nominal batch; group 2: biases. Build after pruning: pruning replaces parameters."""
+    no_decay, decay, biases = [], [], []
+    for name, parameter in model.named_parameters():  # every parameter lands in exactly one group
+        if name.endswith(".bias"):
+            biases.append(parameter)
+        elif name.endswith("Conv2d.weight"):
+            decay.append(parameter)
+        else:  # BatchNorm weights, implicit vectors, weighted-shortcut weights
+            no_decay.append(parameter)
+    weight_decay = hyp.weight_decay * batch_size * accumulation_steps(batch_size) / NOMINAL_BATCH_SIZE
+    if adam:
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(no_decay, lr=hyp.lr0, betas=(hyp.momentum, ADAM_BETA2))
+    else:
+        optimizer = torch.optim.SGD(no_decay, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True)
+    optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
+    optimizer.add_param_group({"params": biases})
+    return optimizer
+
+
+def cosine_lambda(epochs: int, lrf: float) -> Callable[[int], float]:
+    """Learning-rate factor per epoch: 1 at the start, lrf at the end, along half a cosine."""
+    return lambda epoch: ((1 + math.cos(epoch * math.pi / epochs)) / 2) * (1 - lrf) + lrf
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Ramps for the first ``iterations`` optimiser iterations of a run."""
+
+    iterations: int
+    hyp: Hyp
+    batch_size: int
+
+    @classmethod
+    def for_run(cls, hyp: Hyp, batches_per_epoch: int, epochs: int, batch_size: int) -> Warmup:
+        wanted = max(round(hyp.warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERATIONS)
+        return cls(iterations=min(wanted, max(1, batches_per_epoch * epochs // 2)), hyp=hyp, batch_size=batch_size)
+
+    def accumulate(self, iteration: int) -> int:
+        """Batches per optimiser step: from 1 up to the nominal batch over the warmup."""
+        if iteration >= self.iterations:
+            return accumulation_steps(self.batch_size)
+        target = NOMINAL_BATCH_SIZE / self.batch_size
+        return max(1, round(float(np.interp(iteration, [0, self.iterations], [1, target]))))
+
+    def apply(self, optimizer: torch.optim.Optimizer, iteration: int, epoch_factor: float) -> None:
+        """Set learning rates and momentum for this iteration (no-op after the warmup)."""
+        if iteration >= self.iterations:
+            return
+        span = [0, self.iterations]
+        for index, group in enumerate(optimizer.param_groups):
+            start = self.hyp.warmup_bias_lr if index == 2 else 0.0
+            group["lr"] = float(np.interp(iteration, span, [start, group["initial_lr"] * epoch_factor]))
+            if "momentum" in group:
+                group["momentum"] = float(np.interp(iteration, span, [self.hyp.warmup_momentum, self.hyp.momentum]))
+
+
+class ModelEMA:
+    """Exponential moving average of a model's weights, the copy that is evaluated and saved."""
+
+    def __init__(self, model: nn.Module, updates: int = 0) -> None:
+        self.ema = copy.deepcopy(model).eval()
+        self.updates = updates
+        for parameter in self.ema.parameters():
+            parameter.requires_grad_(False)
+
+    def decay(self) -> float:
+        return EMA_DECAY * (1 - math.exp(-self.updates / EMA_RAMP))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay()
+        source = model.state_dict()
+        for name, value in self.ema.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
+            else:
+                value.copy_(source[name])
