@@ -61,6 +61,7 @@ class RichReporter:
 
     def __init__(self) -> None:
         self.console = stderr_console()
+        self._current: tuple[Progress, Any] | None = None
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -68,9 +69,21 @@ class RichReporter:
         with Progress(*columns, console=self.console, transient=True,
                       disable=not self.console.is_terminal) as progress:
             task = progress.add_task(description, total=total_of(items, total))
-            for item in items:
-                yield item
-                progress.advance(task)
+            self._current = (progress, task)
+            try:
+                for item in items:
+                    yield item
+                    progress.advance(task)
+            finally:
+                self._current = None
+
+    def describe(self, text: str) -> None:
+        if self._current is not None:
+            progress, task = self._current
+            progress.update(task, description=escape(text))
+
+    def info(self, message: str) -> None:
+        self.console.print(escape(message))
 
     def warning(self, message: str) -> None:
         self.console.print(f"[yellow]Warning:[/] {escape(message)}")

@@ -17,6 +17,13 @@ class Reporter(Protocol):
         """Yield ``items`` while showing progress."""
         ...
 
+    def describe(self, text: str) -> None:
+        """Replace the description of the progress being shown (per-step figures while training)."""
+        ...
+
+    def info(self, message: str) -> None:
+        ...
+
     def warning(self, message: str) -> None:
         ...
 
@@ -29,6 +36,12 @@ class SilentReporter:
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         yield from items
+
+    def describe(self, text: str) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        pass
 
     def warning(self, message: str) -> None:
         self.warnings.append(message)

@@ -74,6 +74,7 @@ class DetectionDataset(Dataset):
             sizes = np.array([[r.width, r.height] for r in self.records], dtype=np.float64)
             self.batch_shapes = rect_batch_shapes(sizes, batch_size, img_size, stride, pad)
         self.batch_size = batch_size
+        self.label_warnings: list[str] = []  # what the label scan skipped, for callers that must refuse it
         # Set again in each DataLoader worker from the loader's seed (see loader.seed_worker).
         self.rng = np.random.default_rng(seed)
         self._cache: list[tuple[np.ndarray, tuple[int, int]] | None] = [None] * len(self.records)

@@ -45,9 +45,11 @@ def build_dataset(data: DataConfig, split: str, *, img_size: int, batch_size: in
         reporter.warning(f"... and {len(scan.warnings) - MAX_WARNINGS_SHOWN} more problems in {split} labels")
     if not scan.records:
         raise DataError(f"none of the {len(images)} {split} images is usable")
-    return DetectionDataset(scan.records, img_size=img_size, hyp=hyp, augment=augment, rect=rect,
-                            batch_size=batch_size, stride=stride, pad=pad, cache_images=cache_images, seed=seed,
-                            reporter=reporter)
+    dataset = DetectionDataset(scan.records, img_size=img_size, hyp=hyp, augment=augment, rect=rect,
+                               batch_size=batch_size, stride=stride, pad=pad, cache_images=cache_images, seed=seed,
+                               reporter=reporter)
+    dataset.label_warnings = list(scan.warnings)
+    return dataset
 
 
 def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int = 0, shuffle: bool = False,

@@ -1,0 +1,163 @@
+"""Training: steps lower the loss, runs write the seed's files, resume continues exactly, errors are clear."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolor_cli.engine import train_run
+from yolor_cli.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolor_cli.engine.config import load_data_config, load_hyp
+from yolor_cli.engine.configs import load_cfg
+from yolor_cli.engine.darknet import build_model
+from yolor_cli.engine.data.loader import build_dataloader, build_dataset
+from yolor_cli.engine.data.prepare import prepare_dataset
+from yolor_cli.engine.data.synth import synthesize
+from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.reporting import SilentReporter
+from yolor_cli.engine.train_run import TrainOptions, train
+from yolor_cli.engine.trainer import Trainer, TrainingError, TrainState
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train") / "voc"
+    synthesize(root, images=12, seed=2)
+    prepare_dataset(root, val=0.25, test=0.0, seed=0)
+    return root
+
+
+def _options(shapes: Path, tmp_path: Path, **changes: object) -> TrainOptions:
+    values = {"data": str(shapes / "data.yaml"), "cfg": "yolor_csp_tiny", "epochs": 2, "batch_size": 4,
+              "img_size": 64, "workers": 0, "project": str(tmp_path / "runs"), **changes}
+    return TrainOptions(**values)  # type: ignore[arg-type]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "results.csv").open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_steps_on_one_batch_lower_the_loss(shapes: Path) -> None:
+    torch.manual_seed(0)
+    data = load_data_config(shapes / "data.yaml")
+    hyp = load_hyp()
+    dataset = build_dataset(data, "train", img_size=64, batch_size=4)
+    loader = build_dataloader(dataset, batch_size=4)
+    model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
+    trainer = Trainer(model, hyp, loader, epochs=1, batch_size=64, device=torch.device("cpu"), img_size=64,
+                      reporter=SilentReporter())
+    trainer.warmup = trainer.warmup.__class__(iterations=0, hyp=hyp, batch_size=64)  # plain SGD steps
+    images, targets, _, _ = next(iter(loader))
+    state = TrainState(epoch=0, epochs=1)
+    model.train()
+    first = trainer.run_step(images, targets, state)[3].item()
+    for _ in range(15):
+        last = trainer.run_step(images, targets, state)[3].item()
+    assert last < 0.8 * first
+    assert trainer.ema.updates == 16
+
+
+def test_a_run_writes_the_seeds_files(shapes: Path, tmp_path: Path) -> None:
+    result = train(_options(shapes, tmp_path, epochs=3, save_period=2))
+    run = result.save_dir
+    weights = {p.name for p in (run / "weights").iterdir()}
+    assert {"last.pt", "epoch_000.pt", "epoch_002.pt", "last_000.pt", "last_001.pt", "last_002.pt"} <= weights
+    assert {"best.pt", "best_p.pt", "best_r.pt", "best_ap50.pt", "best_ap.pt", "best_f.pt"} & weights
+    assert (run / "hyp.yaml").exists() and (run / "opt.yaml").exists()
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and all(math.isfinite(float(r["total"])) for r in rows)
+    final = load_checkpoint(run / "weights" / "last.pt")
+    assert final.optimizer_state is None and final.ema_state is None and final.names == list(
+        load_data_config(shapes / "data.yaml").names)
+    assert torch.load(run / "weights" / "best.pt", weights_only=True)["format"] == "yolor-cli"
+
+
+def test_resume_after_a_crash_continues_the_numbering(shapes: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    original = train_run.ResultsHook.after_epoch
+
+    def crash_after_epoch_1(self, trainer, state):  # noqa: ANN001, ANN202
+        original(self, trainer, state)
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(shapes, tmp_path, epochs=4))
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    run = tmp_path / "runs" / "exp"
+    # The crash hit after results.csv but before the checkpoints of epoch 1: last.pt says epoch 0.
+    assert load_checkpoint(run / "weights" / "last.pt").epoch == 0
+    result = train(TrainOptions(project=str(tmp_path / "runs")), resume="")
+    assert result.save_dir == run and result.epochs_run == 3
+    assert [int(r["epoch"]) for r in _rows(run)] == [0, 1, 2, 3]  # epoch 1 redone, not duplicated
+    with pytest.raises(YolorError, match="finished all 4 epochs|no optimizer state"):
+        train(TrainOptions(), resume=str(run / "weights" / "last.pt"))
+
+
+def test_a_nan_loss_stops_with_a_clear_message(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolor_cli.engine import loss as loss_module
+
+    monkeypatch.setattr(loss_module.YolorLoss, "__call__",
+                        lambda self, raw, targets: (raw[0].sum() * float("nan"), torch.zeros(4)))
+    with pytest.raises(TrainingError, match="the loss became nan"):
+        train(_options(shapes, tmp_path))
+
+
+def test_bad_data_fails_before_training(shapes: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnc: 2\nnames: [a, b, c]\n")
+    with pytest.raises(DataError, match="nc is 2"):
+        train(_options(shapes, tmp_path, data=str(bad)))
+    two = tmp_path / "two.yaml"
+    two.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnames: [a, b]\n")
+    with pytest.raises(DataError, match="name a class that"):
+        train(_options(shapes, tmp_path, data=str(two)))
+    assert not any((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_weights_transfer_and_keep_a_pruned_architecture(shapes: Path, tmp_path: Path) -> None:
+    cfg = load_cfg("yolor_csp_tiny")
+    narrow = cfg.copy()
+    narrow.layers[2].options["filters"] = "10"
+    source = build_model(narrow, nc=5)
+    save_checkpoint(Checkpoint(cfg=source.cfg, model_state=source.state_dict()), tmp_path / "pruned.pt")
+    result = train(_options(shapes, tmp_path, cfg=None, weights=str(tmp_path / "pruned.pt"), epochs=1))
+    trained = load_checkpoint(result.save_dir / "weights" / "last.pt")
+    assert trained.cfg.layers[2].options["filters"] == "10" and trained.nc == 3
+    transferred, total = result.transferred
+    assert 0 < transferred < total  # the 5-class heads were replaced by 3-class ones
+    assert any("heads start anew" in note for note in result.notes)
+
+
+def test_demo_data_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YOLOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(train_run, "DEMO_IMAGES", 8)
+    first = train_run.demo_data(SilentReporter())
+    stamp = first.stat().st_mtime_ns
+    assert load_data_config(first).names == ("circle", "rectangle", "triangle")
+    assert train_run.demo_data(SilentReporter()) == first and first.stat().st_mtime_ns == stamp
+
+
+def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.test_cli import invoke
+
+    result = invoke("train", "--data", str(shapes / "data.yaml"), "--cfg", "yolor_csp_tiny", "--epochs", "1",
+                    "--batch-size", "4", "--img-size", "64", "--img-size", "96", "--workers", "0", "--project",
+                    str(tmp_path / "runs"), "--pt", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["epochs_run"] == 1 and {"map50", "map", "precision", "recall"} <= payload.keys()
+    assert invoke("train", "stray.pt", "--data", str(shapes / "data.yaml")).exit_code == 1
+    result = invoke("train", "--resume", "--project", str(tmp_path / "nothing"))
+    assert result.exit_code == 1 and "no run to resume" in result.stderr
+    result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "100", "--project",
+                    str(tmp_path / "runs2"), "--workers", "0")
+    assert result.exit_code == 1 and "not a multiple" in " ".join(result.stderr.split())

@@ -1,0 +1,74 @@
+"""``yolor train``: train or fine-tune a YOLOR model; with no --data, on the built-in demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.options import CfgOption, DeviceOption, ExistOkOption, JsonOption, NameOption, ProjectOption
+
+
+def train_command(
+    last: Annotated[Optional[Path], typer.Argument(
+        help="With --resume: the last.pt to continue (default: the newest under --project).",
+        show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        "--data", help="data.yaml; without it, the built-in demo data (generated once, cached).",
+        dir_okay=False, show_default=False)] = None,
+    cfg: CfgOption = None,
+    weights: Annotated[Optional[Path], typer.Option(
+        "--weights", "-w", help="Start from these weights (ours keep their architecture, pruned shapes too; "
+                                "official ones need --cfg); matching tensors are transferred.",
+        dir_okay=False, show_default=False)] = None,
+    hyp: Annotated[str, typer.Option("--hyp", help="Hyperparameter YAML or bundled name.")] = "scratch.640",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 300,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    img_size: Annotated[list[int], typer.Option(
+        "--img-size", help="Train size, and optionally (repeat the option) the validation size.")] = [640],  # noqa: B006
+    device: DeviceOption = "",
+    workers: Annotated[int, typer.Option("--workers", min=0)] = 8,
+    project: ProjectOption = Path("runs/train"),
+    name: NameOption = "exp",
+    exist_ok: ExistOkOption = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (see LAST).")] = False,
+    multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Vary the size +/- 50 % per batch.")] = False,
+    rect: Annotated[bool, typer.Option("--rect", help="Rectangular batches (no mosaic).")] = False,
+    cache_images: Annotated[bool, typer.Option("--cache-images", help="Keep resized images in RAM.")] = False,
+    adam: Annotated[bool, typer.Option("--adam", help="Adam instead of SGD.")] = False,
+    noval: Annotated[bool, typer.Option("--noval", help="Validate only after the last epoch.")] = False,
+    nosave: Annotated[bool, typer.Option("--nosave", help="Write only the final last.pt.")] = False,
+    period: Annotated[int, typer.Option("--period", min=0, help="Validate from this epoch on.")] = 0,
+    save_period: Annotated[int, typer.Option("--save-period", min=0, help="epoch_NNN.pt every N epochs.")] = 25,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after N epochs without a better "
+                                          "fitness (0: never).")] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    pt: Annotated[bool, typer.Option("--pt", help="Accepted for users of the old scripts; changes nothing.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
+    from yolor_cli.engine.errors import YolorError
+    from yolor_cli.engine.train_run import TrainOptions, train
+
+    if last is not None and not resume:
+        raise YolorError(f"unexpected argument {last}", hint="to continue a run: yolor train --resume LAST")
+    if len(img_size) > 2:
+        raise YolorError("--img-size takes one or two sizes (train, then validation)")
+    options = TrainOptions(data=str(data) if data else None, cfg=cfg, weights=str(weights) if weights else None,
+                           hyp=hyp, epochs=epochs, batch_size=batch_size, img_size=img_size[0],
+                           test_img_size=img_size[1] if len(img_size) > 1 else None, device=device, workers=workers,
+                           project=str(project), name=name, exist_ok=exist_ok, multi_scale=multi_scale, rect=rect,
+                           cache_images=cache_images, adam=adam, noval=noval, nosave=nosave, period=period,
+                           save_period=save_period, patience=patience, seed=seed)
+    result = train(options, resume=(str(last) if last else "") if resume else None, reporter=RichReporter())
+    print_notes(result.notes + ([f"transferred {result.transferred[0]}/{result.transferred[1]} tensors"]
+                                if result.transferred else []))
+    if json_output:
+        print_json({"save_dir": str(result.save_dir), "epochs_run": result.epochs_run,
+                    "best_fitness": result.best_fitness, **result.metrics})
+        return
+    console = stdout_console()
+    summary = "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+    console.print(f"Trained {result.epochs_run} epochs. {summary}\nResults in [b]{result.save_dir}[/]")
