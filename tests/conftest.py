@@ -41,6 +41,16 @@ def fill_deterministic(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def make_shapes_dataset(root: Path, *, images: int, seed: int, val: float) -> Path:
+    """A generated VOC folder, prepared (no test split): the data most engine tests run on."""
+    from yolor_cli.engine.data.prepare import prepare_dataset
+    from yolor_cli.engine.data.synth import synthesize
+
+    synthesize(root, images=images, seed=seed)
+    prepare_dataset(root, val=val, test=0.0, seed=0)
+    return root
+
+
 @pytest.fixture
 def tiny_model() -> DarknetModel:
     torch.manual_seed(0)

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.boxes import non_max_suppression
 from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.config import load_data_config
 from yolor_cli.engine.configs import load_cfg
 from yolor_cli.engine.darknet import build_model
-from yolor_cli.engine.data.prepare import prepare_dataset
-from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.detect import run_detect
 from yolor_cli.engine.data.loader import build_dataset
 from yolor_cli.engine.errors import DataError
@@ -53,10 +52,7 @@ def test_nms_edge_cases() -> None:
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("infer") / "voc"
-    synthesize(root, images=10, seed=5)
-    prepare_dataset(root, val=0.5, test=0.0, seed=0)
-    return root
+    return make_shapes_dataset(tmp_path_factory.mktemp("infer") / "voc", images=10, seed=5, val=0.5)
 
 
 def _tiny(nc: int = 3):  # noqa: ANN202

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import make_shapes_dataset
 from yolor_cli.engine import train_run
 from yolor_cli.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.config import load_data_config, load_hyp
 from yolor_cli.engine.configs import load_cfg
 from yolor_cli.engine.darknet import build_model
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
-from yolor_cli.engine.data.prepare import prepare_dataset
-from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.reporting import SilentReporter
 from yolor_cli.engine.train_run import TrainOptions, train
@@ -25,10 +24,7 @@ from yolor_cli.engine.trainer import Trainer, TrainingError, TrainState
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("train") / "voc"
-    synthesize(root, images=12, seed=2)
-    prepare_dataset(root, val=0.25, test=0.0, seed=0)
-    return root
+    return make_shapes_dataset(tmp_path_factory.mktemp("train") / "voc", images=12, seed=2, val=0.25)
 
 
 def _options(shapes: Path, tmp_path: Path, **changes: object) -> TrainOptions:

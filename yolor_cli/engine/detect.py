@@ -10,11 +10,15 @@ import cv2
 import numpy as np
 
 from yolor_cli.engine.boxes import xyxy_to_xywhn
+from yolor_cli.engine.class_names import resolve_class_filter, resolve_names
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
 from yolor_cli.engine.predictor import Detections, Predictor
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.runtime import select_device
 
 VIDEO_CODEC = "mp4v"
 LINE_WIDTH = 2
@@ -135,11 +139,6 @@ def detect(*, source: str, weights: Path, cfg: str | None = None, conf: float = 
            data: Path | None = None, project: Path = Path("runs/detect"), name: str = "exp", exist_ok: bool = False,
            trust_pickle: bool = False, reporter: Reporter | None = None) -> DetectResult:
     """What ``yolor detect`` does: load, resolve names and filters, run, write."""
-    from yolor_cli.engine.class_names import resolve_class_filter, resolve_names
-    from yolor_cli.engine.loading import load_model
-    from yolor_cli.engine.runs import new_run_dir
-    from yolor_cli.engine.runtime import select_device
-
     loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
     loaded.model.check_img_size(img_size)
     names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)

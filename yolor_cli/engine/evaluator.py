@@ -11,13 +11,17 @@ from typing import Any
 import numpy as np
 
 from yolor_cli.engine.boxes import xywhn_to_xyxy
-from yolor_cli.engine.config import DataConfig
+from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.darknet import DarknetModel
 from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.labels import ImageRecord
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.loading import load_model
+from yolor_cli.engine.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
+from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.runtime import select_device
 from yolor_cli.engine.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
 from yolor_cli.engine.predictor import Detections, Predictor
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -158,12 +162,6 @@ def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None,
              plots: bool = False, project: Path = Path("runs/eval"), name: str = "exp", exist_ok: bool = False,
              trust_pickle: bool = False, reporter: Reporter | None = None) -> EvalResult:
     """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
-    from yolor_cli.engine.config import load_data_config
-    from yolor_cli.engine.loading import load_model
-    from yolor_cli.engine.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
-    from yolor_cli.engine.runs import new_run_dir
-    from yolor_cli.engine.runtime import select_device
-
     if (weights is None) == (predictions is None):
         raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
     if save_json and predictions is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,7 +38,6 @@ class Timing:
     inference: float = 0.0
     nms: float = 0.0
     images: int = 0
-    _mark: float = field(default=0.0, repr=False)
 
     def per_image_ms(self) -> dict[str, float]:
         count = max(self.images, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,7 @@ def demo_data(reporter: Reporter) -> Path:
     data = root / "data.yaml"
     if not data.exists():
         partial = root.with_name(root.name + ".partial")
-        if partial.exists():
-            for path in sorted(partial.rglob("*"), reverse=True):
-                path.unlink() if path.is_file() else path.rmdir()
-            partial.rmdir()
+        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted generation
         synthesize(partial, images=DEMO_IMAGES, seed=0, reporter=reporter)
         partial.rename(root)  # appears whole or not at all
         prepare_dataset(root, val=0.15, test=0.0, seed=0, reporter=reporter)

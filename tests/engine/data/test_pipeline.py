@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.config import load_data_config, load_hyp
 from yolor_cli.engine.data import labels as labels_module
 from yolor_cli.engine.data.labels import cache_path_for, collect_image_files, label_path_for, scan_labels
@@ -20,10 +21,7 @@ from yolor_cli.engine.errors import DataError, YolorError
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shapes") / "voc"
-    synthesize(root, images=24, seed=1)
-    prepare_dataset(root, val=0.25, test=0.0, seed=0)
-    return root
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "voc", images=24, seed=1, val=0.25)
 
 
 def test_label_paths_follow_the_image_folder() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from yolor_cli.engine.data.images import read_image
 from yolor_cli.engine.data.synth import SYNTH_CLASSES, _draw, synthesize
-from yolor_cli.engine.data.voc import find_layout, read_voc, scan_voc
+from yolor_cli.engine.data.voc import find_layout, scan_voc
 from yolor_cli.engine.errors import DataError
 
 
