@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from rich.progress import (
     BarColumn,
+    ProgressColumn,
+    Task,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
@@ -55,20 +59,40 @@ def print_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class RateColumn(ProgressColumn):
+    """Items per second (Rich's own speed column is for bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
+
+
 class RichReporter:
-    """The engine's Reporter for the terminal: progress bars and warnings on stderr, so stdout
-    stays clean for tables and ``--json``."""
+    """The engine's Reporter for the terminal: progress bars, tables and warnings on stderr, so
+    stdout stays clean for tables and ``--json``."""
 
     def __init__(self) -> None:
         self.console = stderr_console()
         self._current: tuple[Progress, Any] | None = None
+        self._values: dict[str, str] = {}
+        self._keys: dict[str, str] = {}  # field name -> Rich task field ("total" would clash with add_task)
 
-    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=self.console, transient=True,
-                      disable=not self.console.is_terminal) as progress:
-            task = progress.add_task(description, total=total_of(items, total))
+    def track(self, items: Iterable[T], description: str, total: int | None = None,
+              fields: Sequence[str] = ()) -> Iterator[T]:
+        if fields:  # a training epoch: the seed's columns, then a line that stays
+            columns: tuple[ProgressColumn, ...] = (
+                TextColumn("{task.description}"), *(TextColumn(f"{{task.fields[f{i}]}}", justify="right")
+                                                     for i in range(len(fields))),
+                BarColumn(bar_width=20), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
+            self._values = dict.fromkeys(fields, "")
+            self._keys = {name: f"f{i}" for i, name in enumerate(fields)}
+        else:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TimeRemainingColumn())
+        live = self.console.is_terminal
+        with Progress(*columns, console=self.console, transient=not fields, disable=not live) as progress:
+            task = progress.add_task(escape(description), total=total_of(items, total),
+                                     **{self._keys[name]: value for name, value in self._values.items()})
             self._current = (progress, task)
             try:
                 for item in items:
@@ -76,11 +100,22 @@ class RichReporter:
                     progress.advance(task)
             finally:
                 self._current = None
+        if fields and not live:  # logs get one line per epoch instead of a live bar
+            self.console.print(escape(description), *(escape(self._values[name]) for name in fields))
 
-    def describe(self, text: str) -> None:
+    def update(self, values: dict[str, str]) -> None:
+        self._values.update(values)
         if self._current is not None:
             progress, task = self._current
-            progress.update(task, description=escape(text))
+            progress.update(task, **{self._keys[name]: value for name, value in values.items() if name in self._keys})
+
+    def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        table = Table(title=escape(title), title_justify="left", header_style="bold")
+        for index, header in enumerate(headers):
+            table.add_column(escape(header), justify="left" if index == 0 else "right")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        self.console.print(table)
 
     def info(self, message: str) -> None:
         self.console.print(escape(message))

@@ -29,7 +29,7 @@ def test_hand_computed_case() -> None:
     the target doubled around the same centre, so IoU = 1/4 and CIoU = IoU (same centre, same shape).
       box = (1 - 0.25) * box_gain                     (3 levels: scale 3/3 = 1)
       obj = ln 2 * (4 + 1 + 0.4) * obj_gain           (BCE at logit 0 is ln 2 whatever the target)
-      cls = ln 2 * cls_gain                           (3 classes: one BCE row at logit 0)
+      cls = ln 2 * cls_gain * 3 / 80                  (3 classes: one BCE row at logit 0; gain scaled by nc/80)
     """
     hyp = dataclasses.replace(load_hyp(), anchor_t=1.01)
     model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
@@ -38,7 +38,7 @@ def test_hand_computed_case() -> None:
     raw[0][0, 1, 4, 3, 2:4] = logit
     targets = torch.tensor([[0, 2, 3.5 / 8, 4.5 / 8, 1.25 / 8, 2.25 / 8]])
     loss, items = YolorLoss(model, hyp)(raw, targets)
-    box, obj, cls = 0.75 * hyp.box, LN2 * 5.4 * hyp.obj, LN2 * hyp.cls
+    box, obj, cls = 0.75 * hyp.box, LN2 * 5.4 * hyp.obj, LN2 * hyp.cls * 3 / 80
     torch.testing.assert_close(items, torch.tensor([box, obj, cls, box + obj + cls]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss, torch.tensor([box + obj + cls]), rtol=1e-5, atol=1e-6)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,11 +24,19 @@ def train_command(
         "--weights", "-w", help="Start from these weights (ours keep their architecture, pruned shapes too; "
                                 "official ones need --cfg); matching tensors are transferred.",
         dir_okay=False, show_default=False)] = None,
-    hyp: Annotated[str, typer.Option("--hyp", help="Hyperparameter YAML or bundled name.")] = "scratch.640",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 300,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
-    img_size: Annotated[list[int], typer.Option(
-        "--img-size", help="Train size, and optionally (repeat the option) the validation size.")] = [640],  # noqa: B006
+    hyp: Annotated[Optional[str], typer.Option(
+        "--hyp", help="Hyperparameter YAML or bundled name (default scratch.640; demo data: demo).",
+        show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", min=1, help="Default 300; 10 on the demo data.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="Total over all processes (default 8).", show_default=False)] = None,
+    nominal_batch_size: Annotated[Optional[int], typer.Option(
+        "--nominal-batch-size", min=1, help="Accumulate gradients up to this batch before a step "
+                                            "(default 64 as YOLOR; 8 on the demo data).", show_default=False)] = None,
+    img_size: Annotated[Optional[list[int]], typer.Option(
+        "--img-size", help="Train size, and optionally (repeat the option) the validation size "
+                           "(default 640; 320 on the demo data).", show_default=False)] = None,
     device: DeviceOption = "",
     workers: Annotated[int, typer.Option("--workers", min=0)] = 8,
     project: ProjectOption = Path("runs/train"),
@@ -35,9 +44,13 @@ def train_command(
     exist_ok: ExistOkOption = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (see LAST).")] = False,
     multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Vary the size +/- 50 % per batch.")] = False,
+    image_weights: Annotated[bool, typer.Option(
+        "--image-weights", help="Draw images of rare and poorly detected classes more often.")] = False,
     rect: Annotated[bool, typer.Option("--rect", help="Rectangular batches (no mosaic).")] = False,
     cache_images: Annotated[bool, typer.Option("--cache-images", help="Keep resized images in RAM.")] = False,
-    adam: Annotated[bool, typer.Option("--adam", help="Adam instead of SGD.")] = False,
+    adam: Annotated[bool, typer.Option("--adam", help="Adam instead of SGD (always on for the demo).")] = False,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="BatchNorm statistics over all DDP processes.")] = False,
+    single_cls: Annotated[bool, typer.Option("--single-cls", help="Train every object as one class.")] = False,
     noval: Annotated[bool, typer.Option("--noval", help="Validate only after the last epoch.")] = False,
     nosave: Annotated[bool, typer.Option("--nosave", help="Write only the final last.pt.")] = False,
     period: Annotated[int, typer.Option("--period", min=0, help="Validate from this epoch on.")] = 0,
@@ -49,20 +62,26 @@ def train_command(
     json_output: JsonOption = False,
 ) -> None:
     """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
+    from yolor_cli.engine import distributed
     from yolor_cli.engine.errors import YolorError
     from yolor_cli.engine.train_run import TrainOptions, train
 
     if last is not None and not resume:
         raise YolorError(f"unexpected argument {last}", hint="to continue a run: yolor train --resume LAST")
-    if len(img_size) > 2:
+    if img_size and len(img_size) > 2:
         raise YolorError("--img-size takes one or two sizes (train, then validation)")
-    options = TrainOptions(data=str(data) if data else None, cfg=cfg, weights=str(weights) if weights else None,
-                           hyp=hyp, epochs=epochs, batch_size=batch_size, img_size=img_size[0],
-                           test_img_size=img_size[1] if len(img_size) > 1 else None, device=device, workers=workers,
-                           project=str(project), name=name, exist_ok=exist_ok, multi_scale=multi_scale, rect=rect,
-                           cache_images=cache_images, adam=adam, noval=noval, nosave=nosave, period=period,
-                           save_period=save_period, patience=patience, seed=seed)
+    if distributed.wants_launch(device):  # --device 0,1: one process per GPU, started by torchrun
+        raise typer.Exit(distributed.launch(sys.argv[1:], device))
+    options = TrainOptions.resolve(
+        data=str(data) if data else None, cfg=cfg, weights=str(weights) if weights else None, hyp=hyp, epochs=epochs,
+        batch_size=batch_size, nominal_batch_size=nominal_batch_size, img_size=img_size[0] if img_size else None,
+        test_img_size=img_size[1] if img_size and len(img_size) > 1 else None, device=device, workers=workers,
+        project=str(project), name=name, exist_ok=exist_ok, multi_scale=multi_scale, image_weights=image_weights,
+        rect=rect, cache_images=cache_images, adam=adam, sync_bn=sync_bn, single_cls=single_cls, noval=noval,
+        nosave=nosave, period=period, save_period=save_period, patience=patience, seed=seed)
     result = train(options, resume=(str(last) if last else "") if resume else None, reporter=RichReporter())
+    if not result.is_main:
+        return
     print_notes(result.notes + ([f"transferred {result.transferred[0]}/{result.transferred[1]} tensors"]
                                 if result.transferred else []))
     if json_output:

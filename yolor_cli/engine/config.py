@@ -6,6 +6,7 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,17 @@ class DataConfig:
     val: tuple[Path, ...]
     test: tuple[Path, ...]
     names: tuple[str, ...]
+    # Set by as_single_class: the label files still number classes 0..label_nc-1.
+    label_nc: int | None = None
 
     @property
     def nc(self) -> int:
         return len(self.names)
+
+    def as_single_class(self) -> DataConfig:
+        """``--single-cls``: every object is one class (named "item" unless the data has one name)."""
+        names = self.names if len(self.names) == 1 else ("item",)
+        return dataclasses.replace(self, names=names, label_nc=self.label_nc or len(self.names))
 
     def split(self, name: str) -> tuple[Path, ...]:
         return getattr(self, name)

@@ -13,6 +13,7 @@ from yolor_cli.engine.boxes import xyxy_to_xywhn
 from yolor_cli.engine.class_names import resolve_class_filter, resolve_names
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
+from yolor_cli.engine.drawing import class_name, draw_boxes
 from yolor_cli.engine.predictor import Detections, Predictor
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.loading import load_model
@@ -21,11 +22,6 @@ from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
 
 VIDEO_CODEC = "mp4v"
-LINE_WIDTH = 2
-# A fixed palette so a class keeps its colour across images and runs (BGR).
-PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-           (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
-           (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203)]
 
 
 @dataclass
@@ -51,23 +47,8 @@ class DetectResult:
         return self.stems[path]
 
 
-def class_name(names: list[str] | None, cls: int) -> str:
-    return names[cls] if names and 0 <= cls < len(names) else str(cls)
-
-
 def draw(image: np.ndarray, detections: Detections, names: list[str] | None) -> np.ndarray:
-    out = image.copy()
-    for (x1, y1, x2, y2), score, cls in zip(detections.boxes, detections.scores, detections.classes):
-        colour = PALETTE[int(cls) % len(PALETTE)]
-        top_left, bottom_right = (int(x1), int(y1)), (int(x2), int(y2))
-        cv2.rectangle(out, top_left, bottom_right, colour, LINE_WIDTH, cv2.LINE_AA)
-        label = f"{class_name(names, int(cls))} {score:.2f}"
-        (width, height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        y_text = max(top_left[1], height + 4)
-        cv2.rectangle(out, (top_left[0], y_text - height - 4), (top_left[0] + width + 2, y_text), colour, -1)
-        cv2.putText(out, label, (top_left[0] + 1, y_text - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                    cv2.LINE_AA)
-    return out
+    return draw_boxes(image, detections.boxes, detections.classes, names, scores=detections.scores)
 
 
 def label_lines(detections: Detections, width: int, height: int, with_conf: bool) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from yolor_cli.engine.boxes import xywhn_to_xyxy
 from yolor_cli.engine.config import DataConfig, load_data_config
@@ -45,6 +47,7 @@ class EvalResult:
     confusion: np.ndarray | None = None
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    losses: np.ndarray | None = None  # box, obj, cls, total of the training loss, when asked for
 
 
 def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -58,16 +61,25 @@ def _with_truth(record: ImageRecord, detections: Detections) -> ImageDetections:
     return ImageDetections(detections.boxes, detections.scores, detections.classes, gt_boxes, gt_classes)
 
 
+LossFunction = Callable[[list[torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 def predict_dataset(predictor: Predictor, dataset: DetectionDataset, *, batch_size: int, workers: int = 0,
-                    reporter: Reporter | None = None) -> list[tuple[ImageRecord, Detections]]:
+                    reporter: Reporter | None = None,
+                    loss: LossFunction | None = None) -> tuple[list[tuple[ImageRecord, Detections]], np.ndarray | None]:
+    """Detections per image, and with ``loss`` (the training loss) its mean items over the batches."""
     reporter = reporter or SilentReporter()
     loader = build_dataloader(dataset, batch_size=batch_size, workers=workers)
     by_path = {str(record.image): record for record in dataset.records}
     results = []
-    for images, _, paths, geometries in reporter.track(loader, "Evaluating", total=len(loader)):
+    loss_sum = np.zeros(4)
+    for images, targets, paths, geometries in reporter.track(loader, "Evaluating", total=len(loader)):
         for path, detections in zip(paths, predictor(images, geometries)):
             results.append((by_path[path], detections))
-    return results
+        if loss is not None:
+            raw = [p.float() for p in predictor.last_raw]
+            loss_sum += loss(raw, targets.to(predictor.device))[1].cpu().numpy()
+    return results, (loss_sum / max(len(loader), 1) if loss is not None else None)
 
 
 def predictions_json(results: list[tuple[ImageRecord, Detections]]) -> list[dict[str, Any]]:
@@ -92,7 +104,7 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
 def evaluate_model(model: DarknetModel, data: DataConfig, *, task: str = "val", img_size: int = 640,
                    batch_size: int = 32, conf: float = 0.001, iou: float = 0.65, metric: str = "coco",
                    device: Any = "cpu", workers: int = 0, half: bool = False, fuse: bool = True,
-                   reporter: Reporter | None = None) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+                   loss: LossFunction | None = None, reporter: Reporter | None = None) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
     model.check_img_size(img_size)
     if model.nc != data.nc:
         raise YolorError(f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
@@ -100,9 +112,11 @@ def evaluate_model(model: DarknetModel, data: DataConfig, *, task: str = "val", 
     dataset = build_dataset(data, task, img_size=img_size, batch_size=batch_size, rect=True,
                             stride=model.max_stride, pad=EVAL_PAD, reporter=reporter)
     predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
-    results = predict_dataset(predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter)
+    results, losses = predict_dataset(predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter,
+                                      loss=loss)
     evaluated = _score(results, list(data.names), metric)
     evaluated.speed_ms = predictor.timing.per_image_ms()
+    evaluated.losses = losses
     return evaluated, results
 
 

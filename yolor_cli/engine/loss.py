@@ -1,5 +1,6 @@
 """The YOLOR training loss: anchor matching with neighbour cells, CIoU box loss, objectness
-targeted at the IoU, per-level balance, class loss only when there is more than one class.
+targeted at the IoU, per-level balance, class loss only when there is more than one class and
+with its gain scaled by nc / 80 (as the official trainer scales ``hyp['cls']``).
 
 Follows the official ``utils/loss.py`` (compute_loss / build_targets) with its dtype bug fixed:
 grid indices are clamped with integer bounds, so it runs on current torch.
@@ -23,6 +24,9 @@ NEIGHBOUR_REACH = 0.5  # a target also trains the adjacent cell on the side of t
 NEIGHBOUR_OFFSETS = [[1, 0], [0, 1], [-1, 0], [0, -1]]
 OBJECTNESS_BOOST_FROM_4_LEVELS = 1.4
 IOU_RATIO = 1.0  # objectness target = (1 - r) + r * IoU; the official trainer sets r = 1
+# The hyp's ``cls`` gain is tuned on COCO's 80 classes; YOLOR scales it by nc / 80 for other datasets.
+# Without this, a 3-class dataset weighs the class loss 27x too heavily and box and objectness barely learn.
+COCO_CLASSES = 80
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ class YolorLoss:
             obj_loss = obj_loss + self.bce_obj(p[..., 4], obj_target) * self.balance[level]
         box_loss = box_loss * self.hyp.box * self.level_scale
         obj_loss = obj_loss * self.hyp.obj * self.level_scale * self.obj_boost
-        cls_loss = cls_loss * self.hyp.cls * self.level_scale
+        cls_loss = cls_loss * self.hyp.cls * self.nc / COCO_CLASSES * self.level_scale
         total = box_loss + obj_loss + cls_loss
         batch_size = raw[0].shape[0]
         return total * batch_size, torch.cat((box_loss, obj_loss, cls_loss, total)).detach()

@@ -27,11 +27,12 @@ EMA_RAMP = 2000  # updates over which the EMA decay rises towards EMA_DECAY
 ADAM_BETA2 = 0.999
 
 
-def accumulation_steps(batch_size: int) -> int:
-    return max(round(NOMINAL_BATCH_SIZE / batch_size), 1)
+def accumulation_steps(batch_size: int, nominal: int = NOMINAL_BATCH_SIZE) -> int:
+    return max(round(nominal / batch_size), 1)
 
 
-def build_optimizer(model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool = False,
+                    nominal_batch_size: int = NOMINAL_BATCH_SIZE) -> torch.optim.Optimizer:
     """Group 0: no decay (BatchNorm weights, implicit vectors); group 1: conv weights with decay
     scaled to the nominal batch; group 2: biases. Build after pruning: pruning replaces parameters."""
     no_decay, decay, biases = [], [], []
@@ -42,7 +43,8 @@ def build_optimizer(model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool =
             decay.append(parameter)
         else:  # BatchNorm weights, implicit vectors, weighted-shortcut weights
             no_decay.append(parameter)
-    weight_decay = hyp.weight_decay * batch_size * accumulation_steps(batch_size) / NOMINAL_BATCH_SIZE
+    steps = accumulation_steps(batch_size, nominal_batch_size)
+    weight_decay = hyp.weight_decay * batch_size * steps / nominal_batch_size
     if adam:
         optimizer: torch.optim.Optimizer = torch.optim.Adam(no_decay, lr=hyp.lr0, betas=(hyp.momentum, ADAM_BETA2))
     else:
@@ -64,17 +66,20 @@ class Warmup:
     iterations: int
     hyp: Hyp
     batch_size: int
+    nominal_batch_size: int = NOMINAL_BATCH_SIZE
 
     @classmethod
-    def for_run(cls, hyp: Hyp, batches_per_epoch: int, epochs: int, batch_size: int) -> Warmup:
+    def for_run(cls, hyp: Hyp, batches_per_epoch: int, epochs: int, batch_size: int,
+                nominal_batch_size: int = NOMINAL_BATCH_SIZE) -> Warmup:
         wanted = max(round(hyp.warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERATIONS)
-        return cls(iterations=min(wanted, max(1, batches_per_epoch * epochs // 2)), hyp=hyp, batch_size=batch_size)
+        return cls(iterations=min(wanted, max(1, batches_per_epoch * epochs // 2)), hyp=hyp, batch_size=batch_size,
+                   nominal_batch_size=nominal_batch_size)
 
     def accumulate(self, iteration: int) -> int:
         """Batches per optimiser step: from 1 up to the nominal batch over the warmup."""
         if iteration >= self.iterations:
-            return accumulation_steps(self.batch_size)
-        target = NOMINAL_BATCH_SIZE / self.batch_size
+            return accumulation_steps(self.batch_size, self.nominal_batch_size)
+        target = self.nominal_batch_size / self.batch_size
         return max(1, round(float(np.interp(iteration, [0, self.iterations], [1, target]))))
 
     def apply(self, optimizer: torch.optim.Optimizer, iteration: int, epoch_factor: float) -> None:

@@ -1,7 +1,8 @@
-"""PNG plots of evaluation results (matplotlib, an optional extra)."""
+"""PNG plots of evaluation and training results (matplotlib, an optional extra)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,48 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], save_dir: Path) 
     figure.colorbar(image)
     figure.tight_layout()
     path = save_dir / "confusion_matrix.png"
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_results(rows: list[dict[str, str]], columns: list[str], path: Path) -> Path:
+    """One small panel per results.csv column (losses, metrics, learning rates) over the epochs."""
+    plt = _pyplot()
+    panels = len(columns)
+    per_row = min(panels, 5)
+    figure, axes = plt.subplots(math.ceil(panels / per_row), per_row, figsize=(3 * per_row, 2.6 * math.ceil(
+        panels / per_row)), squeeze=False)
+    epochs = [int(row["epoch"]) for row in rows]
+    for axis, column in zip(axes.ravel(), columns):
+        points = [(e, float(row[column])) for e, row in zip(epochs, rows) if row.get(column, "") not in ("", None)]
+        if points:
+            axis.plot(*zip(*points), marker=".", linewidth=1.5)
+        axis.set_title(column, fontsize=10)
+    for axis in axes.ravel()[panels:]:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_labels(labels: np.ndarray, names: list[str], path: Path) -> Path:
+    """Label statistics of a training set: instances per class, box centres, and box sizes.
+
+    ``labels`` are all rows [class, cx, cy, w, h] (normalised) of the set.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4))
+    counts = np.bincount(labels[:, 0].astype(int), minlength=len(names))[:len(names)]
+    axes[0].bar(range(len(names)), counts, color="tab:blue")
+    axes[0].set_xticks(range(len(names)), names, rotation=90 if len(names) > 8 else 0, fontsize=8)
+    axes[0].set(ylabel="instances", title=f"{int(counts.sum())} instances")
+    axes[1].hist2d(labels[:, 1], labels[:, 2], bins=50, range=[[0, 1], [0, 1]], cmap="Blues")
+    axes[1].set(xlabel="x", ylabel="y", title="box centres")
+    axes[2].hist2d(labels[:, 3], labels[:, 4], bins=50, range=[[0, 1], [0, 1]], cmap="Blues")
+    axes[2].set(xlabel="width", ylabel="height", title="box sizes")
+    figure.tight_layout()
     figure.savefig(path, dpi=PLOT_DPI)
     plt.close(figure)
     return path

@@ -69,6 +69,7 @@ class Predictor:
         self.multi_label = multi_label
         self.stride = model.max_stride
         self.timing = Timing()
+        self.last_raw: list[torch.Tensor] = []  # the raw maps of the last batch (validation losses use them)
 
     def prepare(self, image_bgr: np.ndarray, img_size: int) -> tuple[torch.Tensor, Letterbox]:
         """One BGR image -> CHW RGB uint8 tensor padded to a stride multiple, and its geometry."""
@@ -83,7 +84,7 @@ class Predictor:
         batch = images.to(self.device, non_blocking=True)
         batch = (batch.half() if self.half else batch.float()) / 255.0
         after_pre = _now(self.device)
-        decoded, _ = self.model(batch)
+        decoded, self.last_raw = self.model(batch)
         after_model = _now(self.device)
         kept = non_max_suppression(decoded.float(), conf_threshold=self.conf, iou_threshold=self.iou,
                                    classes=self.classes, max_det=self.max_det, multi_label=self.multi_label)

@@ -6,19 +6,25 @@ progress bars; library users get the silent one by default.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
 
 class Reporter(Protocol):
-    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Yield ``items`` while showing progress."""
+    def track(self, items: Iterable[T], description: str, total: int | None = None,
+              fields: Sequence[str] = ()) -> Iterator[T]:
+        """Yield ``items`` while showing progress; ``fields`` name extra columns set by :meth:`update`
+        (the per-step figures of a training epoch), and such a line stays when it is done."""
         ...
 
-    def describe(self, text: str) -> None:
-        """Replace the description of the progress being shown (per-step figures while training)."""
+    def update(self, values: dict[str, str]) -> None:
+        """New values for the ``fields`` of the progress being shown."""
+        ...
+
+    def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A small results table (the validation after an epoch)."""
         ...
 
     def info(self, message: str) -> None:
@@ -34,10 +40,14 @@ class SilentReporter:
     def __init__(self) -> None:
         self.warnings: list[str] = []
 
-    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    def track(self, items: Iterable[T], description: str, total: int | None = None,
+              fields: Sequence[str] = ()) -> Iterator[T]:
         yield from items
 
-    def describe(self, text: str) -> None:
+    def update(self, values: dict[str, str]) -> None:
+        pass
+
+    def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         pass
 
     def info(self, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ from torch.utils.data import DataLoader, Sampler, get_worker_info
 
 from yolor_cli.engine.config import DataConfig, Hyp
 from yolor_cli.engine.data.dataset import DetectionDataset, collate
-from yolor_cli.engine.data.labels import collect_image_files, scan_labels
+from yolor_cli.engine.data.labels import ImageRecord, collect_image_files, scan_labels
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
@@ -28,6 +29,12 @@ def seed_worker(worker_id: int) -> None:
         info.dataset.rng = np.random.default_rng(seed)
 
 
+def single_class(record: ImageRecord) -> ImageRecord:
+    labels = record.labels.copy()
+    labels[:, 0] = 0
+    return dataclasses.replace(record, labels=labels)
+
+
 def build_dataset(data: DataConfig, split: str, *, img_size: int, batch_size: int, hyp: Hyp | None = None,
                   augment: bool = False, rect: bool = False, stride: int = 32, pad: float = 0.0,
                   cache_images: bool = False, seed: int = 0, reporter: Reporter | None = None) -> DetectionDataset:
@@ -38,14 +45,15 @@ def build_dataset(data: DataConfig, split: str, *, img_size: int, batch_size: in
     images = collect_image_files(entries)
     if not images:
         raise DataError(f"no images found for {split} in {', '.join(map(str, entries))}")
-    scan = scan_labels(images, data.nc, reporter=reporter)
+    scan = scan_labels(images, data.label_nc or data.nc, reporter=reporter)
     for message in scan.warnings[:MAX_WARNINGS_SHOWN]:
         reporter.warning(message)
     if len(scan.warnings) > MAX_WARNINGS_SHOWN:
         reporter.warning(f"... and {len(scan.warnings) - MAX_WARNINGS_SHOWN} more problems in {split} labels")
     if not scan.records:
         raise DataError(f"none of the {len(images)} {split} images is usable")
-    dataset = DetectionDataset(scan.records, img_size=img_size, hyp=hyp, augment=augment, rect=rect,
+    records = scan.records if data.label_nc is None else [single_class(record) for record in scan.records]
+    dataset = DetectionDataset(records, img_size=img_size, hyp=hyp, augment=augment, rect=rect,
                                batch_size=batch_size, stride=stride, pad=pad, cache_images=cache_images, seed=seed,
                                reporter=reporter)
     dataset.label_warnings = list(scan.warnings)
