@@ -157,3 +157,18 @@ def test_a_bug_is_reported_briefly_without_a_traceback(monkeypatch: pytest.Monke
     assert caught.value.code == 1
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError: boom" in err and "--debug" in err and "Traceback" not in err
+
+
+def test_training_progress_in_a_log_is_one_line_per_epoch_and_tables_go_to_stderr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from yolor_cli.console import RichReporter
+
+    reporter = RichReporter()  # stderr is captured, so not a terminal: no live bar
+    for _ in reporter.track(range(3), "1/10", fields=("box", "total")):
+        reporter.update({"box": "box 0.0500", "total": "total 0.2000"})
+    reporter.table("Validation after epoch 1/10", ["Class", "P"], [["all", "0.5"]])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert lines[0].split() == ["1/10", "box", "0.0500", "total", "0.2000"]
+    assert "Validation after epoch 1/10" in captured.err and "all" in captured.err

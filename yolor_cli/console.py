@@ -110,7 +110,8 @@ class RichReporter:
             progress.update(task, **{self._keys[name]: value for name, value in values.items() if name in self._keys})
 
     def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        table = Table(title=escape(title), title_justify="left", header_style="bold")
+        self.console.print(f"[bold]{escape(title)}[/]")  # not the table's title: that wraps to its width
+        table = Table(header_style="bold")
         for index, header in enumerate(headers):
             table.add_column(escape(header), justify="left" if index == 0 else "right")
         for row in rows:

@@ -157,3 +157,29 @@ def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
     result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "100", "--project",
                     str(tmp_path / "runs2"), "--workers", "0")
     assert result.exit_code == 1 and "not a multiple" in " ".join(result.stderr.split())
+
+
+def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_path: Path) -> None:
+    result = train(_options(shapes, tmp_path, epochs=1, single_cls=True, image_weights=True))
+    run = result.save_dir
+    assert {"train_batch0.jpg", "train_batch1.jpg", "labels.png", "results.png"} <= {p.name for p in run.iterdir()}
+    row = _rows(run)[0]
+    assert all(math.isfinite(float(row[key])) for key in ("val_box", "val_obj", "val_cls", "val_total"))
+    assert float(row["val_cls"]) == 0.0  # one class: no class loss
+    trained = load_checkpoint(run / "weights" / "last.pt")
+    assert trained.nc == 1 and trained.names == ["item"]
+
+
+def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
+    demo = TrainOptions.resolve(data=None, epochs=None, adam=False, batch_size=16)
+    assert (demo.hyp, demo.epochs, demo.img_size, demo.adam, demo.batch_size) == ("demo", 10, 320, True, 16)
+    assert demo.nominal_batch_size == train_run.DEMO_DEFAULTS["nominal_batch_size"]
+    own = TrainOptions.resolve(data="data.yaml", epochs=None, adam=False, batch_size=None)
+    assert (own.hyp, own.epochs, own.img_size, own.adam, own.batch_size, own.nominal_batch_size) == (
+        "scratch.640", 300, 640, False, 8, 64)
+
+
+def test_tensorboard_scalars_when_tensorboard_is_installed(shapes: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    result = train(_options(shapes, tmp_path, epochs=1))
+    assert list(result.save_dir.glob("events.out.tfevents.*"))

@@ -110,6 +110,7 @@ def torchrun_command(arguments: Sequence[str], processes: int) -> list[str]:
 
 def launch(arguments: Sequence[str], device_spec: str) -> int:
     """``--device 0,1`` outside torchrun: start one process per listed GPU and wait for them."""
+    select_device(device_spec)  # a clear error when CUDA or a listed GPU is missing
     indices = cuda_indices(device_spec)
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(indices)}
     return subprocess.call(torchrun_command(arguments, len(indices)), env=environment)

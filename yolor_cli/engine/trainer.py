@@ -10,6 +10,7 @@ per-class APs that ``--image-weights`` needs) with the others after each epoch.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,7 +176,9 @@ class Trainer:
         for epoch in range(start_epoch, epochs):
             state.epoch = epoch
             self._train_epoch(state)
-            self.scheduler.step()
+            with warnings.catch_warnings():  # an epoch shorter than one accumulation has no optimizer step
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+                self.scheduler.step()
             if self.distributed.is_main:
                 for hook in self.hooks:
                     hook.after_epoch(self, state)
