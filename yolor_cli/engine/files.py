@@ -4,19 +4,47 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 BACKUP_SUFFIX = ".bak"
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, then raise it.
+
+    ``torch.save`` writes through C++; a KeyboardInterrupt raised inside its callbacks comes out as a
+    RuntimeError ("unexpected pos ..."), so a Ctrl-C during a checkpoint save must wait for the save.
+    Only the main thread can own signal handlers; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
-    A crash or Ctrl-C mid-write leaves the previous file intact and no partial file behind.
+    A crash or kill mid-write leaves the previous file intact; Ctrl-C waits for the write to end.
     """
+    with interrupts_deferred():
+        return _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

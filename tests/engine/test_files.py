@@ -1,0 +1,38 @@
+"""Atomic writes: the previous file survives a failed write, and Ctrl-C waits for the write to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from yolor_cli.engine.files import atomic_write
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+
+    def broken(stream) -> None:  # noqa: ANN001
+        stream.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_ctrl_c_during_a_write_is_raised_after_it(tmp_path: Path) -> None:
+    target = tmp_path / "last.pt"
+
+    def interrupted(stream) -> None:  # noqa: ANN001
+        stream.write(b"first half ")
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, in the middle of torch.save
+        stream.write(b"second half")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    assert target.read_bytes() == b"first half second half"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler is back
