@@ -2,13 +2,13 @@
 yolor_csp at 320 (batch 8). A step is forward, loss, backward, optimiser step and EMA update on one
 fixed batch (no data loading). Prints a table and writes JSON.
 
-    python benchmarks/train.py [--repeats 5] [--threads 2] [--official-repo PATH]
+    python benchmarks/train.py [--repeats 5] [--rounds 3] [--threads 2] [--official-repo PATH]
 
 ``--official-repo`` points at a checkout of the official YOLOR code (branch main, never part of
 this project, with its loss dtype bug patched in that scratch copy); its Darknet model, compute_loss
 and ModelEMA then run the same step on the same cfg, batch and threads, and both losses are computed
 on the same weights and batch to show they agree. Each case runs in its own process so that its
-peak resident memory is its own.
+peak resident memory is its own; rounds alternate the implementations and the median is reported.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="processes per case and implementation")
     parser.add_argument("--official-repo", type=Path)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)
@@ -148,14 +149,21 @@ def main() -> None:
     rows = []
     for cfg_name, size, batch in CASES:
         row: dict = {"cfg": cfg_name, "img_size": size, "batch": batch}
-        for implementation in ["ours", "official"] if args.official_repo else ["ours"]:
-            command = [sys.executable, __file__, "--case", cfg_name, str(size), str(batch), "--implementation",
-                       implementation, "--repeats", str(args.repeats), "--threads", str(args.threads)]
-            if args.official_repo:
-                command += ["--official-repo", str(args.official_repo)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            row[implementation] = {"images_per_s": batch / result["seconds"], **result}
+        runs: dict[str, list[dict]] = {}
+        # Rounds alternate the implementations, so a slow spell of a shared machine hits both alike.
+        for _ in range(args.rounds):
+            for implementation in ["ours", "official"] if args.official_repo else ["ours"]:
+                command = [sys.executable, __file__, "--case", cfg_name, str(size), str(batch), "--implementation",
+                           implementation, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                if args.official_repo:
+                    command += ["--official-repo", str(args.official_repo)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                runs.setdefault(implementation, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for implementation, results in runs.items():
+            seconds = statistics.median(r["seconds"] for r in results)
+            row[implementation] = {"images_per_s": batch / seconds, "seconds": seconds,
+                                   "seconds_per_round": [r["seconds"] for r in results], "loss": results[0]["loss"],
+                                   "peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
         rows.append(row)
     table = Table(title=f"Training step on CPU ({args.threads} threads, torch {torch.__version__})")
     for column in ("case", "ours img/s", "ours peak MB", "official img/s", "official peak MB", "speed-up",

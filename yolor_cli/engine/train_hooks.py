@@ -93,6 +93,11 @@ class ResultsHook(TrainHook):
             self.reporter.warning("results.png needs matplotlib: pip install 'yolor-cli[plots]'")
 
 
+def _standard_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Training runs channels-last; files keep the usual contiguous layout."""
+    return {name: tensor.contiguous() for name, tensor in state.items()}
+
+
 class CheckpointHook(TrainHook):
     """The seed's checkpoint set, written atomically; the optimizer is stripped at the end."""
 
@@ -102,8 +107,9 @@ class CheckpointHook(TrainHook):
         self.epochs_without_gain = 0
 
     def _checkpoint(self, trainer: Trainer, epoch: int, with_optimizer: bool) -> Checkpoint:
-        return Checkpoint(cfg=trainer.model.cfg, model_state=trainer.model.state_dict(), names=self.names,
-                          ema_state=trainer.ema.ema.state_dict(), ema_updates=trainer.ema.updates,
+        return Checkpoint(cfg=trainer.model.cfg, model_state=_standard_layout(trainer.model.state_dict()),
+                          names=self.names, ema_state=_standard_layout(trainer.ema.ema.state_dict()),
+                          ema_updates=trainer.ema.updates,
                           optimizer_state=trainer.optimizer.state_dict() if with_optimizer else None,
                           scaler_state=trainer.scaler.state_dict() if with_optimizer else None, epoch=epoch,
                           fitness=self.bests.get("fitness"),

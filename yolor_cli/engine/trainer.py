@@ -98,7 +98,8 @@ class Trainer:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(device)
+        # Channels-last: measured 1.2-1.5x faster forward+backward for yolor_csp on CPU (benchmarks/train.py).
+        self.model = model.to(device, memory_format=torch.channels_last)
         self.distributed = distributed
         self.train_model: nn.Module = self.model
         if distributed.enabled:
@@ -139,7 +140,7 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------
     def _images(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True).float() / 255.0
+        images = images.to(self.device, non_blocking=True).float().div_(255.0)
         if self.multi_scale:
             stride = self.model.max_stride
             low, high = (int(self.img_size * f) for f in MULTI_SCALE_RANGE)
@@ -148,7 +149,7 @@ class Trainer:
                 factor = size / max(images.shape[2:])
                 shape = [math.ceil(x * factor / stride) * stride for x in images.shape[2:]]
                 images = torch.nn.functional.interpolate(images, size=shape, mode="bilinear", align_corners=False)
-        return images
+        return images.contiguous(memory_format=torch.channels_last)
 
     def run_step(self, images: torch.Tensor, targets: torch.Tensor, state: TrainState) -> torch.Tensor:
         self.warmup.apply(self.optimizer, state.iteration, self.lr_factor(state.epoch))
