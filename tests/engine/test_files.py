@@ -32,7 +32,21 @@ def test_ctrl_c_during_a_write_is_raised_after_it(tmp_path: Path) -> None:
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, in the middle of torch.save
         stream.write(b"second half")
 
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, interrupted)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may ignore SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write(target, interrupted)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler is back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert target.read_bytes() == b"first half second half"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler is back
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path: Path) -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
+    try:
+        atomic_write(tmp_path / "x", lambda stream: (os.kill(os.getpid(), signal.SIGINT), stream.write(b"x")))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert (tmp_path / "x").read_bytes() == b"x"

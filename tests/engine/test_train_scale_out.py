@@ -59,8 +59,11 @@ def test_ddp_on_cpu_with_two_processes(shapes: Path, tmp_path: Path) -> None:
 
 
 def _start(shapes: Path, project: Path, epochs: int) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a CI job started in the background ignores it, and
+    # Python would then leave Ctrl-C ignored.
     return subprocess.Popen([sys.executable, "-m", "yolor_cli", *_train_args(shapes, project, epochs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_epoch(process: subprocess.Popen, run: Path, epoch: int) -> None:

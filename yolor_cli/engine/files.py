@@ -20,9 +20,11 @@ def interrupts_deferred() -> Iterator[None]:
 
     ``torch.save`` writes through C++; a KeyboardInterrupt raised inside its callbacks comes out as a
     RuntimeError ("unexpected pos ..."), so a Ctrl-C during a checkpoint save must wait for the save.
-    Only the main thread can own signal handlers; elsewhere the block runs as is.
+    Only the main thread can own signal handlers, and only Python's own Ctrl-C handler is replaced
+    (an ignored SIGINT, as under nohup, stays ignored); otherwise the block runs as is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     received: list[int] = []
