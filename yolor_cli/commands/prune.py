@@ -1,0 +1,109 @@
+"""``yolor prune conv|layers``: structural channel pruning that writes an ordinary checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from yolor_cli.console import print_json, print_notes, stdout_console
+from yolor_cli.options import CfgOption, JsonOption, TrustPickleOption
+
+if TYPE_CHECKING:
+    from yolor_cli.engine.prune_run import PruneResult
+
+app = typer.Typer(help="Prune channels of a trained model (the result is an ordinary checkpoint).",
+                  no_args_is_help=True)
+
+RequiredWeights = Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint to prune (ours, or official "
+                                                                      "with --cfg).", dir_okay=False)]
+AmountOption = Annotated[float, typer.Option("--amount", help="Fraction of each conv's output channels to remove "
+                                                             "(int(amount x channels) go).")]
+MethodOption = Annotated[str, typer.Option("--method", help="Channel importance: l1, l2, random, or bn "
+                                                           "(BatchNorm scales).")]
+OutputOption = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Where to write (default: NAME_pruned.pt beside the input, never overwriting).",
+    dir_okay=False, show_default=False)]
+PruneImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Input size for GFLOPs and latency.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be pruned; write nothing.")]
+
+
+def _render(result: PruneResult, json_output: bool) -> None:
+    before, after = result.before, result.after
+    print_notes(result.notes)
+    if json_output:
+        print_json({"params_before": before.params, "params_after": after.params, "macs_before": before.macs,
+                    "macs_after": after.macs, "latency_ms_before": before.latency_ms,
+                    "latency_ms_after": after.latency_ms, "img_size": result.img_size,
+                    "output": str(result.output) if result.output else None,
+                    "layers": [{"module": c.module, "before": c.before, "after": c.after, "collapsed": c.collapsed}
+                               for c in result.changes]})
+        return
+    console = stdout_console()
+    console.print("[b]Pruned layers[/] (their coupled layers follow them)")
+    layers = Table()
+    for column in ("module", "channels before", "after", ""):
+        layers.add_column(column, justify="right")
+    for change in result.changes:
+        layers.add_row(str(change.module), str(change.before), str(change.after),
+                       "[red]collapsed[/]" if change.collapsed else "")
+    console.print(layers)
+    console.print(f"[b]Model at {result.img_size} px[/]")
+    totals = Table()
+    for column in ("", "before", "after", "after/before"):
+        totals.add_column(column, justify="right")
+
+    def row(name: str, a: float | None, b: float | None, fmt: str) -> None:
+        ratio = f"{b / a:.3f}" if a and b is not None else "-"
+        totals.add_row(name, format(a, fmt) if a is not None else "-", format(b, fmt) if b is not None else "-", ratio)
+
+    row("Params", before.params, after.params, ",")
+    row("GFLOPs", before.macs * 2 / 1e9, after.macs * 2 / 1e9, ".3f")
+    row("Latency ms (CPU, fused, batch 1)", before.latency_ms, after.latency_ms, ".1f")
+    console.print(totals)
+    console.print(f"Params {before.params:,} => {after.params:,}")
+    console.print(f"Wrote [b]{result.output}[/]" if result.output else "Dry run: nothing written.")
+
+
+@app.command("conv")
+def conv_command(
+    weights: RequiredWeights,
+    layer: Annotated[list[int], typer.Option("--layer", help="Module index of a conv to prune (repeatable; "
+                                                             "see yolor info).")],
+    cfg: CfgOption = None,
+    amount: AmountOption = 0.4,
+    method: MethodOption = "l1",
+    output: OutputOption = None,
+    img_size: PruneImgSizeOption = 640,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Prune the output channels of the given convs, with every coupled layer."""
+    from yolor_cli.engine.prune_run import prune
+
+    _render(prune(weights=weights, cfg=cfg, layers=layer, amount=amount, method=method, img_size=img_size,
+                  output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)
+
+
+@app.command("layers")
+def layers_command(
+    weights: RequiredWeights,
+    upto: Annotated[int, typer.Option("--upto", min=0, help="Last module index to prune (inclusive).")],
+    start: Annotated[int, typer.Option("--from", min=0, help="First module index to prune.")] = 0,
+    cfg: CfgOption = None,
+    amount: AmountOption = 0.4,
+    method: MethodOption = "l1",
+    output: OutputOption = None,
+    img_size: PruneImgSizeOption = 640,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Prune every conv of modules FROM..UPTO in module order (heads stay whole)."""
+    from yolor_cli.engine.prune_run import prune
+
+    _render(prune(weights=weights, cfg=cfg, span=(start, upto), amount=amount, method=method, img_size=img_size,
+                  output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)
