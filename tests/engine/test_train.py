@@ -183,3 +183,19 @@ def test_tensorboard_scalars_when_tensorboard_is_installed(shapes: Path, tmp_pat
     pytest.importorskip("tensorboard")
     result = train(_options(shapes, tmp_path, epochs=1))
     assert list(result.save_dir.glob("events.out.tfevents.*"))
+
+
+def test_sparsity_adds_the_l1_gradient_of_batchnorm_scales(shapes: Path) -> None:
+    data = load_data_config(shapes / "data.yaml")
+    loader = build_dataloader(build_dataset(data, "train", img_size=64, batch_size=2), batch_size=2)
+    images, targets, _, _ = next(iter(loader))
+    grads = []
+    for sparsity in (0.0, 0.01):
+        torch.manual_seed(0)
+        model = build_model(load_cfg("yolor_csp_tiny"), nc=3).train()
+        trainer = Trainer(model, load_hyp(), loader, epochs=1, batch_size=2, nominal_batch_size=64,
+                          device=torch.device("cpu"), img_size=64, reporter=SilentReporter(), sparsity=sparsity)
+        trainer.run_step(images, targets, TrainState(epoch=0, epochs=1, last_step=0))  # no step: gradients stay
+        grads.append((model.module_list[0].BatchNorm2d.weight.grad.clone(), model.module_list[0].BatchNorm2d.weight))
+    (plain, _), (penalised, weight) = grads
+    torch.testing.assert_close(penalised - plain, 0.01 * torch.sign(weight.detach()))

@@ -51,6 +51,9 @@ def train_command(
     adam: Annotated[bool, typer.Option("--adam", help="Adam instead of SGD (always on for the demo).")] = False,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="BatchNorm statistics over all DDP processes.")] = False,
     single_cls: Annotated[bool, typer.Option("--single-cls", help="Train every object as one class.")] = False,
+    sparsity: Annotated[float, typer.Option(
+        "--sparsity", min=0.0, help="L1 penalty on BatchNorm scales (network slimming, e.g. 1e-4) before "
+                                    "yolor prune --method bn.")] = 0.0,
     noval: Annotated[bool, typer.Option("--noval", help="Validate only after the last epoch.")] = False,
     nosave: Annotated[bool, typer.Option("--nosave", help="Write only the final last.pt.")] = False,
     period: Annotated[int, typer.Option("--period", min=0, help="Validate from this epoch on.")] = 0,
@@ -77,7 +80,8 @@ def train_command(
         batch_size=batch_size, nominal_batch_size=nominal_batch_size, img_size=img_size[0] if img_size else None,
         test_img_size=img_size[1] if img_size and len(img_size) > 1 else None, device=device, workers=workers,
         project=str(project), name=name, exist_ok=exist_ok, multi_scale=multi_scale, image_weights=image_weights,
-        rect=rect, cache_images=cache_images, adam=adam, sync_bn=sync_bn, single_cls=single_cls, noval=noval,
+        rect=rect, cache_images=cache_images, adam=adam, sync_bn=sync_bn, single_cls=single_cls, sparsity=sparsity,
+        noval=noval,
         nosave=nosave, period=period, save_period=save_period, patience=patience, seed=seed)
     result = train(options, resume=(str(last) if last else "") if resume else None, reporter=RichReporter())
     if not result.is_main:

@@ -83,6 +83,7 @@ class TrainOptions:
     image_weights: bool = False
     sync_bn: bool = False
     single_cls: bool = False
+    sparsity: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
@@ -292,7 +293,7 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
                       img_size=options.img_size, adam=options.adam, multi_scale=options.multi_scale,
                       nominal_batch_size=options.nominal_batch_size, seed=options.seed + context.rank,
                       reporter=reporter, hooks=hooks, distributed=context, sync_bn=options.sync_bn,
-                      image_weighting=weighting)
+                      image_weighting=weighting, sparsity=options.sparsity)
     if resumed is not None:
         ckpt = resumed.checkpoint
         trainer.load_state(ckpt.optimizer_state, ckpt.scaler_state, ckpt.ema_state, ckpt.ema_updates, ckpt.epoch)

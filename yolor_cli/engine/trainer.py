@@ -94,7 +94,8 @@ class Trainer:
                  device: torch.device, img_size: int, adam: bool = False, multi_scale: bool = False,
                  nominal_batch_size: int = NOMINAL_BATCH_SIZE, seed: int = 0, reporter: Reporter,
                  hooks: list[TrainHook] | None = None, distributed: DistributedContext = SINGLE_PROCESS,
-                 sync_bn: bool = False, image_weighting: ImageWeighting | None = None) -> None:
+                 sync_bn: bool = False, image_weighting: ImageWeighting | None = None,
+                 sparsity: float = 0.0) -> None:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -113,6 +114,8 @@ class Trainer:
         self.reporter = reporter
         self.hooks = hooks or []
         self.image_weighting = image_weighting
+        self.sparsity = sparsity
+        self.batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.optimizer = build_optimizer(model, hyp, batch_size=batch_size, adam=adam,
                                          nominal_batch_size=nominal_batch_size)
         self.lr_factor = cosine_lambda(epochs, hyp.lrf)
@@ -163,6 +166,8 @@ class Trainer:
                                 hint="lower lr0 in the hyperparameters, or check the labels; last.pt holds the "
                                      "last good epoch")
         self.scaler.scale(loss).backward()
+        if self.sparsity:
+            self._sparsity_gradient()
         if state.iteration - state.last_step >= self.warmup.accumulate(state.iteration):
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -171,6 +176,15 @@ class Trainer:
             state.last_step = state.iteration
         state.iteration += 1
         return items
+
+    @torch.no_grad()
+    def _sparsity_gradient(self) -> None:
+        """Network slimming: the gradient of sparsity * sum |gamma| over BatchNorm scales, so that
+        unneeded channels drift to 0 and ``yolor prune --method bn`` can remove them cheaply."""
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0  # grads are scaled under AMP
+        for batch_norm in self.batch_norms:
+            if batch_norm.weight.grad is not None:
+                batch_norm.weight.grad.add_(torch.sign(batch_norm.weight), alpha=self.sparsity * scale)
 
     def train(self, start_epoch: int, epochs: int) -> TrainState:
         state = TrainState(epoch=start_epoch, epochs=epochs, iteration=start_epoch * len(self.loader))
