@@ -131,3 +131,26 @@ def test_cli_prune_conv_json_and_dry_run(tiny_model: torch.nn.Module, tmp_path: 
     assert result.exit_code == 0 and "Params" in result.stdout and (tmp_path / "tiny_pruned.pt").exists()
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--amount", "1.2")
     assert result.exit_code == 1 and "outside (0, 1)" in result.stderr
+
+
+def test_global_pruning_reaches_the_macs_target_and_keeps_heads(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    from tests.test_cli import invoke
+
+    source = tmp_path / "tiny.pt"
+    save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict()), source)
+    result = invoke("prune", "global", "-w", str(source), "--target-macs", "0.5", "--img-size", "64", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert 0.45 <= payload["macs_after"] / payload["macs_before"] <= 0.5  # within 5 % of the target
+    pruned = load_model(weights=payload["output"]).model
+    assert [pruned.module_list[h.conv].Conv2d.out_channels for h in pruned.heads] == [24, 24, 24]
+    with torch.no_grad():  # trained BatchNorm scales differ; fresh ones are all 1 and rank nothing
+        for module in tiny_model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.1, 1.0)
+    save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict()), source)
+    result = invoke("prune", "global", "-w", str(source), "--ratio", "0.3", "--method", "bn", "--dry-run", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["params_after"] < json.loads(result.stdout)[
+        "params_before"]
+    result = invoke("prune", "global", "-w", str(source), "--ratio", "0.3", "--target-macs", "0.5")
+    assert result.exit_code == 1 and "exactly one" in result.stderr

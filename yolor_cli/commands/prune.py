@@ -1,4 +1,4 @@
-"""``yolor prune conv|layers``: structural channel pruning that writes an ordinary checkpoint."""
+"""``yolor prune conv|layers|global``: structural channel pruning that writes an ordinary checkpoint."""
 
 from __future__ import annotations
 
@@ -106,4 +106,28 @@ def layers_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, span=(start, upto), amount=amount, method=method, img_size=img_size,
+                  output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)
+
+
+@app.command("global")
+def global_command(
+    weights: RequiredWeights,
+    target_macs: Annotated[Optional[float], typer.Option(
+        "--target-macs", help="Prune until the MACs are this fraction of the original (e.g. 0.5).",
+        show_default=False)] = None,
+    ratio: Annotated[Optional[float], typer.Option(
+        "--ratio", help="Or: remove this fraction of the channels, ranked across the whole model.",
+        show_default=False)] = None,
+    cfg: CfgOption = None,
+    method: MethodOption = "l1",
+    output: OutputOption = None,
+    img_size: PruneImgSizeOption = 640,
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Prune channels ranked across the whole model (heads stay whole) to a MACs target or ratio."""
+    from yolor_cli.engine.prune_run import prune
+
+    _render(prune(weights=weights, cfg=cfg, target_macs=target_macs, ratio=ratio, method=method, img_size=img_size,
                   output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)

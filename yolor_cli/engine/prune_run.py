@@ -1,4 +1,4 @@
-"""``yolor prune conv|layers`` as engine calls: load, prune, measure, write an ordinary checkpoint."""
+"""``yolor prune conv|layers|global`` as engine calls: load, prune, measure, write an ordinary checkpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.loading import load_model
-from yolor_cli.engine.pruning import ChannelPruner, LayerChange, check_amount, rebuild
+from yolor_cli.engine.pruning import ChannelPruner, LayerChange, check_amount, prune_global, rebuild
 from yolor_cli.engine.summary import count_gflops
 
 LATENCY_REPEATS = 5
@@ -66,17 +66,8 @@ def default_output(weights: Path) -> Path:
     return candidate
 
 
-def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | None = None,
-          span: tuple[int, int] | None = None, amount: float, method: str = "l1", img_size: int = 640,
-          output: str | Path | None = None, dry_run: bool = False, latency: bool = True, seed: int = 0,
-          trust_pickle: bool = False) -> PruneResult:
-    """Prune the convs in ``layers`` (``prune conv``) or every conv in ``span`` = (from, upto) in
-    module order (``prune layers``), each by ``int(amount * channels)`` channels."""
-    check_amount(amount)
-    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
-    model = loaded.model.eval()
-    model.check_img_size(img_size)
-    before = measure(model, img_size, latency)
+def _prune_local(model: DarknetModel, layers: list[int] | None, span: tuple[int, int] | None, amount: float,
+                 method: str, seed: int) -> list[LayerChange]:
     pruner = ChannelPruner(model, method=method, seed=seed)
     if layers is not None:
         for index in layers:  # check them all before touching any
@@ -87,10 +78,36 @@ def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | No
         targets = pruner.convs_between(*span)
         if not targets:
             raise YolorError(f"no prunable conv in modules {span[0]}..{span[1]}", hint="see the indices with yolor info")
-    changes = [change for index in targets if (change := pruner.prune_conv(index, amount)) is not None]
+    return [change for index in targets if (change := pruner.prune_conv(index, amount)) is not None]
+
+
+def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | None = None,
+          span: tuple[int, int] | None = None, amount: float | None = None, target_macs: float | None = None,
+          ratio: float | None = None, method: str = "l1", img_size: int = 640,
+          output: str | Path | None = None, dry_run: bool = False, latency: bool = True, seed: int = 0,
+          trust_pickle: bool = False) -> PruneResult:
+    """Prune the convs in ``layers`` (``prune conv``) or every conv in ``span`` = (from, upto) in
+    module order (``prune layers``), each by ``int(amount * channels)`` channels; or, with
+    ``target_macs`` or ``ratio``, globally (``prune global``)."""
+    global_mode = target_macs is not None or ratio is not None
+    if not global_mode:
+        if amount is None:
+            raise YolorError("no --amount given")
+        check_amount(amount)
+    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+    model = loaded.model.eval()
+    model.check_img_size(img_size)
+    before = measure(model, img_size, latency)
+    if global_mode:
+        changes = prune_global(model, target_macs=target_macs, ratio=ratio, method=method)
+    else:
+        changes = _prune_local(model, layers, span, amount, method, seed)  # type: ignore[arg-type]
     pruned = rebuild(model)
     after = measure(pruned, img_size, latency)
     notes = list(loaded.notes)
+    if not changes:
+        notes.append("no channel was pruned: the amount rounds to 0 channels, or every channel ranks the same "
+                     "(untrained BatchNorm scales with --method bn)")
     collapsed = [c for c in changes if c.collapsed]
     if collapsed:
         notes.append(f"{len(collapsed)} layer(s) are left with fewer than 8 channels "

@@ -149,3 +149,53 @@ def rebuild(model: DarknetModel) -> DarknetModel:
     fresh = build_model(pruned_cfg(model))
     fresh.load_state_dict(model.state_dict())
     return fresh.eval()
+
+
+GLOBAL_STEPS = 80  # small steps towards the target (about 1 % of the MACs each), stopping at it
+GLOBAL_MAX_RATIO = 0.9  # what the steps add up to, should the target need it all
+
+
+def _importance(method: str) -> tp.importance.Importance:
+    if method == "l1":
+        return tp.importance.MagnitudeImportance(p=1)
+    if method == "l2":
+        return tp.importance.MagnitudeImportance(p=2)
+    if method == "bn":
+        return tp.importance.BNScaleImportance()
+    if method == "random":
+        return tp.importance.RandomImportance()
+    raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+
+
+def conv_widths(model: DarknetModel) -> dict[int, int]:
+    return {i: conv_of(model, i).out_channels for i in range(len(model.module_list)) if is_conv(model, i)}
+
+
+def macs_of(model: DarknetModel) -> int:
+    macs, _ = tp.utils.count_ops_and_params(model, example_input(model))
+    return int(macs)
+
+
+def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio: float | None = None,
+                 method: str = "l1") -> list[LayerChange]:
+    """Global pruning with torch-pruning's MetaPruner, heads excluded: to ``ratio`` of the channels
+    in one go, or in small steps until the MACs reach ``target_macs`` x the original (one small step
+    past it at most)."""
+    if (target_macs is None) == (ratio is None):
+        raise YolorError("give exactly one of --target-macs and --ratio")
+    check_amount(target_macs if target_macs is not None else ratio)  # type: ignore[arg-type]
+    model.eval()
+    widths = conv_widths(model)
+    steps = 1 if ratio is not None else GLOBAL_STEPS
+    pruner = tp.pruner.MetaPruner(
+        model, example_input(model), importance=_importance(method), global_pruning=True,
+        pruning_ratio=ratio if ratio is not None else GLOBAL_MAX_RATIO, iterative_steps=steps,
+        ignored_layers=[conv_of(model, head.conv) for head in model.heads],
+        unwrapped_parameters=unwrapped_parameters(model), output_transform=lambda output: output[0])
+    base = macs_of(model)
+    for _ in range(steps):
+        pruner.step()
+        if target_macs is not None and macs_of(model) <= target_macs * base:
+            break
+    return [LayerChange(module=i, before=before, after=conv_of(model, i).out_channels)
+            for i, before in widths.items() if conv_of(model, i).out_channels != before]
