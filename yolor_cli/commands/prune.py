@@ -28,6 +28,8 @@ OutputOption = Annotated[Optional[Path], typer.Option(
     dir_okay=False, show_default=False)]
 PruneImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Input size for GFLOPs and latency.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be pruned; write nothing.")]
+LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency",
+                                             help="Measure CPU latency before and after (a few seconds).")]
 
 
 def _render(result: PruneResult, json_output: bool) -> None:
@@ -78,6 +80,7 @@ def conv_command(
     output: OutputOption = None,
     img_size: PruneImgSizeOption = 640,
     dry_run: DryRunOption = False,
+    latency: LatencyOption = True,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:
@@ -85,7 +88,7 @@ def conv_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, layers=layer, amount=amount, method=method, img_size=img_size,
-                  output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)
+                  output=output, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
 
 
 @app.command("layers")
@@ -99,6 +102,7 @@ def layers_command(
     output: OutputOption = None,
     img_size: PruneImgSizeOption = 640,
     dry_run: DryRunOption = False,
+    latency: LatencyOption = True,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:
@@ -106,7 +110,7 @@ def layers_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, span=(start, upto), amount=amount, method=method, img_size=img_size,
-                  output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)
+                  output=output, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
 
 
 @app.command("global")
@@ -123,6 +127,7 @@ def global_command(
     output: OutputOption = None,
     img_size: PruneImgSizeOption = 640,
     dry_run: DryRunOption = False,
+    latency: LatencyOption = True,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:
@@ -130,4 +135,4 @@ def global_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, target_macs=target_macs, ratio=ratio, method=method, img_size=img_size,
-                  output=output, dry_run=dry_run, trust_pickle=trust_pickle), json_output)
+                  output=output, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)

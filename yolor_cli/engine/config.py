@@ -87,9 +87,9 @@ def bundled_hyp_names() -> list[str]:
 
 
 def load_hyp(name_or_path: str | Path = DEFAULT_HYP) -> Hyp:
-    """A YAML path, or a bundled name such as ``scratch.640``."""
+    """A YAML path, or a bundled name such as ``scratch.640`` (a folder of that name is not a file)."""
     path = Path(name_or_path)
-    if not path.exists():
+    if not path.is_file():
         bundled = configs_dir() / "hyp" / f"{path.name}.yaml"
         if path.suffix in (".yaml", ".yml") or len(path.parts) > 1 or not bundled.exists():
             raise YolorError(f"no hyperparameter file or bundled set named {str(name_or_path)!r}",

@@ -62,6 +62,13 @@ def test_bundled_hyperparameters_load_and_typos_fail(tmp_path: Path) -> None:
         load_hyp(path)
 
 
+def test_a_folder_named_like_a_bundled_hyp_does_not_shadow_it(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. the folder `yolor dataset synth --out demo` makes
+    assert load_hyp("demo").lr0 == 0.002
+
+
 def test_label_cache_is_versioned_json_and_rechecks_only_changed_files(
         shapes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images = collect_image_files([shapes / "images"])
