@@ -23,6 +23,7 @@ from torch import nn
 from yolor_cli.engine.darknet import DarknetModel, DarknetCfg, build_model
 from yolor_cli.engine.darknet.layers import ImplicitAdd, ImplicitMul
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.summary import ConvMacs
 
 METHODS = ("l1", "l2", "random", "bn")
 COLLAPSED_CHANNELS = 8  # a layer left with fewer channels is flagged: it explains lost accuracy
@@ -171,11 +172,6 @@ def conv_widths(model: DarknetModel) -> dict[int, int]:
     return {i: conv_of(model, i).out_channels for i in range(len(model.module_list)) if is_conv(model, i)}
 
 
-def macs_of(model: DarknetModel) -> int:
-    macs, _ = tp.utils.count_ops_and_params(model, example_input(model))
-    return int(macs)
-
-
 def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio: float | None = None,
                  method: str = "l1") -> list[LayerChange]:
     """Global pruning with torch-pruning's MetaPruner, heads excluded: to ``ratio`` of the channels
@@ -192,10 +188,11 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
         pruning_ratio=ratio if ratio is not None else GLOBAL_MAX_RATIO, iterative_steps=steps,
         ignored_layers=[conv_of(model, head.conv) for head in model.heads],
         unwrapped_parameters=unwrapped_parameters(model), output_transform=lambda output: output[0])
-    base = macs_of(model)
+    macs = ConvMacs(model)
+    base = macs()
     for _ in range(steps):
         pruner.step()
-        if target_macs is not None and macs_of(model) <= target_macs * base:
+        if target_macs is not None and macs() <= target_macs * base:
             break
     return [LayerChange(module=i, before=before, after=conv_of(model, i).out_channels)
             for i, before in widths.items() if conv_of(model, i).out_channels != before]
