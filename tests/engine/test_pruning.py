@@ -127,8 +127,14 @@ def test_cli_prune_conv_json_and_dry_run(tiny_model: torch.nn.Module, tmp_path: 
     assert payload["output"] is None and payload["params_after"] < payload["params_before"]
     assert {"macs_before", "macs_after", "latency_ms_before", "latency_ms_after"} <= payload.keys()
     assert not (tmp_path / "tiny_pruned.pt").exists()
-    result = invoke("prune", "layers", "-w", str(source), "--upto", "20", "--amount", "0.5", "--img-size", "64")
-    assert result.exit_code == 0 and "Params" in result.stdout and (tmp_path / "tiny_pruned.pt").exists()
+    result = invoke("prune", "layers", "-w", str(source), "--upto", "20", "--amount", "0.5", "--img-size", "64",
+                    "--json")
+    assert result.exit_code == 0 and (tmp_path / "tiny_pruned.pt").exists()
+    pruned_params = json.loads(result.stdout)["params_after"]
+    info = invoke("info", "--weights", str(tmp_path / "tiny_pruned.pt"), "--json")  # no extra flags needed
+    assert info.exit_code == 0 and json.loads(info.stdout)["params"] == pruned_params
+    table = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--img-size", "64", "--no-latency")
+    assert table.exit_code == 0 and "Params" in table.stdout and (tmp_path / "tiny_pruned2.pt").exists()
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--amount", "1.2")
     assert result.exit_code == 1 and "outside (0, 1)" in result.stderr
 
