@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from yolor_cli.engine.data.labels import ImageRecord
-from yolor_cli.engine.data.sampling import WeightedImageSampler, class_weights, image_weights
+from yolor_cli.engine.data.sampling import RectBlockSampler, WeightedImageSampler, class_weights, image_weights
 from yolor_cli.engine.trainer import ImageWeighting
 
 
@@ -52,3 +52,18 @@ def test_poorly_detected_classes_are_drawn_more_after_validation() -> None:
     weighting.update([0.9, 0.1])  # class 1 has the low mAP
     w = sampler.weights.numpy()
     np.testing.assert_allclose(w / w.sum(), [0.01 / 0.82, 0.81 / 0.82])
+
+
+def test_every_process_draws_as_many_images_even_when_the_count_does_not_divide() -> None:
+    ranks = [WeightedImageSampler(np.ones(17), rank=r, world_size=2) for r in range(2)]
+    assert [len(list(s)) for s in ranks] == [len(s) for s in ranks] == [9, 9]
+
+
+def test_rect_blocks_keep_batches_whole_and_equal_per_process() -> None:
+    # 10 images in batches of 4: [0-3] [4-7] [8-9]; two processes.
+    first, second = (list(RectBlockSampler(10, 4, rank=r, world_size=2)) for r in range(2))
+    assert first == [0, 1, 2, 3, 8, 9]
+    assert second == [4, 5, 6, 7, 4, 5, 6, 7]  # padded with its own first batch, in front of none shorter
+    for indices in (first, second):
+        batches = [indices[i:i + 4] for i in range(0, len(indices), 4)]
+        assert all(len({index // 4 for index in batch}) == 1 for batch in batches)  # one shape per batch

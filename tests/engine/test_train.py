@@ -199,3 +199,19 @@ def test_sparsity_adds_the_l1_gradient_of_batchnorm_scales(shapes: Path) -> None
         grads.append((model.module_list[0].BatchNorm2d.weight.grad.clone(), model.module_list[0].BatchNorm2d.weight))
     (plain, _), (penalised, weight) = grads
     torch.testing.assert_close(penalised - plain, 0.01 * torch.sign(weight.detach()))
+
+
+def test_patience_counts_only_validated_epochs_and_conflicting_options_fail(shapes: Path, tmp_path: Path) -> None:
+    result = train(_options(shapes, tmp_path, epochs=3, noval=True, patience=1))
+    assert result.epochs_run == 3  # no validation before the last epoch: nothing to be patient about
+    with pytest.raises(YolorError, match="cannot be combined"):
+        train(_options(shapes, tmp_path, rect=True, image_weights=True))
+    with pytest.raises(YolorError, match="not a multiple"):
+        train(_options(shapes, tmp_path, test_img_size=100))  # caught before any epoch runs
+
+
+def test_old_style_two_sizes_get_a_hint(shapes: Path) -> None:
+    from tests.test_cli import invoke
+
+    result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "640", "640")
+    assert result.exit_code == 1 and "--img-size 640 --img-size 640" in " ".join(result.stderr.split())

@@ -112,20 +112,27 @@ def test_ctrl_c_stops_cleanly_with_a_usable_last_pt(shapes: Path, tmp_path: Path
 def test_device_list_launches_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
 
-    def fake_call(command: list[str], env: dict[str, str]) -> int:
-        seen.update(command=command, visible=env["CUDA_VISIBLE_DEVICES"])
-        return 0
+    class FakeProcess:
+        def __init__(self, command: list[str], env: dict[str, str]) -> None:
+            seen.update(command=command, visible=env["CUDA_VISIBLE_DEVICES"])
+
+        def wait(self) -> int:
+            return 0
 
     for name in distributed.TORCHRUN_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(distributed, "select_device", lambda spec: None)  # pretend both GPUs exist
-    monkeypatch.setattr(distributed.subprocess, "call", fake_call)
+    monkeypatch.setattr(distributed.subprocess, "Popen", FakeProcess)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert distributed.wants_launch("2,3") and not distributed.wants_launch("0") and not distributed.wants_launch("cpu")
     assert distributed.launch(["train", "--device", "2,3"], "2,3") == 0
     assert seen["visible"] == "2,3"
     command = seen["command"]
     assert command[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=2" in command
     assert command[-5:] == ["-m", "yolor_cli", "train", "--device", "2,3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # an existing mask: --device 2,3 means GPUs 6 and 7
+    distributed.launch(["train", "--device", "2,3"], "2,3")
+    assert seen["visible"] == "6,7"
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")

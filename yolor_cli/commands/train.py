@@ -67,14 +67,19 @@ def train_command(
     """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
     from yolor_cli.engine import distributed
     from yolor_cli.engine.errors import YolorError
-    from yolor_cli.engine.train_run import TrainOptions, train
+    from yolor_cli.engine.train_run import TrainOptions, resume_device, train
 
+    if last is not None and str(last).isdigit():  # the old scripts' `--img-size 640 640`
+        raise YolorError(f"unexpected argument {last}", hint="give the validation size by repeating the option: "
+                                                             f"--img-size 640 --img-size {last}")
     if last is not None and not resume:
         raise YolorError(f"unexpected argument {last}", hint="to continue a run: yolor train --resume LAST")
     if img_size and len(img_size) > 2:
         raise YolorError("--img-size takes one or two sizes (train, then validation)")
-    if distributed.wants_launch(device):  # --device 0,1: one process per GPU, started by torchrun
-        raise typer.Exit(distributed.launch(sys.argv[1:], device))
+    resume_from = (str(last) if last else "") if resume else None
+    launch_device = resume_device(resume_from, str(project), device) if resume_from is not None else device
+    if distributed.wants_launch(launch_device):  # --device 0,1: one process per GPU, started by torchrun
+        raise typer.Exit(distributed.launch(sys.argv[1:], launch_device))
     options = TrainOptions.resolve(
         data=str(data) if data else None, cfg=cfg, weights=str(weights) if weights else None, hyp=hyp, epochs=epochs,
         batch_size=batch_size, nominal_batch_size=nominal_batch_size, img_size=img_size[0] if img_size else None,
@@ -83,7 +88,7 @@ def train_command(
         rect=rect, cache_images=cache_images, adam=adam, sync_bn=sync_bn, single_cls=single_cls, sparsity=sparsity,
         noval=noval,
         nosave=nosave, period=period, save_period=save_period, patience=patience, seed=seed)
-    result = train(options, resume=(str(last) if last else "") if resume else None, reporter=RichReporter())
+    result = train(options, resume=resume_from, reporter=RichReporter())
     if not result.is_main:
         return
     print_notes(result.notes + ([f"transferred {result.transferred[0]}/{result.transferred[1]} tensors"]

@@ -8,11 +8,13 @@ gloo, GPU processes over NCCL. Rank 0 is the only one that writes files or shows
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -21,6 +23,7 @@ from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.runtime import cuda_indices, select_device
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def start(device_spec: str) -> tuple[DistributedContext, torch.device]:
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # Rank 0 validates and writes checkpoints while the others wait in a collective: allow for it.
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return context, device
 
 
@@ -112,8 +116,16 @@ def launch(arguments: Sequence[str], device_spec: str) -> int:
     """``--device 0,1`` outside torchrun: start one process per listed GPU and wait for them."""
     select_device(device_spec)  # a clear error when CUDA or a listed GPU is missing
     indices = cuda_indices(device_spec)
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible:  # --device numbers GPUs as this process sees them: keep an existing mask's meaning
+        indices = [visible[int(i)] for i in indices]
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(indices)}
-    return subprocess.call(torchrun_command(arguments, len(indices)), env=environment)
+    process = subprocess.Popen(torchrun_command(arguments, len(indices)), env=environment)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # torchrun passes Ctrl-C to the workers; wait for their clean stop
+        process.send_signal(signal.SIGINT)
+        return process.wait()
 
 
 def wants_launch(device_spec: str) -> bool:

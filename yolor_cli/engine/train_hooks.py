@@ -128,8 +128,11 @@ class CheckpointHook(TrainHook):
                 if value > self.bests.get(key, -1.0):
                     self.bests[key] = value
                     improved.append(key)
-        self.epochs_without_gain = 0 if "fitness" in improved else self.epochs_without_gain + 1
-        final = state.epoch == state.epochs - 1
+        if m is not None:  # only validated epochs count towards --patience
+            self.epochs_without_gain = 0 if "fitness" in improved else self.epochs_without_gain + 1
+        if self.options.patience and self.epochs_without_gain >= self.options.patience:
+            state.stop = True
+        final = state.epoch == state.epochs - 1 or state.stop
         if self.options.nosave and not final:
             return
         ckpt = self._checkpoint(trainer, state.epoch, with_optimizer=True)
@@ -145,8 +148,6 @@ class CheckpointHook(TrainHook):
             names.append(f"last_{state.epoch:03d}.pt")
         for name in names:
             save_checkpoint(ckpt, self.dir / name)
-        if self.options.patience and self.epochs_without_gain >= self.options.patience:
-            state.stop = True
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
         """Final files hold the EMA weights only: what evaluation and deployment use, a third of the size."""

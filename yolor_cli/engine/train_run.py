@@ -27,7 +27,7 @@ from yolor_cli.engine.darknet import DarknetModel, build_model
 from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.data.prepare import prepare_dataset
-from yolor_cli.engine.data.sampling import WeightedImageSampler
+from yolor_cli.engine.data.sampling import RectBlockSampler, WeightedImageSampler
 from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.errors import DataError, MissingDependencyError, YolorError
 from yolor_cli.engine.files import atomic_write
@@ -190,8 +190,15 @@ def _resume(resume: str, project: str) -> _Resumed:
                     path.parent.parent)
 
 
-def _sampler(dataset: DetectionDataset, options: TrainOptions,
-             context: distributed.DistributedContext) -> Sampler | None:
+def resume_device(resume: str, project: str, device: str) -> str:
+    """The device a resumed run will use: the one given now, else the one it was started with."""
+    return device or _resume(resume, project).options.device
+
+
+def _sampler(dataset: DetectionDataset, options: TrainOptions, context: distributed.DistributedContext,
+             per_process: int) -> Sampler | None:
+    if options.rect and context.enabled:
+        return RectBlockSampler(len(dataset), per_process, rank=context.rank, world_size=context.world_size)
     if options.image_weights:
         return WeightedImageSampler(np.ones(len(dataset)), seed=options.seed, rank=context.rank,
                                     world_size=context.world_size)
@@ -219,7 +226,8 @@ def _plot_labels(dataset: DetectionDataset, names: list[str], path: Path, report
 def train(options: TrainOptions, *, resume: str | None = None, reporter: Reporter | None = None) -> TrainResult:
     """Run (or continue) a training; in a torchrun process, this process's part of it."""
     resumed = _resume(resume, options.project) if resume is not None else None
-    options = resumed.options if resumed else options
+    if resumed is not None:  # the run's own options; a --device given now (another machine) wins
+        options = dataclasses.replace(resumed.options, device=options.device or resumed.options.device)
     context, device = distributed.start(options.device)
     try:
         return _train(options, resumed, context, device, (reporter or SilentReporter()) if context.is_main
@@ -233,8 +241,12 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
     notes: list[str] = []
     if options.batch_size % context.world_size:
         raise YolorError(f"--batch-size {options.batch_size} is not a multiple of the {context.world_size} processes")
-    if options.sync_bn and not context.enabled:
-        notes.append("--sync-bn only matters with several processes (DDP); ignored")
+    if options.rect and options.image_weights:
+        raise YolorError("--rect and --image-weights cannot be combined",
+                         hint="rectangular batches need the dataset order; image weights redraw it")
+    if options.sync_bn and not (context.enabled and device.type == "cuda"):
+        notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
+        options = dataclasses.replace(options, sync_bn=False)
     torch.manual_seed(options.seed + context.rank)
     np.random.seed(options.seed + context.rank)
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
@@ -250,6 +262,8 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
         else:
             model, transferred = _model(options, data, notes)
         model.check_img_size(options.img_size)
+        if options.test_img_size:
+            model.check_img_size(options.test_img_size)  # before training, not after the first epoch
         per_process = options.batch_size // context.world_size
         dataset = build_dataset(data, "train", img_size=options.img_size, batch_size=per_process, hyp=hyp,
                                 augment=True, rect=options.rect, stride=model.max_stride,
@@ -258,7 +272,7 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
         _check_labels(dataset, data)
         if not options.noval:
             build_dataset(data, "val", img_size=options.img_size, batch_size=1, reporter=reporter)  # fail early
-    sampler = _sampler(dataset, options, context)
+    sampler = _sampler(dataset, options, context, per_process)
     workers = min(options.workers, max((os.cpu_count() or 1) // context.world_size, 1), per_process)
     loader = build_dataloader(dataset, batch_size=per_process, workers=workers,
                               shuffle=not options.rect and sampler is None, seed=options.seed + context.rank,
@@ -300,8 +314,8 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
     try:
         state = trainer.train(start_epoch, options.epochs)
     except KeyboardInterrupt:
-        if checkpoints is not None and not (save_dir / "weights" / "last.pt").exists():
-            checkpoints.save_last(trainer, start_epoch - 1)
+        if checkpoints is not None and (options.nosave or not (save_dir / "weights" / "last.pt").exists()):
+            checkpoints.save_last(trainer, trainer.finished_epoch)  # the last whole epoch, -1 if none
         raise
     final = state.metrics
     return TrainResult(save_dir=save_dir, epochs_run=state.epoch + 1 - start_epoch, best_fitness=bests.get("fitness"),

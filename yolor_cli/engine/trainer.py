@@ -125,6 +125,7 @@ class Trainer:
         self.ema = ModelEMA(model)
         self.loss = YolorLoss(model, hyp)
         self.rng = np.random.default_rng(seed)
+        self.finished_epoch = -1  # the last epoch whose hooks ran (what Ctrl-C saves)
 
     # ---- resuming -------------------------------------------------------------------------
     def load_state(self, optimizer: dict | None, scaler: dict | None, ema: dict | None, ema_updates: int,
@@ -188,6 +189,7 @@ class Trainer:
 
     def train(self, start_epoch: int, epochs: int) -> TrainState:
         state = TrainState(epoch=start_epoch, epochs=epochs, iteration=start_epoch * len(self.loader))
+        self.finished_epoch = start_epoch - 1
         for epoch in range(start_epoch, epochs):
             state.epoch = epoch
             self._train_epoch(state)
@@ -197,10 +199,13 @@ class Trainer:
             if self.distributed.is_main:
                 for hook in self.hooks:
                     hook.after_epoch(self, state)
-            shared = share_from_main(self.distributed, [float(state.stop), *class_maps(state.metrics, self.model.nc)])
+            validated = state.metrics is not None
+            shared = share_from_main(self.distributed, [float(state.stop), float(validated),
+                                                        *class_maps(state.metrics, self.model.nc)])
             state.stop = bool(shared[0])
-            if self.image_weighting is not None:
-                self.image_weighting.update(shared[1:])
+            self.finished_epoch = epoch
+            if self.image_weighting is not None and shared[1]:  # epochs without validation keep the last APs
+                self.image_weighting.update(shared[2:])
             if state.stop:
                 break
         if self.distributed.is_main:

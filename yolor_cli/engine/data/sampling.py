@@ -50,8 +50,29 @@ class WeightedImageSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        drawn = torch.multinomial(self.weights, self.count, replacement=True, generator=generator)
+        # Every process gets the same number of indices: unequal batch counts would leave one process
+        # waiting in a collective the others never reach.
+        drawn = torch.multinomial(self.weights, len(self) * self.world_size, replacement=True, generator=generator)
         return iter(drawn[self.rank::self.world_size].tolist())
 
     def __len__(self) -> int:
-        return math.ceil((self.count - self.rank) / self.world_size)
+        return math.ceil(self.count / self.world_size)
+
+
+class RectBlockSampler(Sampler[int]):
+    """Rectangular batches under DDP: batch b (consecutive indices, one shape) goes whole to process
+    b % world_size; a process short of a batch repeats its first one (in front, so a short final batch
+    stays last and alone), so all processes step equally often."""
+
+    def __init__(self, count: int, batch_size: int, *, rank: int, world_size: int) -> None:
+        batches = [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
+        mine = batches[rank::world_size]
+        per_rank = math.ceil(len(batches) / world_size)
+        mine = mine[:1] * (per_rank - len(mine)) + mine
+        self.indices = [index for batch in mine for index in batch]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
