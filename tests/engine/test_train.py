@@ -168,6 +168,12 @@ def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_pa
     assert float(row["val_cls"]) == 0.0  # one class: no class loss
     trained = load_checkpoint(run / "weights" / "last.pt")
     assert trained.nc == 1 and trained.names == ["item"]
+    from tests.test_cli import invoke
+
+    weights, data = str(run / "weights" / "last.pt"), str(shapes / "data.yaml")
+    assert invoke("eval", "--weights", weights, "--data", data, "--img-size", "64").exit_code == 1  # 3 names vs 1
+    scored = invoke("eval", "--weights", weights, "--data", data, "--img-size", "64", "--single-cls", "--json")
+    assert scored.exit_code == 0, scored.output
 
 
 def test_options_resolve_to_the_demo_profile_only_without_data() -> None:

@@ -94,6 +94,8 @@ def eval_command(
         dir_okay=False, show_default=False)] = None,
     save_json: Annotated[bool, typer.Option("--save-json", help="Write predictions.json (COCO results).")] = False,
     plots: Annotated[bool, typer.Option("--plots", help="Write PR, F1, P, R curves and a confusion matrix.")] = False,
+    single_cls: Annotated[bool, typer.Option("--single-cls", help="Score every object as one class (for models "
+                                                                  "trained with --single-cls).")] = False,
     device: DeviceOption = "",
     workers: Annotated[int, typer.Option("--workers", min=0)] = 0,
     project: ProjectOption = Path("runs/eval"),
@@ -111,7 +113,8 @@ def eval_command(
     result = run_eval(data=data, weights=weights, cfg=cfg, predictions=predictions, task=task.value,
                       img_size=img_size, batch_size=batch_size, conf=conf, iou=iou, metric=metric.value,
                       device=device, workers=workers, save_json=save_json, plots=plots, project=project,
-                      name=name, exist_ok=exist_ok, trust_pickle=trust_pickle, reporter=RichReporter())
+                      name=name, exist_ok=exist_ok, single_cls=single_cls, trust_pickle=trust_pickle,
+                      reporter=RichReporter())
     print_notes(result.notes)
     if json_output:
         print_json(_payload(result))

@@ -174,7 +174,7 @@ def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None,
              task: str = "val", img_size: int = 640, batch_size: int = 32, conf: float = 0.001, iou: float = 0.65,
              metric: str = "coco", device: str = "", workers: int = 0, save_json: bool = False,
              plots: bool = False, project: Path = Path("runs/eval"), name: str = "exp", exist_ok: bool = False,
-             trust_pickle: bool = False, reporter: Reporter | None = None) -> EvalResult:
+             single_cls: bool = False, trust_pickle: bool = False, reporter: Reporter | None = None) -> EvalResult:
     """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
     if (weights is None) == (predictions is None):
         raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
@@ -183,6 +183,8 @@ def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None,
     if plots:
         require_matplotlib()  # fail before a long evaluation, not after it
     data_config = load_data_config(data)
+    if single_cls:
+        data_config = data_config.as_single_class()
     results = None
     notes: list[str] = []
     if predictions is not None:
