@@ -21,10 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from forward import median_seconds  # the sibling benchmark's timer (scripts run from benchmarks/)
 from rich.console import Console
 from rich.table import Table
 
@@ -48,17 +48,6 @@ def fixed_batch(batch: int, size: int, nc: int) -> tuple[torch.Tensor, torch.Ten
     return images, torch.tensor(rows)
 
 
-def time_steps(step, repeats: int, warmup: int = 2) -> float:  # noqa: ANN001 - a zero-argument callable
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
     from yolor_cli.engine.config import load_hyp
     from yolor_cli.engine.configs import load_cfg
@@ -80,7 +69,7 @@ def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
         first_loss = trainer.loss(model(images), targets)[1][3].item()
     state = TrainState(epoch=0, epochs=1)
     uint8_images = (images * 255).round().to(torch.uint8)  # run_step takes loader batches (uint8)
-    seconds = time_steps(lambda: trainer.run_step(uint8_images, targets, state), repeats)
+    seconds = median_seconds(lambda: trainer.run_step(uint8_images, targets, state), repeats, warmup=2)
     torch.save(initial, OUT_STATE)
     return {"seconds": seconds, "loss": first_loss}
 
@@ -119,7 +108,7 @@ def run_official(repo: Path, cfg_name: str, size: int, batch: int, repeats: int)
         optimizer.zero_grad()
         ema.update(model)
 
-    return {"seconds": time_steps(step, repeats), "loss": first_loss}
+    return {"seconds": median_seconds(step, repeats, warmup=2), "loss": first_loss}
 
 
 def run_case(args: argparse.Namespace) -> None:

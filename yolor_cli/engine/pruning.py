@@ -23,7 +23,7 @@ from torch import nn
 from yolor_cli.engine.darknet import DarknetModel, DarknetCfg, build_model
 from yolor_cli.engine.darknet.layers import ImplicitAdd, ImplicitMul
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.summary import ConvMacs
+from yolor_cli.engine.summary import ConvMacs, probe_input
 
 METHODS = ("l1", "l2", "random", "bn")
 COLLAPSED_CHANNELS = 8  # a layer left with fewer channels is flagged: it explains lost accuracy
@@ -68,21 +68,25 @@ def channel_importance(model: DarknetModel, index: int, method: str, generator: 
         if batch_norm is None:
             raise YolorError(f"module {index} has no BatchNorm, so --method bn cannot rank its channels")
         return batch_norm.weight.detach().abs()
-    raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+    raise AssertionError(method)  # check_method let it through
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
 
 
 class ChannelPruner:
     """Holds a model and its dependency graph; prunes conv output channels one group at a time."""
 
     def __init__(self, model: DarknetModel, *, method: str = "l1", seed: int = 0) -> None:
-        if method not in METHODS:
-            raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+        check_method(method)
         self.model = model.eval()
         self.method = method
         self.generator = torch.Generator().manual_seed(seed)
         self.head_convs = {head.conv for head in model.heads}
         self.graph = tp.DependencyGraph().build_dependency(
-            model, example_inputs=example_input(model), unwrapped_parameters=unwrapped_parameters(model),
+            model, example_inputs=probe_input(model), unwrapped_parameters=unwrapped_parameters(model),
             output_transform=lambda output: output[0])
 
     def check_prunable(self, index: int) -> None:
@@ -122,13 +126,6 @@ class ChannelPruner:
         return [i for i in range(max(start, 0), last + 1) if is_conv(self.model, i) and i not in self.head_convs]
 
 
-def example_input(model: DarknetModel) -> torch.Tensor:
-    """The smallest input the graph trace needs: two strides of the coarsest level."""
-    side = model.max_stride * 2
-    parameter = next(model.parameters())
-    return torch.zeros(1, model.input_channels, side, side, dtype=parameter.dtype, device=parameter.device)
-
-
 def unwrapped_parameters(model: DarknetModel) -> list[tuple[nn.Parameter, int]]:
     return [(module.implicit, 1) for module in model.modules() if isinstance(module, (ImplicitAdd, ImplicitMul))]
 
@@ -165,7 +162,7 @@ def _importance(method: str) -> tp.importance.Importance:
         return tp.importance.BNScaleImportance()
     if method == "random":
         return tp.importance.RandomImportance()
-    raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+    raise AssertionError(method)  # check_method let it through
 
 
 def conv_widths(model: DarknetModel) -> dict[int, int]:
@@ -180,11 +177,12 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
     if (target_macs is None) == (ratio is None):
         raise YolorError("give exactly one of --target-macs and --ratio")
     check_amount(target_macs if target_macs is not None else ratio)  # type: ignore[arg-type]
+    check_method(method)
     model.eval()
     widths = conv_widths(model)
     steps = 1 if ratio is not None else GLOBAL_STEPS
     pruner = tp.pruner.MetaPruner(
-        model, example_input(model), importance=_importance(method), global_pruning=True,
+        model, probe_input(model), importance=_importance(method), global_pruning=True,
         pruning_ratio=ratio if ratio is not None else GLOBAL_MAX_RATIO, iterative_steps=steps,
         ignored_layers=[conv_of(model, head.conv) for head in model.heads],
         unwrapped_parameters=unwrapped_parameters(model), output_transform=lambda output: output[0])

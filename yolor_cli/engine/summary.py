@@ -36,6 +36,14 @@ class ModelSummary:
 PROBE_STRIDES = 2
 
 
+def probe_input(model: DarknetModel) -> torch.Tensor:
+    """The smallest input every level sees: PROBE_STRIDES cells of the coarsest one (also what
+    pruning traces its dependency graph with)."""
+    side = model.max_stride * PROBE_STRIDES
+    parameter = next(model.parameters())
+    return torch.zeros(1, model.input_channels, side, side, dtype=parameter.dtype, device=parameter.device)
+
+
 class ConvMacs:
     """Multiply-adds of every conv at the probe size. Output sizes are recorded in one forward;
     channel counts are read at each call, so a model being pruned (channels change, sizes never)
@@ -48,11 +56,9 @@ class ConvMacs:
         self.probe = model.max_stride * PROBE_STRIDES
         hooks = [conv.register_forward_hook(self._record) for conv in self.convs]
         was_training = model.training
-        parameter = next(model.parameters())
         try:
             with torch.no_grad():
-                model.eval()(torch.zeros(1, model.input_channels, self.probe, self.probe, dtype=parameter.dtype,
-                                         device=parameter.device))
+                model.eval()(probe_input(model))
         finally:
             model.train(was_training)
             for hook in hooks:
