@@ -17,6 +17,7 @@ from yolor_cli import __version__
 from yolor_cli.commands import dataset, info, prune
 from yolor_cli.commands.detect import detect_command
 from yolor_cli.commands.eval import eval_command
+from yolor_cli.commands.export import export_command
 from yolor_cli.commands.train import train_command
 from yolor_cli.console import print_error
 from yolor_cli.engine.errors import YolorError
@@ -84,6 +85,7 @@ def root(
 app.add_typer(dataset.app, name="dataset")
 app.command(name="detect")(detect_command)
 app.command(name="eval")(eval_command)
+app.command(name="export")(export_command)
 app.command(name="info")(info.info)
 app.add_typer(prune.app, name="prune")
 app.command(name="train")(train_command)

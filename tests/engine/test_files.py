@@ -50,3 +50,20 @@ def test_an_ignored_sigint_stays_ignored(tmp_path: Path) -> None:
     finally:
         signal.signal(signal.SIGINT, before)
     assert (tmp_path / "x").read_bytes() == b"x"
+
+
+def test_written_files_get_the_usual_permissions_and_a_failed_check_keeps_the_old_file(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        target = atomic_write(tmp_path / "model.onnx", lambda stream: stream.write(b"new"))
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others may read an export as usual
+
+    def reject(written: Path) -> None:
+        assert written.read_bytes() == b"bad" and written != target
+        raise ValueError("does not run")
+
+    with pytest.raises(ValueError, match="does not run"):
+        atomic_write(target, lambda stream: stream.write(b"bad"), reject)
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]

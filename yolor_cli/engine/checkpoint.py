@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ FORMAT_NAME = "yolor-cli"
 FORMAT_VERSION = 1
 MAX_LISTED_KEYS = 5
 OFFICIAL_SOURCE = "official YOLOR"
+EXPORTED_SUFFIXES = (".onnx", ".torchscript")  # what `yolor export` writes besides .pt
 
 StateDict = dict[str, torch.Tensor]
 
@@ -90,9 +91,10 @@ def checkpoint_to_dict(ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
-    """Write atomically: a crash mid-save leaves the previous file intact, never half a file."""
-    return atomic_write(Path(path), lambda stream: torch.save(checkpoint_to_dict(ckpt), stream))
+def save_checkpoint(ckpt: Checkpoint, path: str | Path, check: Callable[[Path], None] | None = None) -> Path:
+    """Write atomically: a crash mid-save leaves the previous file intact, never half a file.
+    ``check`` may read the written file back before it takes the place of ``path``."""
+    return atomic_write(Path(path), lambda stream: torch.save(checkpoint_to_dict(ckpt), stream), check)
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -117,6 +119,9 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
         raise CheckpointError(f"weights file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a weights file")
+    if path.suffix.lower() in EXPORTED_SUFFIXES:
+        raise CheckpointError(f"{path} is an exported model, not a checkpoint",
+                              hint="yolor detect runs .onnx files; other commands need the .pt it was exported from")
     try:
         if trust_pickle:
             return torch.load(path, map_location="cpu", weights_only=False)

@@ -11,12 +11,14 @@ import numpy as np
 
 from yolor_cli.engine.boxes import xyxy_to_xywhn
 from yolor_cli.engine.class_names import resolve_class_filter, resolve_names
+from yolor_cli.engine.darknet.model import check_stride_multiple
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
 from yolor_cli.engine.drawing import class_name, draw_boxes
 from yolor_cli.engine.predictor import Detections, Predictor
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.loading import load_model
+from yolor_cli.engine.onnx_model import OnnxDetector
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
@@ -120,14 +122,32 @@ def detect(*, source: str, weights: Path, cfg: str | None = None, conf: float = 
            data: Path | None = None, project: Path = Path("runs/detect"), name: str = "exp", exist_ok: bool = False,
            trust_pickle: bool = False, reporter: Reporter | None = None) -> DetectResult:
     """What ``yolor detect`` does: load, resolve names and filters, run, write."""
-    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
-    loaded.model.check_img_size(img_size)
-    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
-    keep = resolve_class_filter(classes, names, loaded.nc)
-    predictor = Predictor(loaded.model, device=select_device(device), conf=conf, iou=iou, max_det=max_det,
-                          classes=keep)
+    if Path(weights).suffix.lower() == ".onnx":
+        model, nc, checkpoint_names, notes = _load_onnx(Path(weights), cfg, img_size, device)
+    else:
+        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        loaded.model.check_img_size(img_size)
+        model, nc, checkpoint_names, notes = loaded.model, loaded.nc, loaded.names, loaded.notes
+    names = resolve_names(checkpoint_names, nc, names_file=names_file, data=data)
+    keep = resolve_class_filter(classes, names, nc)
+    predictor = Predictor(model, device=select_device(device), conf=conf, iou=iou, max_det=max_det, classes=keep)
     result = run_detect(predictor, source, new_run_dir(project, name, exist_ok), img_size=img_size, names=names,
                         save_images=save_images, save_txt=save_txt, save_conf=save_conf, reporter=reporter)
     result.speed_ms = predictor.timing.per_image_ms()
-    result.notes = loaded.notes
+    result.notes = notes
     return result
+
+
+def _load_onnx(path: Path, cfg: str | None, img_size: int,
+               device: str) -> tuple[OnnxDetector, int, list[str] | None, list[str]]:
+    """An exported file runs on onnxruntime; its metadata replaces the checkpoint's cfg and names."""
+    model = OnnxDetector.load(path, select_device(device))
+    notes = ["--cfg is not used with an .onnx file (it carries its graph)"] if cfg else []
+    if model.fixed_size is not None:
+        if model.fixed_size != (img_size, img_size):
+            height, width = model.fixed_size
+            notes.append(f"{path.name} takes {height}x{width} inputs only (exported without --dynamic-size); "
+                         f"using that instead of --img-size {img_size}")
+    else:
+        check_stride_multiple(img_size, model.stride)
+    return model, model.nc, model.names, notes

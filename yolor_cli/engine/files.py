@@ -37,29 +37,42 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None],
+                 check: Callable[[Path], None] | None = None) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
     A crash or kill mid-write leaves the previous file intact; Ctrl-C waits for the write to end.
+    ``check`` reads the finished temporary file back (an export verifying itself on a runtime) and
+    raises to stop the rename: a file that fails its check never replaces anything.
     """
     with interrupts_deferred():
-        return _atomic_write(path, write)
+        return _atomic_write(path, write, check)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temp_name, _new_file_mode())  # mkstemp makes 0600; a renamed-in file should look like any other
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        if check is not None:
+            check(Path(temp_name))
         os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
     return path
+
+
+def _new_file_mode() -> int:
+    """What ``open(path, "w")`` would give: 0666 less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _free_backup_path(path: Path) -> Path:

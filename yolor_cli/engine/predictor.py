@@ -16,6 +16,7 @@ import torch
 from yolor_cli.engine.boxes import Letterbox, non_max_suppression
 from yolor_cli.engine.darknet import DarknetModel
 from yolor_cli.engine.data.augment import letterbox
+from yolor_cli.engine.onnx_model import OnnxDetector
 
 
 @dataclass
@@ -53,9 +54,19 @@ def _now(device: torch.device) -> float:
 class Predictor:
     """Holds a fused eval-mode model on its device and the thresholds to apply."""
 
-    def __init__(self, model: DarknetModel, *, device: torch.device | str = "cpu", conf: float = 0.25, iou: float = 0.45,
-                 max_det: int = 300, classes: list[int] | None = None, half: bool = False,
+    def __init__(self, model: DarknetModel | OnnxDetector, *, device: torch.device | str = "cpu", conf: float = 0.25,
+                 iou: float = 0.45, max_det: int = 300, classes: list[int] | None = None, half: bool = False,
                  multi_label: bool = True, fuse: bool = True) -> None:
+        self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
+        self.multi_label = multi_label
+        self.timing = Timing()
+        self.last_raw: list[torch.Tensor] = []  # the raw maps of the last batch (validation losses use them)
+        self.fixed_size: tuple[int, int] | None = None  # (h, w) of a model that takes one input size only
+        self.onnx: OnnxDetector | None = None
+        if isinstance(model, OnnxDetector):  # onnxruntime picks its own device; it takes float [0, 1] batches
+            self.device, self.half, self.stride = torch.device("cpu"), False, model.stride
+            self.onnx, self.fixed_size = model, model.fixed_size
+            return
         device = torch.device(device)
         if fuse or half:  # work on a copy: the caller's model (a live training model, say) stays as it was
             model = copy.deepcopy(model)
@@ -65,15 +76,15 @@ class Predictor:
         self.half = half and device.type == "cuda"
         self.model = (model.half() if self.half else model).to(device)
         self.device = device
-        self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
-        self.multi_label = multi_label
         self.stride = model.max_stride
-        self.timing = Timing()
-        self.last_raw: list[torch.Tensor] = []  # the raw maps of the last batch (validation losses use them)
 
     def prepare(self, image_bgr: np.ndarray, img_size: int) -> tuple[torch.Tensor, Letterbox]:
-        """One BGR image -> CHW RGB uint8 tensor padded to a stride multiple, and its geometry."""
-        boxed, geometry = letterbox(image_bgr, (img_size, img_size), minimal_pad_stride=self.stride)
+        """One BGR image -> CHW RGB uint8 tensor padded to a stride multiple (or to the model's one
+        input size), and its geometry."""
+        if self.fixed_size is not None:
+            boxed, geometry = letterbox(image_bgr, self.fixed_size)
+        else:
+            boxed, geometry = letterbox(image_bgr, (img_size, img_size), minimal_pad_stride=self.stride)
         chw = np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))
         return torch.from_numpy(chw), geometry
 
@@ -84,7 +95,7 @@ class Predictor:
         batch = images.to(self.device, non_blocking=True)
         batch = (batch.half() if self.half else batch.float()) / 255.0
         after_pre = _now(self.device)
-        decoded, self.last_raw = self.model(batch)
+        decoded, self.last_raw = (self.onnx(batch), []) if self.onnx is not None else self.model(batch)
         after_model = _now(self.device)
         kept = non_max_suppression(decoded.float(), conf_threshold=self.conf, iou_threshold=self.iou,
                                    classes=self.classes, max_det=self.max_det, multi_label=self.multi_label)

@@ -247,6 +247,10 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
     if options.sync_bn and not (context.enabled and device.type == "cuda"):
         notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
         options = dataclasses.replace(options, sync_bn=False)
+    if options.sparsity and options.adam:
+        notes.append("--sparsity with Adam: Adam rescales the L1 gradient like any other, so every BatchNorm scale "
+                     "shrinks about evenly and few channels are singled out (measured on the demo); network "
+                     "slimming is meant for SGD (train without --adam; the demo profile uses Adam)")
     torch.manual_seed(options.seed + context.rank)
     np.random.seed(options.seed + context.rank)
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches

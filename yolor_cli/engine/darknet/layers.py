@@ -145,8 +145,9 @@ class YoloLayer(nn.Module):
     def decode(self, p: torch.Tensor) -> torch.Tensor:
         """Raw map (bs, na, ny, nx, no) -> (bs, na*ny*nx, no): cx, cy, w, h in pixels, scores."""
         bs, _, ny, nx, _ = p.shape
-        ys = torch.arange(ny, device=p.device, dtype=p.dtype)
-        xs = torch.arange(nx, device=p.device, dtype=p.dtype)
+        # float32 ranges, then cast: a half-precision Range cannot be exported to ONNX
+        ys = torch.arange(ny, device=p.device, dtype=torch.float32).to(p.dtype)
+        xs = torch.arange(nx, device=p.device, dtype=torch.float32).to(p.dtype)
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack((grid_x, grid_y), -1).view(1, 1, ny, nx, 2)
         y = p.sigmoid()

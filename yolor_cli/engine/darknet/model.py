@@ -78,12 +78,7 @@ class DarknetModel(nn.Module):
         return int(max(self.strides))
 
     def check_img_size(self, img_size: int) -> None:
-        """Inputs must be multiples of the largest stride, or routes join maps of different sizes."""
-        stride = self.max_stride
-        if img_size <= 0 or img_size % stride:
-            nearest = max(stride, round(img_size / stride) * stride)
-            raise YolorError(f"image size {img_size} is not a multiple of the model's largest stride {stride}",
-                             hint=f"use --img-size {nearest}")
+        check_stride_multiple(img_size, self.max_stride)
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):  # noqa: ANN201 - train and eval return different types
@@ -127,6 +122,14 @@ class DarknetModel(nn.Module):
             bias = conv.bias.view(yolo.na, -1)
             bias[:, 4] += math.log(PRIOR_OBJECTS_PER_IMAGE / (PRIOR_IMAGE_SIZE / yolo.stride) ** 2)
             bias[:, 5:] += math.log(PRIOR_CLASS_PROBABILITY / (yolo.nc - 0.99))
+
+
+def check_stride_multiple(img_size: int, stride: int) -> None:
+    """Inputs must be multiples of the largest stride, or routes join maps of different sizes."""
+    if img_size <= 0 or img_size % stride:
+        nearest = max(stride, round(img_size / stride) * stride)
+        raise YolorError(f"image size {img_size} is not a multiple of the model's largest stride {stride}",
+                         hint=f"use --img-size {nearest}")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,115 @@
+"""``yolor export``: ONNX, TorchScript and stripped .pt files, each verified on its runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.options import (
+    CfgOption,
+    DataOption,
+    ImgSizeOption,
+    JsonOption,
+    NamesFileOption,
+    TrustPickleOption,
+)
+
+if TYPE_CHECKING:
+    from yolor_cli.engine.export import Check, ExportResult
+
+MEGABYTE = 1024 * 1024
+
+
+def _check_json(check: Check) -> dict[str, Any]:
+    return {"runtime": check.runtime, "input_shape": list(check.input_shape), "ran": check.ran,
+            "max_abs_diff": check.max_abs_diff, "agrees": check.agrees, "required": check.required,
+            "detail": check.detail}
+
+
+def _opencv_summary(result: ExportResult) -> dict[str, Any] | None:
+    checks = [check for exported in result.files for check in exported.checks if check.runtime == "opencv-dnn"]
+    if not checks:
+        return None
+    diffs = [c.max_abs_diff for c in checks if c.max_abs_diff is not None]
+    return {"ran": all(c.ran for c in checks), "agrees": all(bool(c.agrees) for c in checks),
+            "max_abs_diff": max(diffs) if diffs else None,
+            "detail": "; ".join(c.detail for c in checks if c.detail)}
+
+
+def _render(result: ExportResult, json_output: bool) -> None:
+    print_notes(result.notes)
+    if json_output:
+        print_json({"weights": str(result.weights), "weights_bytes": result.weights_bytes,
+                    "img_size": result.img_size, "batch": result.batch, "dynamic": result.dynamic,
+                    "half": result.half, "opset": result.opset, "params": result.params, "nc": result.nc,
+                    "names": result.names, "max_abs_diff": result.max_abs_diff,
+                    "opencv_dnn": _opencv_summary(result),
+                    "files": [{"format": f.format, "path": str(f.path), "size_bytes": f.size_bytes,
+                               "seconds": round(f.seconds, 3), "checks": [_check_json(c) for c in f.checks]}
+                              for f in result.files]})
+        return
+    console = stdout_console()
+    files = Table(title=f"Exported from {escape(str(result.weights))} "
+                        f"({result.weights_bytes / MEGABYTE:.1f} MB, {result.params:,} params)", title_justify="left")
+    for column, justify in (("format", "left"), ("file", "left"), ("MB", "right"), ("seconds", "right")):
+        files.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for exported in result.files:
+        files.add_row(exported.format, escape(str(exported.path)), f"{exported.size_bytes / MEGABYTE:.1f}",
+                      f"{exported.seconds:.1f}")
+    console.print(files)
+    checks = Table(title="Verified against PyTorch on a fixed input", title_justify="left")
+    for column in ("format", "runtime", "input", "max |diff|", "result"):
+        checks.add_column(column)
+    for exported in result.files:
+        for check in exported.checks:
+            if not check.ran:
+                verdict = f"[red]did not run[/] {escape(check.detail)}"
+            elif check.agrees:
+                verdict = "[green]agrees[/]" + (f" ({escape(check.detail)})" if check.detail else "")
+            else:
+                verdict = "[yellow]differs[/]" + (f" ({escape(check.detail)})" if check.detail else "")
+            if not check.required:
+                verdict += " [dim](informative)[/]"
+            checks.add_row(exported.format, check.runtime, "x".join(map(str, check.input_shape)),
+                           f"{check.max_abs_diff:.2e}" if check.max_abs_diff is not None else "-", verdict)
+    console.print(checks)
+    dynamic = "" if result.dynamic == "none" else f", dynamic {result.dynamic}"
+    console.print(f"{result.img_size} px, batch {result.batch}{dynamic}, {'fp16' if result.half else 'fp32'}; "
+                  f"input 'images' RGB float [0, 1], output (batch, N, {5 + result.nc}) boxes in input pixels.")
+
+
+def export_command(
+    weights: Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint to export: ours (trained or "
+                                          "pruned), or an official one with --cfg.", dir_okay=False)],
+    cfg: CfgOption = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript, pt, or several "
+                                         "comma-separated (pt = stripped deployment checkpoint).")] = "onnx",
+    img_size: ImgSizeOption = 640,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the exported input.")] = 1,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = False,
+    dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Dynamic batch, height and width.")] = False,
+    simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the ONNX graph with onnxslim.")] = False,
+    opset: Annotated[int, typer.Option("--opset", min=11, help="ONNX opset.")] = 17,
+    half: Annotated[bool, typer.Option("--half", help="fp16 weights and input (meant for GPU runtimes).")] = False,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="File to write (one format) or its stem (several). Default: NAME.onnx, "
+        "NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.", dir_okay=False,
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = "cpu",
+    names_file: NamesFileOption = None,
+    data: DataOption = None,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Export to ONNX / TorchScript / a stripped .pt, verified with onnxruntime, OpenCV DNN and torch.jit."""
+    from yolor_cli.engine.export import export
+
+    _render(export(weights=weights, cfg=cfg, formats=formats, img_size=img_size, batch=batch, dynamic=dynamic,
+                   dynamic_size=dynamic_size, simplify=simplify, opset=opset, half=half, output=output,
+                   device=device, names_file=names_file, data=data, trust_pickle=trust_pickle,
+                   reporter=RichReporter()), json_output)

@@ -1,0 +1,183 @@
+"""ONNX files: writing them from a fused model, checking the graph, running them with onnxruntime
+and OpenCV DNN, and reading their metadata back for ``yolor detect``.
+
+The only module that imports ``onnx``, ``onnxruntime`` and ``onnxslim`` (the ``export`` extra), so a
+missing package is reported in one place with the install hint.
+
+Why the TorchScript-based exporter (``dynamo=False``): torch 2.14's default dynamo exporter needs
+``onnxscript`` and takes far longer on a 100-layer Darknet graph, while the TorchScript-based one
+writes plain Conv/Resize/Concat graphs that onnxruntime, OpenCV DNN and TensorRT all read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from yolor_cli.engine.errors import MissingDependencyError, YolorError
+
+INSTALL_HINT = "pip install 'yolor-cli[export]'"
+INPUT_NAME = "images"
+OUTPUT_NAME = "output"
+# Ops some runtimes reject; in-place slice assignment in the official YOLO layer produced ScatterND,
+# which TensorRT refuses. Our layers never emit them, and an export that does is refused.
+REJECTED_OPS = frozenset({"ScatterND"})
+
+
+def require(module: str) -> ModuleType:
+    """Import an ``export`` extra's package, or stop with the install hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"this needs the Python package {module}, which is not installed",
+                                     hint=INSTALL_HINT) from None
+
+
+def check_available(simplify: bool = False) -> None:
+    """Fail before any work when a needed package is missing."""
+    for module in ("onnx", "onnxruntime") + (("onnxslim",) if simplify else ()):
+        require(module)
+
+
+def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool,
+                  dynamic_size: bool) -> bytes:
+    """Trace ``model`` (one tensor in, one out) into ONNX bytes."""
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic_batch or dynamic_size:
+        axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+        if dynamic_size:
+            axes[INPUT_NAME].update({2: "height", 3: "width"})
+            axes[OUTPUT_NAME][1] = "boxes"
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # tracer notes about static channel counts and the exporter's own deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], dynamic_axes=axes or None, do_constant_folding=True)
+    return buffer.getvalue()
+
+
+def finish_onnx(data: bytes, metadata: dict[str, str], *, simplify: bool) -> bytes:
+    """Simplify (optional), attach metadata, run the ONNX checker and refuse rejected ops."""
+    onnx = require("onnx")
+    proto = onnx.load_from_string(data)
+    if simplify:
+        proto = require("onnxslim").slim(proto)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as error:
+        raise YolorError(f"the exported ONNX graph fails the ONNX checker: {str(error).splitlines()[0]}",
+                         hint="try another --opset; this is a bug in yolor-cli if the default fails") from None
+    rejected = sorted({node.op_type for node in proto.graph.node} & REJECTED_OPS)
+    if rejected:
+        raise YolorError(f"the exported graph contains {', '.join(rejected)}, which TensorRT rejects",
+                         hint="this is a bug in yolor-cli; please report it")
+    return proto.SerializeToString()
+
+
+def op_types(data: bytes) -> set[str]:
+    return {node.op_type for node in require("onnx").load_from_string(data).graph.node}
+
+
+def read_metadata(data: bytes) -> dict[str, str]:
+    return {entry.key: entry.value for entry in require("onnx").load_from_string(data).metadata_props}
+
+
+def _session(source: bytes | str, providers: list[str] | None = None, spin: bool = True) -> Any:
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: the runtime's own notices are not the user's concern
+    if not spin:  # idle worker threads otherwise busy-wait and slow the pre-processing between runs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(source, sess_options=options, providers=providers or ["CPUExecutionProvider"])
+
+
+def _input_dtype(session: Any) -> np.dtype:
+    return np.dtype(np.float16) if session.get_inputs()[0].type == "tensor(float16)" else np.dtype(np.float32)
+
+
+def run_onnxruntime(data: bytes, images: np.ndarray) -> np.ndarray:
+    """Run ONNX bytes once on CPU; ``images`` float (bs, 3, h, w), cast to the model's input type."""
+    session = _session(data)
+    output = session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(_input_dtype(session))})[0]
+    return output.astype(np.float32)
+
+
+def run_opencv(data: bytes, images: np.ndarray, half: bool) -> np.ndarray:
+    """Run ONNX bytes with OpenCV's DNN module (raises ``cv2.error`` when OpenCV cannot)."""
+    import cv2
+
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
+    net.setInput(images.astype(np.float16 if half else np.float32))
+    return np.asarray(net.forward(), dtype=np.float32)
+
+
+@dataclass
+class OnnxDetector:
+    """An exported ``.onnx`` file as ``yolor detect`` runs it: float [0, 1] batches in, decoded
+    (bs, N, 5+nc) out, with the names, stride and input size its metadata records."""
+
+    path: Path
+    session: Any
+    names: list[str] | None
+    nc: int
+    stride: int
+    fixed_batch: int | None  # None when the batch axis is dynamic
+    fixed_size: tuple[int, int] | None  # (h, w); None when height and width are dynamic
+    input_dtype: np.dtype
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device) -> OnnxDetector:
+        if not path.is_file():
+            raise YolorError(f"ONNX file not found: {path}")
+        ort = require("onnxruntime")
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            session = _session(str(path), providers, spin=False)
+        except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
+            raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({str(error).splitlines()[0]})"
+                             ) from None
+        metadata = session.get_modelmeta().custom_metadata_map
+        shape = session.get_inputs()[0].shape
+        output_width = session.get_outputs()[0].shape[-1]
+        try:
+            nc = int(metadata["nc"]) if "nc" in metadata else int(output_width) - 5
+            stride = int(metadata.get("stride", 32))
+        except (TypeError, ValueError):
+            raise YolorError(f"{path} has no readable class count (metadata 'nc' or a fixed output width)",
+                             hint="export it with yolor export") from None
+        names = json.loads(metadata["names"]) if "names" in metadata else None
+        fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        fixed_size = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+        return cls(path=path, session=session, names=names, nc=nc, stride=stride, fixed_batch=fixed_batch,
+                   fixed_size=fixed_size, input_dtype=_input_dtype(session))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.float().cpu().numpy().astype(self.input_dtype)
+        count = len(batch)
+        if self.fixed_batch is None:
+            outputs = [self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]]
+        else:  # a fixed batch: run in chunks of that size, padding the last one with blank images
+            outputs = []
+            for start in range(0, count, self.fixed_batch):
+                chunk = batch[start:start + self.fixed_batch]
+                padding = self.fixed_batch - len(chunk)
+                if padding:
+                    chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
+                outputs.append(self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0])
+        return torch.from_numpy(np.concatenate(outputs)[:count].astype(np.float32))
