@@ -3,7 +3,10 @@
 (latency does not depend on the values). Each ONNX file is made by ``yolor export``'s engine, so the
 export time and its verified max |diff| are reported too. Prints a table and writes JSON.
 
-    python benchmarks/export.py [--repeats 5] [--threads 2] [--cfg yolor_csp_tiny --cfg yolor_csp]
+    python benchmarks/export.py [--repeats 5] [--threads 2] [--cfg yolor_csp_tiny --cfg yolor_csp] [--dynamo]
+
+``--dynamo`` also times torch's dynamo-based exporter (``torch.onnx.export(dynamo=True)``, needs
+``pip install onnxscript``) against the TorchScript-based one ``yolor export`` uses, at 640 px.
 """
 
 from __future__ import annotations
@@ -55,17 +58,57 @@ def eager_latency_ms(weights: Path, img_size: int, repeats: int) -> float:
     return 1000 * median_seconds(run, repeats)
 
 
+def exporter_seconds(cfg_name: str, img_size: int, dynamo: bool) -> tuple[float, float]:
+    """Seconds for torch.onnx.export alone, and the file's max |diff| from PyTorch on onnxruntime."""
+    import warnings
+
+    model = DeployModel(build_model(load_cfg(cfg_name)).eval().fuse()).eval()
+    images = torch.rand(1, 3, img_size, img_size)
+    with torch.no_grad():
+        reference = model(images).numpy()
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(folder) / "model.onnx"
+        start = time.perf_counter()
+        if dynamo:
+            torch.onnx.export(model, (images,), dynamo=True, input_names=["images"]).save(str(path))
+        else:
+            torch.onnx.export(model, (images,), str(path), dynamo=False, opset_version=17, input_names=["images"])
+        seconds = time.perf_counter() - start
+        output = onnxruntime.InferenceSession(str(path)).run(None, {"images": images.numpy()})[0]
+    return seconds, float(np.abs(output - reference).max())
+
+
+def compare_exporters(cfgs: list[str]) -> list[dict[str, object]]:
+    rows = []
+    for cfg_name in cfgs:
+        for dynamo in (False, True):
+            seconds, diff = exporter_seconds(cfg_name, 640, dynamo)
+            rows.append({"cfg": cfg_name, "exporter": "dynamo" if dynamo else "torchscript", "seconds": seconds,
+                         "max_abs_diff": diff})
+    table = Table(title="torch.onnx.export at 640 px, fused, random weights")
+    for column in ("cfg", "exporter", "seconds", "max |diff|"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["cfg"]), str(row["exporter"]), f"{row['seconds']:.1f}", f"{row['max_abs_diff']:.1e}")
+    Console(width=160).print(table)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", action="append", help="bundled cfg names (default: yolor_csp_tiny, yolor_csp)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--dynamo", action="store_true", help="also compare the two torch ONNX exporters")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cfgs = args.cfg or ["yolor_csp_tiny", "yolor_csp"]
+    exporters = compare_exporters(cfgs) if args.dynamo else None
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for cfg_name in args.cfg or ["yolor_csp_tiny", "yolor_csp"]:
+        for cfg_name in cfgs:
             torch.manual_seed(0)
             model = build_model(load_cfg(cfg_name))
             source = Path(folder) / f"{cfg_name}.pt"
@@ -96,7 +139,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
                                        "onnxruntime": onnxruntime.__version__, "threads": args.threads,
-                                       "repeats": args.repeats, "cases": rows}, indent=2))
+                                       "repeats": args.repeats, "cases": rows, "exporters": exporters}, indent=2))
 
 
 if __name__ == "__main__":

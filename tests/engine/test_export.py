@@ -15,7 +15,6 @@ from yolor_cli.engine import onnx_model
 from yolor_cli.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.errors import MissingDependencyError, YolorError
 from yolor_cli.engine.export import (
-    FP32_TOLERANCE,
     TORCHSCRIPT_METADATA,
     DeployModel,
     VerificationError,
@@ -32,6 +31,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 IMG = 64
+FP32_TOLERANCE = 1e-3  # the limit, restated here so that loosening the module's constant fails a test
 NAMES = ["circle", "rectangle", "triangle"]
 
 
@@ -151,24 +151,65 @@ def test_failed_verification_writes_nothing(trained_like: Path, monkeypatch: pyt
     target = trained_like.with_name("tiny.onnx")
     target.write_bytes(b"a previous export")
     monkeypatch.setattr(onnx_model, "run_onnxruntime", lambda data, images: np.zeros((1, 1, 8), np.float32))
-    with pytest.raises(VerificationError, match="nothing was written"):
-        export(weights=trained_like, formats="onnx", img_size=IMG, output=target)
+    with pytest.raises(VerificationError, match="the ONNX file was not written"):
+        export(weights=trained_like, formats="onnx", img_size=IMG, output=target, overwrite=True)
     assert target.read_bytes() == b"a previous export"
     assert [p.name for p in trained_like.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_errors(trained_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_paths_never_replace_files_unasked(trained_like: Path, tmp_path: Path) -> None:
+    folder = trained_like.parent
+    (folder / "tiny.onnx").write_bytes(b"mine")
+    defaults = output_paths(trained_like, ["onnx", "torchscript", "pt"], None)
+    assert [p.name for p in defaults.values()] == ["tiny_2.onnx", "tiny_2.torchscript", "tiny_deploy_2.pt"]
+    last = folder / "last.pt"
+    last.write_bytes(b"a checkpoint")
+    with pytest.raises(YolorError, match="already exist"):
+        output_paths(trained_like, ["onnx", "pt"], folder / "last")
+    assert output_paths(trained_like, ["onnx", "pt"], folder / "last", overwrite=True)["pt"] == last
+    dotted = output_paths(trained_like, ["onnx", "pt"], tmp_path / "model.v1.5")
+    assert [p.name for p in dotted.values()] == ["model.v1.5.onnx", "model.v1.5.pt"]
+    assert output_paths(trained_like, ["onnx"], tmp_path / "model")["onnx"].name == "model.onnx"
+    assert output_paths(trained_like, ["onnx", "pt"], tmp_path / "m.onnx")["pt"].name == "m.pt"
+    with pytest.raises(YolorError, match="is the input weights file"):
+        output_paths(trained_like, ["pt"], trained_like, overwrite=True)
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxruntime", "onnxslim"])
+def test_a_missing_optional_package_names_the_extra(trained_like: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    package: str) -> None:
+    monkeypatch.setitem(sys.modules, package, None)  # what an environment without it looks like to import
+    with pytest.raises(MissingDependencyError) as caught:
+        export(weights=trained_like, formats="onnx", img_size=IMG, simplify=True)
+    assert package in caught.value.message and "yolor-cli[export]" in (caught.value.hint or "")
+    assert not trained_like.with_name("tiny.onnx").exists()
+
+
+def test_errors(trained_like: Path) -> None:
     with pytest.raises(YolorError, match="unknown export format"):
         export(weights=trained_like, formats="onnx,tflite")
-    with pytest.raises(YolorError, match="is the input weights file"):
-        output_paths(trained_like, ["pt"], trained_like)
     with pytest.raises(YolorError, match="not a multiple"):
         export(weights=trained_like, formats="onnx", img_size=100)
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an environment without it looks like to import
-    with pytest.raises(MissingDependencyError) as caught:
-        export(weights=trained_like, formats="onnx", img_size=IMG)
-    assert "onnxruntime" in caught.value.message and "yolor-cli[export]" in (caught.value.hint or "")
-    assert not trained_like.with_name("tiny.onnx").exists()
+    with pytest.raises(YolorError, match="outside what the exporter writes"):
+        export(weights=trained_like, formats="onnx", img_size=IMG, opset=30)
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
+def test_cli_export_errors_are_one_message(trained_like: Path, tmp_path: Path) -> None:
+    from tests.test_cli import invoke
+
+    for args, message in ((["--opset", "30"], "outside what the exporter writes"),
+                          (["--format", "tflite"], "unknown export format"),
+                          (["--device", "7"], "--device 7")):
+        result = invoke("export", "-w", str(trained_like), "--img-size", str(IMG), *args)
+        assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.output, args
+    assert invoke("export", "-w", str(trained_like), "--img-size", str(IMG), "-o", str(tmp_path / "m")).exit_code == 0
+    result = invoke("export", "-w", str(trained_like), "--img-size", str(IMG), "-o", str(tmp_path / "m"))
+    assert result.exit_code == 1 and "--overwrite" in result.stderr
+    foreign = tmp_path / "foreign.onnx"  # an ONNX file that is not one of ours: one input named x
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 1), (torch.zeros(1, 3, 8, 8),), foreign, dynamo=False, input_names=["x"])
+    result = invoke("detect", "-w", str(foreign), "--source", str(tmp_path))
+    assert result.exit_code == 1 and "not a detector exported by yolor export" in result.stderr
 
 
 def test_detect_runs_the_onnx_file_with_its_names(trained_like: Path, tmp_path: Path) -> None:
@@ -189,6 +230,7 @@ def test_detect_runs_the_onnx_file_with_its_names(trained_like: Path, tmp_path: 
             assert result.exit_code == 0, result.output
             runs[weights.suffix] = json.loads(result.stdout)
         assert runs[".onnx"]["images"] == runs[".pt"]["images"] == 4
+        assert sum(runs[".onnx"]["detections"].values()) > 0
         assert set(runs[".onnx"]["detections"]) <= set(NAMES)  # names from the file's metadata
         if extra:  # same letterboxed inputs as PyTorch (a fixed-size file gets square ones): same detections,
             # up to NMS tie-breaks: formula weights give hundreds of near-equal scores (outputs agree to 1e-3 above)
@@ -209,3 +251,19 @@ def test_onnx_detector_pads_a_fixed_batch(trained_like: Path, tmp_path: Path) ->
     output = detector(images).numpy()
     assert output.shape[0] == 3
     assert np.abs(output - _reference(trained_like, images.numpy())).max() <= FP32_TOLERANCE
+
+
+def test_official_state_dict_exports_with_cfg_and_index_names(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    official = tmp_path / "official.pt"
+    torch.save({"epoch": 5, "model": fill_deterministic(tiny_model).state_dict()}, official)  # the official layout
+    with pytest.raises(YolorError, match="does not record its cfg"):
+        export(weights=official, formats="onnx", img_size=IMG)
+    result = export(weights=official, cfg="yolor_csp_tiny", formats="onnx,pt", img_size=IMG)
+    assert result.names is None and result.nc == 3
+    assert all(check.agrees for exported in result.files for check in exported.checks if check.required)
+    metadata = onnx_model.read_metadata(result.files[0].path.read_bytes())
+    assert "names" not in metadata and metadata["nc"] == "3"  # no made-up names that would hide --names later
+    detector = OnnxDetector.load(result.files[0].path, torch.device("cpu"))
+    assert detector.names is None and detector.nc == 3
+    deployed = load_model(weights=result.files[1].path)  # the deploy .pt needs no --cfg any more
+    assert deployed.nc == 3 and deployed.names is None  # so --names / --data can still name the classes

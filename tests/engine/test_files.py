@@ -53,12 +53,13 @@ def test_an_ignored_sigint_stays_ignored(tmp_path: Path) -> None:
 
 
 def test_written_files_get_the_usual_permissions_and_a_failed_check_keeps_the_old_file(tmp_path: Path) -> None:
-    umask = os.umask(0o022)
-    try:
-        target = atomic_write(tmp_path / "model.onnx", lambda stream: stream.write(b"new"))
-    finally:
-        os.umask(umask)
-    assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others may read an export as usual
+    target = atomic_write(tmp_path / "model.onnx", lambda stream: stream.write(b"new"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600: others may read it as usual
+    target.chmod(0o600)
+    atomic_write(target, lambda stream: stream.write(b"new"))
+    assert target.stat().st_mode & 0o777 == 0o600  # a replaced file keeps the mode its owner gave it
 
     def reject(written: Path) -> None:
         assert written.read_bytes() == b"bad" and written != target

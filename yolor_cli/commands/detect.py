@@ -28,7 +28,8 @@ from yolor_cli.options import (
 def detect_command(
     source: Annotated[str, typer.Option("--source", help="Image, folder, glob (quote it), video or .txt list.")],
     weights: Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint (.pt): ours, or an official "
-                                          "YOLOR one with --cfg.", dir_okay=False)],
+                                          "YOLOR one with --cfg; or an .onnx file from yolor export.",
+                                          dir_okay=False)],
     cfg: CfgOption = None,
     conf: ConfOption = 0.25,
     iou: IouOption = 0.45,

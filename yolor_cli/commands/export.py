@@ -27,8 +27,8 @@ MEGABYTE = 1024 * 1024
 
 def _check_json(check: Check) -> dict[str, Any]:
     return {"runtime": check.runtime, "input_shape": list(check.input_shape), "ran": check.ran,
-            "max_abs_diff": check.max_abs_diff, "agrees": check.agrees, "required": check.required,
-            "detail": check.detail}
+            "max_abs_diff": check.max_abs_diff, "max_rel_diff": check.max_rel_diff, "agrees": check.agrees,
+            "required": check.required, "detail": check.detail}
 
 
 def _opencv_summary(result: ExportResult) -> dict[str, Any] | None:
@@ -47,7 +47,7 @@ def _render(result: ExportResult, json_output: bool) -> None:
         print_json({"weights": str(result.weights), "weights_bytes": result.weights_bytes,
                     "img_size": result.img_size, "batch": result.batch, "dynamic": result.dynamic,
                     "half": result.half, "opset": result.opset, "params": result.params, "nc": result.nc,
-                    "names": result.names, "max_abs_diff": result.max_abs_diff,
+                    "names": result.names, "max_abs_diff": result.max_abs_diff, "tolerance": result.tolerance,
                     "opencv_dnn": _opencv_summary(result),
                     "files": [{"format": f.format, "path": str(f.path), "size_bytes": f.size_bytes,
                                "seconds": round(f.seconds, 3), "checks": [_check_json(c) for c in f.checks]}
@@ -69,10 +69,12 @@ def _render(result: ExportResult, json_output: bool) -> None:
         for check in exported.checks:
             if not check.ran:
                 verdict = f"[red]did not run[/] {escape(check.detail)}"
-            elif check.agrees:
-                verdict = "[green]agrees[/]" + (f" ({escape(check.detail)})" if check.detail else "")
             else:
-                verdict = "[yellow]differs[/]" + (f" ({escape(check.detail)})" if check.detail else "")
+                verdict = "[green]agrees[/]" if check.agrees else "[yellow]differs[/]"
+                if result.half and check.max_rel_diff is not None:
+                    verdict += f" (relative {check.max_rel_diff:.1e})"
+                if check.detail:
+                    verdict += f" ({escape(check.detail)})"
             if not check.required:
                 verdict += " [dim](informative)[/]"
             checks.add_row(exported.format, check.runtime, "x".join(map(str, check.input_shape)),
@@ -94,12 +96,13 @@ def export_command(
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = False,
     dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Dynamic batch, height and width.")] = False,
     simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the ONNX graph with onnxslim.")] = False,
-    opset: Annotated[int, typer.Option("--opset", min=11, help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (11 to the exporter's newest).")] = 17,
     half: Annotated[bool, typer.Option("--half", help="fp16 weights and input (meant for GPU runtimes).")] = False,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="File to write (one format) or its stem (several). Default: NAME.onnx, "
+        "--output", "-o", help="File path or stem; each format adds its suffix. Default: NAME.onnx, "
         "NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.", dir_okay=False,
         show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files at --output.")] = False,
     device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = "cpu",
     names_file: NamesFileOption = None,
     data: DataOption = None,
@@ -111,5 +114,5 @@ def export_command(
 
     _render(export(weights=weights, cfg=cfg, formats=formats, img_size=img_size, batch=batch, dynamic=dynamic,
                    dynamic_size=dynamic_size, simplify=simplify, opset=opset, half=half, output=output,
-                   device=device, names_file=names_file, data=data, trust_pickle=trust_pickle,
+                   overwrite=overwrite, device=device, names_file=names_file, data=data, trust_pickle=trust_pickle,
                    reporter=RichReporter()), json_output)

@@ -142,7 +142,7 @@ def _load_onnx(path: Path, cfg: str | None, img_size: int,
                device: str) -> tuple[OnnxDetector, int, list[str] | None, list[str]]:
     """An exported file runs on onnxruntime; its metadata replaces the checkpoint's cfg and names."""
     model = OnnxDetector.load(path, select_device(device))
-    notes = ["--cfg is not used with an .onnx file (it carries its graph)"] if cfg else []
+    notes = list(model.notes) + (["--cfg is not used with an .onnx file (it carries its graph)"] if cfg else [])
     if model.fixed_size is not None:
         if model.fixed_size != (img_size, img_size):
             height, width = model.fixed_size

@@ -65,6 +65,7 @@ class Check:
     input_shape: tuple[int, ...]
     ran: bool
     max_abs_diff: float | None = None
+    max_rel_diff: float | None = None  # |diff| / (1 + |reference|): what fp16 files are judged on
     agrees: bool | None = None
     required: bool = True  # a required check that fails stops the export
     detail: str = ""
@@ -90,7 +91,7 @@ class ExportResult:
     opset: int
     params: int
     nc: int
-    names: list[str]
+    names: list[str] | None  # None when neither the checkpoint nor --names / --data name the classes
     files: list[ExportedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -100,6 +101,13 @@ class ExportResult:
         diffs = [check.max_abs_diff for exported in self.files for check in exported.checks
                  if check.required and check.max_abs_diff is not None]
         return max(diffs) if diffs else None
+
+    @property
+    def tolerance(self) -> dict[str, float | str]:
+        """The limit every required check met: absolute for fp32 files, relative for fp16 ones."""
+        if self.half:
+            return {"kind": "relative", "value": HALF_RELATIVE_TOLERANCE}
+        return {"kind": "absolute", "value": FP32_TOLERANCE}
 
 
 class VerificationError(YolorError):
@@ -115,36 +123,49 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def output_paths(weights: Path, formats: list[str], output: Path | None) -> dict[str, Path]:
-    """``--output`` as given for one format, with each format's suffix for several; by default
-    NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the weights, numbered (NAME_2.onnx...) rather
-    than overwriting anything."""
-    paths = {}
-    for name in formats:
-        if output is not None:
-            path = output if len(formats) == 1 else output.with_suffix(SUFFIXES[name])
-        else:
-            stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "")
-            path = weights.with_name(stem + SUFFIXES[name])
-            number = 2
-            while path.exists():
-                path = weights.with_name(f"{stem}_{number}{SUFFIXES[name]}")
-                number += 1
+def _with_suffix(path: Path, suffix: str) -> Path:
+    """``model`` or ``model.onnx`` -> ``model.onnx``; a dotted stem (``model.v1.5``) keeps its dots."""
+    base = path.with_suffix("") if path.suffix.lower() in SUFFIXES.values() else path
+    return base.with_name(base.name + suffix)
+
+
+def output_paths(weights: Path, formats: list[str], output: Path | None, overwrite: bool = False) -> dict[str, Path]:
+    """Where each format goes: ``--output`` with each format's suffix, or by default NAME.onnx,
+    NAME.torchscript and NAME_deploy.pt beside the weights, numbered together (NAME_2.onnx,
+    NAME_2.torchscript...) rather than overwriting anything. An existing file is replaced only with
+    ``overwrite``; the input weights never."""
+    if output is not None:
+        paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
+        taken = [path for path in paths.values() if path.exists()]
+        if taken and not overwrite:
+            raise YolorError(f"{', '.join(map(str, taken))} already exist{'s' if len(taken) == 1 else ''}",
+                             hint="choose another --output, or pass --overwrite to replace it")
+    else:
+        def default(name: str, number: int) -> Path:
+            stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (f"_{number}" if number > 1 else "")
+            return weights.with_name(stem + SUFFIXES[name])
+
+        number = 1
+        while any(default(name, number).exists() for name in formats):
+            number += 1
+        paths = {name: default(name, number) for name in formats}
+    for name, path in paths.items():
         if path.resolve() == weights.resolve():
             raise YolorError(f"the {name} output {path} is the input weights file", hint="choose another --output")
-        paths[name] = path
     return paths
 
 
-def compare(reference: np.ndarray, output: np.ndarray, half: bool) -> tuple[float, bool, str]:
+def compare(check: Check, reference: np.ndarray, output: np.ndarray, half: bool) -> None:
+    """Fill ``check`` with the differences and the verdict (fp32: absolute, fp16: relative)."""
     if output.shape != reference.shape:
-        return float("inf"), False, f"output shape {tuple(output.shape)}, expected {tuple(reference.shape)}"
+        check.agrees = False
+        check.detail = f"output shape {tuple(output.shape)}, expected {tuple(reference.shape)}"
+        return
     difference = np.abs(output.astype(np.float64) - reference.astype(np.float64))
-    max_abs = float(difference.max()) if difference.size else 0.0
-    if half:
-        relative = float((difference / (1.0 + np.abs(reference))).max()) if difference.size else 0.0
-        return max_abs, relative <= HALF_RELATIVE_TOLERANCE, f"max relative diff {relative:.2e}"
-    return max_abs, max_abs <= FP32_TOLERANCE, ""
+    check.max_abs_diff = float(difference.max()) if difference.size else 0.0
+    check.max_rel_diff = float((difference / (1.0 + np.abs(reference))).max()) if difference.size else 0.0
+    check.agrees = (check.max_rel_diff <= HALF_RELATIVE_TOLERANCE if half
+                    else check.max_abs_diff <= FP32_TOLERANCE)
 
 
 class _Verifier:
@@ -173,7 +194,7 @@ class _Verifier:
                     break
                 continue
             check.ran = True
-            check.max_abs_diff, check.agrees, check.detail = compare(reference, output, self.half)
+            compare(check, reference, output, self.half)
             checks.append(check)
         return checks
 
@@ -183,21 +204,25 @@ def _raise_on_failure(name: str, checks: list[Check], half: bool) -> None:
         if not check.required or check.agrees:
             continue
         shape = "x".join(map(str, check.input_shape))
-        if check.ran:
-            limit = f"relative {HALF_RELATIVE_TOLERANCE}" if half else str(FP32_TOLERANCE)
-            what = f"differs from PyTorch by {check.max_abs_diff:.3g} (limit {limit})"
+        if check.ran and check.max_abs_diff is not None:
+            if half:
+                what = f"differs from PyTorch by {check.max_rel_diff:.3g} relative (limit {HALF_RELATIVE_TOLERANCE})"
+            else:
+                what = f"differs from PyTorch by {check.max_abs_diff:.3g} (limit {FP32_TOLERANCE})"
         else:
             what = f"failed ({check.detail})"
         raise VerificationError(f"the {name} export run by {check.runtime} on a {shape} input {what}; "
-                                "nothing was written",
+                                f"the {name} file was not written",
                                 hint="rerun with --debug and report it; for ONNX, another --opset may help")
 
 
-def _metadata(model: DarknetModel, names: list[str], img_size: int, batch: int, dynamic: str,
+def _metadata(model: DarknetModel, names: list[str] | None, img_size: int, batch: int, dynamic: str,
               half: bool) -> dict[str, str]:
+    """What a deployment needs to know about the file. ``names`` only when known, so that a runtime
+    (and ``yolor detect --names``) can still name the classes of an official checkpoint's export."""
     return {
         "producer": f"yolor-cli {__version__}",
-        "names": json.dumps(names),
+        **({"names": json.dumps(names)} if names is not None else {}),
         "nc": str(model.nc),
         "stride": str(model.max_stride),
         "strides": json.dumps([int(s) for s in model.strides]),
@@ -237,10 +262,12 @@ def _quiet_torchscript() -> Iterator[None]:
 
 def _export_torchscript(deploy: nn.Module, example: torch.Tensor, path: Path, verifier: _Verifier,
                         metadata: dict[str, str], device: torch.device, half: bool) -> list[Check]:
+    # The grid is made on the trace's device, which TorchScript records: the file runs on that device type.
+    extra = {**metadata, "device": device.type}
     with torch.no_grad(), _quiet_torchscript():
         traced = torch.jit.trace(deploy, example, check_trace=False)
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata)})
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA: json.dumps(extra)})
     data = buffer.getvalue()
     checks: list[Check] = []
 
@@ -260,8 +287,8 @@ def _export_torchscript(deploy: nn.Module, example: torch.Tensor, path: Path, ve
     return checks
 
 
-def _export_pt(source: Checkpoint | None, model: DarknetModel, names: list[str], path: Path, verifier: _Verifier,
-               half: bool) -> list[Check]:
+def _export_pt(source: Checkpoint | None, model: DarknetModel, names: list[str] | None, path: Path,
+               verifier: _Verifier, half: bool) -> list[Check]:
     """The weights the model was loaded with (EMA when there was one), without optimizer, EMA copy or
     training state: what a deployment needs to rebuild and run it."""
     state = {key: (value.half() if half and value.is_floating_point() else value).cpu()
@@ -286,8 +313,8 @@ def _export_pt(source: Checkpoint | None, model: DarknetModel, names: list[str],
 
 def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx", img_size: int = 640,
            batch: int = 1, dynamic: bool = False, dynamic_size: bool = False, simplify: bool = False,
-           opset: int = DEFAULT_OPSET, half: bool = False, output: str | Path | None = None, device: str = "cpu",
-           names_file: Path | None = None, data: Path | None = None, trust_pickle: bool = False,
+           opset: int = DEFAULT_OPSET, half: bool = False, output: str | Path | None = None, overwrite: bool = False,
+           device: str = "cpu", names_file: Path | None = None, data: Path | None = None, trust_pickle: bool = False,
            reporter: Reporter | None = None) -> ExportResult:
     """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime."""
     reporter = reporter or SilentReporter()
@@ -296,19 +323,20 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
         raise YolorError(f"--batch {batch} must be at least 1")
     if "onnx" in chosen:
         onnx_model.check_available(simplify)
+        onnx_model.check_opset(opset)
     weights = Path(weights)
-    paths = output_paths(weights, chosen, Path(output) if output else None)
+    paths = output_paths(weights, chosen, Path(output) if output else None, overwrite)
+    target = select_device(device)
     loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
     model = loaded.model.eval()
     model.check_img_size(img_size)
-    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data) or [
-        str(index) for index in range(loaded.nc)]
-    target = select_device(device)
+    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
     dynamic_batch = dynamic or dynamic_size
     dynamic_axes = "batch,height,width" if dynamic_size else "batch" if dynamic_batch else "none"
     result = ExportResult(weights=weights, weights_bytes=weights.stat().st_size, img_size=img_size, batch=batch,
                           dynamic=dynamic_axes, half=half, opset=opset, params=count_parameters(model), nc=model.nc,
-                          names=names, notes=list(loaded.notes))
+                          names=names, notes=list(loaded.notes) + _ignored_options(chosen, simplify, opset,
+                                                                                    dynamic_batch))
     unfused = copy.deepcopy(model)  # the .pt keeps BatchNorm layers, so it still matches its cfg and can train
     fused = DeployModel(model.fuse()).eval()
     shapes = [(batch, model.input_channels, img_size, img_size)]
@@ -326,16 +354,36 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
     if half and target.type == "cpu" and {"onnx", "torchscript"} & set(chosen):
         result.notes.append("--half on CPU: the fp16 files are made and checked here, but most CPU runtimes run "
                             "fp16 slower than fp32; fp16 is meant for GPUs")
+    if target.type == "cuda" and "torchscript" in chosen:
+        result.notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")
     for name in reporter.track(chosen, "Exporting", total=len(chosen)):
         start = time.perf_counter()
         path = paths[name]
-        if name == "onnx":
-            checks = _export_onnx(deploy, example, path, verifier, metadata, opset=opset, dynamic_batch=dynamic_batch,
-                                  dynamic_size=dynamic_size, simplify=simplify, half=half)
-        elif name == "torchscript":
-            checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
-        else:
-            checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
+        try:
+            if name == "onnx":
+                checks = _export_onnx(deploy, example, path, verifier, metadata, opset=opset,
+                                      dynamic_batch=dynamic_batch, dynamic_size=dynamic_size, simplify=simplify,
+                                      half=half)
+            elif name == "torchscript":
+                checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
+            else:
+                checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
+        except YolorError as error:
+            if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
+                written = ", ".join(str(f.path) for f in result.files)
+                raise type(error)(f"{error.message} (already written and verified: {written})", error.hint) from None
+            raise
         result.files.append(ExportedFile(format=name, path=path, size_bytes=path.stat().st_size,
                                          seconds=time.perf_counter() - start, checks=checks))
     return result
+
+
+def _ignored_options(formats: list[str], simplify: bool, opset: int, dynamic: bool) -> list[str]:
+    notes = []
+    if "onnx" not in formats:
+        ignored = [flag for flag, given in (("--simplify", simplify), ("--opset", opset != DEFAULT_OPSET)) if given]
+        if ignored:
+            notes.append(f"{' and '.join(ignored)} only apply to ONNX; ignored")
+    if dynamic and formats == ["pt"]:
+        notes.append("--dynamic / --dynamic-size do not apply to a .pt checkpoint; ignored")
+    return notes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -41,26 +42,34 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None],
                  check: Callable[[Path], None] | None = None) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
-    A crash or kill mid-write leaves the previous file intact; Ctrl-C waits for the write to end.
-    ``check`` reads the finished temporary file back (an export verifying itself on a runtime) and
-    raises to stop the rename: a file that fails its check never replaces anything.
+    A crash or kill mid-write leaves the previous file intact; Ctrl-C waits for the write and the
+    rename to end. ``check`` reads the finished temporary file back (an export verifying itself on a
+    runtime) and raises to stop the rename: a file that fails its check never replaces anything. A
+    check may take a while, so Ctrl-C is not held during it (nor during the write before it: the
+    file would not be kept anyway).
     """
-    with interrupts_deferred():
-        return _atomic_write(path, write, check)
+    if check is None:
+        with interrupts_deferred():
+            return _atomic_write(path, write, None)
+    return _atomic_write(path, write, check)
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(temp_name, _new_file_mode())  # mkstemp makes 0600; a renamed-in file should look like any other
+        os.chmod(temp_name, mode)
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         if check is not None:
             check(Path(temp_name))
-        os.replace(temp_name, path)
+            with interrupts_deferred():
+                os.replace(temp_name, path)
+        else:
+            os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
@@ -68,11 +77,22 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable
     return path
 
 
-def _new_file_mode() -> int:
-    """What ``open(path, "w")`` would give: 0666 less the process umask."""
-    umask = os.umask(0)
+def _process_umask() -> int:
+    umask = os.umask(0)  # the only way to read it; done once, at import, before any thread starts
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+_UMASK = _process_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """A replaced file keeps its mode; a new one gets what ``open(path, "w")`` gives (mkstemp's 0600
+    would hide checkpoints and exports from the rest of a team)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
 
 
 def _free_backup_path(path: Path) -> Path:

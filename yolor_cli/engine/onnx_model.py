@@ -32,6 +32,7 @@ OUTPUT_NAME = "output"
 # Ops some runtimes reject; in-place slice assignment in the official YOLO layer produced ScatterND,
 # which TensorRT refuses. Our layers never emit them, and an export that does is refused.
 REJECTED_OPS = frozenset({"ScatterND"})
+DEFAULT_STRIDE = 32  # YOLOR's largest stride, for ONNX files without our metadata
 
 
 def require(module: str) -> ModuleType:
@@ -49,6 +50,32 @@ def check_available(simplify: bool = False) -> None:
         require(module)
 
 
+MIN_OPSET = 11  # Range (the YOLO layer's grid) and Resize as the upsample layers use them
+FALLBACK_MAX_OPSET = 17
+
+
+def max_opset() -> int:
+    """The newest opset torch's TorchScript-based exporter writes (20 in torch 2.14)."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except (ImportError, AttributeError):  # a private constant: if it moves, stay on the safe side
+        return FALLBACK_MAX_OPSET
+
+
+def check_opset(opset: int) -> None:
+    newest = max_opset()
+    if not MIN_OPSET <= opset <= newest:
+        raise YolorError(f"--opset {opset} is outside what the exporter writes ({MIN_OPSET}..{newest})",
+                         hint="the default, 17, is read by onnxruntime, OpenCV DNN and TensorRT")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool,
                   dynamic_size: bool) -> bytes:
     """Trace ``model`` (one tensor in, one out) into ONNX bytes."""
@@ -61,8 +88,13 @@ def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynami
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # tracer notes about static channel counts and the exporter's own deprecation
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_axes=axes or None, do_constant_folding=True)
+        try:
+            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes or None,
+                              do_constant_folding=True)
+        except Exception as error:  # the exporter's own errors carry a graph dump; the first line says it all
+            raise YolorError(f"the ONNX exporter failed: {_first_line(error)}",
+                             hint="rerun with --debug for the details; another --opset may help") from error
     return buffer.getvalue()
 
 
@@ -138,6 +170,7 @@ class OnnxDetector:
     fixed_batch: int | None  # None when the batch axis is dynamic
     fixed_size: tuple[int, int] | None  # (h, w); None when height and width are dynamic
     input_dtype: np.dtype
+    notes: list[str]
 
     @classmethod
     def load(cls, path: Path, device: torch.device) -> OnnxDetector:
@@ -150,22 +183,34 @@ class OnnxDetector:
         try:
             session = _session(str(path), providers, spin=False)
         except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
-            raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({str(error).splitlines()[0]})"
-                             ) from None
+            raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({_first_line(error)})") from None
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if ([i.name for i in inputs] != [INPUT_NAME] or len(inputs[0].shape) != 4
+                or OUTPUT_NAME not in [o.name for o in outputs] or len(outputs[0].shape) != 3):
+            found = ", ".join(f"{i.name}{list(i.shape)}" for i in inputs)
+            raise YolorError(f"{path} is not a detector exported by yolor export (inputs: {found})",
+                             hint="yolor detect runs ONNX files with one 'images' input (batch, 3, H, W) and an "
+                                  "'output' (batch, N, 5 + nc)")
         metadata = session.get_modelmeta().custom_metadata_map
-        shape = session.get_inputs()[0].shape
-        output_width = session.get_outputs()[0].shape[-1]
+        shape = inputs[0].shape
         try:
-            nc = int(metadata["nc"]) if "nc" in metadata else int(output_width) - 5
-            stride = int(metadata.get("stride", 32))
+            nc = int(metadata["nc"]) if "nc" in metadata else int(outputs[0].shape[-1]) - 5
+            stride = int(metadata.get("stride", DEFAULT_STRIDE))
+            names = json.loads(metadata["names"]) if "names" in metadata else None
         except (TypeError, ValueError):
-            raise YolorError(f"{path} has no readable class count (metadata 'nc' or a fixed output width)",
-                             hint="export it with yolor export") from None
-        names = json.loads(metadata["names"]) if "names" in metadata else None
+            raise YolorError(f"{path} has unreadable metadata (nc, stride or names)",
+                             hint="export it again with yolor export") from None
+        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+            raise YolorError(f"{path}: its 'names' metadata is not a list of class names",
+                             hint="export it again with yolor export")
+        if nc < 1 or stride < 1:
+            raise YolorError(f"{path} has nc={nc}, stride={stride}: not a detector's output")
         fixed_batch = shape[0] if isinstance(shape[0], int) else None
         fixed_size = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
         return cls(path=path, session=session, names=names, nc=nc, stride=stride, fixed_batch=fixed_batch,
-                   fixed_size=fixed_size, input_dtype=_input_dtype(session))
+                   fixed_size=fixed_size, input_dtype=_input_dtype(session),
+                   notes=[] if providers[0] == "CUDAExecutionProvider" or device.type != "cuda" else [
+                       "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); running on CPU"])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = images.float().cpu().numpy().astype(self.input_dtype)
