@@ -126,11 +126,16 @@ def test_pt_is_stripped_loads_safely_and_half_halves_it(trained_like: Path, tmp_
     assert again.path.name == "tiny_deploy_2.pt"
 
 
-def test_half_onnx_is_fp16_and_agrees_within_fp16_precision(trained_like: Path, tmp_path: Path) -> None:
-    result = export(weights=trained_like, formats="onnx", img_size=IMG, half=True, output=tmp_path / "h.onnx")
-    assert all(check.agrees for check in result.files[0].checks if check.required)
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_half_files_are_fp16_and_agree_within_fp16_precision(trained_like: Path, tmp_path: Path) -> None:
+    result = export(weights=trained_like, formats="onnx,torchscript", img_size=IMG, half=True,
+                    output=tmp_path / "h")
+    assert {f.format for f in result.files} == {"onnx", "torchscript"} and result.tolerance["kind"] == "relative"
+    assert all(check.agrees for f in result.files for check in f.checks if check.required)
     session = ort.InferenceSession(str(tmp_path / "h.onnx"))
     assert session.get_inputs()[0].type == "tensor(float16)"
+    module = torch.jit.load(str(tmp_path / "h.torchscript"))
+    assert {p.dtype for p in module.parameters()} == {torch.float16}
 
 
 def test_pruned_model_exports_and_agrees_everywhere(trained_like: Path, tmp_path: Path) -> None:
