@@ -30,6 +30,7 @@ PruneImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Inp
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be pruned; write nothing.")]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency",
                                              help="Measure CPU latency before and after (a few seconds).")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 
 
 def _render(result: PruneResult, json_output: bool) -> None:
@@ -78,6 +79,7 @@ def conv_command(
     amount: AmountOption = 0.4,
     method: MethodOption = "l1",
     output: OutputOption = None,
+    overwrite: OverwriteOption = False,
     img_size: PruneImgSizeOption = 640,
     dry_run: DryRunOption = False,
     latency: LatencyOption = True,
@@ -88,7 +90,7 @@ def conv_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, layers=layer, amount=amount, method=method, img_size=img_size,
-                  output=output, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
+                  output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
 
 
 @app.command("layers")
@@ -100,6 +102,7 @@ def layers_command(
     amount: AmountOption = 0.4,
     method: MethodOption = "l1",
     output: OutputOption = None,
+    overwrite: OverwriteOption = False,
     img_size: PruneImgSizeOption = 640,
     dry_run: DryRunOption = False,
     latency: LatencyOption = True,
@@ -110,7 +113,7 @@ def layers_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, span=(start, upto), amount=amount, method=method, img_size=img_size,
-                  output=output, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
+                  output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
 
 
 @app.command("global")
@@ -125,6 +128,7 @@ def global_command(
     cfg: CfgOption = None,
     method: MethodOption = "l1",
     output: OutputOption = None,
+    overwrite: OverwriteOption = False,
     img_size: PruneImgSizeOption = 640,
     dry_run: DryRunOption = False,
     latency: LatencyOption = True,
@@ -135,4 +139,4 @@ def global_command(
     from yolor_cli.engine.prune_run import prune
 
     _render(prune(weights=weights, cfg=cfg, target_macs=target_macs, ratio=ratio, method=method, img_size=img_size,
-                  output=output, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
+                  output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)

@@ -352,8 +352,8 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
     example = example.half() if half else example
     metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
     if half and target.type == "cpu" and {"onnx", "torchscript"} & set(chosen):
-        result.notes.append("--half on CPU: the fp16 files are made and checked here, but most CPU runtimes run "
-                            "fp16 slower than fp32; fp16 is meant for GPUs")
+        result.notes.append("--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
+                            "little or nothing from fp16; it is meant for GPUs")
     if target.type == "cuda" and "torchscript" in chosen:
         result.notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")
     for name in reporter.track(chosen, "Exporting", total=len(chosen)):

@@ -14,7 +14,20 @@ from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.loading import load_model
-from yolor_cli.engine.pruning import ChannelPruner, LayerChange, check_amount, prune_global, rebuild
+from yolor_cli.engine.pruning import (
+    ChannelPruner,
+    LayerChange,
+    check_amount,
+    check_global_options,
+    check_method,
+    check_prunable,
+    check_supported,
+    conv_of,
+    conv_widths,
+    convs_between,
+    prune_global,
+    rebuild,
+)
 from yolor_cli.engine.summary import count_gflops
 
 LATENCY_REPEATS = 5
@@ -23,7 +36,7 @@ LATENCY_REPEATS = 5
 @dataclass
 class ModelCost:
     params: int
-    macs: float  # multiply-adds of one image at the report's size
+    macs: int  # multiply-adds of one image at the report's size
     latency_ms: float | None  # fused, batch 1, CPU median; None when not measured
 
 
@@ -38,7 +51,7 @@ class PruneResult:
 
 
 def measure(model: DarknetModel, img_size: int, latency: bool = True) -> ModelCost:
-    macs = count_gflops(model, img_size) * 1e9 / 2
+    macs = round(count_gflops(model, img_size) * 1e9 / 2)  # a whole count (the scaling leaves float noise)
     return ModelCost(params=count_parameters(model), macs=macs,
                      latency_ms=latency_ms(model, img_size) if latency else None)
 
@@ -66,58 +79,84 @@ def default_output(weights: Path) -> Path:
     return candidate
 
 
-def _prune_local(model: DarknetModel, layers: list[int] | None, span: tuple[int, int] | None, amount: float,
-                 method: str, seed: int) -> list[LayerChange]:
-    pruner = ChannelPruner(model, method=method, seed=seed)
+def _destination(weights: Path, output: str | Path | None, overwrite: bool) -> Path:
+    destination = Path(output) if output else default_output(weights)
+    if destination.resolve() == weights.resolve():
+        raise YolorError(f"--output {destination} is the input file", hint="choose another path")
+    if destination.exists() and not overwrite:
+        raise YolorError(f"--output {destination} already exists", hint="choose another path, or pass --overwrite")
+    return destination
+
+
+def _local_targets(model: DarknetModel, layers: list[int] | None, span: tuple[int, int] | None,
+                   notes: list[str]) -> list[int]:
+    """The convs ``prune conv`` / ``prune layers`` will prune, checked before any work is done."""
     if layers is not None:
-        for index in layers:  # check them all before touching any
-            pruner.check_prunable(index)
-        targets = list(layers)
-    else:
-        assert span is not None
-        targets = pruner.convs_between(*span)
-        if not targets:
-            raise YolorError(f"no prunable conv in modules {span[0]}..{span[1]}", hint="see the indices with yolor info")
-    return [change for index in targets if (change := pruner.prune_conv(index, amount)) is not None]
+        repeated = sorted({index for index in layers if layers.count(index) > 1})
+        if repeated:
+            raise YolorError(f"--layer {', '.join(map(str, repeated))} given more than once",
+                             hint="each --layer is pruned once; to prune it harder, raise --amount")
+        for index in layers:
+            check_prunable(model, index)
+        return list(layers)
+    assert span is not None
+    start, upto = span
+    last = len(model.module_list) - 1
+    if start > upto:
+        raise YolorError(f"--from {start} is after --upto {upto}")
+    if upto > last:
+        notes.append(f"--upto {upto} is past the last module ({last}); pruning up to {last}")
+    targets = convs_between(model, start, upto)
+    if not targets:
+        raise YolorError(f"no prunable conv in modules {start}..{upto}", hint="see the indices with yolor info")
+    return targets
 
 
 def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | None = None,
           span: tuple[int, int] | None = None, amount: float | None = None, target_macs: float | None = None,
           ratio: float | None = None, method: str = "l1", img_size: int = 640,
-          output: str | Path | None = None, dry_run: bool = False, latency: bool = True, seed: int = 0,
-          trust_pickle: bool = False) -> PruneResult:
+          output: str | Path | None = None, overwrite: bool = False, dry_run: bool = False, latency: bool = True,
+          seed: int = 0, trust_pickle: bool = False) -> PruneResult:
     """Prune the convs in ``layers`` (``prune conv``) or every conv in ``span`` = (from, upto) in
     module order (``prune layers``), each by ``int(amount * channels)`` channels; or, with
-    ``target_macs`` or ``ratio``, globally (``prune global``)."""
-    global_mode = target_macs is not None or ratio is not None
-    if not global_mode:
-        if amount is None:
-            raise YolorError("no --amount given")
+    ``target_macs`` or ``ratio``, globally (``prune global``). Everything the user can get wrong is
+    checked before the slow work (measuring, pruning)."""
+    global_mode = layers is None and span is None
+    if global_mode:
+        check_global_options(target_macs, ratio)
+    elif amount is None:
+        raise YolorError("no --amount given")
+    else:
         check_amount(amount)
+    check_method(method)
+    destination = None if dry_run else _destination(Path(weights), output, overwrite)
     loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
     model = loaded.model.eval()
     model.check_img_size(img_size)
+    check_supported(model)
+    notes = list(loaded.notes)
+    targets = None if global_mode else _local_targets(model, layers, span, notes)
     before = measure(model, img_size, latency)
+    widths = conv_widths(model)
     if global_mode:
-        changes = prune_global(model, target_macs=target_macs, ratio=ratio, method=method)
+        model, _ = prune_global(model, target_macs=target_macs, ratio=ratio, method=method)
     else:
-        changes = _prune_local(model, layers, span, amount, method, seed)  # type: ignore[arg-type]
+        pruner = ChannelPruner(model, method=method, seed=seed)
+        for index in targets or []:
+            pruner.prune_conv(index, amount)  # type: ignore[arg-type]
+    changes = [LayerChange(module=i, before=width, after=conv_of(model, i).out_channels)
+               for i, width in widths.items() if conv_of(model, i).out_channels != width]
+    if not changes:
+        raise YolorError("nothing was pruned, so nothing was written: the amount rounds to 0 channels, or the "
+                         "layers are already as small as their coupled partners allow",
+                         hint="raise --amount (int(amount x channels) channels go from each conv)")
     pruned = rebuild(model)
     after = measure(pruned, img_size, latency)
-    notes = list(loaded.notes)
-    if not changes:
-        notes.append("no channel was pruned: the amount rounds to 0 channels, or every channel ranks the same "
-                     "(untrained BatchNorm scales with --method bn)")
     collapsed = [c for c in changes if c.collapsed]
     if collapsed:
         notes.append(f"{len(collapsed)} layer(s) are left with fewer than 8 channels "
                      f"({', '.join(str(c.module) for c in collapsed)}): expect lost accuracy there")
-    destination = None
-    if not dry_run:
-        destination = Path(output) if output else default_output(Path(weights))
-        if destination.resolve() == Path(weights).resolve():
-            raise YolorError(f"--output {destination} is the input file", hint="choose another path")
-        names = loaded.names
-        save_checkpoint(Checkpoint(cfg=pruned.cfg, model_state=pruned.state_dict(), names=names), destination)
+    if destination is not None:
+        save_checkpoint(Checkpoint(cfg=pruned.cfg, model_state=pruned.state_dict(), names=loaded.names), destination)
     return PruneResult(changes=changes, before=before, after=after, img_size=img_size, output=destination,
                        notes=notes)
