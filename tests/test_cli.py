@@ -141,6 +141,9 @@ def test_shell_completion_offers_bundled_cfg_names() -> None:
     result = _run_cli(env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor info --cfg yolor_csp_t",
                            "COMP_CWORD": "3"})
     assert "yolor_csp_tiny" in result.stdout
+    result = _run_cli(env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor export --format onnx,t",
+                           "COMP_CWORD": "3"})
+    assert result.stdout.split() == ["onnx,torchscript"]
 
 
 def test_a_bug_is_reported_briefly_without_a_traceback(monkeypatch: pytest.MonkeyPatch,

@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from yolor_cli.engine.export import Check, ExportResult
 
 MEGABYTE = 1024 * 1024
+FORMAT_NAMES = ("onnx", "torchscript", "pt")  # the engine's FORMATS, without importing torch for completion
+
+
+def complete_formats(incomplete: str) -> list[str]:
+    """Shell completion for --format, also after a comma (onnx,tor<TAB>)."""
+    done, _, current = incomplete.rpartition(",")
+    taken = set(done.split(",")) if done else set()
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in FORMAT_NAMES if name.startswith(current) and name not in taken]
 
 
 def _check_json(check: Check) -> dict[str, Any]:
@@ -90,7 +99,8 @@ def export_command(
                                           "pruned), or an official one with --cfg.", dir_okay=False)],
     cfg: CfgOption = None,
     formats: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript, pt, or several "
-                                         "comma-separated (pt = stripped deployment checkpoint).")] = "onnx",
+                                         "comma-separated (pt = stripped deployment checkpoint).",
+                                         autocompletion=complete_formats)] = "onnx",
     img_size: ImgSizeOption = 640,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the exported input.")] = 1,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = False,
