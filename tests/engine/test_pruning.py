@@ -175,7 +175,7 @@ def _save(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("target", [0.3, 0.8])
+@pytest.mark.parametrize("target", [0.05, 0.8, 0.97])
 def test_global_targets_land_within_5_percent(tiny_model: torch.nn.Module, tmp_path: Path, target: float) -> None:
     result = prune(weights=_save(tiny_model, tmp_path / "t.pt"), target_macs=target, img_size=64, latency=False,
                    dry_run=True)
@@ -193,8 +193,9 @@ def test_global_errors_name_the_right_option(tiny_model: torch.nn.Module, tmp_pa
         prune(weights=source, ratio=0.99)
     with pytest.raises(YolorError, match="cannot be reached within 5 %"):
         prune(weights=source, target_macs=0.001, img_size=64, latency=False, dry_run=True)
-    with pytest.raises(YolorError, match="cannot be reached"):  # fresh BatchNorm scales rank nothing
-        prune(weights=source, target_macs=0.5, method="bn", img_size=64, latency=False, dry_run=True)
+    for options in ({"target_macs": 0.5}, {"ratio": 0.3}):  # fresh BatchNorm scales rank nothing
+        with pytest.raises(YolorError, match="every BatchNorm scale of the model is equal"):
+            prune(weights=source, method="bn", img_size=64, latency=False, dry_run=True, **options)
 
 
 def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: Path) -> None:
@@ -212,6 +213,19 @@ def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: P
     global_result = prune(weights=source, ratio=0.3, img_size=64, latency=False, output=tmp_path / "g.pt")
     assert global_result.after.params < global_result.before.params
     load_model(weights=global_result.output)
+
+
+def test_grouped_convs_are_left_to_global_pruning(tmp_path: Path) -> None:
+    def grouped(layers) -> None:  # noqa: ANN001
+        layers[10].options["groups"] = "2"
+
+    source = _save(_tiny_variant(grouped), tmp_path / "g.pt")
+    with pytest.raises(YolorError, match="grouped conv .groups=2.") as caught:
+        prune(weights=source, layers=[9], amount=0.5, img_size=64, latency=False)
+    assert "prune global" in (caught.value.hint or "")
+    result = prune(weights=source, ratio=0.3, img_size=64, latency=False, output=tmp_path / "out.pt")
+    rebuilt = load_model(weights=result.output).model
+    assert rebuilt.module_list[10].Conv2d.groups == 2 and rebuilt.cfg.layers[10].options["groups"] == "2"
 
 
 def test_shortcuts_of_unequal_widths_are_refused(tmp_path: Path) -> None:

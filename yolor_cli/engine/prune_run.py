@@ -17,9 +17,11 @@ from yolor_cli.engine.loading import load_model
 from yolor_cli.engine.pruning import (
     ChannelPruner,
     LayerChange,
+    check_bn_rankable,
     check_amount,
     check_global_options,
     check_method,
+    check_no_grouped_convs,
     check_prunable,
     check_supported,
     conv_of,
@@ -136,6 +138,10 @@ def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | No
     check_supported(model)
     notes = list(loaded.notes)
     targets = None if global_mode else _local_targets(model, layers, span, notes)
+    if targets is not None:
+        check_no_grouped_convs(model)
+        if method == "bn":
+            check_bn_rankable(model, targets)
     before = measure(model, img_size, latency)
     widths = conv_widths(model)
     if global_mode:
@@ -147,9 +153,11 @@ def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | No
     changes = [LayerChange(module=i, before=width, after=conv_of(model, i).out_channels)
                for i, width in widths.items() if conv_of(model, i).out_channels != width]
     if not changes:
-        raise YolorError("nothing was pruned, so nothing was written: the amount rounds to 0 channels, or the "
-                         "layers are already as small as their coupled partners allow",
-                         hint="raise --amount (int(amount x channels) channels go from each conv)")
+        raise YolorError("nothing was pruned, so nothing was written: " + (
+            "the ratio rounds to 0 channels in every group" if global_mode else
+            "the amount rounds to 0 channels, or the layers are already as small as their coupled partners allow"),
+            hint="raise --ratio" if global_mode else
+            "raise --amount (int(amount x channels) channels go from each conv)")
     pruned = rebuild(model)
     after = measure(pruned, img_size, latency)
     collapsed = [c for c in changes if c.collapsed]

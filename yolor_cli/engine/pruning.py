@@ -97,16 +97,40 @@ def channel_importance(model: DarknetModel, index: int, method: str,
     if method == "random":
         return torch.rand(weight.shape[0], generator=generator)
     if method == "bn":
-        batch_norm = model.module_list[index]._modules.get("BatchNorm2d")
-        if batch_norm is None:
+        check_bn_rankable(model, [index])
+        return model.module_list[index].BatchNorm2d.weight.detach().abs()
+    raise AssertionError(method)  # check_method let it through
+
+
+def check_bn_rankable(model: DarknetModel, indices: list[int]) -> None:
+    """``--method bn`` ranks by BatchNorm scales: a fresh model's are all 1 and rank nothing."""
+    for index in indices:
+        if "BatchNorm2d" not in model.module_list[index]._modules:
             raise YolorError(f"module {index} has no BatchNorm, so --method bn cannot rank its channels")
-        scales = batch_norm.weight.detach().abs()
-        if bool((scales == scales[0]).all()):
+        if _equal_scales(model, index):
             raise YolorError(f"the BatchNorm scales of module {index} are all equal (an untrained model?), so "
                              "--method bn cannot rank its channels",
                              hint="train first (yolor train --sparsity S helps bn ranking), or use --method l1")
-        return scales
-    raise AssertionError(method)  # check_method let it through
+
+
+def _equal_scales(model: DarknetModel, index: int) -> bool:
+    batch_norm = model.module_list[index]._modules.get("BatchNorm2d")
+    if batch_norm is None:
+        return True
+    scales = batch_norm.weight.detach().abs()
+    return bool((scales == scales[0]).all())
+
+
+def check_no_grouped_convs(model: DarknetModel) -> None:
+    """``prune conv`` / ``prune layers`` choose channels by plain ranking, which cannot keep a grouped
+    conv's groups aligned (depthwise convs, one channel per group, are fine)."""
+    for index in range(len(model.module_list)):
+        if is_conv(model, index):
+            conv = conv_of(model, index)
+            if conv.groups > 1 and not conv.groups == conv.in_channels == conv.out_channels:
+                raise YolorError(f"module {index} is a grouped conv (groups={conv.groups}), whose groups prune conv "
+                                 "and prune layers cannot keep aligned",
+                                 hint="use yolor prune global, which ranks channels group by group")
 
 
 def check_method(method: str) -> None:
@@ -199,10 +223,12 @@ def rebuild(model: DarknetModel) -> DarknetModel:
 
 GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
 # Steps towards a MACs target: many small steps give faster models than one cut of the same MACs
-# (measured on yolor_csp: latency saving 0.93-1.08 of the MACs saving against 0.61-0.78 one-shot).
-# A step that lands more than GLOBAL_TOLERANCE below the target makes the search start again with
-# smaller steps (about 0.25 s each on yolor_csp).
-GLOBAL_STEP_SCHEDULES = (30, 120)
+# (measured on yolor_csp: latency saving 1.07 of the MACs saving, against 0.61-0.78 for one cut).
+GLOBAL_STEPS = 30  # 3 % of the channels each (about 0.25 s each on yolor_csp)
+# When the step that crosses the target lands more than GLOBAL_GOOD_ENOUGH from it, the search goes on
+# from the state before that step with steps of 1 % of the remaining channels.
+GLOBAL_FINE_RATIO, GLOBAL_FINE_STEPS = 0.1, 10
+GLOBAL_GOOD_ENOUGH = 0.01
 GLOBAL_TOLERANCE = 0.05  # the MACs must land within 5 % of the target
 
 
@@ -250,6 +276,12 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
     check_global_options(target_macs, ratio)
     check_method(method)
     check_supported(model)
+    if method == "bn":
+        backbone = [i for i in conv_widths(model) if i not in {head.conv for head in model.heads}]
+        if all(_equal_scales(model, i) for i in backbone):
+            raise YolorError("every BatchNorm scale of the model is equal (an untrained model?), so --method bn "
+                             "cannot rank channels",
+                             hint="train first (yolor train --sparsity S helps bn ranking), or use --method l1")
     model.eval()
     widths = conv_widths(model)
     if ratio is not None:
@@ -262,26 +294,42 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
                     for i, before in widths.items() if conv_of(pruned, i).out_channels != before]
 
 
+def _step_until(model: DarknetModel, target: float, method: str, base: float, ratio: float,
+                steps: int) -> tuple[list[tuple[float, DarknetModel]], bool]:
+    """Prune ``model`` in steps until its MACs fall to ``target`` x ``base``. Returns the states worth
+    keeping as (MACs fraction, model): the last one, and a copy of the one before the crossing step
+    (taken when the next step is expected to cross, so copies stay rare); and whether it got there."""
+    pruner, macs = _meta_pruner(model, ratio, method, steps), ConvMacs(model)
+    fraction, drop = macs() / base, 0.0
+    kept: list[tuple[float, DarknetModel]] = []
+    for _ in range(steps):
+        if drop and fraction - drop <= target:
+            kept = [(fraction, copy.deepcopy(model))]
+        pruner.step()
+        new = macs() / base
+        fraction, drop = new, fraction - new
+        if fraction <= target:
+            return kept + [(fraction, model)], True
+    return kept + [(fraction, model)], False
+
+
 def _search_target(model: DarknetModel, target: float, method: str) -> DarknetModel:
     base = ConvMacs(model)()
-    closest: tuple[float, float] | None = None  # (relative miss, fraction reached)
-    for steps in GLOBAL_STEP_SCHEDULES:
-        trial = copy.deepcopy(model)
-        pruner, macs = _meta_pruner(trial, GLOBAL_MAX_RATIO, method, steps), ConvMacs(trial)
-        fraction = 1.0
-        for _ in range(steps):
-            pruner.step()
-            fraction = macs() / base
-            if fraction <= target:
-                break
-        miss = abs(fraction / target - 1)
-        if miss <= GLOBAL_TOLERANCE:
-            return trial
-        if closest is None or miss < closest[0]:
-            closest = (miss, fraction)
-        if fraction > target:  # the steps never got there: smaller ones will not either
-            break
-    assert closest is not None
-    raise YolorError(f"--target-macs {target} cannot be reached within 5 %: the closest was {closest[1]:.3f} of "
-                     "the MACs", hint="heads and coupled layers bound how far a model shrinks; --method bn needs "
-                                      "trained BatchNorm scales (they are all equal in a fresh model)")
+    candidates, reached = _step_until(copy.deepcopy(model), target, method, base, GLOBAL_MAX_RATIO, GLOBAL_STEPS)
+
+    def miss(candidate: tuple[float, DarknetModel]) -> float:
+        return abs(candidate[0] / target - 1)
+
+    if reached and min(map(miss, candidates)) > GLOBAL_GOOD_ENOUGH:
+        above = [c for c in candidates if c[0] > target]  # the state before the crossing, when copied
+        start = above[-1][1] if above else model  # else the crossing was the first step
+        finer, _ = _step_until(copy.deepcopy(start), target, method, base, GLOBAL_FINE_RATIO, GLOBAL_FINE_STEPS)
+        candidates += finer
+    pruned = [c for c in candidates if c[0] < 1.0]
+    best = min(pruned, key=miss) if pruned else None
+    if best is None or miss(best) > GLOBAL_TOLERANCE:
+        closest = f"{best[0]:.3f}" if best else "1.000"
+        raise YolorError(f"--target-macs {target} cannot be reached within 5 %: the closest was {closest} of "
+                         "the MACs", hint="heads and coupled layers bound how far a model shrinks; --method bn needs "
+                                          "trained BatchNorm scales (they are all equal in a fresh model)")
+    return best[1]
