@@ -89,7 +89,11 @@ def test_resume_after_a_crash_continues_the_numbering(shapes: Path, tmp_path: Pa
     run = tmp_path / "runs" / "exp"
     # The crash hit after results.csv but before the checkpoints of epoch 1: last.pt says epoch 0.
     assert load_checkpoint(run / "weights" / "last.pt").epoch == 0
+    reads = []
+    monkeypatch.setattr(train_run, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
+    assert train_run.resume_device("", str(tmp_path / "runs"), "") == ""  # the run's own (auto); asked first
     result = train(TrainOptions(project=str(tmp_path / "runs")), resume="")
+    assert len(reads) == 1  # the checkpoint is read once, not once for the device and again to train
     assert result.save_dir == run and result.epochs_run == 3
     assert [int(r["epoch"]) for r in _rows(run)] == [0, 1, 2, 3]  # epoch 1 redone, not duplicated
     with pytest.raises(YolorError, match="finished all 4 epochs|no optimizer state"):

@@ -173,9 +173,28 @@ class _Resumed:
     save_dir: Path
 
 
-def _resume(resume: str, project: str) -> _Resumed:
+# The command reads the checkpoint to learn the device (to decide on torchrun) before training reads
+# it again; one read is kept for the next call, if the file has not changed since.
+_read_ahead: dict[tuple[str, int, int], Checkpoint] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), status.st_mtime_ns, status.st_size
+
+
+def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
     path = _latest_last(Path(project)) if resume == "" else Path(resume)
-    ckpt = load_checkpoint(path)
+    key = _file_key(path)
+    ckpt = _read_ahead.pop(key, None) if key else None
+    _read_ahead.clear()
+    if ckpt is None:
+        ckpt = load_checkpoint(path)
+    if keep and key:
+        _read_ahead[key] = ckpt
     saved = (ckpt.train_options or {}).get("options")
     if not saved:
         raise YolorError(f"{path} does not record how it was trained, so it cannot be resumed",
@@ -192,7 +211,7 @@ def _resume(resume: str, project: str) -> _Resumed:
 
 def resume_device(resume: str, project: str, device: str) -> str:
     """The device a resumed run will use: the one given now, else the one it was started with."""
-    return device or _resume(resume, project).options.device
+    return device or _resume(resume, project, keep=True).options.device
 
 
 def _sampler(dataset: DetectionDataset, options: TrainOptions, context: distributed.DistributedContext,
