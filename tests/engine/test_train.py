@@ -225,3 +225,30 @@ def test_old_style_two_sizes_get_a_hint(shapes: Path) -> None:
 
     result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "640", "640")
     assert result.exit_code == 1 and "--img-size 640 --img-size 640" in " ".join(result.stderr.split())
+
+
+def test_image_weights_resume_with_the_last_per_class_maps(shapes: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolor_cli.engine.trainer import ImageWeighting
+
+    original = train_run.ResultsHook.after_epoch
+
+    def crash_in_epoch_1(self, trainer, state):  # noqa: ANN001, ANN202
+        original(self, trainer, state)
+        if state.epoch == 1:  # before epoch 1's checkpoint: last.pt holds epoch 0 and its validation
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(shapes, tmp_path, epochs=3, image_weights=True))
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    saved = load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options["class_maps"]
+    assert len(saved) == 3 and all(0.0 <= value <= 1.0 for value in saved)
+    events: list[object] = []
+    real_update, real_train = ImageWeighting.update, Trainer.train
+    monkeypatch.setattr(ImageWeighting, "update", lambda self, maps: (events.append(list(maps)),
+                                                                      real_update(self, maps)))
+    monkeypatch.setattr(Trainer, "train", lambda self, *args: (events.append("training starts"),
+                                                                real_train(self, *args))[1])
+    train(TrainOptions(project=str(tmp_path / "runs")), resume="")
+    assert events[:2] == [saved, "training starts"]  # the resumed run draws by the saved APs from the start

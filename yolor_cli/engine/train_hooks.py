@@ -19,7 +19,7 @@ from yolor_cli.engine.evaluator import evaluate_model
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.plots import plot_results
 from yolor_cli.engine.reporting import Reporter
-from yolor_cli.engine.trainer import LOSS_NAMES, Trainer, TrainHook, TrainState
+from yolor_cli.engine.trainer import LOSS_NAMES, Trainer, TrainHook, TrainState, class_maps
 
 LAST_EPOCHS_KEPT = 5  # last_NNN.pt for the final epochs
 BEST_HISTORY_FROM = 200  # best_NNN.pt for improvements after this epoch
@@ -101,9 +101,12 @@ def _standard_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class CheckpointHook(TrainHook):
     """The seed's checkpoint set, written atomically; the optimizer is stripped at the end."""
 
-    def __init__(self, weights_dir: Path, names: list[str], options: Any, bests: dict[str, float]) -> None:
+    def __init__(self, weights_dir: Path, names: list[str], options: Any, bests: dict[str, float],
+                 last_class_maps: list[float] | None = None) -> None:
         self.dir, self.names, self.options = weights_dir, names, options
         self.bests = bests  # best fitness and best P, R, AP50, AP, F so far
+        # per-class mAP of the last validation: --image-weights draws by it, and a resumed run needs it
+        self.last_class_maps = last_class_maps
         self.epochs_without_gain = 0
 
     def _checkpoint(self, trainer: Trainer, epoch: int, with_optimizer: bool) -> Checkpoint:
@@ -113,7 +116,8 @@ class CheckpointHook(TrainHook):
                           optimizer_state=trainer.optimizer.state_dict() if with_optimizer else None,
                           scaler_state=trainer.scaler.state_dict() if with_optimizer else None, epoch=epoch,
                           fitness=self.bests.get("fitness"),
-                          train_options={"options": dataclasses.asdict(self.options), "bests": dict(self.bests)})
+                          train_options={"options": dataclasses.asdict(self.options), "bests": dict(self.bests),
+                                         "class_maps": self.last_class_maps})
 
     def save_last(self, trainer: Trainer, epoch: int) -> None:
         save_checkpoint(self._checkpoint(trainer, epoch, with_optimizer=True), self.dir / "last.pt")
@@ -130,6 +134,7 @@ class CheckpointHook(TrainHook):
                     improved.append(key)
         if m is not None:  # only validated epochs count towards --patience
             self.epochs_without_gain = 0 if "fitness" in improved else self.epochs_without_gain + 1
+            self.last_class_maps = class_maps(m, trainer.model.nc)
         if self.options.patience and self.epochs_without_gain >= self.options.patience:
             state.stop = True
         final = state.epoch == state.epochs - 1 or state.stop

@@ -171,6 +171,7 @@ class _Resumed:
     start_epoch: int
     bests: dict[str, float]
     save_dir: Path
+    class_maps: list[float] | None = None  # per-class mAP of the last validation (for --image-weights)
 
 
 # The command reads the checkpoint to learn the device (to decide on torchrun) before training reads
@@ -205,8 +206,10 @@ def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
         raise YolorError(f"{path} finished all {options.epochs} epochs; nothing to resume")
     if ckpt.optimizer_state is None:
         raise YolorError(f"{path} has no optimizer state (the run ended and was stripped)")
+    saved_maps = (ckpt.train_options or {}).get("class_maps")
     return _Resumed(ckpt, options, start_epoch, dict((ckpt.train_options or {}).get("bests") or {}),
-                    path.parent.parent)
+                    path.parent.parent,
+                    class_maps=[float(v) for v in saved_maps] if isinstance(saved_maps, list) else None)
 
 
 def resume_device(resume: str, project: str, device: str) -> str:
@@ -315,7 +318,8 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
         _write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options))
         if resumed is None:
             _plot_labels(dataset, list(data.names), save_dir / "labels.png", reporter)
-        checkpoints = CheckpointHook(weights_dir, list(data.names), options, bests)
+        checkpoints = CheckpointHook(weights_dir, list(data.names), options, bests,
+                                     resumed.class_maps if resumed else None)
         hooks = [ValidationHook(data, img_size=options.test_img_size or options.img_size,
                                 batch_size=per_process * 2, noval=options.noval, period=options.period,
                                 reporter=reporter),
@@ -326,6 +330,8 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
             hooks.append(board)
     weighting = (ImageWeighting(sampler, dataset.records, data.nc)
                  if isinstance(sampler, WeightedImageSampler) else None)
+    if weighting is not None and resumed is not None and resumed.class_maps and len(resumed.class_maps) == data.nc:
+        weighting.update(resumed.class_maps)  # a resumed run draws as the interrupted one would have
     trainer = Trainer(model, hyp, loader, epochs=options.epochs, batch_size=options.batch_size, device=device,
                       img_size=options.img_size, adam=options.adam, multi_scale=options.multi_scale,
                       nominal_batch_size=options.nominal_batch_size, seed=options.seed + context.rank,
