@@ -155,7 +155,7 @@ def test_pruned_model_exports_and_agrees_everywhere(trained_like: Path, tmp_path
 def test_failed_verification_writes_nothing(trained_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = trained_like.with_name("tiny.onnx")
     target.write_bytes(b"a previous export")
-    monkeypatch.setattr(onnx_model, "run_onnxruntime", lambda data, images: np.zeros((1, 1, 8), np.float32))
+    monkeypatch.setattr(onnx_model, "onnxruntime_runner", lambda path: lambda images: np.zeros((1, 1, 8), np.float32))
     with pytest.raises(VerificationError, match="the ONNX file was not written"):
         export(weights=trained_like, formats="onnx", img_size=IMG, output=target, overwrite=True)
     assert target.read_bytes() == b"a previous export"

@@ -40,16 +40,6 @@ def _check_json(check: Check) -> dict[str, Any]:
             "required": check.required, "detail": check.detail}
 
 
-def _opencv_summary(result: ExportResult) -> dict[str, Any] | None:
-    checks = [check for exported in result.files for check in exported.checks if check.runtime == "opencv-dnn"]
-    if not checks:
-        return None
-    diffs = [c.max_abs_diff for c in checks if c.max_abs_diff is not None]
-    return {"ran": all(c.ran for c in checks), "agrees": all(bool(c.agrees) for c in checks),
-            "max_abs_diff": max(diffs) if diffs else None,
-            "detail": "; ".join(c.detail for c in checks if c.detail)}
-
-
 def _render(result: ExportResult, json_output: bool) -> None:
     print_notes(result.notes)
     if json_output:
@@ -57,7 +47,7 @@ def _render(result: ExportResult, json_output: bool) -> None:
                     "img_size": result.img_size, "batch": result.batch, "dynamic": result.dynamic,
                     "half": result.half, "opset": result.opset, "params": result.params, "nc": result.nc,
                     "names": result.names, "max_abs_diff": result.max_abs_diff, "tolerance": result.tolerance,
-                    "opencv_dnn": _opencv_summary(result),
+                    "opencv_dnn": result.opencv_dnn(),
                     "files": [{"format": f.format, "path": str(f.path), "size_bytes": f.size_bytes,
                                "seconds": round(f.seconds, 3), "checks": [_check_json(c) for c in f.checks]}
                               for f in result.files]})

@@ -33,3 +33,9 @@ class DataError(YolorError):
 
 class MissingDependencyError(YolorError):
     """An optional extra is needed for this feature."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The gist of a third-party exception for a one-line report (some carry whole graph dumps)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

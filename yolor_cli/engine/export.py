@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ from yolor_cli.engine import onnx_model
 from yolor_cli.engine.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.class_names import resolve_names
 from yolor_cli.engine.darknet import DarknetModel, count_parameters
-from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.errors import YolorError, first_line
+from yolor_cli.engine.files import atomic_write, check_output
 from yolor_cli.engine.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import select_device
@@ -43,7 +44,6 @@ FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in 
 HALF_RELATIVE_TOLERANCE = 1e-2
 VERIFY_SEED = 0
 TORCHSCRIPT_METADATA = "yolor.json"  # the extra file inside a .torchscript archive
-MAX_DETAIL = 200  # characters of a runtime's error message kept in a report
 
 
 class DeployModel(nn.Module):
@@ -102,6 +102,16 @@ class ExportResult:
                  if check.required and check.max_abs_diff is not None]
         return max(diffs) if diffs else None
 
+    def opencv_dnn(self) -> dict[str, Any] | None:
+        """Whether OpenCV DNN ran the ONNX file on every input and agreed; None without an ONNX file."""
+        checks = [check for exported in self.files for check in exported.checks if check.runtime == "opencv-dnn"]
+        if not checks:
+            return None
+        diffs = [c.max_abs_diff for c in checks if c.max_abs_diff is not None]
+        return {"ran": all(c.ran for c in checks), "agrees": all(bool(c.agrees) for c in checks),
+                "max_abs_diff": max(diffs) if diffs else None,
+                "detail": "; ".join(c.detail for c in checks if c.detail)}
+
     @property
     def tolerance(self) -> dict[str, float | str]:
         """The limit every required check met: absolute for fp32 files, relative for fp16 ones."""
@@ -136,10 +146,6 @@ def output_paths(weights: Path, formats: list[str], output: Path | None, overwri
     ``overwrite``; the input weights never."""
     if output is not None:
         paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
-        taken = [path for path in paths.values() if path.exists()]
-        if taken and not overwrite:
-            raise YolorError(f"{', '.join(map(str, taken))} already exist{'s' if len(taken) == 1 else ''}",
-                             hint="choose another --output, or pass --overwrite to replace it")
     else:
         def default(name: str, number: int) -> Path:
             stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (f"_{number}" if number > 1 else "")
@@ -149,9 +155,8 @@ def output_paths(weights: Path, formats: list[str], output: Path | None, overwri
         while any(default(name, number).exists() for name in formats):
             number += 1
         paths = {name: default(name, number) for name in formats}
-    for name, path in paths.items():
-        if path.resolve() == weights.resolve():
-            raise YolorError(f"the {name} output {path} is the input weights file", hint="choose another --output")
+    for path in paths.values():
+        check_output(path, weights, overwrite)
     return paths
 
 
@@ -187,8 +192,7 @@ class _Verifier:
             try:
                 output = call(x)
             except Exception as error:  # any runtime failure is a finding to report, not a crash
-                first_line = str(error).strip().splitlines()[0][:MAX_DETAIL] if str(error).strip() else ""
-                check.detail = f"{type(error).__name__}: {first_line}"
+                check.detail = f"{type(error).__name__}: {first_line(error)}"
                 checks.append(check)
                 if required:
                     break
@@ -241,12 +245,18 @@ def _export_onnx(deploy: nn.Module, example: torch.Tensor, path: Path, verifier:
     data = onnx_model.model_to_onnx(deploy, example, opset=opset, dynamic_batch=dynamic_batch,
                                     dynamic_size=dynamic_size)
     data = onnx_model.finish_onnx(data, metadata, simplify=simplify)
-    checks = verifier.run("onnxruntime", lambda x: onnx_model.run_onnxruntime(data, x.numpy()))
-    _raise_on_failure("ONNX", checks, half)
-    # OpenCV DNN is reported, not required: its ONNX importer lags behind onnxruntime.
-    checks += verifier.run("opencv-dnn", lambda x: onnx_model.run_opencv(data, x.numpy(), half), required=False,
-                           first_only=not dynamic_batch)
-    atomic_write(path, lambda stream: stream.write(data))
+    checks: list[Check] = []
+
+    def check(written: Path) -> None:
+        run = onnx_model.onnxruntime_runner(written)
+        checks.extend(verifier.run("onnxruntime", lambda x: run(x.numpy())))
+        _raise_on_failure("ONNX", checks, half)
+        # OpenCV DNN is reported, not required: its ONNX importer lags behind onnxruntime.
+        run_cv = onnx_model.opencv_runner(written, half)
+        checks.extend(verifier.run("opencv-dnn", lambda x: run_cv(x.numpy()), required=False,
+                                   first_only=not dynamic_batch))
+
+    atomic_write(path, lambda stream: stream.write(data), check)
     return checks
 
 

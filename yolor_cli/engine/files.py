@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from yolor_cli.engine.errors import YolorError
+
 BACKUP_SUFFIX = ".bak"
 
 
@@ -36,6 +38,15 @@ def interrupts_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
+
+
+def check_output(path: Path, source: Path, overwrite: bool) -> None:
+    """An output may replace an existing file only when asked to, and never the file it is made from."""
+    if path.resolve() == source.resolve():
+        raise YolorError(f"--output {path} is the input weights file", hint="choose another --output")
+    if path.exists() and not overwrite:
+        raise YolorError(f"--output {path} already exists", hint="choose another --output, or pass --overwrite "
+                                                                 "to replace it")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None],

@@ -11,10 +11,12 @@ writes plain Conv/Resize/Concat graphs that onnxruntime, OpenCV DNN and TensorRT
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from yolor_cli.engine.errors import MissingDependencyError, YolorError
+from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
 
 INSTALL_HINT = "pip install 'yolor-cli[export]'"
 INPUT_NAME = "images"
@@ -71,11 +73,6 @@ def check_opset(opset: int) -> None:
                          hint="the default, 17, is read by onnxruntime, OpenCV DNN and TensorRT")
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool,
                   dynamic_size: bool) -> bytes:
     """Trace ``model`` (one tensor in, one out) into ONNX bytes."""
@@ -93,7 +90,7 @@ def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynami
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes or None,
                               do_constant_folding=True)
         except Exception as error:  # the exporter's own errors carry a graph dump; the first line says it all
-            raise YolorError(f"the ONNX exporter failed: {_first_line(error)}",
+            raise YolorError(f"the ONNX exporter failed: {first_line(error)}",
                              hint="rerun with --debug for the details; another --opset may help") from error
     return buffer.getvalue()
 
@@ -120,10 +117,6 @@ def finish_onnx(data: bytes, metadata: dict[str, str], *, simplify: bool) -> byt
     return proto.SerializeToString()
 
 
-def op_types(data: bytes) -> set[str]:
-    return {node.op_type for node in require("onnx").load_from_string(data).graph.node}
-
-
 def read_metadata(data: bytes) -> dict[str, str]:
     return {entry.key: entry.value for entry in require("onnx").load_from_string(data).metadata_props}
 
@@ -141,20 +134,33 @@ def _input_dtype(session: Any) -> np.dtype:
     return np.dtype(np.float16) if session.get_inputs()[0].type == "tensor(float16)" else np.dtype(np.float32)
 
 
-def run_onnxruntime(data: bytes, images: np.ndarray) -> np.ndarray:
-    """Run ONNX bytes once on CPU; ``images`` float (bs, 3, h, w), cast to the model's input type."""
-    session = _session(data)
-    output = session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(_input_dtype(session))})[0]
-    return output.astype(np.float32)
+def onnxruntime_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Runs of one ONNX file on CPU with one session; ``images`` float (bs, 3, h, w) are cast to the
+    model's input type. The session is made at the first run, so a file onnxruntime cannot load is
+    reported as that run's failure."""
+    session = functools.cache(lambda: _session(str(path)))
+
+    def run(images: np.ndarray) -> np.ndarray:
+        loaded = session()
+        output = loaded.run([OUTPUT_NAME], {INPUT_NAME: images.astype(_input_dtype(loaded))})[0]
+        return output.astype(np.float32)
+
+    return run
 
 
-def run_opencv(data: bytes, images: np.ndarray, half: bool) -> np.ndarray:
-    """Run ONNX bytes with OpenCV's DNN module (raises ``cv2.error`` when OpenCV cannot)."""
+def opencv_runner(path: Path, half: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """Runs of one ONNX file with OpenCV's DNN module (``cv2.error`` when OpenCV cannot), the network
+    read at the first run."""
     import cv2
 
-    net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
-    net.setInput(images.astype(np.float16 if half else np.float32))
-    return np.asarray(net.forward(), dtype=np.float32)
+    net = functools.cache(lambda: cv2.dnn.readNetFromONNX(str(path)))
+
+    def run(images: np.ndarray) -> np.ndarray:
+        loaded = net()
+        loaded.setInput(images.astype(np.float16 if half else np.float32))
+        return np.asarray(loaded.forward(), dtype=np.float32)
+
+    return run
 
 
 @dataclass
@@ -183,7 +189,7 @@ class OnnxDetector:
         try:
             session = _session(str(path), providers, spin=False)
         except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
-            raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({_first_line(error)})") from None
+            raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({first_line(error)})") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if ([i.name for i in inputs] != [INPUT_NAME] or len(inputs[0].shape) != 4
                 or OUTPUT_NAME not in [o.name for o in outputs] or len(outputs[0].shape) != 3):

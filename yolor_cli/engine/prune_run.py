@@ -13,6 +13,7 @@ import torch
 from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.files import check_output
 from yolor_cli.engine.loading import load_model
 from yolor_cli.engine.pruning import (
     ChannelPruner,
@@ -83,10 +84,7 @@ def default_output(weights: Path) -> Path:
 
 def _destination(weights: Path, output: str | Path | None, overwrite: bool) -> Path:
     destination = Path(output) if output else default_output(weights)
-    if destination.resolve() == weights.resolve():
-        raise YolorError(f"--output {destination} is the input file", hint="choose another path")
-    if destination.exists() and not overwrite:
-        raise YolorError(f"--output {destination} already exists", hint="choose another path, or pass --overwrite")
+    check_output(destination, weights, overwrite)
     return destination
 
 

@@ -30,6 +30,7 @@ from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.summary import ConvMacs, probe_input
 
 METHODS = ("l1", "l2", "random", "bn")
+UNTRAINED_BN_HINT = "train first (yolor train --sparsity S helps bn ranking), or use --method l1"
 COLLAPSED_CHANNELS = 8  # a layer left with fewer channels is flagged: it explains lost accuracy
 
 
@@ -110,7 +111,7 @@ def check_bn_rankable(model: DarknetModel, indices: list[int]) -> None:
         if _equal_scales(model, index):
             raise YolorError(f"the BatchNorm scales of module {index} are all equal (an untrained model?), so "
                              "--method bn cannot rank its channels",
-                             hint="train first (yolor train --sparsity S helps bn ranking), or use --method l1")
+                             hint=UNTRAINED_BN_HINT)
 
 
 def _equal_scales(model: DarknetModel, index: int) -> bool:
@@ -282,7 +283,7 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
         if all(_equal_scales(model, i) for i in backbone):
             raise YolorError("every BatchNorm scale of the model is equal (an untrained model?), so --method bn "
                              "cannot rank channels",
-                             hint="train first (yolor train --sparsity S helps bn ranking), or use --method l1")
+                             hint=UNTRAINED_BN_HINT)
     model.eval()
     widths = conv_widths(model)
     if ratio is not None:
