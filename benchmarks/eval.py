@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from yolor_cli.engine.metrics import ImageDetections, coco_metrics
+from yolor_cli.engine.evaluate.metrics import ImageDetections, coco_metrics
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "eval.json"
 
@@ -79,9 +79,9 @@ def run_cocoeval(module: str, gt: dict, dets: list[dict]) -> tuple[float, float,
 
 
 def detect_throughput(count: int, img_size: int) -> float:
-    from yolor_cli.engine.configs import load_cfg
-    from yolor_cli.engine.darknet import build_model
-    from yolor_cli.engine.predictor import Predictor
+    from yolor_cli.engine.model.bundled import load_cfg
+    from yolor_cli.engine.model.darknet import build_model
+    from yolor_cli.engine.infer.predictor import Predictor
 
     predictor = Predictor(build_model(load_cfg("yolor_csp")), device="cpu", conf=0.25, iou=0.45)
     rng = np.random.default_rng(0)

@@ -28,12 +28,12 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forward import median_seconds  # noqa: E402 - the benchmarks' shared timer
 
-from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from yolor_cli.engine.configs import load_cfg  # noqa: E402
-from yolor_cli.engine.darknet import build_model, count_parameters  # noqa: E402
-from yolor_cli.engine.export import DeployModel, export  # noqa: E402
-from yolor_cli.engine.loading import load_model  # noqa: E402
-from yolor_cli.engine.prune_run import prune  # noqa: E402
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from yolor_cli.engine.model.bundled import load_cfg  # noqa: E402
+from yolor_cli.engine.model.darknet import build_model, count_parameters  # noqa: E402
+from yolor_cli.engine.deploy.export import DeployModel, export  # noqa: E402
+from yolor_cli.engine.model.loading import load_model  # noqa: E402
+from yolor_cli.engine.prune.run import prune  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export.json"
 SIZES = (320, 640)

@@ -23,8 +23,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from yolor_cli.engine.configs import resolve_cfg_path
-from yolor_cli.engine.darknet import build_model, read_cfg
+from yolor_cli.engine.model.bundled import resolve_cfg_path
+from yolor_cli.engine.model.darknet import build_model, read_cfg
 
 CASES = [  # (cfg, image size, batch)
     ("yolor_csp", 320, 1), ("yolor_csp", 320, 8), ("yolor_csp", 640, 1), ("yolor_csp", 640, 8),

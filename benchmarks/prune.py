@@ -21,11 +21,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint
-from yolor_cli.engine.configs import load_cfg
-from yolor_cli.engine.darknet import build_model
-from yolor_cli.engine.loading import load_model
-from yolor_cli.engine.prune_run import latency_ms
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.darknet import build_model
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.prune.run import latency_ms
 
 CASES = {
     "layers --upto 60 --amount 0.9": ["layers", "--upto", "60", "--amount", "0.9"],

@@ -50,11 +50,11 @@ def fixed_batch(batch: int, size: int, nc: int) -> tuple[torch.Tensor, torch.Ten
 
 def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
     from yolor_cli.engine.config import load_hyp
-    from yolor_cli.engine.configs import load_cfg
-    from yolor_cli.engine.darknet import build_model
-    from yolor_cli.engine.optim import Warmup
+    from yolor_cli.engine.model.bundled import load_cfg
+    from yolor_cli.engine.model.darknet import build_model
+    from yolor_cli.engine.train.optim import Warmup
     from yolor_cli.engine.reporting import SilentReporter
-    from yolor_cli.engine.trainer import Trainer, TrainState
+    from yolor_cli.engine.train.trainer import Trainer, TrainState
 
     torch.manual_seed(0)
     model = build_model(load_cfg(cfg_name))
@@ -81,7 +81,7 @@ def run_official(repo: Path, cfg_name: str, size: int, batch: int, repeats: int)
     from utils.loss import compute_loss  # type: ignore[import-not-found]
     from utils.torch_utils import ModelEMA  # type: ignore[import-not-found]
 
-    from yolor_cli.engine.configs import resolve_cfg_path
+    from yolor_cli.engine.model.bundled import resolve_cfg_path
 
     torch.manual_seed(0)
     model = Darknet(str(resolve_cfg_path(cfg_name)), (size, size))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolor_cli.engine.configs import load_cfg
-from yolor_cli.engine.darknet import DarknetModel, build_model
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.darknet import DarknetModel, build_model
 
 # The team's shared folder sits beside the checkout; users and some CI runs do not have it.
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "yolor"

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from yolor_cli import __version__
 from yolor_cli.app import app
-from yolor_cli.engine.checkpoint import Checkpoint, save_checkpoint
-from yolor_cli.engine.configs import load_cfg
-from yolor_cli.engine.darknet import build_model
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.darknet import build_model
 
 runner = CliRunner()
 RED = "31m"  # the SGR code of the red "Error:" label

@@ -10,7 +10,7 @@ import typer
 
 def complete_cfg(incomplete: str) -> list[str]:
     """Bundled model names for shell completion (paths are completed by the shell)."""
-    from yolor_cli.engine.configs import bundled_model_names
+    from yolor_cli.engine.model.bundled import bundled_model_names
 
     return [name for name in bundled_model_names() if name.startswith(incomplete)]
 

@@ -54,7 +54,7 @@ def detect_command(
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Detect objects and write annotated images/videos (and labels with [b]--save-txt[/])."""
-    from yolor_cli.engine.detect import detect
+    from yolor_cli.engine.infer.detect import detect
 
     result = detect(source=source, weights=weights, cfg=cfg, conf=conf, iou=iou, img_size=img_size, device=device,
                     classes=classes, max_det=max_det, save_txt=save_txt, save_conf=save_conf,

@@ -25,7 +25,7 @@ from yolor_cli.options import (
 )
 
 if TYPE_CHECKING:
-    from yolor_cli.engine.evaluator import EvalResult
+    from yolor_cli.engine.evaluate.evaluator import EvalResult
 
 
 class Metric(str, Enum):
@@ -108,7 +108,7 @@ def eval_command(
 
     P and R are read at the confidence that maximises the mean F1 over classes (COCO metric).
     """
-    from yolor_cli.engine.evaluator import run_eval
+    from yolor_cli.engine.evaluate.evaluator import run_eval
 
     result = run_eval(data=data, weights=weights, cfg=cfg, predictions=predictions, task=task.value,
                       img_size=img_size, batch_size=batch_size, conf=conf, iou=iou, metric=metric.value,

@@ -20,7 +20,7 @@ from yolor_cli.options import (
 )
 
 if TYPE_CHECKING:
-    from yolor_cli.engine.export import Check, ExportResult
+    from yolor_cli.engine.deploy.export import Check, ExportResult
 
 MEGABYTE = 1024 * 1024
 FORMAT_NAMES = ("onnx", "torchscript", "pt")  # the engine's FORMATS, without importing torch for completion
@@ -110,7 +110,7 @@ def export_command(
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Export to ONNX / TorchScript / a stripped .pt, verified with onnxruntime, OpenCV DNN and torch.jit."""
-    from yolor_cli.engine.export import export
+    from yolor_cli.engine.deploy.export import export
 
     _render(export(weights=weights, cfg=cfg, formats=formats, img_size=img_size, batch=batch, dynamic=dynamic,
                    dynamic_size=dynamic_size, simplify=simplify, opset=opset, half=half, output=output,

@@ -22,8 +22,8 @@ def info(
 
     [b]--weights[/] alone works for yolor checkpoints; official YOLOR checkpoints also need [b]--cfg[/].
     """
-    from yolor_cli.engine.loading import load_model
-    from yolor_cli.engine.summary import summarize
+    from yolor_cli.engine.model.loading import load_model
+    from yolor_cli.engine.model.summary import summarize
 
     loaded = load_model(cfg=cfg, weights=weights, nc=nc, trust_pickle=trust_pickle)
     summary = summarize(loaded.model, img_size)

@@ -12,7 +12,7 @@ from yolor_cli.console import print_json, print_notes, stdout_console
 from yolor_cli.options import CfgOption, JsonOption, TrustPickleOption
 
 if TYPE_CHECKING:
-    from yolor_cli.engine.prune_run import PruneResult
+    from yolor_cli.engine.prune.run import PruneResult
 
 app = typer.Typer(help="Prune channels of a trained model (the result is an ordinary checkpoint).",
                   no_args_is_help=True)
@@ -87,7 +87,7 @@ def conv_command(
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Prune the output channels of the given convs, with every coupled layer."""
-    from yolor_cli.engine.prune_run import prune
+    from yolor_cli.engine.prune.run import prune
 
     _render(prune(weights=weights, cfg=cfg, layers=layer, amount=amount, method=method, img_size=img_size,
                   output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
@@ -110,7 +110,7 @@ def layers_command(
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Prune every conv of modules FROM..UPTO in module order (heads stay whole)."""
-    from yolor_cli.engine.prune_run import prune
+    from yolor_cli.engine.prune.run import prune
 
     _render(prune(weights=weights, cfg=cfg, span=(start, upto), amount=amount, method=method, img_size=img_size,
                   output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
@@ -136,7 +136,7 @@ def global_command(
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Prune channels ranked across the whole model (heads stay whole) to a MACs target or ratio."""
-    from yolor_cli.engine.prune_run import prune
+    from yolor_cli.engine.prune.run import prune
 
     _render(prune(weights=weights, cfg=cfg, target_macs=target_macs, ratio=ratio, method=method, img_size=img_size,
                   output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)

@@ -65,9 +65,9 @@ def train_command(
     json_output: JsonOption = False,
 ) -> None:
     """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
-    from yolor_cli.engine import distributed
+    from yolor_cli.engine.train import distributed
     from yolor_cli.engine.errors import YolorError
-    from yolor_cli.engine.train_run import TrainOptions, resume_device, train
+    from yolor_cli.engine.train.run import TrainOptions, resume_device, train
 
     if last is not None and str(last).isdigit():  # the old scripts' `--img-size 640 640`
         raise YolorError(f"unexpected argument {last}", hint="give the validation size by repeating the option: "

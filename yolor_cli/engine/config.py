@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from yolor_cli.engine.configs import configs_dir
+from yolor_cli.engine.model.bundled import configs_dir
 from yolor_cli.engine.errors import DataError, YolorError
 
 DEFAULT_HYP = "scratch.640"

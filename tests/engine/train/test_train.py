@@ -1,0 +1,254 @@
+"""Training: steps lower the loss, runs write the seed's files, resume continues exactly, errors are clear."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_shapes_dataset
+from yolor_cli.engine.train import run as train_run
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolor_cli.engine.config import load_data_config, load_hyp
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.darknet import build_model
+from yolor_cli.engine.data.loader import build_dataloader, build_dataset
+from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.reporting import SilentReporter
+from yolor_cli.engine.train.run import TrainOptions, train
+from yolor_cli.engine.train.trainer import Trainer, TrainingError, TrainState
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("train") / "voc", images=12, seed=2, val=0.25)
+
+
+def _options(shapes: Path, tmp_path: Path, **changes: object) -> TrainOptions:
+    values = {"data": str(shapes / "data.yaml"), "cfg": "yolor_csp_tiny", "epochs": 2, "batch_size": 4,
+              "img_size": 64, "workers": 0, "project": str(tmp_path / "runs"), **changes}
+    return TrainOptions(**values)  # type: ignore[arg-type]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "results.csv").open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_steps_on_one_batch_lower_the_loss(shapes: Path) -> None:
+    torch.manual_seed(0)
+    data = load_data_config(shapes / "data.yaml")
+    hyp = load_hyp()
+    dataset = build_dataset(data, "train", img_size=64, batch_size=4)
+    loader = build_dataloader(dataset, batch_size=4)
+    model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
+    trainer = Trainer(model, hyp, loader, epochs=1, batch_size=64, device=torch.device("cpu"), img_size=64,
+                      reporter=SilentReporter())
+    trainer.warmup = trainer.warmup.__class__(iterations=0, hyp=hyp, batch_size=64)  # plain SGD steps
+    images, targets, _, _ = next(iter(loader))
+    state = TrainState(epoch=0, epochs=1)
+    model.train()
+    first = trainer.run_step(images, targets, state)[3].item()
+    for _ in range(15):
+        last = trainer.run_step(images, targets, state)[3].item()
+    assert last < 0.8 * first
+    assert trainer.ema.updates == 16
+
+
+def test_a_run_writes_the_seeds_files(shapes: Path, tmp_path: Path) -> None:
+    result = train(_options(shapes, tmp_path, epochs=3, save_period=2))
+    run = result.save_dir
+    weights = {p.name for p in (run / "weights").iterdir()}
+    assert {"last.pt", "epoch_000.pt", "epoch_002.pt", "last_000.pt", "last_001.pt", "last_002.pt"} <= weights
+    assert {"best.pt", "best_p.pt", "best_r.pt", "best_ap50.pt", "best_ap.pt", "best_f.pt"} & weights
+    assert (run / "hyp.yaml").exists() and (run / "opt.yaml").exists()
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and all(math.isfinite(float(r["total"])) for r in rows)
+    final = load_checkpoint(run / "weights" / "last.pt")
+    assert final.optimizer_state is None and final.ema_state is None and final.names == list(
+        load_data_config(shapes / "data.yaml").names)
+    assert torch.load(run / "weights" / "best.pt", weights_only=True)["format"] == "yolor-cli"
+
+
+def test_resume_after_a_crash_continues_the_numbering(shapes: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    original = train_run.ResultsHook.after_epoch
+
+    def crash_after_epoch_1(self, trainer, state):  # noqa: ANN001, ANN202
+        original(self, trainer, state)
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(shapes, tmp_path, epochs=4))
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    run = tmp_path / "runs" / "exp"
+    # The crash hit after results.csv but before the checkpoints of epoch 1: last.pt says epoch 0.
+    assert load_checkpoint(run / "weights" / "last.pt").epoch == 0
+    reads = []
+    monkeypatch.setattr(train_run, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
+    assert train_run.resume_device("", str(tmp_path / "runs"), "") == ""  # the run's own (auto); asked first
+    result = train(TrainOptions(project=str(tmp_path / "runs")), resume="")
+    assert len(reads) == 1  # the checkpoint is read once, not once for the device and again to train
+    assert result.save_dir == run and result.epochs_run == 3
+    assert [int(r["epoch"]) for r in _rows(run)] == [0, 1, 2, 3]  # epoch 1 redone, not duplicated
+    with pytest.raises(YolorError, match="finished all 4 epochs|no optimizer state"):
+        train(TrainOptions(), resume=str(run / "weights" / "last.pt"))
+
+
+def test_a_nan_loss_stops_with_a_clear_message(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolor_cli.engine.train import loss as loss_module
+
+    monkeypatch.setattr(loss_module.YolorLoss, "__call__",
+                        lambda self, raw, targets: (raw[0].sum() * float("nan"), torch.zeros(4)))
+    with pytest.raises(TrainingError, match="the loss became nan"):
+        train(_options(shapes, tmp_path))
+
+
+def test_bad_data_fails_before_training(shapes: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnc: 2\nnames: [a, b, c]\n")
+    with pytest.raises(DataError, match="nc is 2"):
+        train(_options(shapes, tmp_path, data=str(bad)))
+    two = tmp_path / "two.yaml"
+    two.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnames: [a, b]\n")
+    with pytest.raises(DataError, match="name a class that"):
+        train(_options(shapes, tmp_path, data=str(two)))
+    assert not any((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_weights_transfer_and_keep_a_pruned_architecture(shapes: Path, tmp_path: Path) -> None:
+    cfg = load_cfg("yolor_csp_tiny")
+    narrow = cfg.copy()
+    narrow.layers[2].options["filters"] = "10"
+    source = build_model(narrow, nc=5)
+    save_checkpoint(Checkpoint(cfg=source.cfg, model_state=source.state_dict()), tmp_path / "pruned.pt")
+    result = train(_options(shapes, tmp_path, cfg=None, weights=str(tmp_path / "pruned.pt"), epochs=1))
+    trained = load_checkpoint(result.save_dir / "weights" / "last.pt")
+    assert trained.cfg.layers[2].options["filters"] == "10" and trained.nc == 3
+    transferred, total = result.transferred
+    assert 0 < transferred < total  # the 5-class heads were replaced by 3-class ones
+    assert any("heads start anew" in note for note in result.notes)
+
+
+def test_demo_data_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YOLOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(train_run, "DEMO_IMAGES", 8)
+    first = train_run.demo_data(SilentReporter())
+    stamp = first.stat().st_mtime_ns
+    assert load_data_config(first).names == ("circle", "rectangle", "triangle")
+    assert train_run.demo_data(SilentReporter()) == first and first.stat().st_mtime_ns == stamp
+
+
+def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.test_cli import invoke
+
+    result = invoke("train", "--data", str(shapes / "data.yaml"), "--cfg", "yolor_csp_tiny", "--epochs", "1",
+                    "--batch-size", "4", "--img-size", "64", "--img-size", "96", "--workers", "0", "--project",
+                    str(tmp_path / "runs"), "--pt", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["epochs_run"] == 1 and {"map50", "map", "precision", "recall"} <= payload.keys()
+    assert invoke("train", "stray.pt", "--data", str(shapes / "data.yaml")).exit_code == 1
+    result = invoke("train", "--resume", "--project", str(tmp_path / "nothing"))
+    assert result.exit_code == 1 and "no run to resume" in result.stderr
+    result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "100", "--project",
+                    str(tmp_path / "runs2"), "--workers", "0")
+    assert result.exit_code == 1 and "not a multiple" in " ".join(result.stderr.split())
+
+
+def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_path: Path) -> None:
+    result = train(_options(shapes, tmp_path, epochs=1, single_cls=True, image_weights=True))
+    run = result.save_dir
+    assert {"train_batch0.jpg", "train_batch1.jpg", "labels.png", "results.png"} <= {p.name for p in run.iterdir()}
+    row = _rows(run)[0]
+    assert all(math.isfinite(float(row[key])) for key in ("val_box", "val_obj", "val_cls", "val_total"))
+    assert float(row["val_cls"]) == 0.0  # one class: no class loss
+    trained = load_checkpoint(run / "weights" / "last.pt")
+    assert trained.nc == 1 and trained.names == ["item"]
+    from tests.test_cli import invoke
+
+    weights, data = str(run / "weights" / "last.pt"), str(shapes / "data.yaml")
+    assert invoke("eval", "--weights", weights, "--data", data, "--img-size", "64").exit_code == 1  # 3 names vs 1
+    scored = invoke("eval", "--weights", weights, "--data", data, "--img-size", "64", "--single-cls", "--json")
+    assert scored.exit_code == 0, scored.output
+
+
+def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
+    demo = TrainOptions.resolve(data=None, epochs=None, adam=False, batch_size=16)
+    assert (demo.hyp, demo.epochs, demo.img_size, demo.adam, demo.batch_size) == ("demo", 10, 320, True, 16)
+    assert demo.nominal_batch_size == train_run.DEMO_DEFAULTS["nominal_batch_size"]
+    own = TrainOptions.resolve(data="data.yaml", epochs=None, adam=False, batch_size=None)
+    assert (own.hyp, own.epochs, own.img_size, own.adam, own.batch_size, own.nominal_batch_size) == (
+        "scratch.640", 300, 640, False, 8, 64)
+
+
+def test_tensorboard_scalars_when_tensorboard_is_installed(shapes: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    result = train(_options(shapes, tmp_path, epochs=1))
+    assert list(result.save_dir.glob("events.out.tfevents.*"))
+
+
+def test_sparsity_adds_the_l1_gradient_of_batchnorm_scales(shapes: Path) -> None:
+    data = load_data_config(shapes / "data.yaml")
+    loader = build_dataloader(build_dataset(data, "train", img_size=64, batch_size=2), batch_size=2)
+    images, targets, _, _ = next(iter(loader))
+    grads = []
+    for sparsity in (0.0, 0.01):
+        torch.manual_seed(0)
+        model = build_model(load_cfg("yolor_csp_tiny"), nc=3).train()
+        trainer = Trainer(model, load_hyp(), loader, epochs=1, batch_size=2, nominal_batch_size=64,
+                          device=torch.device("cpu"), img_size=64, reporter=SilentReporter(), sparsity=sparsity)
+        trainer.run_step(images, targets, TrainState(epoch=0, epochs=1, last_step=0))  # no step: gradients stay
+        grads.append((model.module_list[0].BatchNorm2d.weight.grad.clone(), model.module_list[0].BatchNorm2d.weight))
+    (plain, _), (penalised, weight) = grads
+    torch.testing.assert_close(penalised - plain, 0.01 * torch.sign(weight.detach()))
+
+
+def test_patience_counts_only_validated_epochs_and_conflicting_options_fail(shapes: Path, tmp_path: Path) -> None:
+    result = train(_options(shapes, tmp_path, epochs=3, noval=True, patience=1))
+    assert result.epochs_run == 3  # no validation before the last epoch: nothing to be patient about
+    with pytest.raises(YolorError, match="cannot be combined"):
+        train(_options(shapes, tmp_path, rect=True, image_weights=True))
+    with pytest.raises(YolorError, match="not a multiple"):
+        train(_options(shapes, tmp_path, test_img_size=100))  # caught before any epoch runs
+
+
+def test_old_style_two_sizes_get_a_hint(shapes: Path) -> None:
+    from tests.test_cli import invoke
+
+    result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "640", "640")
+    assert result.exit_code == 1 and "--img-size 640 --img-size 640" in " ".join(result.stderr.split())
+
+
+def test_image_weights_resume_with_the_last_per_class_maps(shapes: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolor_cli.engine.train.trainer import ImageWeighting
+
+    original = train_run.ResultsHook.after_epoch
+
+    def crash_in_epoch_1(self, trainer, state):  # noqa: ANN001, ANN202
+        original(self, trainer, state)
+        if state.epoch == 1:  # before epoch 1's checkpoint: last.pt holds epoch 0 and its validation
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(shapes, tmp_path, epochs=3, image_weights=True))
+    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    saved = load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options["class_maps"]
+    assert len(saved) == 3 and all(0.0 <= value <= 1.0 for value in saved)
+    events: list[object] = []
+    real_update, real_train = ImageWeighting.update, Trainer.train
+    monkeypatch.setattr(ImageWeighting, "update", lambda self, maps: (events.append(list(maps)),
+                                                                      real_update(self, maps)))
+    monkeypatch.setattr(Trainer, "train", lambda self, *args: (events.append("training starts"),
+                                                                real_train(self, *args))[1])
+    train(TrainOptions(project=str(tmp_path / "runs")), resume="")
+    assert events[:2] == [saved, "training starts"]  # the resumed run draws by the saved APs from the start

@@ -1,0 +1,1 @@
+"""Deployment: verified exports to ONNX, TorchScript and stripped checkpoints."""

@@ -1,0 +1,399 @@
+"""``yolor export`` as an engine call: ONNX, TorchScript and stripped ``.pt`` files, each verified
+on its runtime before it takes its place on disk.
+
+Every file is written to a temporary name beside its destination, read back by the runtime that
+will deploy it and compared with the PyTorch model on a fixed input; only a file that agrees is
+renamed into place. A failed export therefore never leaves a bad file behind or replaces a good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from yolor_cli import __version__
+from yolor_cli.engine.infer import onnx_model
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolor_cli.engine.model.class_names import resolve_names
+from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
+from yolor_cli.engine.errors import YolorError, first_line
+from yolor_cli.engine.files import atomic_write, check_output
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.runtime import select_device
+
+FORMATS = ("onnx", "torchscript", "pt")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "pt": ".pt"}
+DEPLOY_STEM_SUFFIX = "_deploy"  # best.pt -> best_deploy.pt, so the stripped file never shadows its source
+DEFAULT_OPSET = 17
+FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in input pixels)
+# fp16 keeps ~3 significant digits: box coordinates of hundreds of pixels differ by tenths, so half
+# files are judged on |diff| / (1 + |reference|).
+HALF_RELATIVE_TOLERANCE = 1e-2
+VERIFY_SEED = 0
+TORCHSCRIPT_METADATA = "yolor.json"  # the extra file inside a .torchscript archive
+
+
+class DeployModel(nn.Module):
+    """The fused model with the one output deployments use: decoded (bs, N, 5+nc) boxes."""
+
+    def __init__(self, model: DarknetModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)[0]
+
+
+@dataclass
+class Check:
+    """One runtime's run of an exported file against PyTorch."""
+
+    runtime: str  # "onnxruntime", "opencv-dnn", "torchscript", "yolor-cli"
+    input_shape: tuple[int, ...]
+    ran: bool
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None  # |diff| / (1 + |reference|): what fp16 files are judged on
+    agrees: bool | None = None
+    required: bool = True  # a required check that fails stops the export
+    detail: str = ""
+
+
+@dataclass
+class ExportedFile:
+    format: str
+    path: Path
+    size_bytes: int
+    seconds: float
+    checks: list[Check]
+
+
+@dataclass
+class ExportResult:
+    weights: Path
+    weights_bytes: int
+    img_size: int
+    batch: int
+    dynamic: str  # "none", "batch" or "batch,height,width"
+    half: bool
+    opset: int
+    params: int
+    nc: int
+    names: list[str] | None  # None when neither the checkpoint nor --names / --data name the classes
+    files: list[ExportedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        """The worst difference any required check measured (what the export is judged on)."""
+        diffs = [check.max_abs_diff for exported in self.files for check in exported.checks
+                 if check.required and check.max_abs_diff is not None]
+        return max(diffs) if diffs else None
+
+    def opencv_dnn(self) -> dict[str, Any] | None:
+        """Whether OpenCV DNN ran the ONNX file on every input and agreed; None without an ONNX file."""
+        checks = [check for exported in self.files for check in exported.checks if check.runtime == "opencv-dnn"]
+        if not checks:
+            return None
+        diffs = [c.max_abs_diff for c in checks if c.max_abs_diff is not None]
+        return {"ran": all(c.ran for c in checks), "agrees": all(bool(c.agrees) for c in checks),
+                "max_abs_diff": max(diffs) if diffs else None,
+                "detail": "; ".join(c.detail for c in checks if c.detail)}
+
+    @property
+    def tolerance(self) -> dict[str, float | str]:
+        """The limit every required check met: absolute for fp32 files, relative for fp16 ones."""
+        if self.half:
+            return {"kind": "relative", "value": HALF_RELATIVE_TOLERANCE}
+        return {"kind": "absolute", "value": FP32_TOLERANCE}
+
+
+class VerificationError(YolorError):
+    """An exported file that does not reproduce the PyTorch model."""
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown or not formats:
+        raise YolorError(f"unknown export format {', '.join(unknown) or repr(text)}",
+                         hint=f"use one or more of {', '.join(FORMATS)}, comma-separated")
+    return list(dict.fromkeys(formats))
+
+
+def _with_suffix(path: Path, suffix: str) -> Path:
+    """``model`` or ``model.onnx`` -> ``model.onnx``; a dotted stem (``model.v1.5``) keeps its dots."""
+    base = path.with_suffix("") if path.suffix.lower() in SUFFIXES.values() else path
+    return base.with_name(base.name + suffix)
+
+
+def output_paths(weights: Path, formats: list[str], output: Path | None, overwrite: bool = False) -> dict[str, Path]:
+    """Where each format goes: ``--output`` with each format's suffix, or by default NAME.onnx,
+    NAME.torchscript and NAME_deploy.pt beside the weights, numbered together (NAME_2.onnx,
+    NAME_2.torchscript...) rather than overwriting anything. An existing file is replaced only with
+    ``overwrite``; the input weights never."""
+    if output is not None:
+        paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
+    else:
+        def default(name: str, number: int) -> Path:
+            stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (f"_{number}" if number > 1 else "")
+            return weights.with_name(stem + SUFFIXES[name])
+
+        number = 1
+        while any(default(name, number).exists() for name in formats):
+            number += 1
+        paths = {name: default(name, number) for name in formats}
+    for path in paths.values():
+        check_output(path, weights, overwrite)
+    return paths
+
+
+def compare(check: Check, reference: np.ndarray, output: np.ndarray, half: bool) -> None:
+    """Fill ``check`` with the differences and the verdict (fp32: absolute, fp16: relative)."""
+    if output.shape != reference.shape:
+        check.agrees = False
+        check.detail = f"output shape {tuple(output.shape)}, expected {tuple(reference.shape)}"
+        return
+    difference = np.abs(output.astype(np.float64) - reference.astype(np.float64))
+    check.max_abs_diff = float(difference.max()) if difference.size else 0.0
+    check.max_rel_diff = float((difference / (1.0 + np.abs(reference))).max()) if difference.size else 0.0
+    check.agrees = (check.max_rel_diff <= HALF_RELATIVE_TOLERANCE if half
+                    else check.max_abs_diff <= FP32_TOLERANCE)
+
+
+class _Verifier:
+    """Fixed inputs and the fp32 PyTorch outputs every exported file is compared with."""
+
+    def __init__(self, reference_model: nn.Module, shapes: list[tuple[int, ...]], half: bool) -> None:
+        generator = torch.Generator().manual_seed(VERIFY_SEED)
+        self.inputs = [torch.rand(shape, generator=generator) for shape in shapes]
+        self.half = half
+        parameter = next(reference_model.parameters())
+        with torch.no_grad():
+            self.references = [reference_model(x.to(parameter.device)).float().cpu().numpy() for x in self.inputs]
+
+    def run(self, runtime: str, call: Callable[[torch.Tensor], np.ndarray], *, required: bool = True,
+            first_only: bool = False) -> list[Check]:
+        checks = []
+        for x, reference in list(zip(self.inputs, self.references))[:1 if first_only else None]:
+            check = Check(runtime=runtime, input_shape=tuple(x.shape), ran=False, required=required)
+            try:
+                output = call(x)
+            except Exception as error:  # any runtime failure is a finding to report, not a crash
+                check.detail = f"{type(error).__name__}: {first_line(error)}"
+                checks.append(check)
+                if required:
+                    break
+                continue
+            check.ran = True
+            compare(check, reference, output, self.half)
+            checks.append(check)
+        return checks
+
+
+def _raise_on_failure(name: str, checks: list[Check], half: bool) -> None:
+    for check in checks:
+        if not check.required or check.agrees:
+            continue
+        shape = "x".join(map(str, check.input_shape))
+        if check.ran and check.max_abs_diff is not None:
+            if half:
+                what = f"differs from PyTorch by {check.max_rel_diff:.3g} relative (limit {HALF_RELATIVE_TOLERANCE})"
+            else:
+                what = f"differs from PyTorch by {check.max_abs_diff:.3g} (limit {FP32_TOLERANCE})"
+        else:
+            what = f"failed ({check.detail})"
+        raise VerificationError(f"the {name} export run by {check.runtime} on a {shape} input {what}; "
+                                f"the {name} file was not written",
+                                hint="rerun with --debug and report it; for ONNX, another --opset may help")
+
+
+def _metadata(model: DarknetModel, names: list[str] | None, img_size: int, batch: int, dynamic: str,
+              half: bool) -> dict[str, str]:
+    """What a deployment needs to know about the file. ``names`` only when known, so that a runtime
+    (and ``yolor detect --names``) can still name the classes of an official checkpoint's export."""
+    return {
+        "producer": f"yolor-cli {__version__}",
+        **({"names": json.dumps(names)} if names is not None else {}),
+        "nc": str(model.nc),
+        "stride": str(model.max_stride),
+        "strides": json.dumps([int(s) for s in model.strides]),
+        "img_size": str(img_size),
+        "batch": str(batch),
+        "dynamic": dynamic,
+        "half": json.dumps(half),
+        "input": "images: (batch, 3, H, W) RGB float in [0, 1], letterboxed",
+        "output": "output: (batch, N, 5 + nc) = cx, cy, w, h in input pixels, objectness, class scores",
+    }
+
+
+def _export_onnx(deploy: nn.Module, example: torch.Tensor, path: Path, verifier: _Verifier,
+                 metadata: dict[str, str], *, opset: int, dynamic_batch: bool, dynamic_size: bool,
+                 simplify: bool, half: bool) -> list[Check]:
+    data = onnx_model.model_to_onnx(deploy, example, opset=opset, dynamic_batch=dynamic_batch,
+                                    dynamic_size=dynamic_size)
+    data = onnx_model.finish_onnx(data, metadata, simplify=simplify)
+    checks: list[Check] = []
+
+    def check(written: Path) -> None:
+        run = onnx_model.onnxruntime_runner(written)
+        checks.extend(verifier.run("onnxruntime", lambda x: run(x.numpy())))
+        _raise_on_failure("ONNX", checks, half)
+        # OpenCV DNN is reported, not required: its ONNX importer lags behind onnxruntime.
+        run_cv = onnx_model.opencv_runner(written, half)
+        checks.extend(verifier.run("opencv-dnn", lambda x: run_cv(x.numpy()), required=False,
+                                   first_only=not dynamic_batch))
+
+    atomic_write(path, lambda stream: stream.write(data), check)
+    return checks
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """torch 2.14 marks torch.jit deprecated on every call, and the tracer notes that channel counts
+    are constants (they are: a Darknet model's widths are fixed); neither is news to the user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
+def _export_torchscript(deploy: nn.Module, example: torch.Tensor, path: Path, verifier: _Verifier,
+                        metadata: dict[str, str], device: torch.device, half: bool) -> list[Check]:
+    # The grid is made on the trace's device, which TorchScript records: the file runs on that device type.
+    extra = {**metadata, "device": device.type}
+    with torch.no_grad(), _quiet_torchscript():
+        traced = torch.jit.trace(deploy, example, check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA: json.dumps(extra)})
+    data = buffer.getvalue()
+    checks: list[Check] = []
+
+    def check(written: Path) -> None:
+        with _quiet_torchscript():
+            loaded = torch.jit.load(str(written), map_location=device)
+
+        def call(x: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                x = x.to(device)
+                return loaded(x.half() if half else x).float().cpu().numpy()
+
+        checks.extend(verifier.run("torchscript", call))
+        _raise_on_failure("TorchScript", checks, half)
+
+    atomic_write(path, lambda stream: stream.write(data), check)
+    return checks
+
+
+def _export_pt(source: Checkpoint | None, model: DarknetModel, names: list[str] | None, path: Path,
+               verifier: _Verifier, half: bool) -> list[Check]:
+    """The weights the model was loaded with (EMA when there was one), without optimizer, EMA copy or
+    training state: what a deployment needs to rebuild and run it."""
+    state = {key: (value.half() if half and value.is_floating_point() else value).cpu()
+             for key, value in model.state_dict().items()}
+    stripped = Checkpoint(cfg=model.cfg, model_state=state, names=names,
+                          epoch=source.epoch if source else -1, fitness=source.fitness if source else None)
+    checks: list[Check] = []
+
+    def check(written: Path) -> None:
+        rebuilt = DeployModel(model_from_checkpoint(load_checkpoint(written), source=str(written))).eval()
+
+        def call(x: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return rebuilt(x).numpy()
+
+        checks.extend(verifier.run("yolor-cli", call, first_only=True))
+        _raise_on_failure("pt", checks, half)
+
+    save_checkpoint(stripped, path, check)
+    return checks
+
+
+def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx", img_size: int = 640,
+           batch: int = 1, dynamic: bool = False, dynamic_size: bool = False, simplify: bool = False,
+           opset: int = DEFAULT_OPSET, half: bool = False, output: str | Path | None = None, overwrite: bool = False,
+           device: str = "cpu", names_file: Path | None = None, data: Path | None = None, trust_pickle: bool = False,
+           reporter: Reporter | None = None) -> ExportResult:
+    """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime."""
+    reporter = reporter or SilentReporter()
+    chosen = parse_formats(formats)
+    if batch < 1:
+        raise YolorError(f"--batch {batch} must be at least 1")
+    if "onnx" in chosen:
+        onnx_model.check_available(simplify)
+        onnx_model.check_opset(opset)
+    weights = Path(weights)
+    paths = output_paths(weights, chosen, Path(output) if output else None, overwrite)
+    target = select_device(device)
+    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+    model = loaded.model.eval()
+    model.check_img_size(img_size)
+    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
+    dynamic_batch = dynamic or dynamic_size
+    dynamic_axes = "batch,height,width" if dynamic_size else "batch" if dynamic_batch else "none"
+    result = ExportResult(weights=weights, weights_bytes=weights.stat().st_size, img_size=img_size, batch=batch,
+                          dynamic=dynamic_axes, half=half, opset=opset, params=count_parameters(model), nc=model.nc,
+                          names=names, notes=list(loaded.notes) + _ignored_options(chosen, simplify, opset,
+                                                                                    dynamic_batch))
+    unfused = copy.deepcopy(model)  # the .pt keeps BatchNorm layers, so it still matches its cfg and can train
+    fused = DeployModel(model.fuse()).eval()
+    shapes = [(batch, model.input_channels, img_size, img_size)]
+    if dynamic_batch:
+        shapes.append((batch + 1, model.input_channels, img_size, img_size))
+    if dynamic_size:
+        shapes.append((batch, model.input_channels, img_size + model.max_stride, img_size))
+    verifier = _Verifier(fused, shapes, half)  # fp32 references, before any cast to half
+    deploy = copy.deepcopy(fused).to(target)
+    if half:
+        deploy = deploy.half()
+    example = verifier.inputs[0].to(target)
+    example = example.half() if half else example
+    metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
+    if half and target.type == "cpu" and {"onnx", "torchscript"} & set(chosen):
+        result.notes.append("--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
+                            "little or nothing from fp16; it is meant for GPUs")
+    if target.type == "cuda" and "torchscript" in chosen:
+        result.notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")
+    for name in reporter.track(chosen, "Exporting", total=len(chosen)):
+        start = time.perf_counter()
+        path = paths[name]
+        try:
+            if name == "onnx":
+                checks = _export_onnx(deploy, example, path, verifier, metadata, opset=opset,
+                                      dynamic_batch=dynamic_batch, dynamic_size=dynamic_size, simplify=simplify,
+                                      half=half)
+            elif name == "torchscript":
+                checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
+            else:
+                checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
+        except YolorError as error:
+            if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
+                written = ", ".join(str(f.path) for f in result.files)
+                raise type(error)(f"{error.message} (already written and verified: {written})", error.hint) from None
+            raise
+        result.files.append(ExportedFile(format=name, path=path, size_bytes=path.stat().st_size,
+                                         seconds=time.perf_counter() - start, checks=checks))
+    return result
+
+
+def _ignored_options(formats: list[str], simplify: bool, opset: int, dynamic: bool) -> list[str]:
+    notes = []
+    if "onnx" not in formats:
+        ignored = [flag for flag, given in (("--simplify", simplify), ("--opset", opset != DEFAULT_OPSET)) if given]
+        if ignored:
+            notes.append(f"{' and '.join(ignored)} only apply to ONNX; ignored")
+    if dynamic and formats == ["pt"]:
+        notes.append("--dynamic / --dynamic-size do not apply to a .pt checkpoint; ignored")
+    return notes

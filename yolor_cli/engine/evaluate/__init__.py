@@ -1,0 +1,1 @@
+"""Evaluation: COCO and YOLOR metrics, the evaluator and its plots."""

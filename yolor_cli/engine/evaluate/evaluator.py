@@ -1,0 +1,207 @@
+"""Evaluation on a data.yaml split: of a model (``yolor eval``, validation while training) or of a
+COCO-style predictions file made elsewhere."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolor_cli.engine.boxes import xywhn_to_xyxy
+from yolor_cli.engine.config import DataConfig, load_data_config
+from yolor_cli.engine.model.darknet import DarknetModel
+from yolor_cli.engine.data.dataset import DetectionDataset
+from yolor_cli.engine.data.labels import ImageRecord
+from yolor_cli.engine.data.loader import build_dataloader, build_dataset
+from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
+from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
+from yolor_cli.engine.infer.predictor import Detections, Predictor
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+
+EVAL_PAD = 0.5  # extra half stride around rectangular batches, as the official test.py uses
+JSON_BOX_DECIMALS = 3
+JSON_SCORE_DECIMALS = 5
+
+
+SPEED_STAGES = ("preprocess", "inference", "nms")
+
+
+@dataclass
+class EvalResult:
+    metrics: Metrics
+    names: list[str]
+    images: int
+    instances: int
+    # Milliseconds per image and stage; None when no model ran (scoring a predictions file).
+    speed_ms: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(SPEED_STAGES))
+    confusion: np.ndarray | None = None
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    losses: np.ndarray | None = None  # box, obj, cls, total of the training loss, when asked for
+
+
+def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Label rows of a record as xyxy pixels of its original image, and their classes."""
+    boxes = xywhn_to_xyxy(record.labels[:, 1:5].astype(np.float64), record.width, record.height)
+    return boxes, record.labels[:, 0].astype(int)
+
+
+def _with_truth(record: ImageRecord, detections: Detections) -> ImageDetections:
+    gt_boxes, gt_classes = ground_truth(record)
+    return ImageDetections(detections.boxes, detections.scores, detections.classes, gt_boxes, gt_classes)
+
+
+LossFunction = Callable[[list[torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def predict_dataset(predictor: Predictor, dataset: DetectionDataset, *, batch_size: int, workers: int = 0,
+                    reporter: Reporter | None = None,
+                    loss: LossFunction | None = None) -> tuple[list[tuple[ImageRecord, Detections]], np.ndarray | None]:
+    """Detections per image, and with ``loss`` (the training loss) its mean items over the batches."""
+    reporter = reporter or SilentReporter()
+    loader = build_dataloader(dataset, batch_size=batch_size, workers=workers)
+    by_path = {str(record.image): record for record in dataset.records}
+    results = []
+    loss_sum = np.zeros(4)
+    for images, targets, paths, geometries in reporter.track(loader, "Evaluating", total=len(loader)):
+        for path, detections in zip(paths, predictor(images, geometries)):
+            results.append((by_path[path], detections))
+        if loss is not None:
+            raw = [p.float() for p in predictor.last_raw]
+            loss_sum += loss(raw, targets.to(predictor.device))[1].cpu().numpy()
+    return results, (loss_sum / max(len(loader), 1) if loss is not None else None)
+
+
+def predictions_json(results: list[tuple[ImageRecord, Detections]]) -> list[dict[str, Any]]:
+    """COCO results list: image_id = the image file's stem, category_id = 0-based class, bbox xywh."""
+    rows = []
+    for record, det in results:
+        for (x1, y1, x2, y2), score, cls in zip(det.boxes, det.scores, det.classes):
+            box = [round(float(v), JSON_BOX_DECIMALS) for v in (x1, y1, x2 - x1, y2 - y1)]
+            rows.append({"image_id": record.image.stem, "category_id": int(cls), "bbox": box,
+                         "score": round(float(score), JSON_SCORE_DECIMALS)})
+    return rows
+
+
+def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metric: str) -> EvalResult:
+    images = [_with_truth(record, det) for record, det in results]
+    metrics = evaluate_detections(images, len(names), metric)
+    instances = sum(len(image.gt_classes) for image in images)
+    return EvalResult(metrics=metrics, names=names, images=len(images), instances=instances,
+                      confusion=confusion_matrix(images, len(names)))
+
+
+def evaluate_model(model: DarknetModel, data: DataConfig, *, task: str = "val", img_size: int = 640,
+                   batch_size: int = 32, conf: float = 0.001, iou: float = 0.65, metric: str = "coco",
+                   device: Any = "cpu", workers: int = 0, half: bool = False, fuse: bool = True,
+                   loss: LossFunction | None = None, reporter: Reporter | None = None) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+    model.check_img_size(img_size)
+    if model.nc != data.nc:
+        raise YolorError(f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
+                         hint="evaluate with the data the model was trained on, or fix names in the data file")
+    dataset = build_dataset(data, task, img_size=img_size, batch_size=batch_size, rect=True,
+                            stride=model.max_stride, pad=EVAL_PAD, reporter=reporter)
+    predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
+    results, losses = predict_dataset(predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter,
+                                      loss=loss)
+    evaluated = _score(results, list(data.names), metric)
+    evaluated.speed_ms = predictor.timing.per_image_ms()
+    evaluated.losses = losses
+    return evaluated, results
+
+
+def _read_predictions(path: Path) -> list[dict[str, Any]]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"predictions file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read predictions {path}: {exc}") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{path} is not a COCO results list (a JSON list of detections)")
+    return rows
+
+
+def evaluate_predictions(path: Path, data: DataConfig, *, task: str = "val", metric: str = "coco",
+                         reporter: Reporter | None = None) -> EvalResult:
+    """Score detections made elsewhere: ``image_id`` = image stem, ``category_id`` = 0-based class,
+    ``bbox`` = [x, y, w, h] in pixels of the original image, ``score``."""
+    reporter = reporter or SilentReporter()
+    dataset = build_dataset(data, task, img_size=32, batch_size=1, reporter=reporter)
+    by_stem = {record.image.stem: record for record in dataset.records}
+    grouped: dict[str, list[tuple[list[float], float, int]]] = {stem: [] for stem in by_stem}
+    unknown_images: set[str] = set()
+    for number, row in enumerate(_read_predictions(path)):
+        try:
+            stem, cls, score = str(row["image_id"]), int(row["category_id"]), float(row["score"])
+            x, y, w, h = (float(v) for v in row["bbox"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: entry {number} is not {{image_id, category_id, bbox: [x, y, w, h], score}}") from None
+        if not 0 <= cls < data.nc:
+            raise DataError(f"{path}: entry {number} has category_id {cls}, but the data has classes 0..{data.nc - 1}")
+        if stem not in grouped:
+            unknown_images.add(stem)
+            continue
+        grouped[stem].append(([x, y, x + w, y + h], score, cls))
+    if unknown_images:
+        reporter.warning(f"{len(unknown_images)} image_id values name no {task} image and were ignored "
+                         f"(e.g. {sorted(unknown_images)[0]!r})")
+    results = []
+    for stem, record in by_stem.items():
+        rows = grouped[stem]
+        results.append((record, Detections(boxes=np.array([r[0] for r in rows], dtype=np.float64).reshape(-1, 4),
+                                           scores=np.array([r[1] for r in rows], dtype=np.float64),
+                                           classes=np.array([r[2] for r in rows], dtype=int))))
+    return _score(results, list(data.names), metric)
+
+
+def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path) -> Path:
+    payload = json.dumps(predictions_json(results)).encode()
+    return atomic_write(path, lambda stream: stream.write(payload))
+
+
+def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None, predictions: Path | None = None,
+             task: str = "val", img_size: int = 640, batch_size: int = 32, conf: float = 0.001, iou: float = 0.65,
+             metric: str = "coco", device: str = "", workers: int = 0, save_json: bool = False,
+             plots: bool = False, project: Path = Path("runs/eval"), name: str = "exp", exist_ok: bool = False,
+             single_cls: bool = False, trust_pickle: bool = False, reporter: Reporter | None = None) -> EvalResult:
+    """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
+    if (weights is None) == (predictions is None):
+        raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
+    if save_json and predictions is not None:
+        raise YolorError("--save-json writes a model's predictions; with --predictions there is no model")
+    if plots:
+        require_matplotlib()  # fail before a long evaluation, not after it
+    data_config = load_data_config(data)
+    if single_cls:
+        data_config = data_config.as_single_class()
+    results = None
+    notes: list[str] = []
+    if predictions is not None:
+        result = evaluate_predictions(predictions, data_config, task=task, metric=metric, reporter=reporter)
+    else:
+        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        notes = loaded.notes
+        result, results = evaluate_model(loaded.model, data_config, task=task, img_size=img_size,
+                                         batch_size=batch_size, conf=conf, iou=iou, metric=metric,
+                                         device=select_device(device), workers=workers, reporter=reporter)
+    result.notes = notes
+    if save_json or plots:
+        run_dir = new_run_dir(project, name, exist_ok)
+        if results is not None and save_json:
+            result.files.append(write_predictions(results, run_dir / "predictions.json"))
+        if plots:
+            result.files.extend(plot_metrics(result.metrics, result.names, run_dir))
+            if result.confusion is not None:
+                result.files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))
+    return result

@@ -1,0 +1,127 @@
+"""PNG plots of evaluation and training results (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from yolor_cli.engine.errors import MissingDependencyError
+from yolor_cli.engine.evaluate.metrics import CONFIDENCE_GRID, RECALL_POINTS, Metrics
+
+PLOT_DPI = 150
+
+
+def require_matplotlib() -> None:
+    _pyplot()
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib.pyplot module
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only; never needs a display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError("plots need matplotlib, which is not installed",
+                                     hint="pip install 'yolor-cli[plots]'") from None
+    return plt
+
+
+def _curve(path: Path, x: np.ndarray, rows: np.ndarray, labels: list[str], xlabel: str, ylabel: str,
+           summary: str) -> Path:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 5))
+    for row, label in zip(rows, labels):
+        axis.plot(x, row, linewidth=1, label=label if len(labels) <= 20 else None)
+    if len(rows):
+        axis.plot(x, rows.mean(0), linewidth=3, color="blue", label=summary)
+    axis.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.02))
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_metrics(metrics: Metrics, names: list[str], save_dir: Path) -> list[Path]:
+    labels = [names[c] for c in metrics.curve_classes]
+    best = int(metrics.f1_curve.mean(0).argmax()) if len(metrics.f1_curve) else 0
+    return [
+        _curve(save_dir / "PR_curve.png", RECALL_POINTS, metrics.pr_curve, labels, "Recall", "Precision",
+               f"all classes {metrics.map50:.3f} mAP@0.5"),
+        _curve(save_dir / "F1_curve.png", CONFIDENCE_GRID, metrics.f1_curve, labels, "Confidence", "F1",
+               f"all classes {metrics.f1_curve.mean(0)[best]:.2f} at {CONFIDENCE_GRID[best]:.3f}"
+               if len(metrics.f1_curve) else "all classes"),
+        _curve(save_dir / "P_curve.png", CONFIDENCE_GRID, metrics.p_curve, labels, "Confidence", "Precision",
+               "all classes"),
+        _curve(save_dir / "R_curve.png", CONFIDENCE_GRID, metrics.r_curve, labels, "Confidence", "Recall",
+               "all classes"),
+    ]
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], save_dir: Path) -> Path:
+    """Columns (true classes) normalised to 1; the last row/column is background."""
+    plt = _pyplot()
+    normalised = matrix / np.maximum(matrix.sum(0, keepdims=True), 1)
+    labels = [*names, "background"]
+    size = max(6, 0.5 * len(labels))
+    figure, axis = plt.subplots(figsize=(size, size * 0.85))
+    image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(labels)), labels, rotation=90)
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set(xlabel="True", ylabel="Predicted")
+    if len(labels) <= 30:
+        for (row, column), value in np.ndenumerate(normalised):
+            if value > 0.005:
+                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                          color="white" if value > 0.5 else "black")
+    figure.colorbar(image)
+    figure.tight_layout()
+    path = save_dir / "confusion_matrix.png"
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_results(rows: list[dict[str, str]], columns: list[str], path: Path) -> Path:
+    """One small panel per results.csv column (losses, metrics, learning rates) over the epochs."""
+    plt = _pyplot()
+    panels = len(columns)
+    per_row = min(panels, 5)
+    figure, axes = plt.subplots(math.ceil(panels / per_row), per_row, figsize=(3 * per_row, 2.6 * math.ceil(
+        panels / per_row)), squeeze=False)
+    epochs = [int(row["epoch"]) for row in rows]
+    for axis, column in zip(axes.ravel(), columns):
+        points = [(e, float(row[column])) for e, row in zip(epochs, rows) if row.get(column, "") not in ("", None)]
+        if points:
+            axis.plot(*zip(*points), marker=".", linewidth=1.5)
+        axis.set_title(column, fontsize=10)
+    for axis in axes.ravel()[panels:]:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_labels(labels: np.ndarray, names: list[str], path: Path) -> Path:
+    """Label statistics of a training set: instances per class, box centres, and box sizes.
+
+    ``labels`` are all rows [class, cx, cy, w, h] (normalised) of the set.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4))
+    counts = np.bincount(labels[:, 0].astype(int), minlength=len(names))[:len(names)]
+    axes[0].bar(range(len(names)), counts, color="tab:blue")
+    axes[0].set_xticks(range(len(names)), names, rotation=90 if len(names) > 8 else 0, fontsize=8)
+    axes[0].set(ylabel="instances", title=f"{int(counts.sum())} instances")
+    axes[1].hist2d(labels[:, 1], labels[:, 2], bins=50, range=[[0, 1], [0, 1]], cmap="Blues")
+    axes[1].set(xlabel="x", ylabel="y", title="box centres")
+    axes[2].hist2d(labels[:, 3], labels[:, 4], bins=50, range=[[0, 1], [0, 1]], cmap="Blues")
+    axes[2].set(xlabel="width", ylabel="height", title="box sizes")
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path

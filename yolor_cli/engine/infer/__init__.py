@@ -1,0 +1,1 @@
+"""Inference: the predictor, detection runs, drawing and ONNX runtimes."""

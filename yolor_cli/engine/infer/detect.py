@@ -1,0 +1,153 @@
+"""``yolor detect`` as an engine call: frames in, annotated images/videos and YOLO txt labels out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from yolor_cli.engine.boxes import xyxy_to_xywhn
+from yolor_cli.engine.model.class_names import resolve_class_filter, resolve_names
+from yolor_cli.engine.model.darknet.model import check_stride_multiple
+from yolor_cli.engine.data.images import write_image
+from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
+from yolor_cli.engine.infer.drawing import class_name, draw_boxes
+from yolor_cli.engine.infer.predictor import Detections, Predictor
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.runtime import select_device
+
+VIDEO_CODEC = "mp4v"
+
+
+@dataclass
+class DetectResult:
+    save_dir: Path
+    images: int = 0
+    video_frames: int = 0
+    detections: Counter[str] = field(default_factory=Counter)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    speed_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    # Output stem per input file: inputs of one name from different folders must not overwrite each other.
+    stems: dict[Path, str] = field(default_factory=dict)
+
+    def stem_for(self, path: Path) -> str:
+        if path not in self.stems:
+            taken = set(self.stems.values())
+            stem, number = path.stem, 2
+            while stem in taken:
+                stem, number = f"{path.stem}_{number}", number + 1
+            self.stems[path] = stem
+        return self.stems[path]
+
+
+def draw(image: np.ndarray, detections: Detections, names: list[str] | None) -> np.ndarray:
+    return draw_boxes(image, detections.boxes, detections.classes, names, scores=detections.scores)
+
+
+def label_lines(detections: Detections, width: int, height: int, with_conf: bool) -> str:
+    rows = xyxy_to_xywhn(detections.boxes, width, height) if len(detections) else np.zeros((0, 4))
+    lines = []
+    for (cx, cy, w, h), score, cls in zip(rows, detections.scores, detections.classes):
+        line = f"{int(cls)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+        lines.append(f"{line} {score:.5f}" if with_conf else line)
+    return "".join(f"{line}\n" for line in lines)
+
+
+def run_detect(predictor: Predictor, source: str, save_dir: Path, *, img_size: int, names: list[str] | None,
+               save_images: bool = True, save_txt: bool = False, save_conf: bool = False,
+               reporter: Reporter | None = None) -> DetectResult:
+    reporter = reporter or SilentReporter()
+    paths = list_sources(source)
+    if not paths:
+        raise YolorError(f"{source} holds no image or video")
+    result = DetectResult(save_dir=save_dir)
+    writers: dict[Path, cv2.VideoWriter] = {}
+    try:
+        for item in reporter.track(iter_frames(paths), "Detecting", total=None):
+            if isinstance(item, Unreadable):
+                result.unreadable.append(item)
+                reporter.warning(f"skipped {item.path}: {item.reason}")
+                continue
+            _detect_one(predictor, item, result, writers, img_size=img_size, names=names,
+                        save_images=save_images, save_txt=save_txt, save_conf=save_conf)
+    finally:
+        for writer in writers.values():
+            writer.release()
+    return result
+
+
+def _detect_one(predictor: Predictor, frame: Frame, result: DetectResult, writers: dict[Path, cv2.VideoWriter], *,
+                img_size: int, names: list[str] | None, save_images: bool, save_txt: bool, save_conf: bool) -> None:
+    tensor, geometry = predictor.prepare(frame.image, img_size)
+    detections = predictor(tensor[None], [geometry])[0]
+    for cls in detections.classes:
+        result.detections[class_name(names, int(cls))] += 1
+    height, width = frame.image.shape[:2]
+    base = result.stem_for(frame.path)
+    stem = base if frame.frame is None else f"{base}_frame{frame.frame}"
+    if save_txt:
+        label_file = result.save_dir / "labels" / f"{stem}.txt"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text(label_lines(detections, width, height, save_conf), encoding="utf-8")
+        result.written.append(label_file)
+    if frame.frame is None:
+        result.images += 1
+        if save_images:
+            target = result.save_dir / f"{base}{frame.path.suffix}"
+            write_image(target, draw(frame.image, detections, names))
+            result.written.append(target)
+        return
+    result.video_frames += 1
+    if save_images:
+        target = result.save_dir / f"{base}.mp4"
+        if target not in writers:
+            writers[target] = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*VIDEO_CODEC), frame.fps,
+                                              (width, height))
+            result.written.append(target)
+        writers[target].write(draw(frame.image, detections, names))
+
+
+def detect(*, source: str, weights: Path, cfg: str | None = None, conf: float = 0.25, iou: float = 0.45,
+           img_size: int = 640, device: str = "", classes: list[str] | None = None, max_det: int = 300,
+           save_txt: bool = False, save_conf: bool = False, save_images: bool = True, names_file: Path | None = None,
+           data: Path | None = None, project: Path = Path("runs/detect"), name: str = "exp", exist_ok: bool = False,
+           trust_pickle: bool = False, reporter: Reporter | None = None) -> DetectResult:
+    """What ``yolor detect`` does: load, resolve names and filters, run, write."""
+    if Path(weights).suffix.lower() == ".onnx":
+        model, nc, checkpoint_names, notes = _load_onnx(Path(weights), cfg, img_size, device)
+    else:
+        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        loaded.model.check_img_size(img_size)
+        model, nc, checkpoint_names, notes = loaded.model, loaded.nc, loaded.names, loaded.notes
+    names = resolve_names(checkpoint_names, nc, names_file=names_file, data=data)
+    keep = resolve_class_filter(classes, names, nc)
+    predictor = Predictor(model, device=select_device(device), conf=conf, iou=iou, max_det=max_det, classes=keep)
+    result = run_detect(predictor, source, new_run_dir(project, name, exist_ok), img_size=img_size, names=names,
+                        save_images=save_images, save_txt=save_txt, save_conf=save_conf, reporter=reporter)
+    result.speed_ms = predictor.timing.per_image_ms()
+    result.notes = notes
+    return result
+
+
+def _load_onnx(path: Path, cfg: str | None, img_size: int,
+               device: str) -> tuple[OnnxDetector, int, list[str] | None, list[str]]:
+    """An exported file runs on onnxruntime; its metadata replaces the checkpoint's cfg and names."""
+    model = OnnxDetector.load(path, select_device(device))
+    notes = list(model.notes) + (["--cfg is not used with an .onnx file (it carries its graph)"] if cfg else [])
+    if model.fixed_size is not None:
+        if model.fixed_size != (img_size, img_size):
+            height, width = model.fixed_size
+            notes.append(f"{path.name} takes {height}x{width} inputs only (exported without --dynamic-size); "
+                         f"using that instead of --img-size {img_size}")
+    else:
+        check_stride_multiple(img_size, model.stride)
+    return model, model.nc, model.names, notes

@@ -1,0 +1,1 @@
+"""The model: Darknet cfgs, layers, checkpoints, loading and summaries."""

@@ -1,0 +1,1 @@
+"""Structural pruning and the prune commands' engine calls."""

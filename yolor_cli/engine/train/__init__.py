@@ -1,0 +1,1 @@
+"""Training: the run plan, the trainer and its hooks, loss, optimiser and DDP."""

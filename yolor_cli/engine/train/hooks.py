@@ -1,0 +1,205 @@
+"""What a training run does around its loop, one hook per job: validation, results.csv and
+results.png, the seed's checkpoint set, batch pictures, TensorBoard. They run on rank 0 only."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolor_cli.engine.config import DataConfig
+from yolor_cli.engine.data.images import write_image
+from yolor_cli.engine.infer.drawing import batch_mosaic
+from yolor_cli.engine.errors import MissingDependencyError
+from yolor_cli.engine.evaluate.evaluator import evaluate_model
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.evaluate.plots import plot_results
+from yolor_cli.engine.reporting import Reporter
+from yolor_cli.engine.train.trainer import LOSS_NAMES, Trainer, TrainHook, TrainState, class_maps
+
+LAST_EPOCHS_KEPT = 5  # last_NNN.pt for the final epochs
+BEST_HISTORY_FROM = 200  # best_NNN.pt for improvements after this epoch
+METRIC_NAMES = ("precision", "recall", "map50", "map")
+VAL_LOSS_NAMES = tuple(f"val_{name}" for name in LOSS_NAMES)
+RESULT_COLUMNS = ["epoch", *LOSS_NAMES, *METRIC_NAMES, *VAL_LOSS_NAMES, "lr0", "lr1", "lr2"]
+BATCH_PLOTS = 3  # train_batch0-2.jpg from the first batches of a new run
+PER_CLASS_TABLE_MAX = 50  # classes listed in the final validation table
+
+
+def _f(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+class ValidationHook(TrainHook):
+    """Evaluate the EMA model with the shared evaluator: every epoch from ``period`` on, always the last."""
+
+    def __init__(self, data: DataConfig, *, img_size: int, batch_size: int, noval: bool, period: int,
+                 reporter: Reporter) -> None:
+        self.data, self.img_size, self.batch_size = data, img_size, batch_size
+        self.noval, self.period, self.reporter = noval, period, reporter
+
+    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        final = state.epoch == state.epochs - 1
+        state.metrics, state.fitness, state.val_losses = None, None, None
+        if (self.noval or state.epoch < self.period) and not final:
+            return
+        result, _ = evaluate_model(trainer.ema.ema, self.data, task="val", img_size=self.img_size,
+                                   batch_size=self.batch_size, device=trainer.device, loss=trainer.loss)
+        m = result.metrics
+        state.metrics, state.fitness, state.val_losses = m, m.fitness, result.losses
+        rows = [["all", str(result.images), str(result.instances), _f(m.precision), _f(m.recall), _f(m.map50),
+                 _f(m.map)]]
+        if final and self.data.nc > 1:
+            rows += [[self.data.names[c.cls], str(c.images), str(c.instances), _f(c.precision), _f(c.recall),
+                      _f(c.map50), _f(c.map)] for c in m.per_class[:PER_CLASS_TABLE_MAX]]
+        self.reporter.table(f"Validation after epoch {state.epoch + 1}/{state.epochs}",
+                            ["Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95"], rows)
+
+
+def read_results(path: Path, before_epoch: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as stream:
+        return [row for row in csv.DictReader(stream) if int(row["epoch"]) < before_epoch]
+
+
+class ResultsHook(TrainHook):
+    """results.csv: one row per epoch; rows of epochs being redone after a resume are replaced.
+    results.png from it at the end (when matplotlib is installed)."""
+
+    def __init__(self, path: Path, start_epoch: int, reporter: Reporter) -> None:
+        self.path, self.reporter = path, reporter
+        self.rows: list[dict[str, Any]] = read_results(path, start_epoch)
+
+    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        m, losses = state.metrics, state.val_losses
+        values = [state.epoch, *state.mean_losses.tolist(),
+                  *((m.precision, m.recall, m.map50, m.map) if m else [""] * len(METRIC_NAMES)),
+                  *(losses.tolist() if losses is not None else [""] * len(VAL_LOSS_NAMES)), *trainer.learning_rates()]
+        self.rows.append(dict(zip(RESULT_COLUMNS, values)))
+        lines = [",".join(RESULT_COLUMNS)] + [",".join(str(row.get(c, "")) for c in RESULT_COLUMNS) for row in self.rows]
+        payload = ("\n".join(lines) + "\n").encode()
+        atomic_write(self.path, lambda stream: stream.write(payload))
+
+    def after_train(self, trainer: Trainer, state: TrainState) -> None:
+        try:
+            plot_results([{k: str(v) for k, v in row.items()} for row in self.rows], RESULT_COLUMNS[1:],
+                         self.path.with_suffix(".png"))
+        except MissingDependencyError:
+            self.reporter.warning("results.png needs matplotlib: pip install 'yolor-cli[plots]'")
+
+
+def _standard_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Training runs channels-last; files keep the usual contiguous layout."""
+    return {name: tensor.contiguous() for name, tensor in state.items()}
+
+
+class CheckpointHook(TrainHook):
+    """The seed's checkpoint set, written atomically; the optimizer is stripped at the end."""
+
+    def __init__(self, weights_dir: Path, names: list[str], options: Any, bests: dict[str, float],
+                 last_class_maps: list[float] | None = None) -> None:
+        self.dir, self.names, self.options = weights_dir, names, options
+        self.bests = bests  # best fitness and best P, R, AP50, AP, F so far
+        # per-class mAP of the last validation: --image-weights draws by it, and a resumed run needs it
+        self.last_class_maps = last_class_maps
+        self.epochs_without_gain = 0
+
+    def _checkpoint(self, trainer: Trainer, epoch: int, with_optimizer: bool) -> Checkpoint:
+        return Checkpoint(cfg=trainer.model.cfg, model_state=_standard_layout(trainer.model.state_dict()),
+                          names=self.names, ema_state=_standard_layout(trainer.ema.ema.state_dict()),
+                          ema_updates=trainer.ema.updates,
+                          optimizer_state=trainer.optimizer.state_dict() if with_optimizer else None,
+                          scaler_state=trainer.scaler.state_dict() if with_optimizer else None, epoch=epoch,
+                          fitness=self.bests.get("fitness"),
+                          train_options={"options": dataclasses.asdict(self.options), "bests": dict(self.bests),
+                                         "class_maps": self.last_class_maps})
+
+    def save_last(self, trainer: Trainer, epoch: int) -> None:
+        save_checkpoint(self._checkpoint(trainer, epoch, with_optimizer=True), self.dir / "last.pt")
+
+    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        improved: list[str] = []
+        m = state.metrics
+        if m is not None:
+            f_score = 2 * m.precision * m.recall / (m.precision + m.recall + 1e-16)  # the seed dropped the 2
+            for key, value in (("fitness", m.fitness), ("p", m.precision), ("r", m.recall), ("ap50", m.map50),
+                               ("ap", m.map), ("f", f_score)):
+                if value > self.bests.get(key, -1.0):
+                    self.bests[key] = value
+                    improved.append(key)
+        if m is not None:  # only validated epochs count towards --patience
+            self.epochs_without_gain = 0 if "fitness" in improved else self.epochs_without_gain + 1
+            self.last_class_maps = class_maps(m, trainer.model.nc)
+        if self.options.patience and self.epochs_without_gain >= self.options.patience:
+            state.stop = True
+        final = state.epoch == state.epochs - 1 or state.stop
+        if self.options.nosave and not final:
+            return
+        ckpt = self._checkpoint(trainer, state.epoch, with_optimizer=True)
+        save_checkpoint(ckpt, self.dir / "last.pt")
+        if self.options.nosave:
+            return
+        names = [f"best_{key}.pt" if key != "fitness" else "best.pt" for key in improved]
+        if "fitness" in improved and state.epoch >= BEST_HISTORY_FROM:
+            names.append(f"best_{state.epoch:03d}.pt")
+        if state.epoch == 0 or (self.options.save_period > 0 and state.epoch % self.options.save_period == 0):
+            names.append(f"epoch_{state.epoch:03d}.pt")
+        if state.epoch >= state.epochs - LAST_EPOCHS_KEPT:
+            names.append(f"last_{state.epoch:03d}.pt")
+        for name in names:
+            save_checkpoint(ckpt, self.dir / name)
+
+    def after_train(self, trainer: Trainer, state: TrainState) -> None:
+        """Final files hold the EMA weights only: what evaluation and deployment use, a third of the size."""
+        for path in sorted(self.dir.glob("*.pt")):
+            ckpt = load_checkpoint(path)
+            ckpt.model_state, ckpt.ema_state = ckpt.best_state(), None
+            ckpt.optimizer_state = ckpt.scaler_state = None
+            save_checkpoint(ckpt, path)
+
+
+class BatchPlotHook(TrainHook):
+    """train_batch0-2.jpg: the first augmented batches of a run with their labels drawn, to check the data."""
+
+    def __init__(self, save_dir: Path, names: list[str]) -> None:
+        self.save_dir, self.names = save_dir, names
+
+    def on_batch(self, trainer: Trainer, state: TrainState, batch: int, images: torch.Tensor,
+                 targets: torch.Tensor) -> None:
+        if state.epoch == 0 and batch < BATCH_PLOTS:
+            write_image(self.save_dir / f"train_batch{batch}.jpg", batch_mosaic(images, targets, self.names), 90)
+
+
+class TensorBoardHook(TrainHook):
+    """Scalars per epoch for ``tensorboard --logdir runs/train`` (only when tensorboard is installed)."""
+
+    def __init__(self, save_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # raises ImportError without tensorboard
+
+        self.writer = SummaryWriter(str(save_dir))
+
+    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        scalars = {f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, state.mean_losses.tolist())}
+        if state.metrics is not None:
+            scalars.update({f"metrics/{name}": getattr(state.metrics, name) for name in METRIC_NAMES})
+        if state.val_losses is not None:
+            scalars.update({f"val/{name}_loss": value for name, value in zip(LOSS_NAMES, state.val_losses.tolist())})
+        scalars.update({f"x/lr{index}": lr for index, lr in enumerate(trainer.learning_rates())})
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, state.epoch)
+        self.writer.flush()
+
+    def after_train(self, trainer: Trainer, state: TrainState) -> None:
+        self.writer.close()
+
+
+def tensorboard_hook(save_dir: Path) -> TensorBoardHook | None:
+    try:
+        return TensorBoardHook(save_dir)
+    except ImportError:
+        return None
