@@ -35,7 +35,7 @@ def _peak_mb() -> float:
     return (own + children) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def _time_batches(loader, batches: int, windows: int = 3) -> float:  # noqa: ANN001 - any DataLoader
+def _time_batches(loader, batches: int, windows: int = 3) -> float:
     """Median images/s over several windows: on 2 cores single windows swing by 15 %."""
     iterator = iter(loader)
     next(iterator)  # warm-up: worker start, first reads
@@ -52,8 +52,9 @@ def run_ours(data_yaml: Path, img_size: int, workers: int, batches: int) -> dict
     from yolor_cli.engine.config import load_data_config, load_hyp
     from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 
-    dataset = build_dataset(load_data_config(data_yaml), "train", img_size=img_size, batch_size=BATCH_SIZE,
-                            hyp=load_hyp(), augment=True)
+    dataset = build_dataset(
+        load_data_config(data_yaml), "train", img_size=img_size, batch_size=BATCH_SIZE, hyp=load_hyp(), augment=True
+    )
     loader = build_dataloader(dataset, batch_size=BATCH_SIZE, workers=workers, shuffle=True)
     return {"images_per_s": _time_batches(_forever(loader), batches), "peak_mb": _peak_mb()}
 
@@ -71,12 +72,13 @@ def run_official(repo: Path, list_file: Path, img_size: int, workers: int, batch
     (list_file.parent / "labels.cache3").unlink(missing_ok=True)
     hyp = yaml.safe_load((repo / "data" / "hyp.scratch.640.yaml").read_text())
     dataset = LoadImagesAndLabels(str(list_file), img_size, BATCH_SIZE, augment=True, hyp=hyp)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers, shuffle=True,
-                                         collate_fn=LoadImagesAndLabels.collate_fn)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH_SIZE, num_workers=workers, shuffle=True, collate_fn=LoadImagesAndLabels.collate_fn
+    )
     return {"images_per_s": _time_batches(_forever(loader), batches), "peak_mb": _peak_mb()}
 
 
-def _forever(loader):  # noqa: ANN001, ANN202 - re-iterate a finite loader as long as asked
+def _forever(loader):
     while True:
         yield from loader
 
@@ -113,8 +115,17 @@ def main() -> None:
             if args.official_repo:
                 contenders.append(("official", root / "train.txt"))
             for who, data in contenders:
-                command = [sys.executable, __file__, "--batches", str(args.batches), "--case", who, str(data),
-                           str(img_size), str(workers)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--batches",
+                    str(args.batches),
+                    "--case",
+                    who,
+                    str(data),
+                    str(img_size),
+                    str(workers),
+                ]
                 if args.official_repo:
                     command[2:2] = ["--official-repo", str(args.official_repo)]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -132,9 +143,20 @@ def main() -> None:
         table.add_row(*(f"{row[c]:.1f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     Console().print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"benchmark": "dataloader", "batch": BATCH_SIZE, "images": args.images,
-                                       "batches": args.batches, "machine": platform.machine(), "rows": rows},
-                                      indent=1) + "\n")
+    args.output.write_text(
+        json.dumps(
+            {
+                "benchmark": "dataloader",
+                "batch": BATCH_SIZE,
+                "images": args.images,
+                "batches": args.batches,
+                "machine": platform.machine(),
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.output}", file=sys.stderr)
 
 

@@ -45,26 +45,48 @@ def generate(images: int, dets: int, nc: int, seed: int = 0) -> list[ImageDetect
 
 
 def to_coco(images: list[ImageDetections], nc: int) -> tuple[dict, list[dict]]:
-    gt = {"images": [{"id": i, "width": 1000, "height": 1000} for i in range(len(images))],
-          "categories": [{"id": c} for c in range(nc)], "annotations": []}
+    gt = {
+        "images": [{"id": i, "width": 1000, "height": 1000} for i in range(len(images))],
+        "categories": [{"id": c} for c in range(nc)],
+        "annotations": [],
+    }
     dets = []
     for index, image in enumerate(images):
         for box, cls in zip(image.gt_boxes.tolist(), image.gt_classes.tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": index, "category_id": cls,
-                                      "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": index,
+                    "category_id": cls,
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
         for box, score, cls in zip(image.boxes.tolist(), image.scores.tolist(), image.classes.tolist()):
-            dets.append({"image_id": index, "category_id": cls, "score": score,
-                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+            dets.append(
+                {
+                    "image_id": index,
+                    "category_id": cls,
+                    "score": score,
+                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                }
+            )
     return gt, dets
 
 
 def run_cocoeval(module: str, gt: dict, dets: list[dict]) -> tuple[float, float, float]:
     """(mAP, mAP50, seconds) with pycocotools' API (faster-coco-eval offers the same one)."""
-    coco_module = importlib.import_module(f"{module}.coco") if module == "pycocotools" else importlib.import_module(module)
-    COCO = coco_module.COCO  # noqa: N806 - the library's class name
-    COCOeval = (importlib.import_module("pycocotools.cocoeval").COCOeval if module == "pycocotools"  # noqa: N806
-                else coco_module.COCOeval_faster)
+    coco_module = (
+        importlib.import_module(f"{module}.coco") if module == "pycocotools" else importlib.import_module(module)
+    )
+    COCO = coco_module.COCO
+    COCOeval = (
+        importlib.import_module("pycocotools.cocoeval").COCOeval
+        if module == "pycocotools"
+        else coco_module.COCOeval_faster
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt
@@ -79,9 +101,9 @@ def run_cocoeval(module: str, gt: dict, dets: list[dict]) -> tuple[float, float,
 
 
 def detect_throughput(count: int, img_size: int) -> float:
+    from yolor_cli.engine.infer.predictor import Predictor
     from yolor_cli.engine.model.bundled import load_cfg
     from yolor_cli.engine.model.darknet import build_model
-    from yolor_cli.engine.infer.predictor import Predictor
 
     predictor = Predictor(build_model(load_cfg("yolor_csp")), device="cpu", conf=0.25, iou=0.45)
     rng = np.random.default_rng(0)
@@ -108,8 +130,14 @@ def main() -> None:
     images = generate(args.images, args.dets, args.classes)
     start = time.perf_counter()
     ours = coco_metrics(images, args.classes)
-    rows = [{"implementation": "yolor-cli (native)", "map": ours.map, "map50": ours.map50,
-             "seconds": time.perf_counter() - start}]
+    rows = [
+        {
+            "implementation": "yolor-cli (native)",
+            "map": ours.map,
+            "map50": ours.map50,
+            "seconds": time.perf_counter() - start,
+        }
+    ]
     gt, dets = to_coco(images, args.classes)
     for module in ("pycocotools", "faster_coco_eval"):
         if importlib.util.find_spec(module) is None:
@@ -126,16 +154,33 @@ def main() -> None:
     for column in ("implementation", "map", "map50", "seconds", "ours x faster"):
         table.add_column(column, justify="left" if column == "implementation" else "right")
     for row in rows:
-        table.add_row(row["implementation"], f"{row['map']:.6f}", f"{row['map50']:.6f}", f"{row['seconds']:.2f}",
-                      f"{row['speedup_of_ours']:.1f}")
+        table.add_row(
+            row["implementation"],
+            f"{row['map']:.6f}",
+            f"{row['map50']:.6f}",
+            f"{row['seconds']:.2f}",
+            f"{row['speedup_of_ours']:.1f}",
+        )
     console = Console()
     console.print(table)
     if throughput is not None:
         console.print(f"detect: yolor_csp fused, 640 px, batch 1, 2 threads: {throughput:.2f} images/s")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"benchmark": "eval", "images": args.images, "dets": args.dets,
-                                       "classes": args.classes, "rows": rows, "detect_images_per_s": throughput,
-                                       "machine": platform.machine()}, indent=1) + "\n")
+    args.output.write_text(
+        json.dumps(
+            {
+                "benchmark": "eval",
+                "images": args.images,
+                "dets": args.dets,
+                "classes": args.classes,
+                "rows": rows,
+                "detect_images_per_s": throughput,
+                "machine": platform.machine(),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.output}", file=sys.stderr)
 
 

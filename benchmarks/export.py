@@ -26,14 +26,14 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forward import median_seconds  # noqa: E402 - the benchmarks' shared timer
+from forward import median_seconds
 
-from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from yolor_cli.engine.model.bundled import load_cfg  # noqa: E402
-from yolor_cli.engine.model.darknet import build_model, count_parameters  # noqa: E402
-from yolor_cli.engine.deploy.export import DeployModel, export  # noqa: E402
-from yolor_cli.engine.model.loading import load_model  # noqa: E402
-from yolor_cli.engine.prune.run import prune  # noqa: E402
+from yolor_cli.engine.deploy.export import DeployModel, export
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+from yolor_cli.engine.model.darknet import build_model, count_parameters
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.prune.run import prune
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export.json"
 SIZES = (320, 640)
@@ -84,8 +84,14 @@ def compare_exporters(cfgs: list[str]) -> list[dict[str, object]]:
     for cfg_name in cfgs:
         for dynamo in (False, True):
             seconds, diff = exporter_seconds(cfg_name, 640, dynamo)
-            rows.append({"cfg": cfg_name, "exporter": "dynamo" if dynamo else "torchscript", "seconds": seconds,
-                         "max_abs_diff": diff})
+            rows.append(
+                {
+                    "cfg": cfg_name,
+                    "exporter": "dynamo" if dynamo else "torchscript",
+                    "seconds": seconds,
+                    "max_abs_diff": diff,
+                }
+            )
     table = Table(title="torch.onnx.export at 640 px, fused, random weights")
     for column in ("cfg", "exporter", "seconds", "max |diff|"):
         table.add_column(column, justify="right")
@@ -119,27 +125,59 @@ def main() -> None:
                 params = count_parameters(load_model(weights=weights).model)
                 for img_size in SIZES:
                     start = time.perf_counter()
-                    result = export(weights=weights, formats="onnx", img_size=img_size,
-                                    output=Path(folder) / f"{weights.stem}_{img_size}.onnx")
+                    result = export(
+                        weights=weights,
+                        formats="onnx",
+                        img_size=img_size,
+                        output=Path(folder) / f"{weights.stem}_{img_size}.onnx",
+                    )
                     export_s = time.perf_counter() - start
                     eager = eager_latency_ms(weights, img_size, args.repeats)
                     runtime = onnx_latency_ms(result.files[0].path, img_size, args.threads, args.repeats)
-                    rows.append({"cfg": cfg_name, "model": label, "params": params, "img_size": img_size,
-                                 "export_s": export_s, "max_abs_diff": result.max_abs_diff,
-                                 "eager_ms": eager, "onnxruntime_ms": runtime, "speedup": eager / runtime})
+                    rows.append(
+                        {
+                            "cfg": cfg_name,
+                            "model": label,
+                            "params": params,
+                            "img_size": img_size,
+                            "export_s": export_s,
+                            "max_abs_diff": result.max_abs_diff,
+                            "eager_ms": eager,
+                            "onnxruntime_ms": runtime,
+                            "speedup": eager / runtime,
+                        }
+                    )
                     print(json.dumps(rows[-1]), file=sys.stderr)
     table = Table(title=f"CPU latency, batch 1, fused ({args.threads} threads, median of {args.repeats})")
     for column in ("model", "params", "px", "export s", "max |diff|", "eager ms", "onnxruntime ms", "speed-up"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(f"{row['cfg']} {row['model']}", f"{row['params']:,}", str(row["img_size"]),
-                      f"{row['export_s']:.1f}", f"{row['max_abs_diff']:.1e}", f"{row['eager_ms']:.1f}",
-                      f"{row['onnxruntime_ms']:.1f}", f"{row['speedup']:.2f}x")
+        table.add_row(
+            f"{row['cfg']} {row['model']}",
+            f"{row['params']:,}",
+            str(row["img_size"]),
+            f"{row['export_s']:.1f}",
+            f"{row['max_abs_diff']:.1e}",
+            f"{row['eager_ms']:.1f}",
+            f"{row['onnxruntime_ms']:.1f}",
+            f"{row['speedup']:.2f}x",
+        )
     Console(width=160).print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                                       "onnxruntime": onnxruntime.__version__, "threads": args.threads,
-                                       "repeats": args.repeats, "cases": rows, "exporters": exporters}, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "cases": rows,
+                "exporters": exporters,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

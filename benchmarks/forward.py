@@ -27,8 +27,12 @@ from yolor_cli.engine.model.bundled import resolve_cfg_path
 from yolor_cli.engine.model.darknet import build_model, read_cfg
 
 CASES = [  # (cfg, image size, batch)
-    ("yolor_csp", 320, 1), ("yolor_csp", 320, 8), ("yolor_csp", 640, 1), ("yolor_csp", 640, 8),
-    ("yolor_csp_tiny", 320, 1), ("yolor_csp_tiny", 320, 8),
+    ("yolor_csp", 320, 1),
+    ("yolor_csp", 320, 8),
+    ("yolor_csp", 640, 1),
+    ("yolor_csp", 640, 8),
+    ("yolor_csp_tiny", 320, 1),
+    ("yolor_csp_tiny", 320, 8),
 ]
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "forward.json"
 
@@ -68,17 +72,18 @@ def main() -> None:
         x = torch.rand(batch, 3, img_size, img_size)
         row = {"cfg": cfg_name, "img_size": img_size, "batch": batch}
         with torch.inference_mode():
-            row["unfused_s"] = median_seconds(lambda: model(x), args.repeats)
+            row["unfused_s"] = median_seconds(lambda model=model, x=x: model(x), args.repeats)
             model.fuse()
-            row["fused_s"] = median_seconds(lambda: model(x), args.repeats)
+            row["fused_s"] = median_seconds(lambda model=model, x=x: model(x), args.repeats)
             if args.official_repo:
                 official = official_model(args.official_repo, cfg_path, img_size)
-                row["official_s"] = median_seconds(lambda: official(x), args.repeats)
+                row["official_s"] = median_seconds(lambda official=official, x=x: official(x), args.repeats)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
 
-    table = Table(title=f"Eval forward latency, median of {args.repeats} (s), {args.threads} threads, "
-                        f"torch {torch.__version__}")
+    table = Table(
+        title=f"Eval forward latency, median of {args.repeats} (s), {args.threads} threads, torch {torch.__version__}"
+    )
     columns = ["cfg", "img_size", "batch", "unfused_s", "fused_s"] + (["official_s"] if args.official_repo else [])
     for column in columns:
         table.add_column(column, justify="left" if column == "cfg" else "right")
@@ -86,9 +91,20 @@ def main() -> None:
         table.add_row(*(f"{row[c]:.3f}" if c.endswith("_s") else str(row[c]) for c in columns))
     Console().print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "benchmark": "forward", "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(), "rows": rows}, indent=1) + "\n")
+    args.output.write_text(
+        json.dumps(
+            {
+                "benchmark": "forward",
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "torch": torch.__version__,
+                "machine": platform.processor() or platform.machine(),
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.output}", file=sys.stderr)
 
 

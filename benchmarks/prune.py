@@ -21,8 +21,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.run import latency_ms
@@ -51,8 +51,21 @@ def main() -> None:
         base_ms = latency_ms(model, args.img_size, args.repeats)
         for label, arguments in CASES.items():
             output = Path(folder) / f"{arguments[0]}.pt"
-            command = [sys.executable, "-m", "yolor_cli", "prune", *arguments, "-w", str(source), "--output",
-                       str(output), "--img-size", str(args.img_size), "--no-latency", "--json"]
+            command = [
+                sys.executable,
+                "-m",
+                "yolor_cli",
+                "prune",
+                *arguments,
+                "-w",
+                str(source),
+                "--output",
+                str(output),
+                "--img-size",
+                str(args.img_size),
+                "--no-latency",
+                "--json",
+            ]
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             wall = time.perf_counter() - start
@@ -60,22 +73,48 @@ def main() -> None:
             pruned_ms = latency_ms(load_model(weights=output).model.eval(), args.img_size, args.repeats)
             macs_saving = 1 - report["macs_after"] / report["macs_before"]
             latency_saving = 1 - pruned_ms / base_ms
-            rows.append({"case": label, "wall_s": wall, "params_before": report["params_before"],
-                         "params_after": report["params_after"], "macs_before": report["macs_before"],
-                         "macs_after": report["macs_after"], "latency_ms_before": base_ms,
-                         "latency_ms_after": pruned_ms, "macs_saving": macs_saving,
-                         "latency_saving": latency_saving, "saving_ratio": latency_saving / macs_saving})
+            rows.append(
+                {
+                    "case": label,
+                    "wall_s": wall,
+                    "params_before": report["params_before"],
+                    "params_after": report["params_after"],
+                    "macs_before": report["macs_before"],
+                    "macs_after": report["macs_after"],
+                    "latency_ms_before": base_ms,
+                    "latency_ms_after": pruned_ms,
+                    "macs_saving": macs_saving,
+                    "latency_saving": latency_saving,
+                    "saving_ratio": latency_saving / macs_saving,
+                }
+            )
     table = Table(title=f"yolor_csp nc=1 pruning on CPU ({args.threads} threads, {args.img_size} px, batch 1, fused)")
     for column in ("case", "command s", "params", "MACs saving", "latency ms", "latency saving", "latency/MACs"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row["case"], f"{row['wall_s']:.1f}", f"{row['params_before']:,} -> {row['params_after']:,}",
-                      f"{row['macs_saving']:.1%}", f"{row['latency_ms_before']:.0f} -> {row['latency_ms_after']:.0f}",
-                      f"{row['latency_saving']:.1%}", f"{row['saving_ratio']:.2f}")
+        table.add_row(
+            row["case"],
+            f"{row['wall_s']:.1f}",
+            f"{row['params_before']:,} -> {row['params_after']:,}",
+            f"{row['macs_saving']:.1%}",
+            f"{row['latency_ms_before']:.0f} -> {row['latency_ms_after']:.0f}",
+            f"{row['latency_saving']:.1%}",
+            f"{row['saving_ratio']:.2f}",
+        )
     Console(width=160).print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                                       "threads": args.threads, "img_size": args.img_size, "cases": rows}, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "img_size": args.img_size,
+                "cases": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,8 @@ def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
     from yolor_cli.engine.config import load_hyp
     from yolor_cli.engine.model.bundled import load_cfg
     from yolor_cli.engine.model.darknet import build_model
-    from yolor_cli.engine.train.optim import Warmup
     from yolor_cli.engine.reporting import SilentReporter
+    from yolor_cli.engine.train.optim import Warmup
     from yolor_cli.engine.train.trainer import Trainer, TrainState
 
     torch.manual_seed(0)
@@ -62,8 +62,17 @@ def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
     images, targets = fixed_batch(batch, size, model.nc)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    trainer = Trainer(model, hyp, [None] * 100, epochs=1, batch_size=batch, nominal_batch_size=batch,  # type: ignore[arg-type]
-                      device=torch.device("cpu"), img_size=size, reporter=SilentReporter())
+    trainer = Trainer(
+        model,
+        hyp,
+        [None] * 100,
+        epochs=1,
+        batch_size=batch,
+        nominal_batch_size=batch,  # type: ignore[arg-type]
+        device=torch.device("cpu"),
+        img_size=size,
+        reporter=SilentReporter(),
+    )
     trainer.warmup = Warmup(iterations=0, hyp=hyp, batch_size=batch, nominal_batch_size=batch)  # a step per batch
     with torch.no_grad():
         first_loss = trainer.loss(model(images), targets)[1][3].item()
@@ -142,34 +151,71 @@ def main() -> None:
         # Rounds alternate the implementations, so a slow spell of a shared machine hits both alike.
         for _ in range(args.rounds):
             for implementation in ["ours", "official"] if args.official_repo else ["ours"]:
-                command = [sys.executable, __file__, "--case", cfg_name, str(size), str(batch), "--implementation",
-                           implementation, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--case",
+                    cfg_name,
+                    str(size),
+                    str(batch),
+                    "--implementation",
+                    implementation,
+                    "--repeats",
+                    str(args.repeats),
+                    "--threads",
+                    str(args.threads),
+                ]
                 if args.official_repo:
                     command += ["--official-repo", str(args.official_repo)]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
                 runs.setdefault(implementation, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
         for implementation, results in runs.items():
             seconds = statistics.median(r["seconds"] for r in results)
-            row[implementation] = {"images_per_s": batch / seconds, "seconds": seconds,
-                                   "seconds_per_round": [r["seconds"] for r in results], "loss": results[0]["loss"],
-                                   "peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
+            row[implementation] = {
+                "images_per_s": batch / seconds,
+                "seconds": seconds,
+                "seconds_per_round": [r["seconds"] for r in results],
+                "loss": results[0]["loss"],
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            }
         rows.append(row)
     table = Table(title=f"Training step on CPU ({args.threads} threads, torch {torch.__version__})")
-    for column in ("case", "ours img/s", "ours peak MB", "official img/s", "official peak MB", "speed-up",
-                   "loss ours", "loss official"):
+    for column in (
+        "case",
+        "ours img/s",
+        "ours peak MB",
+        "official img/s",
+        "official peak MB",
+        "speed-up",
+        "loss ours",
+        "loss official",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         ours, official = row["ours"], row.get("official")
-        table.add_row(f"{row['cfg']} {row['img_size']} b{row['batch']}", f"{ours['images_per_s']:.2f}",
-                      f"{ours['peak_rss_mb']:.0f}",
-                      f"{official['images_per_s']:.2f}" if official else "-",
-                      f"{official['peak_rss_mb']:.0f}" if official else "-",
-                      f"{ours['images_per_s'] / official['images_per_s']:.2f}x" if official else "-",
-                      f"{ours['loss']:.6f}", f"{official['loss']:.6f}" if official else "-")
+        table.add_row(
+            f"{row['cfg']} {row['img_size']} b{row['batch']}",
+            f"{ours['images_per_s']:.2f}",
+            f"{ours['peak_rss_mb']:.0f}",
+            f"{official['images_per_s']:.2f}" if official else "-",
+            f"{official['peak_rss_mb']:.0f}" if official else "-",
+            f"{ours['images_per_s'] / official['images_per_s']:.2f}x" if official else "-",
+            f"{ours['loss']:.6f}",
+            f"{official['loss']:.6f}" if official else "-",
+        )
     Console(width=160).print(table)  # wide enough for every column, also in logs
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                       "torch": torch.__version__, "threads": args.threads, "cases": rows}, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "cases": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 
 from yolor_cli import __version__
 from yolor_cli.app import app
-from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model
 
 runner = CliRunner()
 RED = "31m"  # the SGR code of the red "Error:" label
 
 
-def invoke(*args: str, env: dict[str, str] | None = None):  # noqa: ANN201 - typer's Result
+def invoke(*args: str, env: dict[str, str] | None = None):
     return runner.invoke(app, list(args), env={"COLUMNS": "160", **(env or {})})
 
 
@@ -52,8 +52,9 @@ def test_info_json_is_one_object_with_the_contract_keys() -> None:
 
 def test_info_reads_our_checkpoint_without_cfg(tmp_path: Path) -> None:
     model = build_model(load_cfg("yolor_csp_tiny"), nc=2)
-    save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=["cat", "dog"]),
-                    tmp_path / "best.pt")
+    save_checkpoint(
+        Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=["cat", "dog"]), tmp_path / "best.pt"
+    )
     payload = json.loads(invoke("info", "--weights", str(tmp_path / "best.pt"), "--json").stdout)
     assert payload["nc"] == 2 and payload["names"] == ["cat", "dog"]
 
@@ -120,8 +121,13 @@ def test_nc_conflicting_with_weights(tmp_path: Path) -> None:
 
 
 def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "yolor_cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "yolor_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 def test_no_color_is_respected_even_on_a_forced_terminal() -> None:
@@ -138,16 +144,19 @@ def test_debug_shows_the_traceback() -> None:
 
 
 def test_shell_completion_offers_bundled_cfg_names() -> None:
-    result = _run_cli(env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor info --cfg yolor_csp_t",
-                           "COMP_CWORD": "3"})
+    result = _run_cli(
+        env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor info --cfg yolor_csp_t", "COMP_CWORD": "3"}
+    )
     assert "yolor_csp_tiny" in result.stdout
-    result = _run_cli(env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor export --format onnx,t",
-                           "COMP_CWORD": "3"})
+    result = _run_cli(
+        env={"_YOLOR_COMPLETE": "complete_bash", "COMP_WORDS": "yolor export --format onnx,t", "COMP_CWORD": "3"}
+    )
     assert result.stdout.split() == ["onnx,torchscript"]
 
 
-def test_a_bug_is_reported_briefly_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bug_is_reported_briefly_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from yolor_cli import app as app_module
 
     def broken(**kwargs: object) -> None:
@@ -163,7 +172,8 @@ def test_a_bug_is_reported_briefly_without_a_traceback(monkeypatch: pytest.Monke
 
 
 def test_training_progress_in_a_log_is_one_line_per_epoch_and_tables_go_to_stderr(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from yolor_cli.console import RichReporter
 
     reporter = RichReporter()  # stderr is captured, so not a terminal: no live bar

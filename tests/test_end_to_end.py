@@ -27,8 +27,20 @@ def test_voc_folder_to_a_verified_onnx_detector(tmp_path: Path) -> None:
     _ok("dataset", "synth", "--out", str(voc), "--images", "16", "--seed", "3")
     _ok("dataset", "prepare", "--root", str(voc), "--val", "0.25", "--test", "0")
     data = str(voc / "data.yaml")
-    common = ["--data", data, "--epochs", "1", "--batch-size", "4", "--img-size", IMG, "--workers", "0",
-              "--device", "cpu"]
+    common = [
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--img-size",
+        IMG,
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     trained = _ok("train", "--cfg", "yolor_csp_tiny", *common, "--project", str(tmp_path / "runs"), "--name", "base")
     best = Path(trained["save_dir"]) / "weights" / "best.pt"
     evaluated = _ok("eval", "-w", str(best), "--data", data, "--img-size", IMG)
@@ -40,6 +52,15 @@ def test_voc_folder_to_a_verified_onnx_detector(tmp_path: Path) -> None:
     exported = _ok("export", "-w", str(tuned_best), "--img-size", IMG, "--format", "onnx,pt")
     assert exported["params"] == pruned["params_after"] and exported["max_abs_diff"] <= 1e-3
     onnx_file = next(f["path"] for f in exported["files"] if f["format"] == "onnx")
-    detected = _ok("detect", "-w", onnx_file, "--source", str(voc / "images"), "--img-size", IMG,
-                   "--project", str(tmp_path / "detect"))
+    detected = _ok(
+        "detect",
+        "-w",
+        onnx_file,
+        "--source",
+        str(voc / "images"),
+        "--img-size",
+        IMG,
+        "--project",
+        str(tmp_path / "detect"),
+    )
     assert detected["images"] == 16

@@ -6,9 +6,8 @@ errors keep click's code 2). ``--debug`` shows full tracebacks instead.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import sys
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -47,8 +46,10 @@ class YolorGroup(TyperGroup):
         except UnicodeDecodeError as error:
             if ctx.meta.get(DEBUG_KEY):
                 raise
-            print_error(f"a file that should be text is not ({error.reason} at byte {error.start})",
-                        "check the list, names or label files you passed")
+            print_error(
+                f"a file that should be text is not ({error.reason} at byte {error.start})",
+                "check the list, names or label files you passed",
+            )
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             print_error("interrupted")
@@ -75,8 +76,9 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:
     ctx.meta[DEBUG_KEY] = debug
@@ -98,6 +100,8 @@ def main() -> None:
     except Exception as error:
         if "--debug" in sys.argv[1:]:
             raise
-        print_error(f"internal error: {type(error).__name__}: {error}",
-                    "this is a bug in yolor-cli; rerun with --debug for the traceback and report it")
+        print_error(
+            f"internal error: {type(error).__name__}: {error}",
+            "this is a bug in yolor-cli; rerun with --debug for the traceback and report it",
+        )
         sys.exit(EXIT_USER_ERROR)

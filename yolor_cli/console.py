@@ -13,19 +13,19 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 from rich.progress import (
     BarColumn,
-    ProgressColumn,
-    Task,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
 from yolor_cli.engine.reporting import total_of
 
@@ -77,22 +77,36 @@ class RichReporter:
         self._values: dict[str, str] = {}
         self._keys: dict[str, str] = {}  # field name -> Rich task field ("total" would clash with add_task)
 
-    def track(self, items: Iterable[T], description: str, total: int | None = None,
-              fields: Sequence[str] = ()) -> Iterator[T]:
+    def track(
+        self, items: Iterable[T], description: str, total: int | None = None, fields: Sequence[str] = ()
+    ) -> Iterator[T]:
         if fields:  # a training epoch: the seed's columns, then a line that stays
             columns: tuple[ProgressColumn, ...] = (
-                TextColumn("{task.description}"), *(TextColumn(f"{{task.fields[f{i}]}}", justify="right")
-                                                     for i in range(len(fields))),
-                BarColumn(bar_width=20), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
+                TextColumn("{task.description}"),
+                *(TextColumn(f"{{task.fields[f{i}]}}", justify="right") for i in range(len(fields))),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeRemainingColumn(),
+            )
             self._values = dict.fromkeys(fields, "")
             self._keys = {name: f"f{i}" for i, name in enumerate(fields)}
         else:
-            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), TimeRemainingColumn())
+            columns = (
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
         live = self.console.is_terminal
         with Progress(*columns, console=self.console, transient=not fields, disable=not live) as progress:
-            task = progress.add_task(escape(description), total=total_of(items, total),
-                                     **{self._keys[name]: value for name, value in self._values.items()})
+            task = progress.add_task(
+                escape(description),
+                total=total_of(items, total),
+                **{self._keys[name]: value for name, value in self._values.items()},
+            )
             self._current = (progress, task)
             try:
                 for item in items:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,37 +16,51 @@ def complete_cfg(incomplete: str) -> list[str]:
 
 
 CfgOption = Annotated[
-    Optional[str],
-    typer.Option("--cfg", help="Darknet .cfg path or bundled model name (e.g. yolor_csp, yolor_csp_tiny).",
-                 autocompletion=complete_cfg, show_default=False),
+    str | None,
+    typer.Option(
+        "--cfg",
+        help="Darknet .cfg path or bundled model name (e.g. yolor_csp, yolor_csp_tiny).",
+        autocompletion=complete_cfg,
+        show_default=False,
+    ),
 ]
 WeightsOption = Annotated[
-    Optional[Path],
-    typer.Option("--weights", "-w", help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg.",
-                 dir_okay=False, show_default=False),
+    Path | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg.",
+        dir_okay=False,
+        show_default=False,
+    ),
 ]
 NcOption = Annotated[
-    Optional[int],
-    typer.Option("--nc", min=1, help="Number of classes; rewrites every dependent line of the cfg.",
-                 show_default=False),
+    int | None,
+    typer.Option(
+        "--nc", min=1, help="Number of classes; rewrites every dependent line of the cfg.", show_default=False
+    ),
 ]
 ImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Square input size in pixels.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 TrustPickleOption = Annotated[
     bool,
-    typer.Option("--trust-pickle", help="Allow weights files that run pickled code when loaded (only for "
-                                        "files you trust, e.g. old pruned torch.save(model) files)."),
+    typer.Option(
+        "--trust-pickle",
+        help="Allow weights files that run pickled code when loaded (only for "
+        "files you trust, e.g. old pruned torch.save(model) files).",
+    ),
 ]
 DataOption = Annotated[
-    Optional[Path],
-    typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).", dir_okay=False,
-                 show_default=False),
+    Path | None,
+    typer.Option(
+        "--data", help="data.yaml (as written by `yolor dataset prepare`).", dir_okay=False, show_default=False
+    ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="'' = GPU 0 if available else CPU; cpu; 0; 0,1.")]
 ConfOption = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Score threshold.")]
 IouOption = Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="NMS IoU threshold.")]
 NamesFileOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--names", help="File with one class name per line.", dir_okay=False, show_default=False),
 ]
 ProjectOption = Annotated[Path, typer.Option("--project", help="Folder that holds the run folders.")]

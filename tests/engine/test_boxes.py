@@ -19,7 +19,7 @@ sides = st.integers(min_value=10, max_value=2000)
 
 
 @st.composite
-def box_in_image(draw):  # noqa: ANN001, ANN201 - hypothesis strategy
+def box_in_image(draw):
     width, height = draw(sides), draw(sides)
     x0 = draw(st.floats(0, width - 1))
     y0 = draw(st.floats(0, height - 1))
@@ -29,7 +29,7 @@ def box_in_image(draw):  # noqa: ANN001, ANN201 - hypothesis strategy
 
 
 @given(box_in_image())
-def test_label_and_pixel_boxes_round_trip(case) -> None:  # noqa: ANN001
+def test_label_and_pixel_boxes_round_trip(case) -> None:
     width, height, box = case
     normalised = xyxy_to_xywhn(box, width, height)
     assert (normalised >= 0).all() and (normalised <= 1 + 1e-12).all()
@@ -38,14 +38,14 @@ def test_label_and_pixel_boxes_round_trip(case) -> None:  # noqa: ANN001
 
 
 @given(box_in_image())
-def test_numpy_and_torch_agree(case) -> None:  # noqa: ANN001
+def test_numpy_and_torch_agree(case) -> None:
     width, height, box = case
     tensor = torch.tensor(box, dtype=torch.float64)
     np.testing.assert_allclose(xyxy_to_xywhn(tensor, width, height).numpy(), xyxy_to_xywhn(box, width, height))
 
 
 @given(box_in_image(), st.integers(32, 1280), st.integers(32, 1280), st.booleans())
-def test_letterbox_maps_and_unmaps_boxes(case, target_h: int, target_w: int, scale_up: bool) -> None:  # noqa: ANN001
+def test_letterbox_maps_and_unmaps_boxes(case, target_h: int, target_w: int, scale_up: bool) -> None:
     width, height, box = case
     geometry = letterbox_geometry((height, width), (target_h, target_w), scale_up=scale_up)
     inside = geometry.to_target(box)

@@ -15,7 +15,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path: Pat
     target = tmp_path / "last.pt"
     target.write_bytes(b"old")
 
-    def broken(stream) -> None:  # noqa: ANN001
+    def broken(stream) -> None:
         stream.write(b"half")
         raise OSError("disk full")
 
@@ -27,7 +27,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path: Pat
 def test_ctrl_c_during_a_write_is_raised_after_it(tmp_path: Path) -> None:
     target = tmp_path / "last.pt"
 
-    def interrupted(stream) -> None:  # noqa: ANN001
+    def interrupted(stream) -> None:
         stream.write(b"first half ")
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, in the middle of torch.save
         stream.write(b"second half")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -27,17 +27,28 @@ from yolor_cli.options import (
 
 def detect_command(
     source: Annotated[str, typer.Option("--source", help="Image, folder, glob (quote it), video or .txt list.")],
-    weights: Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint (.pt): ours, or an official "
-                                          "YOLOR one with --cfg; or an .onnx file from yolor export.",
-                                          dir_okay=False)],
+    weights: Annotated[
+        Path,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg; or an .onnx file from yolor export.",
+            dir_okay=False,
+        ),
+    ],
     cfg: CfgOption = None,
     conf: ConfOption = 0.25,
     iou: IouOption = 0.45,
     img_size: ImgSizeOption = 640,
     device: DeviceOption = "",
-    classes: Annotated[Optional[list[str]], typer.Option(
-        "--classes", help="Keep only these classes: indices or names, comma-separated or repeated.",
-        show_default=False)] = None,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--classes",
+            help="Keep only these classes: indices or names, comma-separated or repeated.",
+            show_default=False,
+        ),
+    ] = None,
     max_det: Annotated[int, typer.Option("--max-det", min=1, help="Most detections per image.")] = 300,
     save_txt: Annotated[bool, typer.Option("--save-txt", help="Write YOLO labels to labels/*.txt.")] = False,
     save_conf: Annotated[bool, typer.Option("--save-conf", help="Add the score to each --save-txt row.")] = False,
@@ -47,8 +58,11 @@ def detect_command(
     project: ProjectOption = Path("runs/detect"),
     name: NameOption = "exp",
     exist_ok: ExistOkOption = False,
-    pruned: Annotated[bool, typer.Option(
-        "--pruned", help="Accepted for users of the old scripts; changes nothing (checkpoints say what they are).")
+    pruned: Annotated[
+        bool,
+        typer.Option(
+            "--pruned", help="Accepted for users of the old scripts; changes nothing (checkpoints say what they are)."
+        ),
     ] = False,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
@@ -56,16 +70,40 @@ def detect_command(
     """Detect objects and write annotated images/videos (and labels with [b]--save-txt[/])."""
     from yolor_cli.engine.infer.detect import detect
 
-    result = detect(source=source, weights=weights, cfg=cfg, conf=conf, iou=iou, img_size=img_size, device=device,
-                    classes=classes, max_det=max_det, save_txt=save_txt, save_conf=save_conf,
-                    save_images=not nosave, names_file=names_file, data=data, project=project, name=name,
-                    exist_ok=exist_ok, trust_pickle=trust_pickle, reporter=RichReporter())
+    result = detect(
+        source=source,
+        weights=weights,
+        cfg=cfg,
+        conf=conf,
+        iou=iou,
+        img_size=img_size,
+        device=device,
+        classes=classes,
+        max_det=max_det,
+        save_txt=save_txt,
+        save_conf=save_conf,
+        save_images=not nosave,
+        names_file=names_file,
+        data=data,
+        project=project,
+        name=name,
+        exist_ok=exist_ok,
+        trust_pickle=trust_pickle,
+        reporter=RichReporter(),
+    )
     print_notes(result.notes)
     speed = result.speed_ms
     if json_output:
-        print_json({"save_dir": str(result.save_dir), "images": result.images, "video_frames": result.video_frames,
-                    "detections": dict(result.detections), "speed_ms": speed,
-                    "unreadable": [{"path": str(u.path), "reason": u.reason} for u in result.unreadable]})
+        print_json(
+            {
+                "save_dir": str(result.save_dir),
+                "images": result.images,
+                "video_frames": result.video_frames,
+                "detections": dict(result.detections),
+                "speed_ms": speed,
+                "unreadable": [{"path": str(u.path), "reason": u.reason} for u in result.unreadable],
+            }
+        )
         return
     console = stdout_console()
     table = Table(title="Detections", title_justify="left")
@@ -74,6 +112,8 @@ def detect_command(
     for class_label, count in sorted(result.detections.items()):
         table.add_row(class_label, str(count))
     console.print(table)
-    console.print(f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
-                  f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
-                  f"{speed['nms']:.1f} ms NMS per image. Results in [b]{result.save_dir}[/]")
+    console.print(
+        f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
+        f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
+        f"{speed['nms']:.1f} ms NMS per image. Results in [b]{result.save_dir}[/]"
+    )

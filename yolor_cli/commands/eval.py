@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -45,39 +45,77 @@ def _fmt(value: float | None) -> str:
 def _payload(result: EvalResult) -> dict:
     m = result.metrics
     return {
-        "metric": m.metric, "precision": m.precision, "recall": m.recall, "f1": m.f1, "map50": m.map50, "map": m.map,
-        "images": result.images, "instances": result.instances,
-        "per_class": [{"class": result.names[c.cls], "images": c.images, "instances": c.instances,
-                       "precision": c.precision, "recall": c.recall, "map50": c.map50, "map": c.map}
-                      for c in m.per_class],
-        "speed_ms": result.speed_ms, "files": [str(f) for f in result.files],
+        "metric": m.metric,
+        "precision": m.precision,
+        "recall": m.recall,
+        "f1": m.f1,
+        "map50": m.map50,
+        "map": m.map,
+        "images": result.images,
+        "instances": result.instances,
+        "per_class": [
+            {
+                "class": result.names[c.cls],
+                "images": c.images,
+                "instances": c.instances,
+                "precision": c.precision,
+                "recall": c.recall,
+                "map50": c.map50,
+                "map": c.map,
+            }
+            for c in m.per_class
+        ],
+        "speed_ms": result.speed_ms,
+        "files": [str(f) for f in result.files],
     }
 
 
 def _render(result: EvalResult) -> None:
     m = result.metrics
-    table = Table(title=f"Evaluation ({'COCO' if m.metric == 'coco' else 'official YOLOR formula'})",
-                  title_justify="left", caption="P and R at the confidence with the highest mean F1"
-                  if m.metric == "coco" else "P and R at score 0.1, as the official test.py",
-                  caption_justify="left")
+    table = Table(
+        title=f"Evaluation ({'COCO' if m.metric == 'coco' else 'official YOLOR formula'})",
+        title_justify="left",
+        caption="P and R at the confidence with the highest mean F1"
+        if m.metric == "coco"
+        else "P and R at score 0.1, as the official test.py",
+        caption_justify="left",
+    )
     for column in ("class", "images", "instances", "P", "R", "mAP50", "mAP50-95"):
         table.add_column(column, justify="left" if column == "class" else "right")
-    table.add_row("all", str(result.images), str(result.instances), _fmt(m.precision), _fmt(m.recall),
-                  _fmt(m.map50), _fmt(m.map), style="bold")
+    table.add_row(
+        "all",
+        str(result.images),
+        str(result.instances),
+        _fmt(m.precision),
+        _fmt(m.recall),
+        _fmt(m.map50),
+        _fmt(m.map),
+        style="bold",
+    )
     for c in m.per_class:
-        table.add_row(result.names[c.cls], str(c.images), str(c.instances), _fmt(c.precision), _fmt(c.recall),
-                      _fmt(c.map50), _fmt(c.map))
+        table.add_row(
+            result.names[c.cls],
+            str(c.images),
+            str(c.instances),
+            _fmt(c.precision),
+            _fmt(c.recall),
+            _fmt(c.map50),
+            _fmt(c.map),
+        )
     console = stdout_console()
     console.print(table)
     s = result.speed_ms
     if s.get("inference") is not None:
-        console.print(f"Speed per image: {s['preprocess']:.1f} ms pre-process, {s['inference']:.1f} ms inference, "
-                      f"{s['nms']:.1f} ms NMS")
+        console.print(
+            f"Speed per image: {s['preprocess']:.1f} ms pre-process, {s['inference']:.1f} ms inference, "
+            f"{s['nms']:.1f} ms NMS"
+        )
 
 
 def eval_command(
-    data: Annotated[Path, typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).",
-                                       dir_okay=False)],
+    data: Annotated[
+        Path, typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).", dir_okay=False)
+    ],
     weights: WeightsOption = None,
     cfg: CfgOption = None,
     img_size: ImgSizeOption = 640,
@@ -85,17 +123,30 @@ def eval_command(
     conf: ConfOption = 0.001,
     iou: IouOption = 0.65,
     task: Annotated[Task, typer.Option("--task", help="Which split of the data file.")] = Task.val,
-    metric: Annotated[Metric, typer.Option("--metric", help="coco: exact COCO mAP (pycocotools' definition). "
-                                           "yolor: the official test.py formula, for comparing with old runs.")
-                      ] = Metric.coco,
-    predictions: Annotated[Optional[Path], typer.Option(
-        "--predictions", help="Score a COCO results JSON made elsewhere instead of a model (image_id = image "
-                              "stem, category_id = 0-based class, bbox = [x, y, w, h] pixels).",
-        dir_okay=False, show_default=False)] = None,
+    metric: Annotated[
+        Metric,
+        typer.Option(
+            "--metric",
+            help="coco: exact COCO mAP (pycocotools' definition). "
+            "yolor: the official test.py formula, for comparing with old runs.",
+        ),
+    ] = Metric.coco,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Score a COCO results JSON made elsewhere instead of a model (image_id = image "
+            "stem, category_id = 0-based class, bbox = [x, y, w, h] pixels).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     save_json: Annotated[bool, typer.Option("--save-json", help="Write predictions.json (COCO results).")] = False,
     plots: Annotated[bool, typer.Option("--plots", help="Write PR, F1, P, R curves and a confusion matrix.")] = False,
-    single_cls: Annotated[bool, typer.Option("--single-cls", help="Score every object as one class (for models "
-                                                                  "trained with --single-cls).")] = False,
+    single_cls: Annotated[
+        bool,
+        typer.Option("--single-cls", help="Score every object as one class (for models trained with --single-cls)."),
+    ] = False,
     device: DeviceOption = "",
     workers: Annotated[int, typer.Option("--workers", min=0)] = 0,
     project: ProjectOption = Path("runs/eval"),
@@ -110,11 +161,28 @@ def eval_command(
     """
     from yolor_cli.engine.evaluate.evaluator import run_eval
 
-    result = run_eval(data=data, weights=weights, cfg=cfg, predictions=predictions, task=task.value,
-                      img_size=img_size, batch_size=batch_size, conf=conf, iou=iou, metric=metric.value,
-                      device=device, workers=workers, save_json=save_json, plots=plots, project=project,
-                      name=name, exist_ok=exist_ok, single_cls=single_cls, trust_pickle=trust_pickle,
-                      reporter=RichReporter())
+    result = run_eval(
+        data=data,
+        weights=weights,
+        cfg=cfg,
+        predictions=predictions,
+        task=task.value,
+        img_size=img_size,
+        batch_size=batch_size,
+        conf=conf,
+        iou=iou,
+        metric=metric.value,
+        device=device,
+        workers=workers,
+        save_json=save_json,
+        plots=plots,
+        project=project,
+        name=name,
+        exist_ok=exist_ok,
+        single_cls=single_cls,
+        trust_pickle=trust_pickle,
+        reporter=RichReporter(),
+    )
     print_notes(result.notes)
     if json_output:
         print_json(_payload(result))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -35,31 +35,64 @@ def complete_formats(incomplete: str) -> list[str]:
 
 
 def _check_json(check: Check) -> dict[str, Any]:
-    return {"runtime": check.runtime, "input_shape": list(check.input_shape), "ran": check.ran,
-            "max_abs_diff": check.max_abs_diff, "max_rel_diff": check.max_rel_diff, "agrees": check.agrees,
-            "required": check.required, "detail": check.detail}
+    return {
+        "runtime": check.runtime,
+        "input_shape": list(check.input_shape),
+        "ran": check.ran,
+        "max_abs_diff": check.max_abs_diff,
+        "max_rel_diff": check.max_rel_diff,
+        "agrees": check.agrees,
+        "required": check.required,
+        "detail": check.detail,
+    }
 
 
 def _render(result: ExportResult, json_output: bool) -> None:
     print_notes(result.notes)
     if json_output:
-        print_json({"weights": str(result.weights), "weights_bytes": result.weights_bytes,
-                    "img_size": result.img_size, "batch": result.batch, "dynamic": result.dynamic,
-                    "half": result.half, "opset": result.opset, "params": result.params, "nc": result.nc,
-                    "names": result.names, "max_abs_diff": result.max_abs_diff, "tolerance": result.tolerance,
-                    "opencv_dnn": result.opencv_dnn(),
-                    "files": [{"format": f.format, "path": str(f.path), "size_bytes": f.size_bytes,
-                               "seconds": round(f.seconds, 3), "checks": [_check_json(c) for c in f.checks]}
-                              for f in result.files]})
+        print_json(
+            {
+                "weights": str(result.weights),
+                "weights_bytes": result.weights_bytes,
+                "img_size": result.img_size,
+                "batch": result.batch,
+                "dynamic": result.dynamic,
+                "half": result.half,
+                "opset": result.opset,
+                "params": result.params,
+                "nc": result.nc,
+                "names": result.names,
+                "max_abs_diff": result.max_abs_diff,
+                "tolerance": result.tolerance,
+                "opencv_dnn": result.opencv_dnn(),
+                "files": [
+                    {
+                        "format": f.format,
+                        "path": str(f.path),
+                        "size_bytes": f.size_bytes,
+                        "seconds": round(f.seconds, 3),
+                        "checks": [_check_json(c) for c in f.checks],
+                    }
+                    for f in result.files
+                ],
+            }
+        )
         return
     console = stdout_console()
-    files = Table(title=f"Exported from {escape(str(result.weights))} "
-                        f"({result.weights_bytes / MEGABYTE:.1f} MB, {result.params:,} params)", title_justify="left")
+    files = Table(
+        title=f"Exported from {escape(str(result.weights))} "
+        f"({result.weights_bytes / MEGABYTE:.1f} MB, {result.params:,} params)",
+        title_justify="left",
+    )
     for column, justify in (("format", "left"), ("file", "left"), ("MB", "right"), ("seconds", "right")):
         files.add_column(column, justify=justify)  # type: ignore[arg-type]
     for exported in result.files:
-        files.add_row(exported.format, escape(str(exported.path)), f"{exported.size_bytes / MEGABYTE:.1f}",
-                      f"{exported.seconds:.1f}")
+        files.add_row(
+            exported.format,
+            escape(str(exported.path)),
+            f"{exported.size_bytes / MEGABYTE:.1f}",
+            f"{exported.seconds:.1f}",
+        )
     console.print(files)
     checks = Table(title="Verified against PyTorch on a fixed input", title_justify="left")
     for column in ("format", "runtime", "input", "max |diff|", "result"):
@@ -76,21 +109,41 @@ def _render(result: ExportResult, json_output: bool) -> None:
                     verdict += f" ({escape(check.detail)})"
             if not check.required:
                 verdict += " [dim](informative)[/]"
-            checks.add_row(exported.format, check.runtime, "x".join(map(str, check.input_shape)),
-                           f"{check.max_abs_diff:.2e}" if check.max_abs_diff is not None else "-", verdict)
+            checks.add_row(
+                exported.format,
+                check.runtime,
+                "x".join(map(str, check.input_shape)),
+                f"{check.max_abs_diff:.2e}" if check.max_abs_diff is not None else "-",
+                verdict,
+            )
     console.print(checks)
     dynamic = "" if result.dynamic == "none" else f", dynamic {result.dynamic}"
-    console.print(f"{result.img_size} px, batch {result.batch}{dynamic}, {'fp16' if result.half else 'fp32'}; "
-                  f"input 'images' RGB float [0, 1], output (batch, N, {5 + result.nc}) boxes in input pixels.")
+    console.print(
+        f"{result.img_size} px, batch {result.batch}{dynamic}, {'fp16' if result.half else 'fp32'}; "
+        f"input 'images' RGB float [0, 1], output (batch, N, {5 + result.nc}) boxes in input pixels."
+    )
 
 
 def export_command(
-    weights: Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint to export: ours (trained or "
-                                          "pruned), or an official one with --cfg.", dir_okay=False)],
+    weights: Annotated[
+        Path,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Checkpoint to export: ours (trained or pruned), or an official one with --cfg.",
+            dir_okay=False,
+        ),
+    ],
     cfg: CfgOption = None,
-    formats: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript, pt, or several "
-                                         "comma-separated (pt = stripped deployment checkpoint).",
-                                         autocompletion=complete_formats)] = "onnx",
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx, torchscript, pt, or several comma-separated (pt = stripped deployment checkpoint).",
+            autocompletion=complete_formats,
+        ),
+    ] = "onnx",
     img_size: ImgSizeOption = 640,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the exported input.")] = 1,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = False,
@@ -98,10 +151,17 @@ def export_command(
     simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the ONNX graph with onnxslim.")] = False,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (11 to the exporter's newest).")] = 17,
     half: Annotated[bool, typer.Option("--half", help="fp16 weights and input (meant for GPU runtimes).")] = False,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="File path or stem; each format adds its suffix. Default: NAME.onnx, "
-        "NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.", dir_okay=False,
-        show_default=False)] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File path or stem; each format adds its suffix. Default: NAME.onnx, "
+            "NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files at --output.")] = False,
     device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = "cpu",
     names_file: NamesFileOption = None,
@@ -112,7 +172,25 @@ def export_command(
     """Export to ONNX / TorchScript / a stripped .pt, verified with onnxruntime, OpenCV DNN and torch.jit."""
     from yolor_cli.engine.deploy.export import export
 
-    _render(export(weights=weights, cfg=cfg, formats=formats, img_size=img_size, batch=batch, dynamic=dynamic,
-                   dynamic_size=dynamic_size, simplify=simplify, opset=opset, half=half, output=output,
-                   overwrite=overwrite, device=device, names_file=names_file, data=data, trust_pickle=trust_pickle,
-                   reporter=RichReporter()), json_output)
+    _render(
+        export(
+            weights=weights,
+            cfg=cfg,
+            formats=formats,
+            img_size=img_size,
+            batch=batch,
+            dynamic=dynamic,
+            dynamic_size=dynamic_size,
+            simplify=simplify,
+            opset=opset,
+            half=half,
+            output=output,
+            overwrite=overwrite,
+            device=device,
+            names_file=names_file,
+            data=data,
+            trust_pickle=trust_pickle,
+            reporter=RichReporter(),
+        ),
+        json_output,
+    )

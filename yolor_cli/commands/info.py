@@ -29,22 +29,29 @@ def info(
     summary = summarize(loaded.model, img_size)
     print_notes(loaded.notes)
     if json_output:
-        print_json({
-            "params": summary.params,
-            "gflops": round(summary.gflops, 3),
-            "layers": summary.layers,
-            "nc": summary.nc,
-            "img_size": summary.img_size,
-            "strides": summary.strides,
-            "names": loaded.names,
-            "cfg": loaded.model.cfg.source,
-            "weights": str(weights) if weights else None,
-            "per_layer": [asdict(row) for row in summary.rows],
-        })
+        print_json(
+            {
+                "params": summary.params,
+                "gflops": round(summary.gflops, 3),
+                "layers": summary.layers,
+                "nc": summary.nc,
+                "img_size": summary.img_size,
+                "strides": summary.strides,
+                "names": loaded.names,
+                "cfg": loaded.model.cfg.source,
+                "weights": str(weights) if weights else None,
+                "per_layer": [asdict(row) for row in summary.rows],
+            }
+        )
         return
     table = Table(title=f"{loaded.model.cfg.source}", title_justify="left")
-    for column, justify in (("#", "right"), ("type", "left"), ("from", "left"), ("out ch", "right"),
-                            ("params", "right")):
+    for column, justify in (
+        ("#", "right"),
+        ("type", "left"),
+        ("from", "left"),
+        ("out ch", "right"),
+        ("params", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in summary.rows:
         table.add_row(str(row.index), row.type, row.sources, str(row.channels), f"{row.params:,}")

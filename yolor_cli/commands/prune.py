@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,22 +14,35 @@ from yolor_cli.options import CfgOption, JsonOption, TrustPickleOption
 if TYPE_CHECKING:
     from yolor_cli.engine.prune.run import PruneResult
 
-app = typer.Typer(help="Prune channels of a trained model (the result is an ordinary checkpoint).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Prune channels of a trained model (the result is an ordinary checkpoint).", no_args_is_help=True
+)
 
-RequiredWeights = Annotated[Path, typer.Option("--weights", "-w", help="Checkpoint to prune (ours, or official "
-                                                                      "with --cfg).", dir_okay=False)]
-AmountOption = Annotated[float, typer.Option("--amount", help="Fraction of each conv's output channels to remove "
-                                                             "(int(amount x channels) go).")]
-MethodOption = Annotated[str, typer.Option("--method", help="Channel importance: l1, l2, random, or bn "
-                                                           "(BatchNorm scales).")]
-OutputOption = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Where to write (default: NAME_pruned.pt beside the input, never overwriting).",
-    dir_okay=False, show_default=False)]
+RequiredWeights = Annotated[
+    Path, typer.Option("--weights", "-w", help="Checkpoint to prune (ours, or official with --cfg).", dir_okay=False)
+]
+AmountOption = Annotated[
+    float,
+    typer.Option("--amount", help="Fraction of each conv's output channels to remove (int(amount x channels) go)."),
+]
+MethodOption = Annotated[
+    str, typer.Option("--method", help="Channel importance: l1, l2, random, or bn (BatchNorm scales).")
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Where to write (default: NAME_pruned.pt beside the input, never overwriting).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
 PruneImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Input size for GFLOPs and latency.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be pruned; write nothing.")]
-LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency",
-                                             help="Measure CPU latency before and after (a few seconds).")]
+LatencyOption = Annotated[
+    bool, typer.Option("--latency/--no-latency", help="Measure CPU latency before and after (a few seconds).")
+]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 
 
@@ -37,12 +50,22 @@ def _render(result: PruneResult, json_output: bool) -> None:
     before, after = result.before, result.after
     print_notes(result.notes)
     if json_output:
-        print_json({"params_before": before.params, "params_after": after.params, "macs_before": before.macs,
-                    "macs_after": after.macs, "latency_ms_before": before.latency_ms,
-                    "latency_ms_after": after.latency_ms, "img_size": result.img_size,
-                    "output": str(result.output) if result.output else None,
-                    "layers": [{"module": c.module, "before": c.before, "after": c.after, "collapsed": c.collapsed}
-                               for c in result.changes]})
+        print_json(
+            {
+                "params_before": before.params,
+                "params_after": after.params,
+                "macs_before": before.macs,
+                "macs_after": after.macs,
+                "latency_ms_before": before.latency_ms,
+                "latency_ms_after": after.latency_ms,
+                "img_size": result.img_size,
+                "output": str(result.output) if result.output else None,
+                "layers": [
+                    {"module": c.module, "before": c.before, "after": c.after, "collapsed": c.collapsed}
+                    for c in result.changes
+                ],
+            }
+        )
         return
     console = stdout_console()
     console.print("[b]Pruned layers[/] (their coupled layers follow them)")
@@ -50,8 +73,9 @@ def _render(result: PruneResult, json_output: bool) -> None:
     for column in ("module", "channels before", "after", ""):
         layers.add_column(column, justify="right")
     for change in result.changes:
-        layers.add_row(str(change.module), str(change.before), str(change.after),
-                       "[red]collapsed[/]" if change.collapsed else "")
+        layers.add_row(
+            str(change.module), str(change.before), str(change.after), "[red]collapsed[/]" if change.collapsed else ""
+        )
     console.print(layers)
     console.print(f"[b]Model at {result.img_size} px[/]")
     totals = Table()
@@ -73,8 +97,9 @@ def _render(result: PruneResult, json_output: bool) -> None:
 @app.command("conv")
 def conv_command(
     weights: RequiredWeights,
-    layer: Annotated[list[int], typer.Option("--layer", help="Module index of a conv to prune (repeatable; "
-                                                             "see yolor info).")],
+    layer: Annotated[
+        list[int], typer.Option("--layer", help="Module index of a conv to prune (repeatable; see yolor info).")
+    ],
     cfg: CfgOption = None,
     amount: AmountOption = 0.4,
     method: MethodOption = "l1",
@@ -89,8 +114,22 @@ def conv_command(
     """Prune the output channels of the given convs, with every coupled layer."""
     from yolor_cli.engine.prune.run import prune
 
-    _render(prune(weights=weights, cfg=cfg, layers=layer, amount=amount, method=method, img_size=img_size,
-                  output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
+    _render(
+        prune(
+            weights=weights,
+            cfg=cfg,
+            layers=layer,
+            amount=amount,
+            method=method,
+            img_size=img_size,
+            output=output,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            latency=latency,
+            trust_pickle=trust_pickle,
+        ),
+        json_output,
+    )
 
 
 @app.command("layers")
@@ -112,19 +151,43 @@ def layers_command(
     """Prune every conv of modules FROM..UPTO in module order (heads stay whole)."""
     from yolor_cli.engine.prune.run import prune
 
-    _render(prune(weights=weights, cfg=cfg, span=(start, upto), amount=amount, method=method, img_size=img_size,
-                  output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
+    _render(
+        prune(
+            weights=weights,
+            cfg=cfg,
+            span=(start, upto),
+            amount=amount,
+            method=method,
+            img_size=img_size,
+            output=output,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            latency=latency,
+            trust_pickle=trust_pickle,
+        ),
+        json_output,
+    )
 
 
 @app.command("global")
 def global_command(
     weights: RequiredWeights,
-    target_macs: Annotated[Optional[float], typer.Option(
-        "--target-macs", help="Prune until the MACs are this fraction of the original (e.g. 0.5).",
-        show_default=False)] = None,
-    ratio: Annotated[Optional[float], typer.Option(
-        "--ratio", help="Or: remove this fraction of the channels, ranked across the whole model.",
-        show_default=False)] = None,
+    target_macs: Annotated[
+        float | None,
+        typer.Option(
+            "--target-macs",
+            help="Prune until the MACs are this fraction of the original (e.g. 0.5).",
+            show_default=False,
+        ),
+    ] = None,
+    ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--ratio",
+            help="Or: remove this fraction of the channels, ranked across the whole model.",
+            show_default=False,
+        ),
+    ] = None,
     cfg: CfgOption = None,
     method: MethodOption = "l1",
     output: OutputOption = None,
@@ -138,5 +201,19 @@ def global_command(
     """Prune channels ranked across the whole model (heads stay whole) to a MACs target or ratio."""
     from yolor_cli.engine.prune.run import prune
 
-    _render(prune(weights=weights, cfg=cfg, target_macs=target_macs, ratio=ratio, method=method, img_size=img_size,
-                  output=output, overwrite=overwrite, dry_run=dry_run, latency=latency, trust_pickle=trust_pickle), json_output)
+    _render(
+        prune(
+            weights=weights,
+            cfg=cfg,
+            target_macs=target_macs,
+            ratio=ratio,
+            method=method,
+            img_size=img_size,
+            output=output,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            latency=latency,
+            trust_pickle=trust_pickle,
+        ),
+        json_output,
+    )

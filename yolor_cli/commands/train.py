@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,30 +13,66 @@ from yolor_cli.options import CfgOption, DeviceOption, ExistOkOption, JsonOption
 
 
 def train_command(
-    last: Annotated[Optional[Path], typer.Argument(
-        help="With --resume: the last.pt to continue (default: the newest under --project).",
-        show_default=False)] = None,
-    data: Annotated[Optional[Path], typer.Option(
-        "--data", help="data.yaml; without it, the built-in demo data (generated once, cached).",
-        dir_okay=False, show_default=False)] = None,
+    last: Annotated[
+        Path | None,
+        typer.Argument(
+            help="With --resume: the last.pt to continue (default: the newest under --project).", show_default=False
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="data.yaml; without it, the built-in demo data (generated once, cached).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     cfg: CfgOption = None,
-    weights: Annotated[Optional[Path], typer.Option(
-        "--weights", "-w", help="Start from these weights (ours keep their architecture, pruned shapes too; "
-                                "official ones need --cfg); matching tensors are transferred.",
-        dir_okay=False, show_default=False)] = None,
-    hyp: Annotated[Optional[str], typer.Option(
-        "--hyp", help="Hyperparameter YAML or bundled name (default scratch.640; demo data: demo).",
-        show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(
-        "--epochs", min=1, help="Default 300; 10 on the demo data.", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="Total over all processes (default 8).", show_default=False)] = None,
-    nominal_batch_size: Annotated[Optional[int], typer.Option(
-        "--nominal-batch-size", min=1, help="Accumulate gradients up to this batch before a step "
-                                            "(default 64 as YOLOR; 8 on the demo data).", show_default=False)] = None,
-    img_size: Annotated[Optional[list[int]], typer.Option(
-        "--img-size", help="Train size, and optionally (repeat the option) the validation size "
-                           "(default 640; 320 on the demo data).", show_default=False)] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Start from these weights (ours keep their architecture, pruned shapes too; "
+            "official ones need --cfg); matching tensors are transferred.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    hyp: Annotated[
+        str | None,
+        typer.Option(
+            "--hyp",
+            help="Hyperparameter YAML or bundled name (default scratch.640; demo data: demo).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Default 300; 10 on the demo data.", show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Total over all processes (default 8).", show_default=False),
+    ] = None,
+    nominal_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--nominal-batch-size",
+            min=1,
+            help="Accumulate gradients up to this batch before a step (default 64 as YOLOR; 8 on the demo data).",
+            show_default=False,
+        ),
+    ] = None,
+    img_size: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--img-size",
+            help="Train size, and optionally (repeat the option) the validation size "
+            "(default 640; 320 on the demo data).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOption = "",
     workers: Annotated[int, typer.Option("--workers", min=0)] = 8,
     project: ProjectOption = Path("runs/train"),
@@ -44,34 +80,43 @@ def train_command(
     exist_ok: ExistOkOption = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (see LAST).")] = False,
     multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Vary the size +/- 50 % per batch.")] = False,
-    image_weights: Annotated[bool, typer.Option(
-        "--image-weights", help="Draw images of rare and poorly detected classes more often.")] = False,
+    image_weights: Annotated[
+        bool, typer.Option("--image-weights", help="Draw images of rare and poorly detected classes more often.")
+    ] = False,
     rect: Annotated[bool, typer.Option("--rect", help="Rectangular batches (no mosaic).")] = False,
     cache_images: Annotated[bool, typer.Option("--cache-images", help="Keep resized images in RAM.")] = False,
     adam: Annotated[bool, typer.Option("--adam", help="Adam instead of SGD (always on for the demo).")] = False,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="BatchNorm statistics over all DDP processes.")] = False,
     single_cls: Annotated[bool, typer.Option("--single-cls", help="Train every object as one class.")] = False,
-    sparsity: Annotated[float, typer.Option(
-        "--sparsity", min=0.0, help="L1 penalty on BatchNorm scales (network slimming, e.g. 1e-4) before "
-                                    "yolor prune --method bn.")] = 0.0,
+    sparsity: Annotated[
+        float,
+        typer.Option(
+            "--sparsity",
+            min=0.0,
+            help="L1 penalty on BatchNorm scales (network slimming, e.g. 1e-4) before yolor prune --method bn.",
+        ),
+    ] = 0.0,
     noval: Annotated[bool, typer.Option("--noval", help="Validate only after the last epoch.")] = False,
     nosave: Annotated[bool, typer.Option("--nosave", help="Write only the final last.pt.")] = False,
     period: Annotated[int, typer.Option("--period", min=0, help="Validate from this epoch on.")] = 0,
     save_period: Annotated[int, typer.Option("--save-period", min=0, help="epoch_NNN.pt every N epochs.")] = 25,
-    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after N epochs without a better "
-                                          "fitness (0: never).")] = 0,
+    patience: Annotated[
+        int, typer.Option("--patience", min=0, help="Stop after N epochs without a better fitness (0: never).")
+    ] = 0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     pt: Annotated[bool, typer.Option("--pt", help="Accepted for users of the old scripts; changes nothing.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
-    from yolor_cli.engine.train import distributed
     from yolor_cli.engine.errors import YolorError
+    from yolor_cli.engine.train import distributed
     from yolor_cli.engine.train.run import TrainOptions, resume_device, train
 
     if last is not None and str(last).isdigit():  # the old scripts' `--img-size 640 640`
-        raise YolorError(f"unexpected argument {last}", hint="give the validation size by repeating the option: "
-                                                             f"--img-size 640 --img-size {last}")
+        raise YolorError(
+            f"unexpected argument {last}",
+            hint=f"give the validation size by repeating the option: --img-size 640 --img-size {last}",
+        )
     if last is not None and not resume:
         raise YolorError(f"unexpected argument {last}", hint="to continue a run: yolor train --resume LAST")
     if img_size and len(img_size) > 2:
@@ -81,21 +126,51 @@ def train_command(
     if distributed.wants_launch(launch_device):  # --device 0,1: one process per GPU, started by torchrun
         raise typer.Exit(distributed.launch(sys.argv[1:], launch_device))
     options = TrainOptions.resolve(
-        data=str(data) if data else None, cfg=cfg, weights=str(weights) if weights else None, hyp=hyp, epochs=epochs,
-        batch_size=batch_size, nominal_batch_size=nominal_batch_size, img_size=img_size[0] if img_size else None,
-        test_img_size=img_size[1] if img_size and len(img_size) > 1 else None, device=device, workers=workers,
-        project=str(project), name=name, exist_ok=exist_ok, multi_scale=multi_scale, image_weights=image_weights,
-        rect=rect, cache_images=cache_images, adam=adam, sync_bn=sync_bn, single_cls=single_cls, sparsity=sparsity,
+        data=str(data) if data else None,
+        cfg=cfg,
+        weights=str(weights) if weights else None,
+        hyp=hyp,
+        epochs=epochs,
+        batch_size=batch_size,
+        nominal_batch_size=nominal_batch_size,
+        img_size=img_size[0] if img_size else None,
+        test_img_size=img_size[1] if img_size and len(img_size) > 1 else None,
+        device=device,
+        workers=workers,
+        project=str(project),
+        name=name,
+        exist_ok=exist_ok,
+        multi_scale=multi_scale,
+        image_weights=image_weights,
+        rect=rect,
+        cache_images=cache_images,
+        adam=adam,
+        sync_bn=sync_bn,
+        single_cls=single_cls,
+        sparsity=sparsity,
         noval=noval,
-        nosave=nosave, period=period, save_period=save_period, patience=patience, seed=seed)
+        nosave=nosave,
+        period=period,
+        save_period=save_period,
+        patience=patience,
+        seed=seed,
+    )
     result = train(options, resume=resume_from, reporter=RichReporter())
     if not result.is_main:
         return
-    print_notes(result.notes + ([f"transferred {result.transferred[0]}/{result.transferred[1]} tensors"]
-                                if result.transferred else []))
+    print_notes(
+        result.notes
+        + ([f"transferred {result.transferred[0]}/{result.transferred[1]} tensors"] if result.transferred else [])
+    )
     if json_output:
-        print_json({"save_dir": str(result.save_dir), "epochs_run": result.epochs_run,
-                    "best_fitness": result.best_fitness, **result.metrics})
+        print_json(
+            {
+                "save_dir": str(result.save_dir),
+                "epochs_run": result.epochs_run,
+                "best_fitness": result.best_fitness,
+                **result.metrics,
+            }
+        )
         return
     console = stdout_console()
     summary = "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())

@@ -96,8 +96,9 @@ class Letterbox:
         return clip_xyxy(out, self.source[1], self.source[0])
 
 
-def letterbox_geometry(source: tuple[int, int], target: tuple[int, int], *, scale_up: bool = True,
-                       minimal_pad_stride: int | None = None) -> Letterbox:
+def letterbox_geometry(
+    source: tuple[int, int], target: tuple[int, int], *, scale_up: bool = True, minimal_pad_stride: int | None = None
+) -> Letterbox:
     """Scale to fit ``target`` (h, w) keeping the aspect ratio, then pad evenly on both sides.
 
     ``minimal_pad_stride`` pads only to the next multiple of that stride (rectangular inference)
@@ -122,9 +123,16 @@ def letterbox_geometry(source: tuple[int, int], target: tuple[int, int], *, scal
 MAX_NMS_CANDIDATES = 30_000  # best-scoring boxes that enter NMS; an untrained model passes millions
 
 
-def non_max_suppression(prediction: torch.Tensor, *, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
-                        classes: list[int] | None = None, max_det: int = 300, agnostic: bool = False,
-                        multi_label: bool = True) -> list[torch.Tensor]:
+def non_max_suppression(
+    prediction: torch.Tensor,
+    *,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    classes: list[int] | None = None,
+    max_det: int = 300,
+    agnostic: bool = False,
+    multi_label: bool = True,
+) -> list[torch.Tensor]:
     """Decoded model output (bs, N, 5+nc: cx, cy, w, h, objectness, class probabilities) ->
     per image an (n, 6) tensor ``x1, y1, x2, y2, score, class``, best first.
 

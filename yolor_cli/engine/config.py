@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from yolor_cli.engine.model.bundled import configs_dir
 from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.model.bundled import configs_dir
 
 DEFAULT_HYP = "scratch.640"
 IGNORED_DATA_KEYS = frozenset({"download"})  # keys official data files carry that need no action here
@@ -61,9 +61,12 @@ class Hyp:
         missing = [name for name in known if name not in values]
         if unknown or missing:
             problems = ([f"unknown: {', '.join(unknown)}"] if unknown else []) + (
-                [f"missing: {', '.join(missing)}"] if missing else [])
-            raise YolorError(f"{source}: {'; '.join(problems)}",
-                             hint="start from a bundled file such as configs/hyp/scratch.640.yaml")
+                [f"missing: {', '.join(missing)}"] if missing else []
+            )
+            raise YolorError(
+                f"{source}: {'; '.join(problems)}",
+                hint="start from a bundled file such as configs/hyp/scratch.640.yaml",
+            )
         try:
             return cls(**{name: float(values[name]) for name in known})
         except (TypeError, ValueError) as exc:
@@ -92,8 +95,10 @@ def load_hyp(name_or_path: str | Path = DEFAULT_HYP) -> Hyp:
     if not path.is_file():
         bundled = configs_dir() / "hyp" / f"{path.name}.yaml"
         if path.suffix in (".yaml", ".yml") or len(path.parts) > 1 or not bundled.exists():
-            raise YolorError(f"no hyperparameter file or bundled set named {str(name_or_path)!r}",
-                             hint=f"bundled: {', '.join(bundled_hyp_names())}")
+            raise YolorError(
+                f"no hyperparameter file or bundled set named {str(name_or_path)!r}",
+                hint=f"bundled: {', '.join(bundled_hyp_names())}",
+            )
         path = bundled
     return Hyp.from_mapping(_read_yaml(path, "hyperparameter file"), str(path))
 
@@ -140,8 +145,10 @@ def _entries(value: Any, base: Path, key: str, source: Path) -> tuple[Path, ...]
         resolved.append(path)
     missing = [str(p) for p in resolved if not p.exists()]
     if missing:
-        raise DataError(f"{source}: {key} points to missing {'path' if len(missing) == 1 else 'paths'}: "
-                        f"{', '.join(missing)}", hint="fix the path in the data file, or run `yolor dataset prepare`")
+        raise DataError(
+            f"{source}: {key} points to missing {'path' if len(missing) == 1 else 'paths'}: {', '.join(missing)}",
+            hint="fix the path in the data file, or run `yolor dataset prepare`",
+        )
     return tuple(resolved)
 
 
@@ -151,8 +158,9 @@ def _data_values(path: Path) -> dict[str, Any]:
         raise DataError(f"{path} is not a data file (expected keys train, val, nc, names)")
     unknown = sorted(set(values) - {"path", "train", "val", "test", "nc", "names"} - IGNORED_DATA_KEYS)
     if unknown:
-        raise DataError(f"{path}: unknown key {', '.join(unknown)}",
-                        hint="known keys: path, train, val, test, nc, names")
+        raise DataError(
+            f"{path}: unknown key {', '.join(unknown)}", hint="known keys: path, train, val, test, nc, names"
+        )
     return values
 
 
@@ -168,8 +176,10 @@ def _names(values: dict[str, Any], path: Path) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names) or not names:
         raise DataError(f"{path}: names must be a non-empty list of class names")
     if nc is not None and nc != len(names):
-        raise DataError(f"{path}: nc is {nc} but names lists {len(names)} classes",
-                        hint="make nc equal to the number of names (or drop nc)")
+        raise DataError(
+            f"{path}: nc is {nc} but names lists {len(names)} classes",
+            hint="make nc equal to the number of names (or drop nc)",
+        )
     return tuple(str(n) for n in names)
 
 
@@ -188,6 +198,10 @@ def load_data_config(path: str | Path) -> DataConfig:
         base = (base / Path(str(values["path"])).expanduser()).resolve()
     if not values.get("train"):
         raise DataError(f"{path}: no train entry")
-    return DataConfig(source=path, train=_entries(values.get("train"), base, "train", path),
-                      val=_entries(values.get("val"), base, "val", path),
-                      test=_entries(values.get("test"), base, "test", path), names=names)
+    return DataConfig(
+        source=path,
+        train=_entries(values.get("train"), base, "train", path),
+        val=_entries(values.get("val"), base, "val", path),
+        test=_entries(values.get("test"), base, "test", path),
+        names=names,
+    )

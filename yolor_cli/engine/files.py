@@ -26,8 +26,10 @@ def interrupts_deferred() -> Iterator[None]:
     Only the main thread can own signal handlers, and only Python's own Ctrl-C handler is replaced
     (an ignored SIGINT, as under nohup, stays ignored); otherwise the block runs as is.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     received: list[int] = []
@@ -45,12 +47,12 @@ def check_output(path: Path, source: Path, overwrite: bool) -> None:
     if path.resolve() == source.resolve():
         raise YolorError(f"--output {path} is the input weights file", hint="choose another --output")
     if path.exists() and not overwrite:
-        raise YolorError(f"--output {path} already exists", hint="choose another --output, or pass --overwrite "
-                                                                 "to replace it")
+        raise YolorError(
+            f"--output {path} already exists", hint="choose another --output, or pass --overwrite to replace it"
+        )
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None],
-                 check: Callable[[Path], None] | None = None) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None = None) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
     A crash or kill mid-write leaves the previous file intact; Ctrl-C waits for the write and the

@@ -13,8 +13,9 @@ T = TypeVar("T")
 
 
 class Reporter(Protocol):
-    def track(self, items: Iterable[T], description: str, total: int | None = None,
-              fields: Sequence[str] = ()) -> Iterator[T]:
+    def track(
+        self, items: Iterable[T], description: str, total: int | None = None, fields: Sequence[str] = ()
+    ) -> Iterator[T]:
         """Yield ``items`` while showing progress; ``fields`` name extra columns set by :meth:`update`
         (the per-step figures of a training epoch), and such a line stays when it is done."""
         ...
@@ -27,11 +28,9 @@ class Reporter(Protocol):
         """A small results table (the validation after an epoch)."""
         ...
 
-    def info(self, message: str) -> None:
-        ...
+    def info(self, message: str) -> None: ...
 
-    def warning(self, message: str) -> None:
-        ...
+    def warning(self, message: str) -> None: ...
 
 
 class SilentReporter:
@@ -40,8 +39,9 @@ class SilentReporter:
     def __init__(self) -> None:
         self.warnings: list[str] = []
 
-    def track(self, items: Iterable[T], description: str, total: int | None = None,
-              fields: Sequence[str] = ()) -> Iterator[T]:
+    def track(
+        self, items: Iterable[T], description: str, total: int | None = None, fields: Sequence[str] = ()
+    ) -> Iterator[T]:
         yield from items
 
     def update(self, values: dict[str, str]) -> None:

@@ -28,8 +28,10 @@ def select_device(device: str = "") -> torch.device:
         return torch.device("cpu")
     indices = cuda_indices(device)
     if not torch.cuda.is_available():
-        raise YolorError(f"--device {device} asks for a CUDA GPU, but CUDA is not available here",
-                         hint="use --device cpu (or leave --device out)")
+        raise YolorError(
+            f"--device {device} asks for a CUDA GPU, but CUDA is not available here",
+            hint="use --device cpu (or leave --device out)",
+        )
     count = torch.cuda.device_count()
     missing = [int(i) for i in indices if int(i) >= count]
     if missing:

@@ -8,14 +8,17 @@ import cv2
 import numpy as np
 
 
-def _xml(filename: str, objects: list[tuple[str, tuple[float, float, float, float], int]],
-         size: tuple[int, int] | None) -> str:
+def _xml(
+    filename: str, objects: list[tuple[str, tuple[float, float, float, float], int]], size: tuple[int, int] | None
+) -> str:
     parts = [f"<annotation><filename>{filename}</filename>"]
     if size is not None:
         parts.append(f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>")
     for name, (x0, y0, x1, y1), difficult in objects:
-        parts.append(f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin>"
-                     f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
+        parts.append(
+            f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin>"
+            f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        )
     parts.append("</annotation>")
     return "".join(parts)
 

@@ -11,7 +11,7 @@ WHITE_THRESHOLD = 128
 PIXEL_TOLERANCE = 1.5  # interpolation blurs an edge by about a pixel
 
 
-def _scene(width: int = 200, height: int = 160, box: tuple[int, int, int, int] = (40, 30, 120, 90)):  # noqa: ANN202
+def _scene(width: int = 200, height: int = 160, box: tuple[int, int, int, int] = (40, 30, 120, 90)):
     image = np.zeros((height, width, 3), dtype=np.uint8)
     x0, y0, x1, y1 = box
     image[y0:y1, x0:x1] = 255
@@ -37,8 +37,9 @@ def test_affine_warp_moves_boxes_with_pixels(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(10))
 def test_rotation_shear_and_perspective_keep_the_object_inside_its_box(seed: int) -> None:
     image, labels = _scene()
-    out, moved = random_perspective(image, labels, np.random.default_rng(seed), degrees=30, translate=0.1,
-                                    scale=0.3, shear=10, perspective=0.0005)
+    out, moved = random_perspective(
+        image, labels, np.random.default_rng(seed), degrees=30, translate=0.1, scale=0.3, shear=10, perspective=0.0005
+    )
     height, width = out.shape[:2]
     if len(moved):
         x0, y0, x1, y1 = moved[0, 1:]
@@ -80,5 +81,5 @@ def test_mosaic_then_warp_keeps_boxes_inside_and_on_their_objects(seed: int) -> 
     assert out.shape == (160, 160, 3)
     for _, x0, y0, x1, y1 in moved:
         assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 160
-        inner = out[int(np.ceil(y0)) + 1:int(y1) - 1, int(np.ceil(x0)) + 1:int(x1) - 1, 0]
+        inner = out[int(np.ceil(y0)) + 1 : int(y1) - 1, int(np.ceil(x0)) + 1 : int(x1) - 1, 0]
         assert inner.size == 0 or inner.mean() > 200  # the box covers white object pixels

@@ -62,15 +62,15 @@ def test_bundled_hyperparameters_load_and_typos_fail(tmp_path: Path) -> None:
         load_hyp(path)
 
 
-def test_a_folder_named_like_a_bundled_hyp_does_not_shadow_it(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_named_like_a_bundled_hyp_does_not_shadow_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()  # e.g. the folder `yolor dataset synth --out demo` makes
     assert load_hyp("demo").lr0 == 0.002
 
 
 def test_label_cache_is_versioned_json_and_rechecks_only_changed_files(
-        shapes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     images = collect_image_files([shapes / "images"])
     cache = cache_path_for(images)
     cache.unlink(missing_ok=True)
@@ -98,8 +98,9 @@ def test_bad_rows_and_corrupt_images_are_skipped_with_warnings(tmp_path: Path) -
     prepare_dataset(root, val=0.0, test=0.0)
     images = collect_image_files([root / "images"])
     label = label_path_for(images[0])
-    label.write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5\n7 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\nx 1 1 1 1\n"
-                     "0 0.5 0.5 0.2 0.2\n")
+    label.write_text(
+        "0 0.5 0.5 0.2 0.2\n1 0.5 0.5\n7 0.5 0.5 0.2 0.2\n0 1.5 0.5 0.2 0.2\nx 1 1 1 1\n0 0.5 0.5 0.2 0.2\n"
+    )
     images[1].write_bytes(b"broken")
     scan = scan_labels(images, nc=3)
     assert len(scan.records) == 2
@@ -129,7 +130,7 @@ def test_rectangular_eval_batches_and_geometry(shapes: Path) -> None:
     aspects = [r.height / r.width for r in dataset.records]
     assert aspects == sorted(aspects)
     loader = build_dataloader(dataset, batch_size=2)
-    for images, targets, paths, geometries in loader:
+    for images, _targets, paths, geometries in loader:
         assert images.shape[2] % 32 == 0 and images.shape[3] % 32 == 0 and max(images.shape[2:]) <= 160
         for geometry, path in zip(geometries, paths):
             assert geometry.target == tuple(images.shape[2:])

@@ -14,7 +14,7 @@ from yolor_cli.engine.data.prepare import prepare_dataset, split_dataset, voc_to
 from yolor_cli.engine.errors import DataError
 
 
-def _reasons(result) -> dict[str, str]:  # noqa: ANN001
+def _reasons(result) -> dict[str, str]:
     return {Path(item.file).name: item.reason for item in result.skipped}
 
 
@@ -76,16 +76,23 @@ def test_keep_difficult_and_unknown_classes(messy: Path) -> None:
 def test_prepare_writes_data_yaml_lists_and_imagesets(messy: Path) -> None:
     result = prepare_dataset(messy, classes=["cat", "dog"], val=0.2, test=0.2, seed=0)
     data = yaml.safe_load((messy / "data.yaml").read_text())
-    assert data == {"path": str(messy.resolve()), "train": "train.txt", "val": "val.txt", "test": "test.txt",
-                    "nc": 2, "names": ["cat", "dog"]}
+    assert data == {
+        "path": str(messy.resolve()),
+        "train": "train.txt",
+        "val": "val.txt",
+        "test": "test.txt",
+        "nc": 2,
+        "names": ["cat", "dog"],
+    }
     lists = {name: (messy / f"{name}.txt").read_text().splitlines() for name in ("train", "val", "test")}
     assert all(Path(p).is_absolute() and Path(p).exists() for paths in lists.values() for p in paths)
     sets = {name: set(Path(p).stem for p in paths) for name, paths in lists.items()}
     assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
     usable = 21  # 9 cases + 12 generated + ... minus skipped files
     assert sum(map(len, sets.values())) == usable == sum(result.images.values())
-    imagesets = {name: (messy / "ImageSets" / f"{name}.txt").read_text().split()
-                 for name in ("train", "val", "trainval")}
+    imagesets = {
+        name: (messy / "ImageSets" / f"{name}.txt").read_text().split() for name in ("train", "val", "trainval")
+    }
     assert sorted(imagesets["trainval"]) == sorted(imagesets["train"] + imagesets["val"])
     assert result.backgrounds == 3  # empty_1, and alien_1 / bird_1 whose only objects are not in the class list
 
@@ -153,8 +160,10 @@ def test_class_list_parsing(tmp_path: Path) -> None:
 def test_non_finite_coordinates_are_degenerate(tmp_path: Path) -> None:
     from yolor_cli.engine.data.voc import read_voc
 
-    (tmp_path / "a.xml").write_text("<annotation><object><name>x</name><bndbox><xmin>nan</xmin><ymin>1</ymin>"
-                                    "<xmax>inf</xmax><ymax>5</ymax></bndbox></object></annotation>")
+    (tmp_path / "a.xml").write_text(
+        "<annotation><object><name>x</name><bndbox><xmin>nan</xmin><ymin>1</ymin>"
+        "<xmax>inf</xmax><ymax>5</ymax></bndbox></object></annotation>"
+    )
     assert read_voc(tmp_path / "a.xml").objects[0].box is None
 
 

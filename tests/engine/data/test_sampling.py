@@ -65,5 +65,5 @@ def test_rect_blocks_keep_batches_whole_and_equal_per_process() -> None:
     assert first == [0, 1, 2, 3, 8, 9]
     assert second == [4, 5, 6, 7, 4, 5, 6, 7]  # padded with its own first batch, in front of none shorter
     for indices in (first, second):
-        batches = [indices[i:i + 4] for i in range(0, len(indices), 4)]
+        batches = [indices[i : i + 4] for i in range(0, len(indices), 4)]
         assert all(len({index // 4 for index in batch}) == 1 for batch in batches)  # one shape per batch

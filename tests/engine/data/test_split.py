@@ -43,9 +43,13 @@ def test_rare_classes_reach_val_and_test_but_stay_in_train(seed: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 30), min_size=1),
-       st.floats(0, 0.45), st.floats(0, 0.45), st.integers(0, 1000))
-def test_splits_are_disjoint_and_cover_everything(counts, val: float, test: float, seed: int) -> None:  # noqa: ANN001
+@given(
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(1, 30), min_size=1),
+    st.floats(0, 0.45),
+    st.floats(0, 0.45),
+    st.integers(0, 1000),
+)
+def test_splits_are_disjoint_and_cover_everything(counts, val: float, test: float, seed: int) -> None:
     items = _dataset(counts)
     split = stratified_split(items, val=val, test=test, seed=seed)
     parts = [set(split.train), set(split.val), set(split.test)]

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolor_cli.engine.infer import onnx_model
-from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from yolor_cli.engine.errors import MissingDependencyError, YolorError
+from tests.conftest import fill_deterministic, make_shapes_dataset
 from yolor_cli.engine.deploy.export import (
     TORCHSCRIPT_METADATA,
     DeployModel,
@@ -21,11 +19,13 @@ from yolor_cli.engine.deploy.export import (
     export,
     output_paths,
 )
+from yolor_cli.engine.errors import MissingDependencyError, YolorError
+from yolor_cli.engine.infer import onnx_model
+from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import count_parameters
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.run import prune
-from yolor_cli.engine.infer.onnx_model import OnnxDetector
-from tests.conftest import fill_deterministic, make_shapes_dataset
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -40,8 +40,16 @@ def trained_like(tiny_model: torch.nn.Module, tmp_path: Path) -> Path:
     """A checkpoint with varied (formula) weights, so outputs differ across boxes and classes."""
     fill_deterministic(tiny_model)
     path = tmp_path / "tiny.pt"
-    save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict(), names=NAMES,
-                               optimizer_state={"state": {}, "param_groups": []}, epoch=3), path)
+    save_checkpoint(
+        Checkpoint(
+            cfg=tiny_model.cfg,
+            model_state=tiny_model.state_dict(),
+            names=NAMES,
+            optimizer_state={"state": {}, "param_groups": []},
+            epoch=3,
+        ),
+        path,
+    )
     return path
 
 
@@ -73,12 +81,17 @@ def test_onnx_runs_on_onnxruntime_and_opencv_with_metadata_and_no_scatter(traine
     reference = _reference(trained_like, images)
     assert output.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8)
     assert np.abs(output - reference).max() <= FP32_TOLERANCE
-    assert 0 <= output[..., 4:].min() and output[..., 4:].max() <= 1
+    assert output[..., 4:].min() >= 0 and output[..., 4:].max() <= 1
 
 
 def test_dynamic_batch_and_size(trained_like: Path, tmp_path: Path) -> None:
-    result = export(weights=trained_like, formats="onnx,torchscript", img_size=IMG, dynamic_size=True,
-                    output=tmp_path / "out" / "model")
+    result = export(
+        weights=trained_like,
+        formats="onnx,torchscript",
+        img_size=IMG,
+        dynamic_size=True,
+        output=tmp_path / "out" / "model",
+    )
     assert result.dynamic == "batch,height,width"
     for exported in result.files:
         shapes = {check.input_shape for check in exported.checks if check.required}
@@ -128,8 +141,7 @@ def test_pt_is_stripped_loads_safely_and_half_halves_it(trained_like: Path, tmp_
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_half_files_are_fp16_and_agree_within_fp16_precision(trained_like: Path, tmp_path: Path) -> None:
-    result = export(weights=trained_like, formats="onnx,torchscript", img_size=IMG, half=True,
-                    output=tmp_path / "h")
+    result = export(weights=trained_like, formats="onnx,torchscript", img_size=IMG, half=True, output=tmp_path / "h")
     assert {f.format for f in result.files} == {"onnx", "torchscript"} and result.tolerance["kind"] == "relative"
     assert all(check.agrees for f in result.files for check in f.checks if check.required)
     session = ort.InferenceSession(str(tmp_path / "h.onnx"))
@@ -139,8 +151,9 @@ def test_half_files_are_fp16_and_agree_within_fp16_precision(trained_like: Path,
 
 
 def test_pruned_model_exports_and_agrees_everywhere(trained_like: Path, tmp_path: Path) -> None:
-    pruned = prune(weights=trained_like, target_macs=0.5, img_size=IMG, latency=False,
-                   output=tmp_path / "pruned.pt").output
+    pruned = prune(
+        weights=trained_like, target_macs=0.5, img_size=IMG, latency=False, output=tmp_path / "pruned.pt"
+    ).output
     assert pruned is not None
     result = export(weights=pruned, formats="onnx,torchscript,pt", img_size=IMG, dynamic=True, simplify=True)
     assert result.params < count_parameters(load_model(weights=trained_like).model)
@@ -181,8 +194,9 @@ def test_output_paths_never_replace_files_unasked(trained_like: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("package", ["onnx", "onnxruntime", "onnxslim"])
-def test_a_missing_optional_package_names_the_extra(trained_like: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    package: str) -> None:
+def test_a_missing_optional_package_names_the_extra(
+    trained_like: Path, monkeypatch: pytest.MonkeyPatch, package: str
+) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # what an environment without it looks like to import
     with pytest.raises(MissingDependencyError) as caught:
         export(weights=trained_like, formats="onnx", img_size=IMG, simplify=True)
@@ -203,9 +217,11 @@ def test_errors(trained_like: Path) -> None:
 def test_cli_export_errors_are_one_message(trained_like: Path, tmp_path: Path) -> None:
     from tests.test_cli import invoke
 
-    for args, message in ((["--opset", "30"], "outside what the exporter writes"),
-                          (["--format", "tflite"], "unknown export format"),
-                          (["--device", "7"], "--device 7")):
+    for args, message in (
+        (["--opset", "30"], "outside what the exporter writes"),
+        (["--format", "tflite"], "unknown export format"),
+        (["--device", "7"], "--device 7"),
+    ):
         result = invoke("export", "-w", str(trained_like), "--img-size", str(IMG), *args)
         assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.output, args
     assert invoke("export", "-w", str(trained_like), "--img-size", str(IMG), "-o", str(tmp_path / "m")).exit_code == 0
@@ -230,8 +246,18 @@ def test_detect_runs_the_onnx_file_with_its_names(trained_like: Path, tmp_path: 
         assert payload["files"][0]["path"] == str(output)
         runs = {}
         for weights in (trained_like, output):
-            result = invoke("detect", "-w", str(weights), "--source", str(shapes / "images"), "--img-size",
-                            str(IMG), "--project", str(tmp_path / "det"), "--json")
+            result = invoke(
+                "detect",
+                "-w",
+                str(weights),
+                "--source",
+                str(shapes / "images"),
+                "--img-size",
+                str(IMG),
+                "--project",
+                str(tmp_path / "det"),
+                "--json",
+            )
             assert result.exit_code == 0, result.output
             runs[weights.suffix] = json.loads(result.stdout)
         assert runs[".onnx"]["images"] == runs[".pt"]["images"] == 4
@@ -241,8 +267,15 @@ def test_detect_runs_the_onnx_file_with_its_names(trained_like: Path, tmp_path: 
             # up to NMS tie-breaks: formula weights give hundreds of near-equal scores (outputs agree to 1e-3 above)
             onnx_count, pt_count = (sum(runs[k]["detections"].values()) for k in (".onnx", ".pt"))
             assert pt_count > 0 and abs(onnx_count - pt_count) <= 0.02 * pt_count
-    result = invoke("detect", "-w", str(tmp_path / "model0.onnx"), "--source", str(shapes / "images"),
-                    "--project", str(tmp_path / "det"))
+    result = invoke(
+        "detect",
+        "-w",
+        str(tmp_path / "model0.onnx"),
+        "--source",
+        str(shapes / "images"),
+        "--project",
+        str(tmp_path / "det"),
+    )
     assert result.exit_code == 0 and "64x64 inputs only" in " ".join(result.stderr.split())
     result = invoke("eval", "-w", str(tmp_path / "model0.onnx"), "--data", str(shapes / "data.yaml"))
     assert result.exit_code == 1 and "exported model" in result.stderr

@@ -10,24 +10,41 @@ import pytest
 
 from yolor_cli.engine.evaluate.metrics import ImageDetections, coco_metrics, confusion_matrix, yolor_metrics
 
+
 def _pycocotools(images: list[ImageDetections], nc: int) -> tuple[float, float]:
     """The reference numbers; tests that need them skip when the coco extra is not installed."""
     pytest.importorskip("pycocotools")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    gt = {"images": [{"id": i, "width": 1000, "height": 1000} for i in range(len(images))],
-          "categories": [{"id": c} for c in range(nc)], "annotations": []}
+    gt = {
+        "images": [{"id": i, "width": 1000, "height": 1000} for i in range(len(images))],
+        "categories": [{"id": c} for c in range(nc)],
+        "annotations": [],
+    }
     dets = []
     for index, image in enumerate(images):
         for box, cls in zip(image.gt_boxes, image.gt_classes):
             w, h = box[2] - box[0], box[3] - box[1]
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": index, "category_id": int(cls),
-                                      "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
-                                      "area": float(w * h), "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": index,
+                    "category_id": int(cls),
+                    "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
+                    "area": float(w * h),
+                    "iscrowd": 0,
+                }
+            )
         for box, score, cls in zip(image.boxes, image.scores, image.classes):
-            dets.append({"image_id": index, "category_id": int(cls), "score": float(score),
-                         "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]})
+            dets.append(
+                {
+                    "image_id": index,
+                    "category_id": int(cls),
+                    "score": float(score),
+                    "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt
@@ -41,11 +58,16 @@ def _pycocotools(images: list[ImageDetections], nc: int) -> tuple[float, float]:
     return max(evaluator.stats[0], 0.0), max(evaluator.stats[1], 0.0)
 
 
-def _image(gt: list[list[float]], gt_cls: list[int], det: list[list[float]], scores: list[float],
-           cls: list[int]) -> ImageDetections:
-    return ImageDetections(np.array(det, dtype=float).reshape(-1, 4), np.array(scores, dtype=float),
-                           np.array(cls, dtype=int), np.array(gt, dtype=float).reshape(-1, 4),
-                           np.array(gt_cls, dtype=int))
+def _image(
+    gt: list[list[float]], gt_cls: list[int], det: list[list[float]], scores: list[float], cls: list[int]
+) -> ImageDetections:
+    return ImageDetections(
+        np.array(det, dtype=float).reshape(-1, 4),
+        np.array(scores, dtype=float),
+        np.array(cls, dtype=int),
+        np.array(gt, dtype=float).reshape(-1, 4),
+        np.array(gt_cls, dtype=int),
+    )
 
 
 BOX_A, BOX_B, BOX_C = [10, 10, 60, 80], [100, 100, 180, 150], [300, 40, 302, 43]
@@ -56,8 +78,10 @@ CASES = {
     "duplicates": [_image([BOX_A], [0], [BOX_A, BOX_A, [12, 12, 60, 80]], [0.9, 0.85, 0.8], [0, 0, 0])],
     "wrong_class": [_image([BOX_A, BOX_B], [0, 1], [BOX_A, BOX_B], [0.9, 0.8], [1, 0])],
     "tiny_boxes": [_image([BOX_C], [1], [[300, 40, 302, 42.5], BOX_C], [0.7, 0.6], [1, 1])],
-    "image_without_labels": [_image([BOX_A], [0], [BOX_A], [0.9], [0]),
-                             _image([], [], [BOX_B, [5, 5, 40, 40]], [0.95, 0.3], [0, 1])],
+    "image_without_labels": [
+        _image([BOX_A], [0], [BOX_A], [0.9], [0]),
+        _image([], [], [BOX_B, [5, 5, 40, 40]], [0.95, 0.3], [0, 1]),
+    ],
     "shifted": [_image([BOX_A, BOX_B], [0, 0], [[15, 14, 62, 85], [110, 95, 185, 150]], [0.6, 0.9], [0, 0])],
 }
 
@@ -141,8 +165,9 @@ def test_yolor_formula_reads_higher_than_coco_with_the_same_matches() -> None:
         boxes = gt[found] + rng.normal(0, 4, (found.sum(), 4))
         false = rng.uniform(500, 900, (3, 2))
         boxes = np.concatenate([boxes, np.concatenate([false, false + 50], 1)])
-        images.append(ImageDetections(boxes, rng.random(len(boxes)), np.zeros(len(boxes), int), gt,
-                                      np.zeros(len(gt), int)))
+        images.append(
+            ImageDetections(boxes, rng.random(len(boxes)), np.zeros(len(boxes), int), gt, np.zeros(len(gt), int))
+        )
     coco, yolor = coco_metrics(images, nc=1), yolor_metrics(images, nc=1)
     assert coco.map == pytest.approx(_pycocotools(images, nc=1)[0], abs=1e-9)
     assert yolor.map > coco.map + 0.02

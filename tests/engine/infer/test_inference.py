@@ -12,15 +12,15 @@ import torch
 
 from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.boxes import non_max_suppression
-from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.config import load_data_config
-from yolor_cli.engine.model.bundled import load_cfg
-from yolor_cli.engine.model.darknet import build_model
-from yolor_cli.engine.infer.detect import run_detect
 from yolor_cli.engine.data.loader import build_dataset
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.evaluate.evaluator import evaluate_model, evaluate_predictions, ground_truth, write_predictions
+from yolor_cli.engine.infer.detect import run_detect
 from yolor_cli.engine.infer.predictor import Predictor
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+from yolor_cli.engine.model.darknet import build_model
 
 
 def _raw(rows: list[list[float]]) -> torch.Tensor:
@@ -29,8 +29,11 @@ def _raw(rows: list[list[float]]) -> torch.Tensor:
 
 
 def test_nms_suppresses_overlaps_within_a_class_only() -> None:
-    out = non_max_suppression(_raw([[50, 50, 20, 20, 0.9, 1, 0], [51, 50, 20, 20, 0.8, 1, 0],
-                                    [51, 50, 20, 20, 0.7, 0, 1]]), conf_threshold=0.1, iou_threshold=0.5)[0]
+    out = non_max_suppression(
+        _raw([[50, 50, 20, 20, 0.9, 1, 0], [51, 50, 20, 20, 0.8, 1, 0], [51, 50, 20, 20, 0.7, 0, 1]]),
+        conf_threshold=0.1,
+        iou_threshold=0.5,
+    )[0]
     assert out[:, 5].tolist() == [0, 1] and out[:, 4].tolist() == pytest.approx([0.9, 0.7])
     torch.testing.assert_close(out[0, :4], torch.tensor([40.0, 40.0, 60.0, 60.0]))
 
@@ -45,8 +48,9 @@ def test_nms_edge_cases() -> None:
     assert set(single[:, 5].tolist()) == {0.0} and len(single) == 10
     only_one = non_max_suppression(_raw(rows), conf_threshold=0.25, classes=[1])[0]
     assert set(only_one[:, 5].tolist()) == {1.0}
-    agnostic = non_max_suppression(_raw([[50, 50, 20, 20, 0.9, 1, 0], [50, 50, 20, 20, 0.9, 0, 0.8]]),
-                                   conf_threshold=0.1, agnostic=True)[0]
+    agnostic = non_max_suppression(
+        _raw([[50, 50, 20, 20, 0.9, 1, 0], [50, 50, 20, 20, 0.9, 0, 0.8]]), conf_threshold=0.1, agnostic=True
+    )[0]
     assert len(agnostic) == 1
 
 
@@ -55,7 +59,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("infer") / "voc", images=10, seed=5, val=0.5)
 
 
-def _tiny(nc: int = 3):  # noqa: ANN202
+def _tiny(nc: int = 3):
     torch.manual_seed(0)
     return build_model(load_cfg("yolor_csp_tiny"), nc=nc)
 
@@ -63,7 +67,7 @@ def _tiny(nc: int = 3):  # noqa: ANN202
 class _FixedBox(torch.nn.Module):
     """Stands in for a model: 'detects' one class-1 box at cx, cy, w, h = 120, 80, 80, 80 in input pixels."""
 
-    def forward(self, x: torch.Tensor):  # noqa: ANN201
+    def forward(self, x: torch.Tensor):
         row = torch.tensor([[120.0, 80.0, 80.0, 80.0, 0.9, 0.1, 0.8]])
         return row.expand(x.shape[0], 1, 7), []
 
@@ -96,8 +100,14 @@ def test_ground_truth_as_predictions_scores_one(shapes: Path, tmp_path: Path) ->
     for record in dataset.records:
         boxes, classes = ground_truth(record)
         for (x1, y1, x2, y2), cls in zip(boxes, classes):
-            rows.append({"image_id": record.image.stem, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                         "score": 0.9})
+            rows.append(
+                {
+                    "image_id": record.image.stem,
+                    "category_id": int(cls),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": 0.9,
+                }
+            )
     path = tmp_path / "truth.json"
     path.write_text(json.dumps(rows))
     result = evaluate_predictions(path, data, metric="coco")
@@ -118,7 +128,9 @@ def test_model_evaluation_and_predictions_file_agree(shapes: Path, tmp_path: Pat
     assert all((det.boxes[:, 2] >= det.boxes[:, 0]).all() for _, det in results)
     # Boxes are in the original images' pixels (clipped to them).
     for record, det in results:
-        assert (det.boxes[:, [0, 2]] <= record.width + 1e-6).all() and (det.boxes[:, [1, 3]] <= record.height + 1e-6).all()
+        assert (det.boxes[:, [0, 2]] <= record.width + 1e-6).all() and (
+            det.boxes[:, [1, 3]] <= record.height + 1e-6
+        ).all()
     path = write_predictions(results, tmp_path / "predictions.json")
     rows = json.loads(path.read_text())
     assert {"image_id", "category_id", "bbox", "score"} == set(rows[0])
@@ -141,8 +153,7 @@ def test_detect_on_images_and_a_short_video(shapes: Path, tmp_path: Path) -> Non
     (source / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
     predictor = Predictor(_tiny(), device=torch.device("cpu"), conf=0.0001)
-    result = run_detect(predictor, str(source), out, img_size=128, names=["a", "b", "c"], save_txt=True,
-                        save_conf=True)
+    result = run_detect(predictor, str(source), out, img_size=128, names=["a", "b", "c"], save_txt=True, save_conf=True)
     assert (result.images, result.video_frames) == (2, 4)
     assert [u.path.name for u in result.unreadable] == ["broken.png"]
     assert (out / "clip.mp4").stat().st_size > 0
@@ -159,26 +170,67 @@ def test_cli_eval_json_and_detect(shapes: Path, tmp_path: Path) -> None:
     from tests.test_cli import invoke
 
     model = _tiny()
-    save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(),
-                               names=["circle", "rectangle", "triangle"]), tmp_path / "w.pt")
-    result = invoke("eval", "--weights", str(tmp_path / "w.pt"), "--data", str(shapes / "data.yaml"),
-                    "--img-size", "128", "--batch-size", "4", "--json", "--save-json", "--plots",
-                    "--project", str(tmp_path / "runs"))
+    save_checkpoint(
+        Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=["circle", "rectangle", "triangle"]),
+        tmp_path / "w.pt",
+    )
+    result = invoke(
+        "eval",
+        "--weights",
+        str(tmp_path / "w.pt"),
+        "--data",
+        str(shapes / "data.yaml"),
+        "--img-size",
+        "128",
+        "--batch-size",
+        "4",
+        "--json",
+        "--save-json",
+        "--plots",
+        "--project",
+        str(tmp_path / "runs"),
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert {"precision", "recall", "map50", "map", "per_class", "speed_ms"} <= payload.keys()
     assert set(payload["per_class"][0]) == {"class", "images", "instances", "precision", "recall", "map50", "map"}
     assert set(payload["speed_ms"]) == {"preprocess", "inference", "nms"}
     names = {Path(f).name for f in payload["files"]}
-    assert {"predictions.json", "PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png",
-            "confusion_matrix.png"} <= names
-    again = invoke("eval", "--data", str(shapes / "data.yaml"), "--predictions",
-                   str(tmp_path / "runs" / "exp" / "predictions.json"), "--metric", "yolor", "--json")
+    assert {
+        "predictions.json",
+        "PR_curve.png",
+        "F1_curve.png",
+        "P_curve.png",
+        "R_curve.png",
+        "confusion_matrix.png",
+    } <= names
+    again = invoke(
+        "eval",
+        "--data",
+        str(shapes / "data.yaml"),
+        "--predictions",
+        str(tmp_path / "runs" / "exp" / "predictions.json"),
+        "--metric",
+        "yolor",
+        "--json",
+    )
     assert again.exit_code == 0 and json.loads(again.stdout)["metric"] == "yolor"
 
-    result = invoke("detect", "--source", str(shapes / "images" / "*.jpg"), "--weights", str(tmp_path / "w.pt"),
-                    "--img-size", "128", "--project", str(tmp_path / "det"), "--pruned", "--classes", "circle,2",
-                    "--json")
+    result = invoke(
+        "detect",
+        "--source",
+        str(shapes / "images" / "*.jpg"),
+        "--weights",
+        str(tmp_path / "w.pt"),
+        "--img-size",
+        "128",
+        "--project",
+        str(tmp_path / "det"),
+        "--pruned",
+        "--classes",
+        "circle,2",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["images"] == 10 and set(payload["detections"]) <= {"circle", "triangle"}
@@ -191,27 +243,61 @@ def test_cli_eval_and_detect_errors(shapes: Path, tmp_path: Path) -> None:
     save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), tmp_path / "w5.pt")
     result = invoke("eval", "--weights", str(tmp_path / "w5.pt"), "--data", str(shapes / "data.yaml"))
     assert result.exit_code == 1 and "nc=3 but the model was built for nc=5" in " ".join(result.stderr.split())
-    result = invoke("detect", "--source", str(tmp_path / "nothing"), "--weights", str(tmp_path / "w5.pt"),
-                    "--project", str(tmp_path / "d"))
+    result = invoke(
+        "detect",
+        "--source",
+        str(tmp_path / "nothing"),
+        "--weights",
+        str(tmp_path / "w5.pt"),
+        "--project",
+        str(tmp_path / "d"),
+    )
     assert result.exit_code == 1 and "source not found" in result.stderr
-    result = invoke("detect", "--source", str(shapes / "images"), "--weights", str(tmp_path / "w5.pt"),
-                    "--classes", "zebra", "--project", str(tmp_path / "d"))
+    result = invoke(
+        "detect",
+        "--source",
+        str(shapes / "images"),
+        "--weights",
+        str(tmp_path / "w5.pt"),
+        "--classes",
+        "zebra",
+        "--project",
+        str(tmp_path / "d"),
+    )
     assert result.exit_code == 1 and "neither a class index" in result.stderr
     result = invoke("eval", "--data", str(shapes / "data.yaml"), "--predictions", str(tmp_path / "none.json"))
     assert result.exit_code == 1 and "predictions file not found" in result.stderr
-    result = invoke("eval", "--data", str(shapes / "data.yaml"), "--predictions", str(tmp_path / "none.json"),
-                    "--save-json")
+    result = invoke(
+        "eval", "--data", str(shapes / "data.yaml"), "--predictions", str(tmp_path / "none.json"), "--save-json"
+    )
     assert result.exit_code == 1 and "there is no model" in result.stderr
     assert invoke("eval", "--weights", str(tmp_path / "w5.pt")).exit_code == 2  # --data is required
-    result = invoke("detect", "--source", str(shapes / "images"), "--weights", str(tmp_path / "w5.pt"),
-                    "--img-size", "100", "--project", str(tmp_path / "d"))
-    assert result.exit_code == 1 and "not a multiple of the model's largest stride 32" in " ".join(result.stderr.split())
+    result = invoke(
+        "detect",
+        "--source",
+        str(shapes / "images"),
+        "--weights",
+        str(tmp_path / "w5.pt"),
+        "--img-size",
+        "100",
+        "--project",
+        str(tmp_path / "d"),
+    )
+    assert result.exit_code == 1 and "not a multiple of the model's largest stride 32" in " ".join(
+        result.stderr.split()
+    )
     (tmp_path / "empty").mkdir()
-    result = invoke("detect", "--source", str(tmp_path / "empty"), "--weights", str(tmp_path / "w5.pt"),
-                    "--project", str(tmp_path / "d"))
+    result = invoke(
+        "detect",
+        "--source",
+        str(tmp_path / "empty"),
+        "--weights",
+        str(tmp_path / "w5.pt"),
+        "--project",
+        str(tmp_path / "d"),
+    )
     assert result.exit_code == 1 and "holds no image or video" in result.stderr
-    result = invoke("eval", "--weights", str(tmp_path / "w5.pt"), "--data", str(shapes / "data.yaml"),
-                    "--device", "0")
+    result = invoke("eval", "--weights", str(tmp_path / "w5.pt"), "--data", str(shapes / "data.yaml"), "--device", "0")
     assert result.exit_code == 1 and ("CUDA is not available" in result.stderr or "nc=3" in result.stderr)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import REFERENCE_DIR, reference_path
+from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.bundled import bundled_model_names, load_cfg
 from yolor_cli.engine.model.darknet import DarknetModel, parse_cfg, write_cfg
-from yolor_cli.engine.errors import CfgError
 
 MINIMAL = """[net]
 channels=3

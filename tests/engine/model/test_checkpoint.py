@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from yolor_cli.engine.errors import CheckpointError
 from yolor_cli.engine.model import checkpoint as checkpoint_module
+from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -19,16 +21,23 @@ from yolor_cli.engine.model.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.darknet import DarknetModel, build_model, write_cfg
-from yolor_cli.engine.errors import CheckpointError
 
 
 def _official_file(path: Path, model: DarknetModel) -> Path:
     """What the official train.py writes: numpy fitness values beside a Darknet state_dict."""
-    torch.save({"epoch": 7, "best_fitness": np.array([0.41]), "best_fitness_p": np.float64(0.2),
-                "training_results": "0/9 ...", "model": model.state_dict(), "optimizer": None,
-                "wandb_id": None}, path)
+    torch.save(
+        {
+            "epoch": 7,
+            "best_fitness": np.array([0.41]),
+            "best_fitness_p": np.float64(0.2),
+            "training_results": "0/9 ...",
+            "model": model.state_dict(),
+            "optimizer": None,
+            "wandb_id": None,
+        },
+        path,
+    )
     return path
 
 
@@ -52,8 +61,14 @@ def _outputs(model: DarknetModel) -> torch.Tensor:
 
 
 def test_our_checkpoint_round_trips_with_weights_only(tmp_path: Path, tiny_model: DarknetModel) -> None:
-    ckpt = Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict(), names=["a", "b", "c"],
-                      epoch=4, fitness=0.5, train_options={"epochs": 10})
+    ckpt = Checkpoint(
+        cfg=tiny_model.cfg,
+        model_state=tiny_model.state_dict(),
+        names=["a", "b", "c"],
+        epoch=4,
+        fitness=0.5,
+        train_options={"epochs": 10},
+    )
     path = save_checkpoint(ckpt, tmp_path / "run" / "last.pt")
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "yolor-cli" and raw["nc"] == 3 and raw["cfg"] == write_cfg(tiny_model.cfg)
@@ -63,12 +78,13 @@ def test_our_checkpoint_round_trips_with_weights_only(tmp_path: Path, tiny_model
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp files left behind
 
 
-def test_a_failed_save_keeps_the_previous_file(tmp_path: Path, tiny_model: DarknetModel,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_save_keeps_the_previous_file(
+    tmp_path: Path, tiny_model: DarknetModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict()), tmp_path / "a.pt")
     before = path.read_bytes()
 
-    def crash(obj, stream):  # noqa: ANN001 - torch.save's signature
+    def crash(obj, stream):
         stream.write(b"partial")
         raise KeyboardInterrupt
 
@@ -124,7 +140,7 @@ def test_pickled_modules_are_refused_unless_trusted(tmp_path: Path, tiny_model: 
 
 
 class _Hostile:
-    def __reduce__(self):  # noqa: ANN204 - the classic pickle payload
+    def __reduce__(self):
         return (os.system, ("echo pwned > pwned.txt",))
 
 
@@ -185,9 +201,8 @@ def test_weights_from_another_architecture_are_reported(tmp_path: Path) -> None:
     torch.save({"model": csp.state_dict()}, tmp_path / "tiny.pt")
     with torch.device("meta"):
         ckpt = load_checkpoint(tmp_path / "tiny.pt", load_cfg("yolov4_csp"))
-    with pytest.raises(CheckpointError, match="do not fit the model"):
-        with torch.device("meta"):
-            model_from_checkpoint(ckpt, "tiny.pt")
+    with pytest.raises(CheckpointError, match="do not fit the model"), torch.device("meta"):
+        model_from_checkpoint(ckpt, "tiny.pt")
 
 
 def test_checkpoint_pickle_references_only_torch_and_collections(tmp_path: Path, tiny_model: DarknetModel) -> None:

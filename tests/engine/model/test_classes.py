@@ -5,22 +5,31 @@ from __future__ import annotations
 import pytest
 import torch
 
+from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.darknet import DarknetModel, build_model, cfg_num_classes, with_num_classes
-from yolor_cli.engine.errors import CfgError
 
 
 def test_nc_rewrites_classes_head_filters_and_implicit_mul() -> None:
     cfg = load_cfg("yolor_csp")
     one = with_num_classes(cfg, 1)
-    changed = {(index, key, cfg.layers[index].options[key], value)
-               for index, section in enumerate(one.layers)
-               for key, value in section.options.items() if cfg.layers[index].options[key] != value}
+    changed = {
+        (index, key, cfg.layers[index].options[key], value)
+        for index, section in enumerate(one.layers)
+        for key, value in section.options.items()
+        if cfg.layers[index].options[key] != value
+    }
     # Three [yolo] classes=, three head convs and the three [implicit_mul] they are scaled by.
     assert changed == {
-        (175, "classes", "80", "1"), (181, "classes", "80", "1"), (187, "classes", "80", "1"),
-        (173, "filters", "255", "18"), (179, "filters", "255", "18"), (185, "filters", "255", "18"),
-        (167, "filters", "255", "18"), (168, "filters", "255", "18"), (169, "filters", "255", "18"),
+        (175, "classes", "80", "1"),
+        (181, "classes", "80", "1"),
+        (187, "classes", "80", "1"),
+        (173, "filters", "255", "18"),
+        (179, "filters", "255", "18"),
+        (185, "filters", "255", "18"),
+        (167, "filters", "255", "18"),
+        (168, "filters", "255", "18"),
+        (169, "filters", "255", "18"),
     }
     assert cfg_num_classes(one) == 1 and cfg_num_classes(cfg) == 80  # the input is not modified
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.config import load_hyp
+from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model, count_parameters
 from yolor_cli.engine.model.darknet.layers import ImplicitAdd
-from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.model.loading import load_model
-from yolor_cli.engine.prune.run import default_output, prune
 from yolor_cli.engine.prune.pruning import ChannelPruner, convs_between, rebuild
+from yolor_cli.engine.prune.run import default_output, prune
 from yolor_cli.engine.reporting import SilentReporter
 from yolor_cli.engine.train.trainer import Trainer, TrainState
 
@@ -37,8 +37,11 @@ def _fresh(model: torch.nn.Module) -> torch.nn.Module:
 def test_conv_22_at_0_4_gives_the_old_scripts_figures(csp_nc1: torch.nn.Module) -> None:
     model = _fresh(csp_nc1)
     assert count_parameters(model) == 52_497_868
-    conv22, bn22, conv23 = (model.module_list[22].Conv2d.weight.numel(), model.module_list[22].BatchNorm2d.weight.numel(),
-                            model.module_list[23].Conv2d.weight.numel())
+    conv22, bn22, conv23 = (
+        model.module_list[22].Conv2d.weight.numel(),
+        model.module_list[22].BatchNorm2d.weight.numel(),
+        model.module_list[23].Conv2d.weight.numel(),
+    )
     change = ChannelPruner(model).prune_conv(22, 0.4)
     assert (change.before, change.after) == (128, 77)  # int(0.4 * 128) = 51 channels go
     assert count_parameters(model) == 52_432_486
@@ -76,8 +79,9 @@ def test_coupled_layers_follow_and_heads_stay_whole(tiny_model: torch.nn.Module)
     assert pruned.module_list[1].Conv2d.out_channels == pruned.module_list[3].Conv2d.out_channels
 
 
-def test_pruned_checkpoint_round_trips_with_weights_only_and_trains(tiny_model: torch.nn.Module,
-                                                                    tmp_path: Path) -> None:
+def test_pruned_checkpoint_round_trips_with_weights_only_and_trains(
+    tiny_model: torch.nn.Module, tmp_path: Path
+) -> None:
     source = tmp_path / "tiny.pt"
     save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict(), names=["a", "b", "c"]), source)
     result = prune(weights=source, layers=[5, 9], amount=0.4, img_size=64, latency=False)
@@ -94,12 +98,23 @@ def test_pruned_checkpoint_round_trips_with_weights_only_and_trains(tiny_model: 
     with torch.no_grad():  # the file gives exactly the model that was pruned in memory
         torch.testing.assert_close(loaded.model.eval()(image)[0], in_memory.model.eval()(image)[0], rtol=0, atol=0)
     model = loaded.model.train()
-    trainer = Trainer(model, load_hyp(), [None] * 4, epochs=1, batch_size=2, nominal_batch_size=2,  # type: ignore[arg-type]
-                      device=torch.device("cpu"), img_size=64, reporter=SilentReporter())
+    trainer = Trainer(
+        model,
+        load_hyp(),
+        [None] * 4,
+        epochs=1,
+        batch_size=2,
+        nominal_batch_size=2,  # type: ignore[arg-type]
+        device=torch.device("cpu"),
+        img_size=64,
+        reporter=SilentReporter(),
+    )
     targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.3], [1, 0, 0.4, 0.4, 0.2, 0.5]])
     items = trainer.run_step(torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8), targets, TrainState(0, 1))
     assert torch.isfinite(items).all()
-    assert load_checkpoint(result.output).cfg.layers[5].options["filters"] != tiny_model.cfg.layers[5].options["filters"]
+    assert (
+        load_checkpoint(result.output).cfg.layers[5].options["filters"] != tiny_model.cfg.layers[5].options["filters"]
+    )
 
 
 def test_errors_for_non_convs_heads_and_amounts(tiny_model: torch.nn.Module) -> None:
@@ -127,8 +142,9 @@ def test_cli_prune_conv_json_and_dry_run(tiny_model: torch.nn.Module, tmp_path: 
     assert payload["output"] is None and payload["params_after"] < payload["params_before"]
     assert {"macs_before", "macs_after", "latency_ms_before", "latency_ms_after"} <= payload.keys()
     assert not (tmp_path / "tiny_pruned.pt").exists()
-    result = invoke("prune", "layers", "-w", str(source), "--upto", "20", "--amount", "0.5", "--img-size", "64",
-                    "--json")
+    result = invoke(
+        "prune", "layers", "-w", str(source), "--upto", "20", "--amount", "0.5", "--img-size", "64", "--json"
+    )
     assert result.exit_code == 0 and (tmp_path / "tiny_pruned.pt").exists()
     pruned_params = json.loads(result.stdout)["params_after"]
     info = invoke("info", "--weights", str(tmp_path / "tiny_pruned.pt"), "--json")  # no extra flags needed
@@ -155,15 +171,29 @@ def test_global_pruning_reaches_the_macs_target_and_keeps_heads(tiny_model: torc
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.weight.uniform_(0.1, 1.0)
     save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict()), source)
-    result = invoke("prune", "global", "-w", str(source), "--ratio", "0.3", "--method", "bn", "--dry-run", "--json",
-                    "--img-size", "64", "--no-latency")
-    assert result.exit_code == 0 and json.loads(result.stdout)["params_after"] < json.loads(result.stdout)[
-        "params_before"]
+    result = invoke(
+        "prune",
+        "global",
+        "-w",
+        str(source),
+        "--ratio",
+        "0.3",
+        "--method",
+        "bn",
+        "--dry-run",
+        "--json",
+        "--img-size",
+        "64",
+        "--no-latency",
+    )
+    assert (
+        result.exit_code == 0 and json.loads(result.stdout)["params_after"] < json.loads(result.stdout)["params_before"]
+    )
     result = invoke("prune", "global", "-w", str(source), "--ratio", "0.3", "--target-macs", "0.5")
     assert result.exit_code == 1 and "exactly one" in result.stderr
 
 
-def _tiny_variant(change) -> torch.nn.Module:  # noqa: ANN001 - a function that edits cfg sections
+def _tiny_variant(change) -> torch.nn.Module:
     cfg = load_cfg("yolor_csp_tiny")
     change(cfg.layers)
     torch.manual_seed(0)
@@ -177,8 +207,9 @@ def _save(model: torch.nn.Module, path: Path) -> Path:
 
 @pytest.mark.parametrize("target", [0.05, 0.8, 0.97])
 def test_global_targets_land_within_5_percent(tiny_model: torch.nn.Module, tmp_path: Path, target: float) -> None:
-    result = prune(weights=_save(tiny_model, tmp_path / "t.pt"), target_macs=target, img_size=64, latency=False,
-                   dry_run=True)
+    result = prune(
+        weights=_save(tiny_model, tmp_path / "t.pt"), target_macs=target, img_size=64, latency=False, dry_run=True
+    )
     assert abs(result.after.macs / result.before.macs / target - 1) <= 0.05
     assert not {c.module for c in result.changes} & {h.conv for h in tiny_model.heads}  # heads stay whole
 
@@ -199,9 +230,10 @@ def test_global_errors_name_the_right_option(tiny_model: torch.nn.Module, tmp_pa
 
 
 def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: Path) -> None:
-    def weighted_and_depthwise(layers) -> None:  # noqa: ANN001
+    def weighted_and_depthwise(layers) -> None:
         layers[4].options["weights_type"] = "feature"  # the shortcut after convs 1 and 3
         layers[10].options["groups"] = "32"  # conv 10 (32 -> 32, 3x3) becomes depthwise
+
     model = _tiny_variant(weighted_and_depthwise)
     source = _save(model, tmp_path / "w.pt")
     result = prune(weights=source, layers=[1, 9], amount=0.5, img_size=64, latency=False)
@@ -216,7 +248,7 @@ def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: P
 
 
 def test_grouped_convs_are_left_to_global_pruning(tmp_path: Path) -> None:
-    def grouped(layers) -> None:  # noqa: ANN001
+    def grouped(layers) -> None:
         layers[10].options["groups"] = "2"
 
     source = _save(_tiny_variant(grouped), tmp_path / "g.pt")
@@ -229,7 +261,7 @@ def test_grouped_convs_are_left_to_global_pruning(tmp_path: Path) -> None:
 
 
 def test_shortcuts_of_unequal_widths_are_refused(tmp_path: Path) -> None:
-    def widen(layers) -> None:  # noqa: ANN001
+    def widen(layers) -> None:
         layers[3].options["filters"] = "48"  # shortcut 4 now adds 48 and 32 channels
 
     source = _save(_tiny_variant(widen), tmp_path / "m.pt")
@@ -247,8 +279,9 @@ def test_cli_prune_guards(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "-o", str(tmp_path / "out.pt"), *common)
     assert result.exit_code == 1 and "--overwrite" in result.stderr
     assert (tmp_path / "out.pt").read_bytes() == b"keep me"
-    result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "-o", str(tmp_path / "out.pt"),
-                    "--overwrite", *common)
+    result = invoke(
+        "prune", "conv", "-w", str(source), "--layer", "5", "-o", str(tmp_path / "out.pt"), "--overwrite", *common
+    )
     assert result.exit_code == 0 and load_model(weights=tmp_path / "out.pt").model is not None
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--layer", "5", *common)
     assert result.exit_code == 1 and "given more than once" in result.stderr

@@ -16,7 +16,7 @@ from yolor_cli.engine.train.loss import YolorLoss, build_targets
 LN2 = math.log(2)
 
 
-def _zero_maps(model, size: int = 64) -> list[torch.Tensor]:  # noqa: ANN001
+def _zero_maps(model, size: int = 64) -> list[torch.Tensor]:
     return [torch.zeros(1, 3, size // int(s), size // int(s), 5 + model.nc) for s in model.strides]
 
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from tests.conftest import make_shapes_dataset
-from yolor_cli.engine.train import run as train_run
-from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.config import load_data_config, load_hyp
-from yolor_cli.engine.model.bundled import load_cfg
-from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.reporting import SilentReporter
+from yolor_cli.engine.train import run as train_run
 from yolor_cli.engine.train.run import TrainOptions, train
 from yolor_cli.engine.train.trainer import Trainer, TrainingError, TrainState
 
@@ -28,8 +28,16 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _options(shapes: Path, tmp_path: Path, **changes: object) -> TrainOptions:
-    values = {"data": str(shapes / "data.yaml"), "cfg": "yolor_csp_tiny", "epochs": 2, "batch_size": 4,
-              "img_size": 64, "workers": 0, "project": str(tmp_path / "runs"), **changes}
+    values = {
+        "data": str(shapes / "data.yaml"),
+        "cfg": "yolor_csp_tiny",
+        "epochs": 2,
+        "batch_size": 4,
+        "img_size": 64,
+        "workers": 0,
+        "project": str(tmp_path / "runs"),
+        **changes,
+    }
     return TrainOptions(**values)  # type: ignore[arg-type]
 
 
@@ -45,8 +53,9 @@ def test_steps_on_one_batch_lower_the_loss(shapes: Path) -> None:
     dataset = build_dataset(data, "train", img_size=64, batch_size=4)
     loader = build_dataloader(dataset, batch_size=4)
     model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
-    trainer = Trainer(model, hyp, loader, epochs=1, batch_size=64, device=torch.device("cpu"), img_size=64,
-                      reporter=SilentReporter())
+    trainer = Trainer(
+        model, hyp, loader, epochs=1, batch_size=64, device=torch.device("cpu"), img_size=64, reporter=SilentReporter()
+    )
     trainer.warmup = trainer.warmup.__class__(iterations=0, hyp=hyp, batch_size=64)  # plain SGD steps
     images, targets, _, _ = next(iter(loader))
     state = TrainState(epoch=0, epochs=1)
@@ -68,16 +77,20 @@ def test_a_run_writes_the_seeds_files(shapes: Path, tmp_path: Path) -> None:
     rows = _rows(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and all(math.isfinite(float(r["total"])) for r in rows)
     final = load_checkpoint(run / "weights" / "last.pt")
-    assert final.optimizer_state is None and final.ema_state is None and final.names == list(
-        load_data_config(shapes / "data.yaml").names)
+    assert (
+        final.optimizer_state is None
+        and final.ema_state is None
+        and final.names == list(load_data_config(shapes / "data.yaml").names)
+    )
     assert torch.load(run / "weights" / "best.pt", weights_only=True)["format"] == "yolor-cli"
 
 
-def test_resume_after_a_crash_continues_the_numbering(shapes: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_a_crash_continues_the_numbering(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = train_run.ResultsHook.after_epoch
 
-    def crash_after_epoch_1(self, trainer, state):  # noqa: ANN001, ANN202
+    def crash_after_epoch_1(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 1:
             raise KeyboardInterrupt
@@ -103,8 +116,9 @@ def test_resume_after_a_crash_continues_the_numbering(shapes: Path, tmp_path: Pa
 def test_a_nan_loss_stops_with_a_clear_message(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from yolor_cli.engine.train import loss as loss_module
 
-    monkeypatch.setattr(loss_module.YolorLoss, "__call__",
-                        lambda self, raw, targets: (raw[0].sum() * float("nan"), torch.zeros(4)))
+    monkeypatch.setattr(
+        loss_module.YolorLoss, "__call__", lambda self, raw, targets: (raw[0].sum() * float("nan"), torch.zeros(4))
+    )
     with pytest.raises(TrainingError, match="the loss became nan"):
         train(_options(shapes, tmp_path))
 
@@ -149,17 +163,44 @@ def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
 
     from tests.test_cli import invoke
 
-    result = invoke("train", "--data", str(shapes / "data.yaml"), "--cfg", "yolor_csp_tiny", "--epochs", "1",
-                    "--batch-size", "4", "--img-size", "64", "--img-size", "96", "--workers", "0", "--project",
-                    str(tmp_path / "runs"), "--pt", "--json")
+    result = invoke(
+        "train",
+        "--data",
+        str(shapes / "data.yaml"),
+        "--cfg",
+        "yolor_csp_tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--img-size",
+        "64",
+        "--img-size",
+        "96",
+        "--workers",
+        "0",
+        "--project",
+        str(tmp_path / "runs"),
+        "--pt",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["epochs_run"] == 1 and {"map50", "map", "precision", "recall"} <= payload.keys()
     assert invoke("train", "stray.pt", "--data", str(shapes / "data.yaml")).exit_code == 1
     result = invoke("train", "--resume", "--project", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "no run to resume" in result.stderr
-    result = invoke("train", "--data", str(shapes / "data.yaml"), "--img-size", "100", "--project",
-                    str(tmp_path / "runs2"), "--workers", "0")
+    result = invoke(
+        "train",
+        "--data",
+        str(shapes / "data.yaml"),
+        "--img-size",
+        "100",
+        "--project",
+        str(tmp_path / "runs2"),
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 1 and "not a multiple" in " ".join(result.stderr.split())
 
 
@@ -186,7 +227,13 @@ def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
     assert demo.nominal_batch_size == train_run.DEMO_DEFAULTS["nominal_batch_size"]
     own = TrainOptions.resolve(data="data.yaml", epochs=None, adam=False, batch_size=None)
     assert (own.hyp, own.epochs, own.img_size, own.adam, own.batch_size, own.nominal_batch_size) == (
-        "scratch.640", 300, 640, False, 8, 64)
+        "scratch.640",
+        300,
+        640,
+        False,
+        8,
+        64,
+    )
 
 
 def test_tensorboard_scalars_when_tensorboard_is_installed(shapes: Path, tmp_path: Path) -> None:
@@ -203,8 +250,18 @@ def test_sparsity_adds_the_l1_gradient_of_batchnorm_scales(shapes: Path) -> None
     for sparsity in (0.0, 0.01):
         torch.manual_seed(0)
         model = build_model(load_cfg("yolor_csp_tiny"), nc=3).train()
-        trainer = Trainer(model, load_hyp(), loader, epochs=1, batch_size=2, nominal_batch_size=64,
-                          device=torch.device("cpu"), img_size=64, reporter=SilentReporter(), sparsity=sparsity)
+        trainer = Trainer(
+            model,
+            load_hyp(),
+            loader,
+            epochs=1,
+            batch_size=2,
+            nominal_batch_size=64,
+            device=torch.device("cpu"),
+            img_size=64,
+            reporter=SilentReporter(),
+            sparsity=sparsity,
+        )
         trainer.run_step(images, targets, TrainState(epoch=0, epochs=1, last_step=0))  # no step: gradients stay
         grads.append((model.module_list[0].BatchNorm2d.weight.grad.clone(), model.module_list[0].BatchNorm2d.weight))
     (plain, _), (penalised, weight) = grads
@@ -227,13 +284,14 @@ def test_old_style_two_sizes_get_a_hint(shapes: Path) -> None:
     assert result.exit_code == 1 and "--img-size 640 --img-size 640" in " ".join(result.stderr.split())
 
 
-def test_image_weights_resume_with_the_last_per_class_maps(shapes: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_weights_resume_with_the_last_per_class_maps(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from yolor_cli.engine.train.trainer import ImageWeighting
 
     original = train_run.ResultsHook.after_epoch
 
-    def crash_in_epoch_1(self, trainer, state):  # noqa: ANN001, ANN202
+    def crash_in_epoch_1(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 1:  # before epoch 1's checkpoint: last.pt holds epoch 0 and its validation
             raise KeyboardInterrupt
@@ -246,9 +304,11 @@ def test_image_weights_resume_with_the_last_per_class_maps(shapes: Path, tmp_pat
     assert len(saved) == 3 and all(0.0 <= value <= 1.0 for value in saved)
     events: list[object] = []
     real_update, real_train = ImageWeighting.update, Trainer.train
-    monkeypatch.setattr(ImageWeighting, "update", lambda self, maps: (events.append(list(maps)),
-                                                                      real_update(self, maps)))
-    monkeypatch.setattr(Trainer, "train", lambda self, *args: (events.append("training starts"),
-                                                                real_train(self, *args))[1])
+    monkeypatch.setattr(
+        ImageWeighting, "update", lambda self, maps: (events.append(list(maps)), real_update(self, maps))
+    )
+    monkeypatch.setattr(
+        Trainer, "train", lambda self, *args: (events.append("training starts"), real_train(self, *args))[1]
+    )
     train(TrainOptions(project=str(tmp_path / "runs")), resume="")
     assert events[:2] == [saved, "training starts"]  # the resumed run draws by the saved APs from the start

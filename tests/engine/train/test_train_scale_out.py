@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_shapes_dataset
-from yolor_cli.engine.train import distributed
-from yolor_cli.engine.model.checkpoint import load_checkpoint
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.model.checkpoint import load_checkpoint
+from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.run import TrainOptions, train
 
 START_TIMEOUT_S = 240
@@ -28,8 +28,25 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train_args(shapes: Path, project: Path, epochs: int) -> list[str]:
-    return ["train", "--data", str(shapes / "data.yaml"), "--cfg", "yolor_csp_tiny", "--epochs", str(epochs),
-            "--batch-size", "4", "--img-size", "64", "--workers", "0", "--device", "cpu", "--project", str(project)]
+    return [
+        "train",
+        "--data",
+        str(shapes / "data.yaml"),
+        "--cfg",
+        "yolor_csp_tiny",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "4",
+        "--img-size",
+        "64",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--project",
+        str(project),
+    ]
 
 
 def _environment() -> dict[str, str]:
@@ -61,9 +78,14 @@ def test_ddp_on_cpu_with_two_processes(shapes: Path, tmp_path: Path) -> None:
 def _start(shapes: Path, project: Path, epochs: int) -> subprocess.Popen:
     # SIGINT back to its default in the child: a CI job started in the background ignores it, and
     # Python would then leave Ctrl-C ignored.
-    return subprocess.Popen([sys.executable, "-m", "yolor_cli", *_train_args(shapes, project, epochs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", "yolor_cli", *_train_args(shapes, project, epochs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for_epoch(process: subprocess.Popen, run: Path, epoch: int) -> None:

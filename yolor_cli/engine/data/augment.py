@@ -21,8 +21,9 @@ MIN_AREA_KEPT = 0.1  # of its (scaled) area before the transform
 MAX_ASPECT = 20.0
 
 
-def letterbox(image: np.ndarray, target: tuple[int, int], *, scale_up: bool = True,
-              minimal_pad_stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    image: np.ndarray, target: tuple[int, int], *, scale_up: bool = True, minimal_pad_stride: int | None = None
+) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping the aspect ratio and pad with grey to ``target`` (h, w)."""
     geometry = letterbox_geometry(image.shape[:2], target, scale_up=scale_up, minimal_pad_stride=minimal_pad_stride)
     if image.shape[:2] != geometry.resized:
@@ -31,8 +32,9 @@ def letterbox(image: np.ndarray, target: tuple[int, int], *, scale_up: bool = Tr
     right = geometry.target[1] - geometry.resized[1] - left
     bottom = geometry.target[0] - geometry.resized[0] - top
     if left or top or right or bottom:
-        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                                   value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+        image = cv2.copyMakeBorder(
+            image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
+        )
     return image, geometry
 
 
@@ -59,9 +61,18 @@ def box_candidates(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return big_enough & (aspect < MAX_ASPECT)
 
 
-def random_perspective(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, degrees: float = 0.0,
-                       translate: float = 0.1, scale: float = 0.5, shear: float = 0.0, perspective: float = 0.0,
-                       border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+def random_perspective(
+    image: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    degrees: float = 0.0,
+    translate: float = 0.1,
+    scale: float = 0.5,
+    shear: float = 0.0,
+    perspective: float = 0.0,
+    border: tuple[int, int] = (0, 0),
+) -> tuple[np.ndarray, np.ndarray]:
     """Rotation, scale, shear, translation and perspective in one warp (YOLOR's order of operations).
 
     ``border`` (negative for a mosaic) crops the output: a 2s x 2s mosaic with border -s/2 gives s x s.
@@ -106,8 +117,9 @@ def random_perspective(image: np.ndarray, labels: np.ndarray, rng: np.random.Gen
     return image, labels
 
 
-def mixup(image: np.ndarray, labels: np.ndarray, other: np.ndarray, other_labels: np.ndarray,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mixup(
+    image: np.ndarray, labels: np.ndarray, other: np.ndarray, other_labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Blend two images of the same size (ratio from Beta(8, 8)) and keep both sets of boxes."""
     ratio = rng.beta(8.0, 8.0)
     blended = (image.astype(np.float32) * ratio + other.astype(np.float32) * (1 - ratio)).astype(np.uint8)
@@ -128,8 +140,9 @@ def flip_ud(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return image[::-1], labels
 
 
-def mosaic_canvas(images: list[np.ndarray], labels: list[np.ndarray], size: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mosaic_canvas(
+    images: list[np.ndarray], labels: list[np.ndarray], size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Four images around a random centre on a 2s x 2s grey canvas; boxes shifted and clipped."""
     canvas = np.full((size * 2, size * 2, 3), PAD_VALUE, dtype=np.uint8)
     yc, xc = (int(v) for v in rng.uniform(size // 2, size * 2 - size // 2, 2))

@@ -27,8 +27,9 @@ class YoloRow:
         return f"{self.cls} {self.cx:.{d}f} {self.cy:.{d}f} {self.w:.{d}f} {self.h:.{d}f}"
 
 
-def voc_box_to_yolo(box: tuple[float, float, float, float], width: int,
-                    height: int) -> tuple[float, float, float, float] | None:
+def voc_box_to_yolo(
+    box: tuple[float, float, float, float], width: int, height: int
+) -> tuple[float, float, float, float] | None:
     """A VOC box (1-based, inclusive pixel indices) to normalised cx, cy, w, h; None if degenerate.
 
     Pixel ``xmin`` (1-based) starts at 0-based edge ``xmin - 1`` and pixel ``xmax`` ends at edge
@@ -81,8 +82,9 @@ class ConversionReport:
     file_issues: list[Skipped] = field(default_factory=list)
 
 
-def label_rows(item: VocItem, class_index: dict[str, int], keep_difficult: bool,
-               report: ConversionReport) -> list[YoloRow]:
+def label_rows(
+    item: VocItem, class_index: dict[str, int], keep_difficult: bool, report: ConversionReport
+) -> list[YoloRow]:
     width, height = item.info.width, item.info.height
     if item.annotation.size != (width, height):
         report.sizes_from_image += 1
@@ -108,15 +110,24 @@ def label_rows(item: VocItem, class_index: dict[str, int], keep_difficult: bool,
         report.file_issues.append(Skipped(str(item.annotation.path), f"unknown class ({names})"))
     if degenerate:
         report.degenerate_boxes += degenerate
-        report.file_issues.append(Skipped(str(item.annotation.path),
-                                          f"degenerate box ({degenerate} dropped: empty after clipping or unreadable)"))
+        report.file_issues.append(
+            Skipped(
+                str(item.annotation.path), f"degenerate box ({degenerate} dropped: empty after clipping or unreadable)"
+            )
+        )
     if not rows:
         report.backgrounds.append(item.stem)
     return rows
 
 
-def write_labels(items: Sequence[VocItem], classes: list[str], labels_dir: Path, *, keep_difficult: bool = False,
-                 reporter: Reporter | None = None) -> ConversionReport:
+def write_labels(
+    items: Sequence[VocItem],
+    classes: list[str],
+    labels_dir: Path,
+    *,
+    keep_difficult: bool = False,
+    reporter: Reporter | None = None,
+) -> ConversionReport:
     """One ``labels/<stem>.txt`` per item; an image without usable objects gets an empty file."""
     reporter = reporter or SilentReporter()
     class_index = {name: index for index, name in enumerate(classes)}

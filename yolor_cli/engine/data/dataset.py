@@ -48,7 +48,7 @@ def rect_batch_shapes(sizes_wh: np.ndarray, batch_size: int, img_size: int, stri
     aspect = sizes_wh[:, 1] / sizes_wh[:, 0]
     shapes = np.ones((batches, 2))
     for batch in range(batches):
-        chunk = aspect[batch * batch_size:(batch + 1) * batch_size]
+        chunk = aspect[batch * batch_size : (batch + 1) * batch_size]
         if chunk.max() < 1:
             shapes[batch] = [chunk.max(), 1]
         elif chunk.min() > 1:
@@ -57,9 +57,21 @@ def rect_batch_shapes(sizes_wh: np.ndarray, batch_size: int, img_size: int, stri
 
 
 class DetectionDataset(Dataset):
-    def __init__(self, records: list[ImageRecord], *, img_size: int, hyp: Hyp | None = None, augment: bool = False,
-                 rect: bool = False, batch_size: int = 16, stride: int = 32, pad: float = 0.0,
-                 cache_images: bool = False, seed: int = 0, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        *,
+        img_size: int,
+        hyp: Hyp | None = None,
+        augment: bool = False,
+        rect: bool = False,
+        batch_size: int = 16,
+        stride: int = 32,
+        pad: float = 0.0,
+        cache_images: bool = False,
+        seed: int = 0,
+        reporter: Reporter | None = None,
+    ) -> None:
         if augment and hyp is None:
             raise ValueError("augmentation needs hyperparameters")
         self.img_size = img_size
@@ -95,8 +107,11 @@ class DetectionDataset(Dataset):
         ratio = self.img_size / max(h0, w0)
         if ratio != 1:
             shrink_for_eval = ratio < 1 and not self.augment
-            image = cv2.resize(image, (max(1, int(w0 * ratio)), max(1, int(h0 * ratio))),
-                               interpolation=cv2.INTER_AREA if shrink_for_eval else cv2.INTER_LINEAR)
+            image = cv2.resize(
+                image,
+                (max(1, int(w0 * ratio)), max(1, int(h0 * ratio))),
+                interpolation=cv2.INTER_AREA if shrink_for_eval else cv2.INTER_LINEAR,
+            )
         return image, (h0, w0)
 
     def load_image(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -121,12 +136,22 @@ class DetectionDataset(Dataset):
         border = -self.img_size // 2
         return self._perspective(canvas, labels, border=(border, border))
 
-    def _perspective(self, image: np.ndarray, labels: np.ndarray,
-                     border: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    def _perspective(
+        self, image: np.ndarray, labels: np.ndarray, border: tuple[int, int] = (0, 0)
+    ) -> tuple[np.ndarray, np.ndarray]:
         hyp = self.hyp
         assert hyp is not None
-        return random_perspective(image, labels, self.rng, degrees=hyp.degrees, translate=hyp.translate,
-                                  scale=hyp.scale, shear=hyp.shear, perspective=hyp.perspective, border=border)
+        return random_perspective(
+            image,
+            labels,
+            self.rng,
+            degrees=hyp.degrees,
+            translate=hyp.translate,
+            scale=hyp.scale,
+            shear=hyp.shear,
+            perspective=hyp.perspective,
+            border=border,
+        )
 
     def __getitem__(self, index: int) -> Sample:
         hyp = self.hyp
@@ -161,8 +186,12 @@ class DetectionDataset(Dataset):
             targets[:, 1] = labels[:, 0]
             targets[:, 2:] = xyxy_to_xywhn(labels[:, 1:5], image.shape[1], image.shape[0])
         chw_rgb = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
-        return Sample(image=torch.from_numpy(chw_rgb), targets=torch.from_numpy(targets),
-                      path=str(self.records[index].image), geometry=geometry)
+        return Sample(
+            image=torch.from_numpy(chw_rgb),
+            targets=torch.from_numpy(targets),
+            path=str(self.records[index].image),
+            geometry=geometry,
+        )
 
 
 def collate(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, list[str], list[Letterbox | None]]:
@@ -172,5 +201,9 @@ def collate(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, list[str
         rows = sample.targets.clone()
         rows[:, 0] = position
         targets.append(rows)
-    return (torch.stack([s.image for s in samples]), torch.cat(targets, 0), [s.path for s in samples],
-            [s.geometry for s in samples])
+    return (
+        torch.stack([s.image for s in samples]),
+        torch.cat(targets, 0),
+        [s.path for s in samples],
+        [s.geometry for s in samples],
+    )

@@ -49,7 +49,7 @@ def label_path_for(image: Path) -> Path:
     parts = image.parts
     for position in range(len(parts) - 2, -1, -1):
         if parts[position] in IMAGE_FOLDERS:
-            return Path(*parts[:position], "labels", *parts[position + 1:]).with_suffix(".txt")
+            return Path(*parts[:position], "labels", *parts[position + 1 :]).with_suffix(".txt")
     return image.with_suffix(".txt")
 
 
@@ -74,8 +74,12 @@ class LabelScan:
 def _signature(image: Path, label: Path) -> list[int]:
     image_stat = image.stat()
     label_stat = label.stat() if label.exists() else None
-    return [image_stat.st_size, image_stat.st_mtime_ns,
-            label_stat.st_size if label_stat else -1, label_stat.st_mtime_ns if label_stat else -1]
+    return [
+        image_stat.st_size,
+        image_stat.st_mtime_ns,
+        label_stat.st_size if label_stat else -1,
+        label_stat.st_mtime_ns if label_stat else -1,
+    ]
 
 
 def _parse_label_file(label: Path) -> tuple[list[list[float]], list[str]]:
@@ -115,8 +119,13 @@ def _check(image: Path, label: Path) -> dict:
     except DataError as error:
         return {"ok": False, "reason": f"{image}: {error.message}; image skipped"}
     rows, problems = _parse_label_file(label)
-    return {"ok": True, "size": [info.width, info.height], "rows": rows, "problems": problems,
-            "has_label": label.exists()}
+    return {
+        "ok": True,
+        "size": [info.width, info.height],
+        "rows": rows,
+        "problems": problems,
+        "has_label": label.exists(),
+    }
 
 
 def cache_path_for(images: list[Path]) -> Path:

@@ -35,9 +35,21 @@ def single_class(record: ImageRecord) -> ImageRecord:
     return dataclasses.replace(record, labels=labels)
 
 
-def build_dataset(data: DataConfig, split: str, *, img_size: int, batch_size: int, hyp: Hyp | None = None,
-                  augment: bool = False, rect: bool = False, stride: int = 32, pad: float = 0.0,
-                  cache_images: bool = False, seed: int = 0, reporter: Reporter | None = None) -> DetectionDataset:
+def build_dataset(
+    data: DataConfig,
+    split: str,
+    *,
+    img_size: int,
+    batch_size: int,
+    hyp: Hyp | None = None,
+    augment: bool = False,
+    rect: bool = False,
+    stride: int = 32,
+    pad: float = 0.0,
+    cache_images: bool = False,
+    seed: int = 0,
+    reporter: Reporter | None = None,
+) -> DetectionDataset:
     reporter = reporter or SilentReporter()
     entries = data.split(split)
     if not entries:
@@ -53,19 +65,45 @@ def build_dataset(data: DataConfig, split: str, *, img_size: int, batch_size: in
     if not scan.records:
         raise DataError(f"none of the {len(images)} {split} images is usable")
     records = scan.records if data.label_nc is None else [single_class(record) for record in scan.records]
-    dataset = DetectionDataset(records, img_size=img_size, hyp=hyp, augment=augment, rect=rect,
-                               batch_size=batch_size, stride=stride, pad=pad, cache_images=cache_images, seed=seed,
-                               reporter=reporter)
+    dataset = DetectionDataset(
+        records,
+        img_size=img_size,
+        hyp=hyp,
+        augment=augment,
+        rect=rect,
+        batch_size=batch_size,
+        stride=stride,
+        pad=pad,
+        cache_images=cache_images,
+        seed=seed,
+        reporter=reporter,
+    )
     dataset.label_warnings = list(scan.warnings)
     return dataset
 
 
-def build_dataloader(dataset: DetectionDataset, *, batch_size: int, workers: int = 0, shuffle: bool = False,
-                     seed: int = 0, sampler: Sampler | None = None) -> DataLoader:
+def build_dataloader(
+    dataset: DetectionDataset,
+    *,
+    batch_size: int,
+    workers: int = 0,
+    shuffle: bool = False,
+    seed: int = 0,
+    sampler: Sampler | None = None,
+) -> DataLoader:
     if dataset.rect and shuffle:
         raise ValueError("rectangular batches rely on the dataset order; do not shuffle them")
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, collate_fn=collate, worker_init_fn=seed_worker, generator=generator,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=seed_worker,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )

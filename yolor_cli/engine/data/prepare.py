@@ -52,20 +52,32 @@ def _scan(root: Path, reporter: Reporter) -> VocScan:
     if not scan.items:
         reasons = Counter(s.reason.split(" (")[0] for s in scan.skipped)
         detail = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common(3))
-        raise DataError(f"{scan.layout.root} has no usable image (an image with a readable XML of the same name)"
-                        + (f": {detail}" if detail else ""),
-                        hint="check that Annotations/ and images/ hold files with matching names")
+        raise DataError(
+            f"{scan.layout.root} has no usable image (an image with a readable XML of the same name)"
+            + (f": {detail}" if detail else ""),
+            hint="check that Annotations/ and images/ hold files with matching names",
+        )
     return scan
 
 
 def _object_classes(item: VocItem, classes: list[str] | None, keep_difficult: bool) -> set[str]:
     """The classes an image will be labelled with: what stratification must balance."""
-    return {obj.name for obj in item.annotation.objects
-            if obj.name and (classes is None or obj.name in classes) and (keep_difficult or not obj.difficult)}
+    return {
+        obj.name
+        for obj in item.annotation.objects
+        if obj.name and (classes is None or obj.name in classes) and (keep_difficult or not obj.difficult)
+    }
 
 
-def _split(scan: VocScan, val: float, test: float, seed: int, result: DatasetResult,
-           classes: list[str] | None = None, keep_difficult: bool = False) -> Split:
+def _split(
+    scan: VocScan,
+    val: float,
+    test: float,
+    seed: int,
+    result: DatasetResult,
+    classes: list[str] | None = None,
+    keep_difficult: bool = False,
+) -> Split:
     classes_of = {item.stem: _object_classes(item, classes, keep_difficult) for item in scan.items}
     split = stratified_split(classes_of, val=val, test=test, seed=seed)
     for name, stems in split.as_dict().items():
@@ -80,8 +92,9 @@ def _split(scan: VocScan, val: float, test: float, seed: int, result: DatasetRes
     return split
 
 
-def split_dataset(root: Path, *, val: float = 0.1, test: float = 0.1, seed: int = 0,
-                  reporter: Reporter | None = None) -> DatasetResult:
+def split_dataset(
+    root: Path, *, val: float = 0.1, test: float = 0.1, seed: int = 0, reporter: Reporter | None = None
+) -> DatasetResult:
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
@@ -110,8 +123,9 @@ def _classes(scan: VocScan, classes: list[str] | None) -> list[str]:
     return classes
 
 
-def _convert(scan: VocScan, classes: list[str], keep_difficult: bool, result: DatasetResult,
-             reporter: Reporter) -> ConversionReport:
+def _convert(
+    scan: VocScan, classes: list[str], keep_difficult: bool, result: DatasetResult, reporter: Reporter
+) -> ConversionReport:
     report = write_labels(scan.items, classes, scan.layout.labels, keep_difficult=keep_difficult, reporter=reporter)
     result.classes = list(classes)
     result.objects_per_class = {name: report.objects_per_class.get(name, 0) for name in classes}
@@ -120,8 +134,9 @@ def _convert(scan: VocScan, classes: list[str], keep_difficult: bool, result: Da
     if report.difficult_skipped:
         result.notes.append(f"{report.difficult_skipped} difficult objects skipped (--keep-difficult keeps them)")
     if report.sizes_from_image:
-        result.notes.append(f"{report.sizes_from_image} annotations had a missing or wrong <size>; "
-                            "the image's own size was used")
+        result.notes.append(
+            f"{report.sizes_from_image} annotations had a missing or wrong <size>; the image's own size was used"
+        )
     empty = [name for name, count in result.objects_per_class.items() if count == 0]
     if empty:
         result.notes.append(f"no object of class {', '.join(empty)} was found")
@@ -145,8 +160,9 @@ def _write_lists(scan: VocScan, splits: dict[str, list[str]], result: DatasetRes
     return lists
 
 
-def voc_to_yolo(root: Path, *, classes: list[str] | None = None, keep_difficult: bool = False,
-                reporter: Reporter | None = None) -> DatasetResult:
+def voc_to_yolo(
+    root: Path, *, classes: list[str] | None = None, keep_difficult: bool = False, reporter: Reporter | None = None
+) -> DatasetResult:
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
@@ -160,14 +176,27 @@ def voc_to_yolo(root: Path, *, classes: list[str] | None = None, keep_difficult:
 
 
 def data_yaml_text(root: Path, classes: list[str], lists: dict[str, Path]) -> str:
-    entries = {"path": str(root), **{name: lists[name].name if name in lists else None for name in SPLIT_NAMES},
-               "nc": len(classes), "names": list(classes)}
+    entries = {
+        "path": str(root),
+        **{name: lists[name].name if name in lists else None for name in SPLIT_NAMES},
+        "nc": len(classes),
+        "names": list(classes),
+    }
     return "# Written by `yolor dataset prepare`; list paths are relative to `path`.\n" + yaml.safe_dump(
-        entries, sort_keys=False, allow_unicode=True)
+        entries, sort_keys=False, allow_unicode=True
+    )
 
 
-def prepare_dataset(root: Path, *, classes: list[str] | None = None, val: float = 0.1, test: float = 0.1,
-                    seed: int = 0, keep_difficult: bool = False, reporter: Reporter | None = None) -> DatasetResult:
+def prepare_dataset(
+    root: Path,
+    *,
+    classes: list[str] | None = None,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+    keep_difficult: bool = False,
+    reporter: Reporter | None = None,
+) -> DatasetResult:
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))

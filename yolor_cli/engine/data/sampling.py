@@ -53,7 +53,7 @@ class WeightedImageSampler(Sampler[int]):
         # Every process gets the same number of indices: unequal batch counts would leave one process
         # waiting in a collective the others never reach.
         drawn = torch.multinomial(self.weights, len(self) * self.world_size, replacement=True, generator=generator)
-        return iter(drawn[self.rank::self.world_size].tolist())
+        return iter(drawn[self.rank :: self.world_size].tolist())
 
     def __len__(self) -> int:
         return math.ceil(self.count / self.world_size)

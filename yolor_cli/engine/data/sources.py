@@ -46,8 +46,11 @@ def list_sources(source: str) -> list[Path]:
     if path.is_file():
         if path.suffix.lower() == ".txt":
             lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-            return [Path(line) if Path(line).is_absolute() else path.parent / line
-                    for line in lines if line and not line.startswith("#")]
+            return [
+                Path(line) if Path(line).is_absolute() else path.parent / line
+                for line in lines
+                if line and not line.startswith("#")
+            ]
         return [path]
     if any(char in source for char in "*?["):
         matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))

@@ -53,7 +53,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     period = int(rng.integers(8, 40))
     stripe = rng.integers(0, 256, 3).astype(np.uint8)
     for start in range(0, width, 2 * period):
-        image[:, start:start + period] = stripe
+        image[:, start : start + period] = stripe
     return image
 
 
@@ -65,8 +65,9 @@ def _covered_share(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -
     return ix * iy / smaller if smaller > 0 else 1.0
 
 
-def _draw(rng: np.random.Generator, image: np.ndarray, shape: str, size: int, cx: int,
-          cy: int) -> tuple[int, int, int, int]:
+def _draw(
+    rng: np.random.Generator, image: np.ndarray, shape: str, size: int, cx: int, cy: int
+) -> tuple[int, int, int, int]:
     """Draw one shape; return its tight box as 0-based inclusive pixel corners (x0, y0, x1, y1)."""
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
     half = size // 2
@@ -110,8 +111,10 @@ def synthesize(out: Path, *, images: int = 200, seed: int = 0, reporter: Reporte
     if images < 1:
         raise DataError("--images must be at least 1")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} already exists and is not an empty folder",
-                        hint="choose a new folder for the generated dataset; nothing was written")
+        raise DataError(
+            f"{out} already exists and is not an empty folder",
+            hint="choose a new folder for the generated dataset; nothing was written",
+        )
     rng = np.random.default_rng(seed)
     counts = dict.fromkeys(SYNTH_CLASSES, 0)
     backgrounds = 0

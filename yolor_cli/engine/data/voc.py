@@ -36,14 +36,19 @@ def find_layout(root: Path) -> VocLayout:
         raise DataError(f"dataset folder not found: {root}")
     annotations = root / "Annotations"
     if not annotations.is_dir():
-        raise DataError(f"{root} has no Annotations/ folder",
-                        hint="expected the VOC layout: Annotations/*.xml and images/ (or JPEGImages/)")
+        raise DataError(
+            f"{root} has no Annotations/ folder",
+            hint="expected the VOC layout: Annotations/*.xml and images/ (or JPEGImages/)",
+        )
     images = next((root / name for name in IMAGE_FOLDERS if (root / name).is_dir()), None)
     if images is None:
-        raise DataError(f"{root} has neither images/ nor JPEGImages/",
-                        hint="put the pictures in images/ (or JPEGImages/), named like their XML files")
-    return VocLayout(root=root, annotations=annotations, images=images, imagesets=root / "ImageSets",
-                     labels=root / "labels")
+        raise DataError(
+            f"{root} has neither images/ nor JPEGImages/",
+            hint="put the pictures in images/ (or JPEGImages/), named like their XML files",
+        )
+    return VocLayout(
+        root=root, annotations=annotations, images=images, imagesets=root / "ImageSets", labels=root / "labels"
+    )
 
 
 @dataclass(frozen=True)
@@ -140,11 +145,15 @@ def scan_voc(layout: VocLayout, reporter: Reporter | None = None) -> VocScan:
     """Pair images and XML files by stem and check both."""
     reporter = reporter or SilentReporter()
     scan = VocScan(layout=layout)
-    images = _index(layout.images, (p for p in layout.images.iterdir() if p.is_file() and is_image(p)),
-                    scan.skipped, "image")
-    xmls = _index(layout.annotations,
-                  (p for p in layout.annotations.iterdir() if p.is_file() and p.suffix.lower() == ".xml"),
-                  scan.skipped, "annotation")
+    images = _index(
+        layout.images, (p for p in layout.images.iterdir() if p.is_file() and is_image(p)), scan.skipped, "image"
+    )
+    xmls = _index(
+        layout.annotations,
+        (p for p in layout.annotations.iterdir() if p.is_file() and p.suffix.lower() == ".xml"),
+        scan.skipped,
+        "annotation",
+    )
     for stem in sorted(set(images) - set(xmls)):
         scan.skipped.append(Skipped(str(images[stem]), "no annotation XML with the same name"))
     stems = sorted(xmls)

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 
 from yolor_cli import __version__
+from yolor_cli.engine.errors import YolorError, first_line
+from yolor_cli.engine.files import atomic_write, check_output
 from yolor_cli.engine.infer import onnx_model
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.model.class_names import resolve_names
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
-from yolor_cli.engine.errors import YolorError, first_line
-from yolor_cli.engine.files import atomic_write, check_output
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import select_device
@@ -98,8 +98,12 @@ class ExportResult:
     @property
     def max_abs_diff(self) -> float | None:
         """The worst difference any required check measured (what the export is judged on)."""
-        diffs = [check.max_abs_diff for exported in self.files for check in exported.checks
-                 if check.required and check.max_abs_diff is not None]
+        diffs = [
+            check.max_abs_diff
+            for exported in self.files
+            for check in exported.checks
+            if check.required and check.max_abs_diff is not None
+        ]
         return max(diffs) if diffs else None
 
     def opencv_dnn(self) -> dict[str, Any] | None:
@@ -108,9 +112,12 @@ class ExportResult:
         if not checks:
             return None
         diffs = [c.max_abs_diff for c in checks if c.max_abs_diff is not None]
-        return {"ran": all(c.ran for c in checks), "agrees": all(bool(c.agrees) for c in checks),
-                "max_abs_diff": max(diffs) if diffs else None,
-                "detail": "; ".join(c.detail for c in checks if c.detail)}
+        return {
+            "ran": all(c.ran for c in checks),
+            "agrees": all(bool(c.agrees) for c in checks),
+            "max_abs_diff": max(diffs) if diffs else None,
+            "detail": "; ".join(c.detail for c in checks if c.detail),
+        }
 
     @property
     def tolerance(self) -> dict[str, float | str]:
@@ -128,8 +135,10 @@ def parse_formats(text: str) -> list[str]:
     formats = [part.strip().lower() for part in text.split(",") if part.strip()]
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
-        raise YolorError(f"unknown export format {', '.join(unknown) or repr(text)}",
-                         hint=f"use one or more of {', '.join(FORMATS)}, comma-separated")
+        raise YolorError(
+            f"unknown export format {', '.join(unknown) or repr(text)}",
+            hint=f"use one or more of {', '.join(FORMATS)}, comma-separated",
+        )
     return list(dict.fromkeys(formats))
 
 
@@ -147,6 +156,7 @@ def output_paths(weights: Path, formats: list[str], output: Path | None, overwri
     if output is not None:
         paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
     else:
+
         def default(name: str, number: int) -> Path:
             stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (f"_{number}" if number > 1 else "")
             return weights.with_name(stem + SUFFIXES[name])
@@ -169,8 +179,7 @@ def compare(check: Check, reference: np.ndarray, output: np.ndarray, half: bool)
     difference = np.abs(output.astype(np.float64) - reference.astype(np.float64))
     check.max_abs_diff = float(difference.max()) if difference.size else 0.0
     check.max_rel_diff = float((difference / (1.0 + np.abs(reference))).max()) if difference.size else 0.0
-    check.agrees = (check.max_rel_diff <= HALF_RELATIVE_TOLERANCE if half
-                    else check.max_abs_diff <= FP32_TOLERANCE)
+    check.agrees = check.max_rel_diff <= HALF_RELATIVE_TOLERANCE if half else check.max_abs_diff <= FP32_TOLERANCE
 
 
 class _Verifier:
@@ -184,10 +193,16 @@ class _Verifier:
         with torch.no_grad():
             self.references = [reference_model(x.to(parameter.device)).float().cpu().numpy() for x in self.inputs]
 
-    def run(self, runtime: str, call: Callable[[torch.Tensor], np.ndarray], *, required: bool = True,
-            first_only: bool = False) -> list[Check]:
+    def run(
+        self,
+        runtime: str,
+        call: Callable[[torch.Tensor], np.ndarray],
+        *,
+        required: bool = True,
+        first_only: bool = False,
+    ) -> list[Check]:
         checks = []
-        for x, reference in list(zip(self.inputs, self.references))[:1 if first_only else None]:
+        for x, reference in list(zip(self.inputs, self.references))[: 1 if first_only else None]:
             check = Check(runtime=runtime, input_shape=tuple(x.shape), ran=False, required=required)
             try:
                 output = call(x)
@@ -215,13 +230,15 @@ def _raise_on_failure(name: str, checks: list[Check], half: bool) -> None:
                 what = f"differs from PyTorch by {check.max_abs_diff:.3g} (limit {FP32_TOLERANCE})"
         else:
             what = f"failed ({check.detail})"
-        raise VerificationError(f"the {name} export run by {check.runtime} on a {shape} input {what}; "
-                                f"the {name} file was not written",
-                                hint="rerun with --debug and report it; for ONNX, another --opset may help")
+        raise VerificationError(
+            f"the {name} export run by {check.runtime} on a {shape} input {what}; the {name} file was not written",
+            hint="rerun with --debug and report it; for ONNX, another --opset may help",
+        )
 
 
-def _metadata(model: DarknetModel, names: list[str] | None, img_size: int, batch: int, dynamic: str,
-              half: bool) -> dict[str, str]:
+def _metadata(
+    model: DarknetModel, names: list[str] | None, img_size: int, batch: int, dynamic: str, half: bool
+) -> dict[str, str]:
     """What a deployment needs to know about the file. ``names`` only when known, so that a runtime
     (and ``yolor detect --names``) can still name the classes of an official checkpoint's export."""
     return {
@@ -239,11 +256,22 @@ def _metadata(model: DarknetModel, names: list[str] | None, img_size: int, batch
     }
 
 
-def _export_onnx(deploy: nn.Module, example: torch.Tensor, path: Path, verifier: _Verifier,
-                 metadata: dict[str, str], *, opset: int, dynamic_batch: bool, dynamic_size: bool,
-                 simplify: bool, half: bool) -> list[Check]:
-    data = onnx_model.model_to_onnx(deploy, example, opset=opset, dynamic_batch=dynamic_batch,
-                                    dynamic_size=dynamic_size)
+def _export_onnx(
+    deploy: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    verifier: _Verifier,
+    metadata: dict[str, str],
+    *,
+    opset: int,
+    dynamic_batch: bool,
+    dynamic_size: bool,
+    simplify: bool,
+    half: bool,
+) -> list[Check]:
+    data = onnx_model.model_to_onnx(
+        deploy, example, opset=opset, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size
+    )
     data = onnx_model.finish_onnx(data, metadata, simplify=simplify)
     checks: list[Check] = []
 
@@ -253,8 +281,9 @@ def _export_onnx(deploy: nn.Module, example: torch.Tensor, path: Path, verifier:
         _raise_on_failure("ONNX", checks, half)
         # OpenCV DNN is reported, not required: its ONNX importer lags behind onnxruntime.
         run_cv = onnx_model.opencv_runner(written, half)
-        checks.extend(verifier.run("opencv-dnn", lambda x: run_cv(x.numpy()), required=False,
-                                   first_only=not dynamic_batch))
+        checks.extend(
+            verifier.run("opencv-dnn", lambda x: run_cv(x.numpy()), required=False, first_only=not dynamic_batch)
+        )
 
     atomic_write(path, lambda stream: stream.write(data), check)
     return checks
@@ -270,8 +299,15 @@ def _quiet_torchscript() -> Iterator[None]:
         yield
 
 
-def _export_torchscript(deploy: nn.Module, example: torch.Tensor, path: Path, verifier: _Verifier,
-                        metadata: dict[str, str], device: torch.device, half: bool) -> list[Check]:
+def _export_torchscript(
+    deploy: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    verifier: _Verifier,
+    metadata: dict[str, str],
+    device: torch.device,
+    half: bool,
+) -> list[Check]:
     # The grid is made on the trace's device, which TorchScript records: the file runs on that device type.
     extra = {**metadata, "device": device.type}
     with torch.no_grad(), _quiet_torchscript():
@@ -297,14 +333,22 @@ def _export_torchscript(deploy: nn.Module, example: torch.Tensor, path: Path, ve
     return checks
 
 
-def _export_pt(source: Checkpoint | None, model: DarknetModel, names: list[str] | None, path: Path,
-               verifier: _Verifier, half: bool) -> list[Check]:
+def _export_pt(
+    source: Checkpoint | None, model: DarknetModel, names: list[str] | None, path: Path, verifier: _Verifier, half: bool
+) -> list[Check]:
     """The weights the model was loaded with (EMA when there was one), without optimizer, EMA copy or
     training state: what a deployment needs to rebuild and run it."""
-    state = {key: (value.half() if half and value.is_floating_point() else value).cpu()
-             for key, value in model.state_dict().items()}
-    stripped = Checkpoint(cfg=model.cfg, model_state=state, names=names,
-                          epoch=source.epoch if source else -1, fitness=source.fitness if source else None)
+    state = {
+        key: (value.half() if half and value.is_floating_point() else value).cpu()
+        for key, value in model.state_dict().items()
+    }
+    stripped = Checkpoint(
+        cfg=model.cfg,
+        model_state=state,
+        names=names,
+        epoch=source.epoch if source else -1,
+        fitness=source.fitness if source else None,
+    )
     checks: list[Check] = []
 
     def check(written: Path) -> None:
@@ -321,11 +365,26 @@ def _export_pt(source: Checkpoint | None, model: DarknetModel, names: list[str] 
     return checks
 
 
-def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx", img_size: int = 640,
-           batch: int = 1, dynamic: bool = False, dynamic_size: bool = False, simplify: bool = False,
-           opset: int = DEFAULT_OPSET, half: bool = False, output: str | Path | None = None, overwrite: bool = False,
-           device: str = "cpu", names_file: Path | None = None, data: Path | None = None, trust_pickle: bool = False,
-           reporter: Reporter | None = None) -> ExportResult:
+def export(
+    *,
+    weights: str | Path,
+    cfg: str | None = None,
+    formats: str = "onnx",
+    img_size: int = 640,
+    batch: int = 1,
+    dynamic: bool = False,
+    dynamic_size: bool = False,
+    simplify: bool = False,
+    opset: int = DEFAULT_OPSET,
+    half: bool = False,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    device: str = "cpu",
+    names_file: Path | None = None,
+    data: Path | None = None,
+    trust_pickle: bool = False,
+    reporter: Reporter | None = None,
+) -> ExportResult:
     """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime."""
     reporter = reporter or SilentReporter()
     chosen = parse_formats(formats)
@@ -343,10 +402,19 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
     names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
     dynamic_batch = dynamic or dynamic_size
     dynamic_axes = "batch,height,width" if dynamic_size else "batch" if dynamic_batch else "none"
-    result = ExportResult(weights=weights, weights_bytes=weights.stat().st_size, img_size=img_size, batch=batch,
-                          dynamic=dynamic_axes, half=half, opset=opset, params=count_parameters(model), nc=model.nc,
-                          names=names, notes=list(loaded.notes) + _ignored_options(chosen, simplify, opset,
-                                                                                    dynamic_batch))
+    result = ExportResult(
+        weights=weights,
+        weights_bytes=weights.stat().st_size,
+        img_size=img_size,
+        batch=batch,
+        dynamic=dynamic_axes,
+        half=half,
+        opset=opset,
+        params=count_parameters(model),
+        nc=model.nc,
+        names=names,
+        notes=list(loaded.notes) + _ignored_options(chosen, simplify, opset, dynamic_batch),
+    )
     unfused = copy.deepcopy(model)  # the .pt keeps BatchNorm layers, so it still matches its cfg and can train
     fused = DeployModel(model.fuse()).eval()
     shapes = [(batch, model.input_channels, img_size, img_size)]
@@ -362,8 +430,10 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
     example = example.half() if half else example
     metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
     if half and target.type == "cpu" and {"onnx", "torchscript"} & set(chosen):
-        result.notes.append("--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
-                            "little or nothing from fp16; it is meant for GPUs")
+        result.notes.append(
+            "--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
+            "little or nothing from fp16; it is meant for GPUs"
+        )
     if target.type == "cuda" and "torchscript" in chosen:
         result.notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")
     for name in reporter.track(chosen, "Exporting", total=len(chosen)):
@@ -371,9 +441,18 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
         path = paths[name]
         try:
             if name == "onnx":
-                checks = _export_onnx(deploy, example, path, verifier, metadata, opset=opset,
-                                      dynamic_batch=dynamic_batch, dynamic_size=dynamic_size, simplify=simplify,
-                                      half=half)
+                checks = _export_onnx(
+                    deploy,
+                    example,
+                    path,
+                    verifier,
+                    metadata,
+                    opset=opset,
+                    dynamic_batch=dynamic_batch,
+                    dynamic_size=dynamic_size,
+                    simplify=simplify,
+                    half=half,
+                )
             elif name == "torchscript":
                 checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
             else:
@@ -383,8 +462,15 @@ def export(*, weights: str | Path, cfg: str | None = None, formats: str = "onnx"
                 written = ", ".join(str(f.path) for f in result.files)
                 raise type(error)(f"{error.message} (already written and verified: {written})", error.hint) from None
             raise
-        result.files.append(ExportedFile(format=name, path=path, size_bytes=path.stat().st_size,
-                                         seconds=time.perf_counter() - start, checks=checks))
+        result.files.append(
+            ExportedFile(
+                format=name,
+                path=path,
+                size_bytes=path.stat().st_size,
+                seconds=time.perf_counter() - start,
+                checks=checks,
+            )
+        )
     return result
 
 

@@ -4,8 +4,8 @@ COCO-style predictions file made elsewhere."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +14,19 @@ import torch
 
 from yolor_cli.engine.boxes import xywhn_to_xyxy
 from yolor_cli.engine.config import DataConfig, load_data_config
-from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.labels import ImageRecord
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
-from yolor_cli.engine.files import atomic_write
-from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
 from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.infer.predictor import Detections, Predictor
+from yolor_cli.engine.model.darknet import DarknetModel
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
-from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
-from yolor_cli.engine.infer.predictor import Detections, Predictor
-from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 EVAL_PAD = 0.5  # extra half stride around rectangular batches, as the official test.py uses
 JSON_BOX_DECIMALS = 3
@@ -64,9 +64,15 @@ def _with_truth(record: ImageRecord, detections: Detections) -> ImageDetections:
 LossFunction = Callable[[list[torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def predict_dataset(predictor: Predictor, dataset: DetectionDataset, *, batch_size: int, workers: int = 0,
-                    reporter: Reporter | None = None,
-                    loss: LossFunction | None = None) -> tuple[list[tuple[ImageRecord, Detections]], np.ndarray | None]:
+def predict_dataset(
+    predictor: Predictor,
+    dataset: DetectionDataset,
+    *,
+    batch_size: int,
+    workers: int = 0,
+    reporter: Reporter | None = None,
+    loss: LossFunction | None = None,
+) -> tuple[list[tuple[ImageRecord, Detections]], np.ndarray | None]:
     """Detections per image, and with ``loss`` (the training loss) its mean items over the batches."""
     reporter = reporter or SilentReporter()
     loader = build_dataloader(dataset, batch_size=batch_size, workers=workers)
@@ -88,8 +94,14 @@ def predictions_json(results: list[tuple[ImageRecord, Detections]]) -> list[dict
     for record, det in results:
         for (x1, y1, x2, y2), score, cls in zip(det.boxes, det.scores, det.classes):
             box = [round(float(v), JSON_BOX_DECIMALS) for v in (x1, y1, x2 - x1, y2 - y1)]
-            rows.append({"image_id": record.image.stem, "category_id": int(cls), "bbox": box,
-                         "score": round(float(score), JSON_SCORE_DECIMALS)})
+            rows.append(
+                {
+                    "image_id": record.image.stem,
+                    "category_id": int(cls),
+                    "bbox": box,
+                    "score": round(float(score), JSON_SCORE_DECIMALS),
+                }
+            )
     return rows
 
 
@@ -97,23 +109,52 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
     images = [_with_truth(record, det) for record, det in results]
     metrics = evaluate_detections(images, len(names), metric)
     instances = sum(len(image.gt_classes) for image in images)
-    return EvalResult(metrics=metrics, names=names, images=len(images), instances=instances,
-                      confusion=confusion_matrix(images, len(names)))
+    return EvalResult(
+        metrics=metrics,
+        names=names,
+        images=len(images),
+        instances=instances,
+        confusion=confusion_matrix(images, len(names)),
+    )
 
 
-def evaluate_model(model: DarknetModel, data: DataConfig, *, task: str = "val", img_size: int = 640,
-                   batch_size: int = 32, conf: float = 0.001, iou: float = 0.65, metric: str = "coco",
-                   device: Any = "cpu", workers: int = 0, half: bool = False, fuse: bool = True,
-                   loss: LossFunction | None = None, reporter: Reporter | None = None) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+def evaluate_model(
+    model: DarknetModel,
+    data: DataConfig,
+    *,
+    task: str = "val",
+    img_size: int = 640,
+    batch_size: int = 32,
+    conf: float = 0.001,
+    iou: float = 0.65,
+    metric: str = "coco",
+    device: Any = "cpu",
+    workers: int = 0,
+    half: bool = False,
+    fuse: bool = True,
+    loss: LossFunction | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
     model.check_img_size(img_size)
     if model.nc != data.nc:
-        raise YolorError(f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
-                         hint="evaluate with the data the model was trained on, or fix names in the data file")
-    dataset = build_dataset(data, task, img_size=img_size, batch_size=batch_size, rect=True,
-                            stride=model.max_stride, pad=EVAL_PAD, reporter=reporter)
+        raise YolorError(
+            f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
+            hint="evaluate with the data the model was trained on, or fix names in the data file",
+        )
+    dataset = build_dataset(
+        data,
+        task,
+        img_size=img_size,
+        batch_size=batch_size,
+        rect=True,
+        stride=model.max_stride,
+        pad=EVAL_PAD,
+        reporter=reporter,
+    )
     predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
-    results, losses = predict_dataset(predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter,
-                                      loss=loss)
+    results, losses = predict_dataset(
+        predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter, loss=loss
+    )
     evaluated = _score(results, list(data.names), metric)
     evaluated.speed_ms = predictor.timing.per_image_ms()
     evaluated.losses = losses
@@ -132,8 +173,9 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_predictions(path: Path, data: DataConfig, *, task: str = "val", metric: str = "coco",
-                         reporter: Reporter | None = None) -> EvalResult:
+def evaluate_predictions(
+    path: Path, data: DataConfig, *, task: str = "val", metric: str = "coco", reporter: Reporter | None = None
+) -> EvalResult:
     """Score detections made elsewhere: ``image_id`` = image stem, ``category_id`` = 0-based class,
     ``bbox`` = [x, y, w, h] in pixels of the original image, ``score``."""
     reporter = reporter or SilentReporter()
@@ -146,7 +188,9 @@ def evaluate_predictions(path: Path, data: DataConfig, *, task: str = "val", met
             stem, cls, score = str(row["image_id"]), int(row["category_id"]), float(row["score"])
             x, y, w, h = (float(v) for v in row["bbox"])
         except (KeyError, TypeError, ValueError):
-            raise DataError(f"{path}: entry {number} is not {{image_id, category_id, bbox: [x, y, w, h], score}}") from None
+            raise DataError(
+                f"{path}: entry {number} is not {{image_id, category_id, bbox: [x, y, w, h], score}}"
+            ) from None
         if not 0 <= cls < data.nc:
             raise DataError(f"{path}: entry {number} has category_id {cls}, but the data has classes 0..{data.nc - 1}")
         if stem not in grouped:
@@ -154,14 +198,23 @@ def evaluate_predictions(path: Path, data: DataConfig, *, task: str = "val", met
             continue
         grouped[stem].append(([x, y, x + w, y + h], score, cls))
     if unknown_images:
-        reporter.warning(f"{len(unknown_images)} image_id values name no {task} image and were ignored "
-                         f"(e.g. {sorted(unknown_images)[0]!r})")
+        reporter.warning(
+            f"{len(unknown_images)} image_id values name no {task} image and were ignored "
+            f"(e.g. {sorted(unknown_images)[0]!r})"
+        )
     results = []
     for stem, record in by_stem.items():
         rows = grouped[stem]
-        results.append((record, Detections(boxes=np.array([r[0] for r in rows], dtype=np.float64).reshape(-1, 4),
-                                           scores=np.array([r[1] for r in rows], dtype=np.float64),
-                                           classes=np.array([r[2] for r in rows], dtype=int))))
+        results.append(
+            (
+                record,
+                Detections(
+                    boxes=np.array([r[0] for r in rows], dtype=np.float64).reshape(-1, 4),
+                    scores=np.array([r[1] for r in rows], dtype=np.float64),
+                    classes=np.array([r[2] for r in rows], dtype=int),
+                ),
+            )
+        )
     return _score(results, list(data.names), metric)
 
 
@@ -170,11 +223,29 @@ def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path)
     return atomic_write(path, lambda stream: stream.write(payload))
 
 
-def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None, predictions: Path | None = None,
-             task: str = "val", img_size: int = 640, batch_size: int = 32, conf: float = 0.001, iou: float = 0.65,
-             metric: str = "coco", device: str = "", workers: int = 0, save_json: bool = False,
-             plots: bool = False, project: Path = Path("runs/eval"), name: str = "exp", exist_ok: bool = False,
-             single_cls: bool = False, trust_pickle: bool = False, reporter: Reporter | None = None) -> EvalResult:
+def run_eval(
+    *,
+    data: Path,
+    weights: Path | None = None,
+    cfg: str | None = None,
+    predictions: Path | None = None,
+    task: str = "val",
+    img_size: int = 640,
+    batch_size: int = 32,
+    conf: float = 0.001,
+    iou: float = 0.65,
+    metric: str = "coco",
+    device: str = "",
+    workers: int = 0,
+    save_json: bool = False,
+    plots: bool = False,
+    project: Path = Path("runs/eval"),
+    name: str = "exp",
+    exist_ok: bool = False,
+    single_cls: bool = False,
+    trust_pickle: bool = False,
+    reporter: Reporter | None = None,
+) -> EvalResult:
     """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
     if (weights is None) == (predictions is None):
         raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
@@ -192,9 +263,19 @@ def run_eval(*, data: Path, weights: Path | None = None, cfg: str | None = None,
     else:
         loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
         notes = loaded.notes
-        result, results = evaluate_model(loaded.model, data_config, task=task, img_size=img_size,
-                                         batch_size=batch_size, conf=conf, iou=iou, metric=metric,
-                                         device=select_device(device), workers=workers, reporter=reporter)
+        result, results = evaluate_model(
+            loaded.model,
+            data_config,
+            task=task,
+            img_size=img_size,
+            batch_size=batch_size,
+            conf=conf,
+            iou=iou,
+            metric=metric,
+            device=select_device(device),
+            workers=workers,
+            reporter=reporter,
+        )
     result.notes = notes
     if save_json or plots:
         run_dir = new_run_dir(project, name, exist_ok)

@@ -76,8 +76,9 @@ class Metrics:
 def _iou(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     if not len(boxes) or not len(gt_boxes):
         return np.zeros((len(boxes), len(gt_boxes)))
-    return box_iou(torch.from_numpy(np.asarray(boxes, dtype=np.float64)),
-                   torch.from_numpy(np.asarray(gt_boxes, dtype=np.float64))).numpy()
+    return box_iou(
+        torch.from_numpy(np.asarray(boxes, dtype=np.float64)), torch.from_numpy(np.asarray(gt_boxes, dtype=np.float64))
+    ).numpy()
 
 
 def _class_counts(images: list[ImageDetections], nc: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,16 +102,19 @@ def _coco_match(images: list[ImageDetections]) -> tuple[np.ndarray, np.ndarray, 
     Returns, for the kept detections: true-positive flags (n, T), scores, classes and a sort key
     (image index, rank) that reproduces pycocotools' concatenation order.
     """
-    parts = [_coco_match_chunk(images[start:start + MATCH_CHUNK_IMAGES], start)
-             for start in range(0, len(images), MATCH_CHUNK_IMAGES)]
+    parts = [
+        _coco_match_chunk(images[start : start + MATCH_CHUNK_IMAGES], start)
+        for start in range(0, len(images), MATCH_CHUNK_IMAGES)
+    ]
     if not parts:
         empty = np.zeros(0)
         return np.zeros((0, len(IOU_THRESHOLDS)), dtype=bool), empty, empty.astype(int), empty.astype(int)
     return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
 
 
-def _coco_match_chunk(images: list[ImageDetections],
-                      offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _coco_match_chunk(
+    images: list[ImageDetections], offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All classes and thresholds of these images at once, one score rank at a time."""
     det_iou, det_image, det_rank, det_score, det_class = [], [], [], [], []
     max_gt = max((len(image.gt_classes) for image in images), default=0)
@@ -127,7 +131,7 @@ def _coco_match_chunk(images: list[ImageDetections],
         if len(order) and len(image.gt_classes):
             raw = _iou(np.asarray(image.boxes)[order], image.gt_boxes)
             same_class = classes[:, None] == image.gt_classes.astype(int)[None, :]
-            iou[:, :raw.shape[1]] = np.where(same_class, raw, -1.0)
+            iou[:, : raw.shape[1]] = np.where(same_class, raw, -1.0)
         det_iou.append(iou)
         det_image.append(np.full(len(order), index))
         det_rank.append(rank)
@@ -180,8 +184,10 @@ def _pr_curves(tp50: np.ndarray, scores: np.ndarray, n_gt: int) -> tuple[np.ndar
     recall = tpc / (n_gt + EPS)
     precision = tpc / (tpc + fpc)
     # Scores decrease along the list: interpolate on negated axes so xp is increasing.
-    return (np.interp(-CONFIDENCE_GRID, -scores, precision, left=1),
-            np.interp(-CONFIDENCE_GRID, -scores, recall, left=0))
+    return (
+        np.interp(-CONFIDENCE_GRID, -scores, precision, left=1),
+        np.interp(-CONFIDENCE_GRID, -scores, recall, left=0),
+    )
 
 
 def coco_metrics(images: list[ImageDetections], nc: int) -> Metrics:
@@ -196,8 +202,11 @@ def coco_metrics(images: list[ImageDetections], nc: int) -> Metrics:
         mine = np.nonzero(classes == cls)[0]
         mine = mine[np.argsort(order_key[mine], kind="stable")]
         mine = mine[np.argsort(-scores[mine], kind="mergesort")]
-        at_recalls = _envelope_at_recalls(tp[mine], int(instances[cls])) if len(mine) else np.zeros(
-            (len(IOU_THRESHOLDS), len(RECALL_POINTS)))
+        at_recalls = (
+            _envelope_at_recalls(tp[mine], int(instances[cls]))
+            if len(mine)
+            else np.zeros((len(IOU_THRESHOLDS), len(RECALL_POINTS)))
+        )
         ap = at_recalls.mean(axis=1)
         p, r = _pr_curves(tp[mine, 0], scores[mine], int(instances[cls]))
         curve_classes.append(cls)
@@ -205,14 +214,22 @@ def coco_metrics(images: list[ImageDetections], nc: int) -> Metrics:
         r_rows.append(r)
         pr_rows.append(at_recalls[0])
         ap_rows.append(ap)
-        per_class.append(ClassMetrics(cls, int(images_with[cls]), int(instances[cls]), None, None,
-                                      float(ap[0]), float(ap.mean())))
+        per_class.append(
+            ClassMetrics(cls, int(images_with[cls]), int(instances[cls]), None, None, float(ap[0]), float(ap.mean()))
+        )
     return _finish(per_class, curve_classes, p_rows, r_rows, pr_rows, ap_rows, "coco")
 
 
-def _finish(per_class: list[ClassMetrics], curve_classes: list[int], p_rows: list[np.ndarray],
-            r_rows: list[np.ndarray], pr_rows: list[np.ndarray], ap_rows: list[np.ndarray], metric: str,
-            fixed_pr: tuple[list[float], list[float]] | None = None) -> Metrics:
+def _finish(
+    per_class: list[ClassMetrics],
+    curve_classes: list[int],
+    p_rows: list[np.ndarray],
+    r_rows: list[np.ndarray],
+    pr_rows: list[np.ndarray],
+    ap_rows: list[np.ndarray],
+    metric: str,
+    fixed_pr: tuple[list[float], list[float]] | None = None,
+) -> Metrics:
     """Means over classes with ground truth. P and R per class come from ``fixed_pr`` when given,
     else from the confidence where the mean F1 over classes is highest."""
     if not curve_classes:
@@ -225,13 +242,24 @@ def _finish(per_class: list[ClassMetrics], curve_classes: list[int], p_rows: lis
     for row, cls in enumerate(curve_classes):
         per_class[cls].precision, per_class[cls].recall = float(p_at[row]), float(r_at[row])
     precision, recall = float(np.mean(p_at)), float(np.mean(r_at))
-    return Metrics(precision=precision, recall=recall, f1=2 * precision * recall / (precision + recall + EPS),
-                   map50=float(aps[:, 0].mean()), map=float(aps.mean()), per_class=per_class, metric=metric,
-                   curve_classes=curve_classes, p_curve=p_curve, r_curve=r_curve, f1_curve=f1_curve,
-                   pr_curve=np.stack(pr_rows))
+    return Metrics(
+        precision=precision,
+        recall=recall,
+        f1=2 * precision * recall / (precision + recall + EPS),
+        map50=float(aps[:, 0].mean()),
+        map=float(aps.mean()),
+        per_class=per_class,
+        metric=metric,
+        curve_classes=curve_classes,
+        p_curve=p_curve,
+        r_curve=r_curve,
+        f1_curve=f1_curve,
+        pr_curve=np.stack(pr_rows),
+    )
 
 
 # ---- the official YOLOR formula ------------------------------------------------------------------
+
 
 def _yolor_correct(image: ImageDetections) -> np.ndarray:
     """test.py's matching: best ground truth per prediction at IoU > 0.5, first come first served."""
@@ -305,8 +333,9 @@ def yolor_metrics(images: list[ImageDetections], nc: int) -> Metrics:
         r_rows.append(r)
         pr_rows.append(pr)
         ap_rows.append(ap)
-        per_class.append(ClassMetrics(cls, int(images_with[cls]), int(instances[cls]), None, None,
-                                      float(ap[0]), float(ap.mean())))
+        per_class.append(
+            ClassMetrics(cls, int(images_with[cls]), int(instances[cls]), None, None, float(ap[0]), float(ap.mean()))
+        )
     return _finish(per_class, curve_classes, p_rows, r_rows, pr_rows, ap_rows, "yolor", fixed_pr=(p_at, r_at))
 
 

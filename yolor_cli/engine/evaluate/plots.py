@@ -17,20 +17,22 @@ def require_matplotlib() -> None:
     _pyplot()
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib.pyplot module
+def _pyplot():
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only; never needs a display
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingDependencyError("plots need matplotlib, which is not installed",
-                                     hint="pip install 'yolor-cli[plots]'") from None
+        raise MissingDependencyError(
+            "plots need matplotlib, which is not installed", hint="pip install 'yolor-cli[plots]'"
+        ) from None
     return plt
 
 
-def _curve(path: Path, x: np.ndarray, rows: np.ndarray, labels: list[str], xlabel: str, ylabel: str,
-           summary: str) -> Path:
+def _curve(
+    path: Path, x: np.ndarray, rows: np.ndarray, labels: list[str], xlabel: str, ylabel: str, summary: str
+) -> Path:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 5))
     for row, label in zip(rows, labels):
@@ -49,15 +51,32 @@ def plot_metrics(metrics: Metrics, names: list[str], save_dir: Path) -> list[Pat
     labels = [names[c] for c in metrics.curve_classes]
     best = int(metrics.f1_curve.mean(0).argmax()) if len(metrics.f1_curve) else 0
     return [
-        _curve(save_dir / "PR_curve.png", RECALL_POINTS, metrics.pr_curve, labels, "Recall", "Precision",
-               f"all classes {metrics.map50:.3f} mAP@0.5"),
-        _curve(save_dir / "F1_curve.png", CONFIDENCE_GRID, metrics.f1_curve, labels, "Confidence", "F1",
-               f"all classes {metrics.f1_curve.mean(0)[best]:.2f} at {CONFIDENCE_GRID[best]:.3f}"
-               if len(metrics.f1_curve) else "all classes"),
-        _curve(save_dir / "P_curve.png", CONFIDENCE_GRID, metrics.p_curve, labels, "Confidence", "Precision",
-               "all classes"),
-        _curve(save_dir / "R_curve.png", CONFIDENCE_GRID, metrics.r_curve, labels, "Confidence", "Recall",
-               "all classes"),
+        _curve(
+            save_dir / "PR_curve.png",
+            RECALL_POINTS,
+            metrics.pr_curve,
+            labels,
+            "Recall",
+            "Precision",
+            f"all classes {metrics.map50:.3f} mAP@0.5",
+        ),
+        _curve(
+            save_dir / "F1_curve.png",
+            CONFIDENCE_GRID,
+            metrics.f1_curve,
+            labels,
+            "Confidence",
+            "F1",
+            f"all classes {metrics.f1_curve.mean(0)[best]:.2f} at {CONFIDENCE_GRID[best]:.3f}"
+            if len(metrics.f1_curve)
+            else "all classes",
+        ),
+        _curve(
+            save_dir / "P_curve.png", CONFIDENCE_GRID, metrics.p_curve, labels, "Confidence", "Precision", "all classes"
+        ),
+        _curve(
+            save_dir / "R_curve.png", CONFIDENCE_GRID, metrics.r_curve, labels, "Confidence", "Recall", "all classes"
+        ),
     ]
 
 
@@ -75,8 +94,15 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], save_dir: Path) 
     if len(labels) <= 30:
         for (row, column), value in np.ndenumerate(normalised):
             if value > 0.005:
-                axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                          color="white" if value > 0.5 else "black")
+                axis.text(
+                    column,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > 0.5 else "black",
+                )
     figure.colorbar(image)
     figure.tight_layout()
     path = save_dir / "confusion_matrix.png"
@@ -90,8 +116,9 @@ def plot_results(rows: list[dict[str, str]], columns: list[str], path: Path) -> 
     plt = _pyplot()
     panels = len(columns)
     per_row = min(panels, 5)
-    figure, axes = plt.subplots(math.ceil(panels / per_row), per_row, figsize=(3 * per_row, 2.6 * math.ceil(
-        panels / per_row)), squeeze=False)
+    figure, axes = plt.subplots(
+        math.ceil(panels / per_row), per_row, figsize=(3 * per_row, 2.6 * math.ceil(panels / per_row)), squeeze=False
+    )
     epochs = [int(row["epoch"]) for row in rows]
     for axis, column in zip(axes.ravel(), columns):
         points = [(e, float(row[column])) for e, row in zip(epochs, rows) if row.get(column, "") not in ("", None)]
@@ -113,7 +140,7 @@ def plot_labels(labels: np.ndarray, names: list[str], path: Path) -> Path:
     """
     plt = _pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(12, 4))
-    counts = np.bincount(labels[:, 0].astype(int), minlength=len(names))[:len(names)]
+    counts = np.bincount(labels[:, 0].astype(int), minlength=len(names))[: len(names)]
     axes[0].bar(range(len(names)), counts, color="tab:blue")
     axes[0].set_xticks(range(len(names)), names, rotation=90 if len(names) > 8 else 0, fontsize=8)
     axes[0].set(ylabel="instances", title=f"{int(counts.sum())} instances")

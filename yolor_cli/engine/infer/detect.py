@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 
 from yolor_cli.engine.boxes import xyxy_to_xywhn
-from yolor_cli.engine.model.class_names import resolve_class_filter, resolve_names
-from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
-from yolor_cli.engine.infer.drawing import class_name, draw_boxes
-from yolor_cli.engine.infer.predictor import Detections, Predictor
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.infer.drawing import class_name, draw_boxes
 from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.infer.predictor import Detections, Predictor
+from yolor_cli.engine.model.class_names import resolve_class_filter, resolve_names
+from yolor_cli.engine.model.darknet.model import check_stride_multiple
+from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
@@ -62,9 +62,18 @@ def label_lines(detections: Detections, width: int, height: int, with_conf: bool
     return "".join(f"{line}\n" for line in lines)
 
 
-def run_detect(predictor: Predictor, source: str, save_dir: Path, *, img_size: int, names: list[str] | None,
-               save_images: bool = True, save_txt: bool = False, save_conf: bool = False,
-               reporter: Reporter | None = None) -> DetectResult:
+def run_detect(
+    predictor: Predictor,
+    source: str,
+    save_dir: Path,
+    *,
+    img_size: int,
+    names: list[str] | None,
+    save_images: bool = True,
+    save_txt: bool = False,
+    save_conf: bool = False,
+    reporter: Reporter | None = None,
+) -> DetectResult:
     reporter = reporter or SilentReporter()
     paths = list_sources(source)
     if not paths:
@@ -77,16 +86,35 @@ def run_detect(predictor: Predictor, source: str, save_dir: Path, *, img_size: i
                 result.unreadable.append(item)
                 reporter.warning(f"skipped {item.path}: {item.reason}")
                 continue
-            _detect_one(predictor, item, result, writers, img_size=img_size, names=names,
-                        save_images=save_images, save_txt=save_txt, save_conf=save_conf)
+            _detect_one(
+                predictor,
+                item,
+                result,
+                writers,
+                img_size=img_size,
+                names=names,
+                save_images=save_images,
+                save_txt=save_txt,
+                save_conf=save_conf,
+            )
     finally:
         for writer in writers.values():
             writer.release()
     return result
 
 
-def _detect_one(predictor: Predictor, frame: Frame, result: DetectResult, writers: dict[Path, cv2.VideoWriter], *,
-                img_size: int, names: list[str] | None, save_images: bool, save_txt: bool, save_conf: bool) -> None:
+def _detect_one(
+    predictor: Predictor,
+    frame: Frame,
+    result: DetectResult,
+    writers: dict[Path, cv2.VideoWriter],
+    *,
+    img_size: int,
+    names: list[str] | None,
+    save_images: bool,
+    save_txt: bool,
+    save_conf: bool,
+) -> None:
     tensor, geometry = predictor.prepare(frame.image, img_size)
     detections = predictor(tensor[None], [geometry])[0]
     for cls in detections.classes:
@@ -110,17 +138,35 @@ def _detect_one(predictor: Predictor, frame: Frame, result: DetectResult, writer
     if save_images:
         target = result.save_dir / f"{base}.mp4"
         if target not in writers:
-            writers[target] = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*VIDEO_CODEC), frame.fps,
-                                              (width, height))
+            writers[target] = cv2.VideoWriter(
+                str(target), cv2.VideoWriter_fourcc(*VIDEO_CODEC), frame.fps, (width, height)
+            )
             result.written.append(target)
         writers[target].write(draw(frame.image, detections, names))
 
 
-def detect(*, source: str, weights: Path, cfg: str | None = None, conf: float = 0.25, iou: float = 0.45,
-           img_size: int = 640, device: str = "", classes: list[str] | None = None, max_det: int = 300,
-           save_txt: bool = False, save_conf: bool = False, save_images: bool = True, names_file: Path | None = None,
-           data: Path | None = None, project: Path = Path("runs/detect"), name: str = "exp", exist_ok: bool = False,
-           trust_pickle: bool = False, reporter: Reporter | None = None) -> DetectResult:
+def detect(
+    *,
+    source: str,
+    weights: Path,
+    cfg: str | None = None,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    img_size: int = 640,
+    device: str = "",
+    classes: list[str] | None = None,
+    max_det: int = 300,
+    save_txt: bool = False,
+    save_conf: bool = False,
+    save_images: bool = True,
+    names_file: Path | None = None,
+    data: Path | None = None,
+    project: Path = Path("runs/detect"),
+    name: str = "exp",
+    exist_ok: bool = False,
+    trust_pickle: bool = False,
+    reporter: Reporter | None = None,
+) -> DetectResult:
     """What ``yolor detect`` does: load, resolve names and filters, run, write."""
     if Path(weights).suffix.lower() == ".onnx":
         model, nc, checkpoint_names, notes = _load_onnx(Path(weights), cfg, img_size, device)
@@ -131,23 +177,35 @@ def detect(*, source: str, weights: Path, cfg: str | None = None, conf: float = 
     names = resolve_names(checkpoint_names, nc, names_file=names_file, data=data)
     keep = resolve_class_filter(classes, names, nc)
     predictor = Predictor(model, device=select_device(device), conf=conf, iou=iou, max_det=max_det, classes=keep)
-    result = run_detect(predictor, source, new_run_dir(project, name, exist_ok), img_size=img_size, names=names,
-                        save_images=save_images, save_txt=save_txt, save_conf=save_conf, reporter=reporter)
+    result = run_detect(
+        predictor,
+        source,
+        new_run_dir(project, name, exist_ok),
+        img_size=img_size,
+        names=names,
+        save_images=save_images,
+        save_txt=save_txt,
+        save_conf=save_conf,
+        reporter=reporter,
+    )
     result.speed_ms = predictor.timing.per_image_ms()
     result.notes = notes
     return result
 
 
-def _load_onnx(path: Path, cfg: str | None, img_size: int,
-               device: str) -> tuple[OnnxDetector, int, list[str] | None, list[str]]:
+def _load_onnx(
+    path: Path, cfg: str | None, img_size: int, device: str
+) -> tuple[OnnxDetector, int, list[str] | None, list[str]]:
     """An exported file runs on onnxruntime; its metadata replaces the checkpoint's cfg and names."""
     model = OnnxDetector.load(path, select_device(device))
     notes = list(model.notes) + (["--cfg is not used with an .onnx file (it carries its graph)"] if cfg else [])
     if model.fixed_size is not None:
         if model.fixed_size != (img_size, img_size):
             height, width = model.fixed_size
-            notes.append(f"{path.name} takes {height}x{width} inputs only (exported without --dynamic-size); "
-                         f"using that instead of --img-size {img_size}")
+            notes.append(
+                f"{path.name} takes {height}x{width} inputs only (exported without --dynamic-size); "
+                f"using that instead of --img-size {img_size}"
+            )
     else:
         check_stride_multiple(img_size, model.stride)
     return model, model.nc, model.names, notes

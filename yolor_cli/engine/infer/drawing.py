@@ -14,9 +14,26 @@ from yolor_cli.engine.boxes import xywh_to_xyxy
 LINE_WIDTH = 2
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 # A fixed palette so a class keeps its colour across images and runs (BGR).
-PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-           (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
-           (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203)]
+PALETTE = [
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (52, 147, 26),
+    (187, 212, 0),
+    (168, 153, 44),
+    (255, 194, 0),
+    (147, 69, 52),
+    (255, 115, 100),
+    (236, 24, 0),
+    (255, 56, 132),
+    (133, 0, 82),
+    (255, 56, 203),
+]
 BATCH_MOSAIC_IMAGES = 16
 BATCH_MOSAIC_SIDE = 1280  # pixels, the longer side of the whole mosaic
 
@@ -25,8 +42,15 @@ def class_name(names: list[str] | None, cls: int) -> str:
     return names[cls] if names and 0 <= cls < len(names) else str(cls)
 
 
-def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, names: list[str] | None,
-               scores: np.ndarray | None = None, line_width: int = LINE_WIDTH, font_scale: float = 0.5) -> np.ndarray:
+def draw_boxes(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    names: list[str] | None,
+    scores: np.ndarray | None = None,
+    line_width: int = LINE_WIDTH,
+    font_scale: float = 0.5,
+) -> np.ndarray:
     """A copy of the BGR ``image`` with xyxy pixel ``boxes`` and their labels (and scores, if given)."""
     out = image.copy()
     for index, ((x1, y1, x2, y2), cls) in enumerate(zip(boxes, classes)):
@@ -63,5 +87,5 @@ def batch_mosaic(images: torch.Tensor, targets: torch.Tensor, names: list[str] |
         tile = draw_boxes(tile, boxes, mine[:, 1], names, line_width=1, font_scale=0.4)
         cv2.rectangle(tile, (0, 0), (tile_w - 1, tile_h - 1), (255, 255, 255), 2)
         top, left = (index // columns) * tile_h, (index % columns) * tile_w
-        canvas[top:top + tile_h, left:left + tile_w] = tile
+        canvas[top : top + tile_h, left : left + tile_w] = tile
     return canvas

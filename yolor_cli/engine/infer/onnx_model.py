@@ -42,8 +42,9 @@ def require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingDependencyError(f"this needs the Python package {module}, which is not installed",
-                                     hint=INSTALL_HINT) from None
+        raise MissingDependencyError(
+            f"this needs the Python package {module}, which is not installed", hint=INSTALL_HINT
+        ) from None
 
 
 def check_available(simplify: bool = False) -> None:
@@ -69,12 +70,15 @@ def max_opset() -> int:
 def check_opset(opset: int) -> None:
     newest = max_opset()
     if not MIN_OPSET <= opset <= newest:
-        raise YolorError(f"--opset {opset} is outside what the exporter writes ({MIN_OPSET}..{newest})",
-                         hint="the default, 17, is read by onnxruntime, OpenCV DNN and TensorRT")
+        raise YolorError(
+            f"--opset {opset} is outside what the exporter writes ({MIN_OPSET}..{newest})",
+            hint="the default, 17, is read by onnxruntime, OpenCV DNN and TensorRT",
+        )
 
 
-def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool,
-                  dynamic_size: bool) -> bytes:
+def model_to_onnx(
+    model: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool, dynamic_size: bool
+) -> bytes:
     """Trace ``model`` (one tensor in, one out) into ONNX bytes."""
     axes: dict[str, dict[int, str]] = {}
     if dynamic_batch or dynamic_size:
@@ -86,12 +90,22 @@ def model_to_onnx(model: nn.Module, example: torch.Tensor, *, opset: int, dynami
     with warnings.catch_warnings():  # tracer notes about static channel counts and the exporter's own deprecation
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes or None,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=axes or None,
+                do_constant_folding=True,
+            )
         except Exception as error:  # the exporter's own errors carry a graph dump; the first line says it all
-            raise YolorError(f"the ONNX exporter failed: {first_line(error)}",
-                             hint="rerun with --debug for the details; another --opset may help") from error
+            raise YolorError(
+                f"the ONNX exporter failed: {first_line(error)}",
+                hint="rerun with --debug for the details; another --opset may help",
+            ) from error
     return buffer.getvalue()
 
 
@@ -108,12 +122,16 @@ def finish_onnx(data: bytes, metadata: dict[str, str], *, simplify: bool) -> byt
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as error:
-        raise YolorError(f"the exported ONNX graph fails the ONNX checker: {str(error).splitlines()[0]}",
-                         hint="try another --opset; this is a bug in yolor-cli if the default fails") from None
+        raise YolorError(
+            f"the exported ONNX graph fails the ONNX checker: {str(error).splitlines()[0]}",
+            hint="try another --opset; this is a bug in yolor-cli if the default fails",
+        ) from None
     rejected = sorted({node.op_type for node in proto.graph.node} & REJECTED_OPS)
     if rejected:
-        raise YolorError(f"the exported graph contains {', '.join(rejected)}, which TensorRT rejects",
-                         hint="this is a bug in yolor-cli; please report it")
+        raise YolorError(
+            f"the exported graph contains {', '.join(rejected)}, which TensorRT rejects",
+            hint="this is a bug in yolor-cli; please report it",
+        )
     return proto.SerializeToString()
 
 
@@ -191,12 +209,18 @@ class OnnxDetector:
         except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
             raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({first_line(error)})") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        if ([i.name for i in inputs] != [INPUT_NAME] or len(inputs[0].shape) != 4
-                or OUTPUT_NAME not in [o.name for o in outputs] or len(outputs[0].shape) != 3):
+        if (
+            [i.name for i in inputs] != [INPUT_NAME]
+            or len(inputs[0].shape) != 4
+            or OUTPUT_NAME not in [o.name for o in outputs]
+            or len(outputs[0].shape) != 3
+        ):
             found = ", ".join(f"{i.name}{list(i.shape)}" for i in inputs)
-            raise YolorError(f"{path} is not a detector exported by yolor export (inputs: {found})",
-                             hint="yolor detect runs ONNX files with one 'images' input (batch, 3, H, W) and an "
-                                  "'output' (batch, N, 5 + nc)")
+            raise YolorError(
+                f"{path} is not a detector exported by yolor export (inputs: {found})",
+                hint="yolor detect runs ONNX files with one 'images' input (batch, 3, H, W) and an "
+                "'output' (batch, N, 5 + nc)",
+            )
         metadata = session.get_modelmeta().custom_metadata_map
         shape = inputs[0].shape
         try:
@@ -204,19 +228,30 @@ class OnnxDetector:
             stride = int(metadata.get("stride", DEFAULT_STRIDE))
             names = json.loads(metadata["names"]) if "names" in metadata else None
         except (TypeError, ValueError):
-            raise YolorError(f"{path} has unreadable metadata (nc, stride or names)",
-                             hint="export it again with yolor export") from None
+            raise YolorError(
+                f"{path} has unreadable metadata (nc, stride or names)", hint="export it again with yolor export"
+            ) from None
         if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
-            raise YolorError(f"{path}: its 'names' metadata is not a list of class names",
-                             hint="export it again with yolor export")
+            raise YolorError(
+                f"{path}: its 'names' metadata is not a list of class names", hint="export it again with yolor export"
+            )
         if nc < 1 or stride < 1:
             raise YolorError(f"{path} has nc={nc}, stride={stride}: not a detector's output")
         fixed_batch = shape[0] if isinstance(shape[0], int) else None
         fixed_size = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
-        return cls(path=path, session=session, names=names, nc=nc, stride=stride, fixed_batch=fixed_batch,
-                   fixed_size=fixed_size, input_dtype=_input_dtype(session),
-                   notes=[] if providers[0] == "CUDAExecutionProvider" or device.type != "cuda" else [
-                       "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); running on CPU"])
+        return cls(
+            path=path,
+            session=session,
+            names=names,
+            nc=nc,
+            stride=stride,
+            fixed_batch=fixed_batch,
+            fixed_size=fixed_size,
+            input_dtype=_input_dtype(session),
+            notes=[]
+            if providers[0] == "CUDAExecutionProvider" or device.type != "cuda"
+            else ["this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); running on CPU"],
+        )
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = images.float().cpu().numpy().astype(self.input_dtype)
@@ -226,7 +261,7 @@ class OnnxDetector:
         else:  # a fixed batch: run in chunks of that size, padding the last one with blank images
             outputs = []
             for start in range(0, count, self.fixed_batch):
-                chunk = batch[start:start + self.fixed_batch]
+                chunk = batch[start : start + self.fixed_batch]
                 padding = self.fixed_batch - len(chunk)
                 if padding:
                     chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])

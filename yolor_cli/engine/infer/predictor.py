@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from yolor_cli.engine.boxes import Letterbox, non_max_suppression
-from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.data.augment import letterbox
 from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.model.darknet import DarknetModel
 
 
 @dataclass
@@ -54,9 +54,19 @@ def _now(device: torch.device) -> float:
 class Predictor:
     """Holds a fused eval-mode model on its device and the thresholds to apply."""
 
-    def __init__(self, model: DarknetModel | OnnxDetector, *, device: torch.device | str = "cpu", conf: float = 0.25,
-                 iou: float = 0.45, max_det: int = 300, classes: list[int] | None = None, half: bool = False,
-                 multi_label: bool = True, fuse: bool = True) -> None:
+    def __init__(
+        self,
+        model: DarknetModel | OnnxDetector,
+        *,
+        device: torch.device | str = "cpu",
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        classes: list[int] | None = None,
+        half: bool = False,
+        multi_label: bool = True,
+        fuse: bool = True,
+    ) -> None:
         self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
         self.multi_label = multi_label
         self.timing = Timing()
@@ -97,8 +107,14 @@ class Predictor:
         after_pre = _now(self.device)
         decoded, self.last_raw = (self.onnx(batch), []) if self.onnx is not None else self.model(batch)
         after_model = _now(self.device)
-        kept = non_max_suppression(decoded.float(), conf_threshold=self.conf, iou_threshold=self.iou,
-                                   classes=self.classes, max_det=self.max_det, multi_label=self.multi_label)
+        kept = non_max_suppression(
+            decoded.float(),
+            conf_threshold=self.conf,
+            iou_threshold=self.iou,
+            classes=self.classes,
+            max_det=self.max_det,
+            multi_label=self.multi_label,
+        )
         results = []
         for det, geometry in zip(kept, geometries):
             det = det.cpu().numpy().astype(np.float64)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolor_cli.engine.model.darknet import DarknetCfg, read_cfg
 from yolor_cli.engine.errors import CfgError
+from yolor_cli.engine.model.darknet import DarknetCfg, read_cfg
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the yolor_cli package
 
@@ -18,8 +18,7 @@ def configs_dir() -> Path:
     for candidate in (_PACKAGE_DIR / "configs", _PACKAGE_DIR.parent / "configs"):
         if (candidate / "models").is_dir():
             return candidate
-    raise CfgError("the bundled configs are missing from this installation",
-                   hint="reinstall yolor-cli")
+    raise CfgError("the bundled configs are missing from this installation", hint="reinstall yolor-cli")
 
 
 def bundled_model_names() -> list[str]:
@@ -31,13 +30,14 @@ def resolve_cfg_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.exists() or path.suffix == ".cfg" or len(path.parts) > 1:
         if not path.exists():
-            raise CfgError(f"cfg file not found: {path}",
-                           hint=f"bundled models: {', '.join(bundled_model_names())}")
+            raise CfgError(f"cfg file not found: {path}", hint=f"bundled models: {', '.join(bundled_model_names())}")
         return path
     bundled = configs_dir() / "models" / f"{path.name}.cfg"
     if not bundled.exists():
-        raise CfgError(f"no cfg file or bundled model named {str(name_or_path)!r}",
-                       hint=f"bundled models: {', '.join(bundled_model_names())}")
+        raise CfgError(
+            f"no cfg file or bundled model named {str(name_or_path)!r}",
+            hint=f"bundled models: {', '.join(bundled_model_names())}",
+        )
     return bundled
 
 

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from yolor_cli import __version__
+from yolor_cli.engine.errors import CheckpointError
+from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.model.darknet import (
     DarknetCfg,
     DarknetModel,
@@ -32,8 +34,6 @@ from yolor_cli.engine.model.darknet import (
 )
 from yolor_cli.engine.model.darknet.heads import find_heads
 from yolor_cli.engine.model.darknet.specs import YoloSpec, parse_layer
-from yolor_cli.engine.errors import CheckpointError
-from yolor_cli.engine.files import atomic_write
 
 FORMAT_NAME = "yolor-cli"
 FORMAT_VERSION = 1
@@ -72,6 +72,7 @@ class Checkpoint:
 
 # ---- writing ------------------------------------------------------------------------------------
 
+
 def checkpoint_to_dict(ckpt: Checkpoint) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
@@ -99,6 +100,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path, check: Callable[[Path], 
 
 # ---- reading ------------------------------------------------------------------------------------
 
+
 def _numpy_safe_globals() -> list[Any]:
     """The numpy objects official checkpoints pickle (fitness arrays), under both module names.
 
@@ -120,8 +122,10 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a weights file")
     if path.suffix.lower() in EXPORTED_SUFFIXES:
-        raise CheckpointError(f"{path} is an exported model, not a checkpoint",
-                              hint="yolor detect runs .onnx files; other commands need the .pt it was exported from")
+        raise CheckpointError(
+            f"{path} is an exported model, not a checkpoint",
+            hint="yolor detect runs .onnx files; other commands need the .pt it was exported from",
+        )
     try:
         if trust_pickle:
             return torch.load(path, map_location="cpu", weights_only=False)
@@ -132,19 +136,23 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
         if culprit is None:  # not a refusal of code: the bytes are not a pickle at all
             raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({exc})") from None
         raise CheckpointError(
-            f"{path} contains pickled Python objects that a safe load refuses"
-            + f" (it needs {culprit.group(1)})",
+            f"{path} contains pickled Python objects that a safe load refuses" + f" (it needs {culprit.group(1)})",
             hint="it was probably saved with torch.save(model) by an old pruning script. Loading it "
-                 "runs code stored in the file: only with a file you trust, pass --trust-pickle.",
+            "runs code stored in the file: only with a file you trust, pass --trust-pickle.",
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+        raise CheckpointError(
+            f"{path} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from None
 
 
 def _is_state_dict(value: Any) -> bool:
-    return isinstance(value, Mapping) and bool(value) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
 
 
 def _state_from_object(value: Any, path: Path) -> StateDict:
@@ -153,9 +161,10 @@ def _state_from_object(value: Any, path: Path) -> StateDict:
         return {k: v.detach().float() for k, v in value.state_dict().items()}
     if _is_state_dict(value):
         return dict(value)
-    raise CheckpointError(f"{path} has no model weights (its 'model' entry is {type(value).__name__})",
-                          hint="official training writes them under 'model'; a file stripped of them "
-                               "cannot be loaded")
+    raise CheckpointError(
+        f"{path} has no model weights (its 'model' entry is {type(value).__name__})",
+        hint="official training writes them under 'model'; a file stripped of them cannot be loaded",
+    )
 
 
 def _head_outputs(state: Mapping[str, torch.Tensor], conv_index: int) -> int | None:
@@ -174,12 +183,16 @@ def _fit_classes(cfg: DarknetCfg, state: StateDict, notes: list[str], path: Path
         return cfg
     anchors = len(yolo.mask)
     if outputs % anchors or outputs // anchors <= 5:
-        raise CheckpointError(f"{path}: the head conv (layer {head.conv}) has {outputs} outputs, which is "
-                              f"not {anchors} anchors x (5 + classes)",
-                              hint="these weights were trained with a different cfg; pass it with --cfg")
+        raise CheckpointError(
+            f"{path}: the head conv (layer {head.conv}) has {outputs} outputs, which is "
+            f"not {anchors} anchors x (5 + classes)",
+            hint="these weights were trained with a different cfg; pass it with --cfg",
+        )
     nc = outputs // anchors - 5
-    notes.append(f"the weights have {nc} class{'es' if nc != 1 else ''} "
-                 f"({outputs} head outputs); using nc={nc} instead of the cfg's {yolo.classes}")
+    notes.append(
+        f"the weights have {nc} class{'es' if nc != 1 else ''} "
+        f"({outputs} head outputs); using nc={nc} instead of the cfg's {yolo.classes}"
+    )
     return with_num_classes(cfg, nc)
 
 
@@ -198,8 +211,10 @@ def _fit_channels(cfg: DarknetCfg, state: StateDict, notes: list[str]) -> Darkne
             section.options["filters"] = str(int(tensor.shape[axis]))
             changed.append(index)
     if changed:
-        notes.append(f"the weights have other channel counts than the cfg in {len(changed)} layers "
-                     f"(a pruned model?); the cfg was adapted to them")
+        notes.append(
+            f"the weights have other channel counts than the cfg in {len(changed)} layers "
+            f"(a pruned model?); the cfg was adapted to them"
+        )
     return fitted
 
 
@@ -215,8 +230,10 @@ def _whole_number(value: Any, default: int = -1) -> int:
 def _from_ours(raw: dict[str, Any], cfg: DarknetCfg | None, path: Path) -> Checkpoint:
     version = raw.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer yolor-cli (format {version!r}); this one "
-                              f"reads format {FORMAT_VERSION}", hint="upgrade yolor-cli")
+        raise CheckpointError(
+            f"{path} was written by a newer yolor-cli (format {version!r}); this one reads format {FORMAT_VERSION}",
+            hint="upgrade yolor-cli",
+        )
     notes: list[str] = []
     model_state = raw.get("model")
     if not _is_state_dict(model_state):
@@ -229,22 +246,32 @@ def _from_ours(raw: dict[str, Any], cfg: DarknetCfg | None, path: Path) -> Check
     else:
         cfg = _fit_cfg_to_weights(cfg, model_state, notes, path)
     return Checkpoint(
-        cfg=cfg, model_state=model_state, names=raw.get("names"), ema_state=raw.get("ema"),
-        ema_updates=_whole_number(raw.get("ema_updates"), 0), optimizer_state=raw.get("optimizer"),
-        scaler_state=raw.get("scaler"), epoch=_whole_number(raw.get("epoch")), fitness=raw.get("fitness"),
-        train_options=raw.get("train_options"), origin=FORMAT_NAME, notes=notes)
+        cfg=cfg,
+        model_state=model_state,
+        names=raw.get("names"),
+        ema_state=raw.get("ema"),
+        ema_updates=_whole_number(raw.get("ema_updates"), 0),
+        optimizer_state=raw.get("optimizer"),
+        scaler_state=raw.get("scaler"),
+        epoch=_whole_number(raw.get("epoch")),
+        fitness=raw.get("fitness"),
+        train_options=raw.get("train_options"),
+        origin=FORMAT_NAME,
+        notes=notes,
+    )
 
 
 def _from_official(raw: Any, cfg: DarknetCfg | None, path: Path) -> Checkpoint:
     state = _state_from_object(raw["model"] if isinstance(raw, Mapping) and "model" in raw else raw, path)
     if cfg is None:
-        raise CheckpointError(f"{path} is an official YOLOR checkpoint, which does not record its cfg",
-                              hint="pass the cfg it was trained with, e.g. --cfg yolor_csp")
+        raise CheckpointError(
+            f"{path} is an official YOLOR checkpoint, which does not record its cfg",
+            hint="pass the cfg it was trained with, e.g. --cfg yolor_csp",
+        )
     notes: list[str] = []
     cfg = _fit_cfg_to_weights(cfg, state, notes, path)
     epoch = _whole_number(raw.get("epoch")) if isinstance(raw, Mapping) else -1
-    return Checkpoint(cfg=cfg, model_state=state, epoch=epoch,
-                      origin=OFFICIAL_SOURCE, notes=notes)
+    return Checkpoint(cfg=cfg, model_state=state, epoch=epoch, origin=OFFICIAL_SOURCE, notes=notes)
 
 
 def load_checkpoint(path: str | Path, cfg: DarknetCfg | None = None, *, trust_pickle: bool = False) -> Checkpoint:
@@ -258,8 +285,10 @@ def load_checkpoint(path: str | Path, cfg: DarknetCfg | None = None, *, trust_pi
         return _from_ours(dict(raw), cfg, path)
     if isinstance(raw, nn.Module) or _is_state_dict(raw) or (isinstance(raw, Mapping) and "model" in raw):
         return _from_official(raw, cfg, path)
-    raise CheckpointError(f"{path} is not a YOLOR checkpoint (found {type(raw).__name__}"
-                          f"{' with keys ' + ', '.join(map(str, list(raw)[:6])) if isinstance(raw, Mapping) else ''})")
+    raise CheckpointError(
+        f"{path} is not a YOLOR checkpoint (found {type(raw).__name__}"
+        f"{' with keys ' + ', '.join(map(str, list(raw)[:6])) if isinstance(raw, Mapping) else ''})"
+    )
 
 
 def _describe(keys: list[str]) -> str:
@@ -272,14 +301,25 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and state[k].shape != v.shape]
-    problems = [f"{len(items)} {label}: {_describe(items)}" for label, items in
-                (("missing", missing), ("unexpected", unexpected), ("mis-shaped (file vs model)", mismatched))
-                if items]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{len(items)} {label}: {_describe(items)}"
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped (file vs model)", mismatched),
+        )
+        if items
+    ]
     if problems:
-        raise CheckpointError(f"the weights in {source} do not fit the model: " + "; ".join(problems),
-                              hint="pass the cfg the weights were trained with (--cfg)")
+        raise CheckpointError(
+            f"the weights in {source} do not fit the model: " + "; ".join(problems),
+            hint="pass the cfg the weights were trained with (--cfg)",
+        )
     model.load_state_dict(state, strict=True)
 
 

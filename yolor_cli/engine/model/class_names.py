@@ -9,12 +9,15 @@ from yolor_cli.engine.data.convert import parse_class_list
 from yolor_cli.engine.errors import YolorError
 
 
-def resolve_names(checkpoint_names: list[str] | None, nc: int, *, names_file: Path | None = None,
-                  data: Path | None = None) -> list[str] | None:
+def resolve_names(
+    checkpoint_names: list[str] | None, nc: int, *, names_file: Path | None = None, data: Path | None = None
+) -> list[str] | None:
     """The first source that names the classes; it must name exactly ``nc`` of them."""
-    for names, origin in ((checkpoint_names, "the checkpoint"),
-                          (parse_class_list(None, names_file) if names_file else None, str(names_file)),
-                          (list(load_data_names(data)) if data else None, str(data))):
+    for names, origin in (
+        (checkpoint_names, "the checkpoint"),
+        (parse_class_list(None, names_file) if names_file else None, str(names_file)),
+        (list(load_data_names(data)) if data else None, str(data)),
+    ):
         if names is None:
             continue
         if len(names) != nc:

@@ -69,8 +69,15 @@ class ConvMacs:
 
     def __call__(self, img_size: int | None = None) -> float:
         """MACs at the probe size, or scaled to a square ``img_size``."""
-        macs = sum(conv.out_channels * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
-                   * self.areas[conv] for conv in self.convs)
+        macs = sum(
+            conv.out_channels
+            * conv.in_channels
+            // conv.groups
+            * conv.kernel_size[0]
+            * conv.kernel_size[1]
+            * self.areas[conv]
+            for conv in self.convs
+        )
         return macs * ((img_size / self.probe) ** 2 if img_size else 1.0)
 
 
@@ -87,7 +94,21 @@ def summarize(model: DarknetModel, img_size: int) -> ModelSummary:
             sources = ",".join(map(str, module.sources)) or "-"
         else:
             sources = "-1"
-        rows.append(LayerRow(index=index, type=section.type, sources=sources,
-                             channels=model.layer_channels[index], params=count_parameters(module)))
-    return ModelSummary(rows=rows, params=count_parameters(model), gflops=count_gflops(model, img_size),
-                        layers=len(rows), nc=model.nc, img_size=img_size, strides=model.strides)
+        rows.append(
+            LayerRow(
+                index=index,
+                type=section.type,
+                sources=sources,
+                channels=model.layer_channels[index],
+                params=count_parameters(module),
+            )
+        )
+    return ModelSummary(
+        rows=rows,
+        params=count_parameters(model),
+        gflops=count_gflops(model, img_size),
+        layers=len(rows),
+        nc=model.nc,
+        img_size=img_size,
+        strides=model.strides,
+    )

@@ -24,9 +24,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from yolor_cli.engine.model.darknet import DarknetModel, DarknetCfg, build_model
-from yolor_cli.engine.model.darknet.layers import ImplicitAdd, ImplicitMul, Shortcut
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.model.darknet import DarknetCfg, DarknetModel, build_model
+from yolor_cli.engine.model.darknet.layers import ImplicitAdd, ImplicitMul, Shortcut
 from yolor_cli.engine.model.summary import ConvMacs, probe_input
 
 METHODS = ("l1", "l2", "random", "bn")
@@ -56,23 +56,32 @@ def conv_of(model: DarknetModel, index: int) -> nn.Conv2d:
 
 def check_amount(amount: float, flag: str = "--amount") -> None:
     if not 0 < amount < 1:
-        raise YolorError(f"{flag} {amount} is outside (0, 1)",
-                         hint="e.g. --amount 0.4 removes 40 % of each conv's channels" if flag == "--amount"
-                         else "e.g. --target-macs 0.5 keeps half of the multiply-adds")
+        raise YolorError(
+            f"{flag} {amount} is outside (0, 1)",
+            hint="e.g. --amount 0.4 removes 40 % of each conv's channels"
+            if flag == "--amount"
+            else "e.g. --target-macs 0.5 keeps half of the multiply-adds",
+        )
 
 
 def check_prunable(model: DarknetModel, index: int) -> None:
     """A module index the user named must be a backbone or neck conv."""
     layers = len(model.module_list)
     if not 0 <= index < layers:
-        raise YolorError(f"module {index} does not exist: the model has modules 0..{layers - 1}",
-                         hint="see the indices with yolor info")
+        raise YolorError(
+            f"module {index} does not exist: the model has modules 0..{layers - 1}",
+            hint="see the indices with yolor info",
+        )
     if not is_conv(model, index):
-        raise YolorError(f"module {index} is a [{model.cfg.layers[index].type}] layer, not a convolution",
-                         hint="see the indices with yolor info")
+        raise YolorError(
+            f"module {index} is a [{model.cfg.layers[index].type}] layer, not a convolution",
+            hint="see the indices with yolor info",
+        )
     if index in {head.conv for head in model.heads}:
-        raise YolorError(f"module {index} is a detection head conv; heads keep their 3*(5+nc) outputs",
-                         hint="choose a backbone or neck conv")
+        raise YolorError(
+            f"module {index} is a detection head conv; heads keep their 3*(5+nc) outputs",
+            hint="choose a backbone or neck conv",
+        )
 
 
 def check_supported(model: DarknetModel) -> None:
@@ -82,13 +91,14 @@ def check_supported(model: DarknetModel) -> None:
         if isinstance(module, Shortcut):
             widths = {model.layer_channels[index - 1], *(model.layer_channels[j] for j in module.sources)}
             if len(widths) > 1:
-                raise YolorError(f"module {index} is a [shortcut] that adds layers of different widths "
-                                 f"({', '.join(map(str, sorted(widths)))}); pruning such a model is not supported",
-                                 hint="torch-pruning cannot keep a partial sum consistent")
+                raise YolorError(
+                    f"module {index} is a [shortcut] that adds layers of different widths "
+                    f"({', '.join(map(str, sorted(widths)))}); pruning such a model is not supported",
+                    hint="torch-pruning cannot keep a partial sum consistent",
+                )
 
 
-def channel_importance(model: DarknetModel, index: int, method: str,
-                       generator: torch.Generator) -> torch.Tensor:
+def channel_importance(model: DarknetModel, index: int, method: str, generator: torch.Generator) -> torch.Tensor:
     """One score per output channel of conv ``index``; the lowest go first."""
     weight = conv_of(model, index).weight.detach()
     if method == "l1":
@@ -109,9 +119,11 @@ def check_bn_rankable(model: DarknetModel, indices: list[int]) -> None:
         if "BatchNorm2d" not in model.module_list[index]._modules:
             raise YolorError(f"module {index} has no BatchNorm, so --method bn cannot rank its channels")
         if _equal_scales(model, index):
-            raise YolorError(f"the BatchNorm scales of module {index} are all equal (an untrained model?), so "
-                             "--method bn cannot rank its channels",
-                             hint=UNTRAINED_BN_HINT)
+            raise YolorError(
+                f"the BatchNorm scales of module {index} are all equal (an untrained model?), so "
+                "--method bn cannot rank its channels",
+                hint=UNTRAINED_BN_HINT,
+            )
 
 
 def _equal_scales(model: DarknetModel, index: int) -> bool:
@@ -129,9 +141,11 @@ def check_no_grouped_convs(model: DarknetModel) -> None:
         if is_conv(model, index):
             conv = conv_of(model, index)
             if conv.groups > 1 and not conv.groups == conv.in_channels == conv.out_channels:
-                raise YolorError(f"module {index} is a grouped conv (groups={conv.groups}), whose groups prune conv "
-                                 "and prune layers cannot keep aligned",
-                                 hint="use yolor prune global, which ranks channels group by group")
+                raise YolorError(
+                    f"module {index} is a grouped conv (groups={conv.groups}), whose groups prune conv "
+                    "and prune layers cannot keep aligned",
+                    hint="use yolor prune global, which ranks channels group by group",
+                )
 
 
 def check_method(method: str) -> None:
@@ -151,8 +165,12 @@ class ChannelPruner:
         check_supported(model)
         with _quiet_about_shortcut_weights():
             self.graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs=probe_input(model), unwrapped_parameters=unwrapped_parameters(model),
-                ignored_params=shortcut_weights(model), output_transform=lambda output: output[0])
+                model,
+                example_inputs=probe_input(model),
+                unwrapped_parameters=unwrapped_parameters(model),
+                ignored_params=shortcut_weights(model),
+                output_transform=lambda output: output[0],
+            )
 
     def prune_conv(self, index: int, amount: float) -> LayerChange | None:
         """Remove ``int(amount * channels)`` output channels of conv ``index`` (the least important)
@@ -171,7 +189,6 @@ class ChannelPruner:
             return None
         group.prune()
         return LayerChange(module=index, before=before, after=conv.out_channels)
-
 
 
 def convs_between(model: DarknetModel, start: int, upto: int) -> list[int]:
@@ -252,26 +269,37 @@ def conv_widths(model: DarknetModel) -> dict[int, int]:
 
 def check_global_options(target_macs: float | None, ratio: float | None) -> None:
     if (target_macs is None) == (ratio is None):
-        raise YolorError("give exactly one of --target-macs and --ratio",
-                         hint="e.g. --target-macs 0.5 keeps half of the multiply-adds")
+        raise YolorError(
+            "give exactly one of --target-macs and --ratio",
+            hint="e.g. --target-macs 0.5 keeps half of the multiply-adds",
+        )
     if target_macs is not None:
         check_amount(target_macs, "--target-macs")
     elif not 0 < ratio <= GLOBAL_MAX_RATIO:  # type: ignore[operator]
-        raise YolorError(f"--ratio {ratio} is outside (0, {GLOBAL_MAX_RATIO}]",
-                         hint="beyond it whole layer groups collapse; use --target-macs for deep cuts")
+        raise YolorError(
+            f"--ratio {ratio} is outside (0, {GLOBAL_MAX_RATIO}]",
+            hint="beyond it whole layer groups collapse; use --target-macs for deep cuts",
+        )
 
 
 def _meta_pruner(model: DarknetModel, ratio: float, method: str, steps: int) -> tp.pruner.MetaPruner:
     with _quiet_about_shortcut_weights():
         return tp.pruner.MetaPruner(
-            model, probe_input(model), importance=_importance(method), global_pruning=True, pruning_ratio=ratio,
-            iterative_steps=steps, ignored_layers=[conv_of(model, head.conv) for head in model.heads]
-            + shortcut_weights(model), unwrapped_parameters=unwrapped_parameters(model),
-            output_transform=lambda output: output[0])
+            model,
+            probe_input(model),
+            importance=_importance(method),
+            global_pruning=True,
+            pruning_ratio=ratio,
+            iterative_steps=steps,
+            ignored_layers=[conv_of(model, head.conv) for head in model.heads] + shortcut_weights(model),
+            unwrapped_parameters=unwrapped_parameters(model),
+            output_transform=lambda output: output[0],
+        )
 
 
-def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio: float | None = None,
-                 method: str = "l1") -> tuple[DarknetModel, list[LayerChange]]:
+def prune_global(
+    model: DarknetModel, *, target_macs: float | None = None, ratio: float | None = None, method: str = "l1"
+) -> tuple[DarknetModel, list[LayerChange]]:
     """Global pruning with torch-pruning's MetaPruner, heads excluded: ``ratio`` of the channels
     ranked across the model in one step, or small steps until the MACs land within 5 % of
     ``target_macs`` x the original. Returns the pruned model (``model`` itself for a ratio)."""
@@ -281,9 +309,11 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
     if method == "bn":
         backbone = [i for i in conv_widths(model) if i not in {head.conv for head in model.heads}]
         if all(_equal_scales(model, i) for i in backbone):
-            raise YolorError("every BatchNorm scale of the model is equal (an untrained model?), so --method bn "
-                             "cannot rank channels",
-                             hint=UNTRAINED_BN_HINT)
+            raise YolorError(
+                "every BatchNorm scale of the model is equal (an untrained model?), so --method bn "
+                "cannot rank channels",
+                hint=UNTRAINED_BN_HINT,
+            )
     model.eval()
     widths = conv_widths(model)
     if ratio is not None:
@@ -292,12 +322,16 @@ def prune_global(model: DarknetModel, *, target_macs: float | None = None, ratio
     else:
         assert target_macs is not None
         pruned = _search_target(model, target_macs, method)
-    return pruned, [LayerChange(module=i, before=before, after=conv_of(pruned, i).out_channels)
-                    for i, before in widths.items() if conv_of(pruned, i).out_channels != before]
+    return pruned, [
+        LayerChange(module=i, before=before, after=conv_of(pruned, i).out_channels)
+        for i, before in widths.items()
+        if conv_of(pruned, i).out_channels != before
+    ]
 
 
-def _step_until(model: DarknetModel, target: float, method: str, base: float, ratio: float,
-                steps: int) -> tuple[list[tuple[float, DarknetModel]], bool]:
+def _step_until(
+    model: DarknetModel, target: float, method: str, base: float, ratio: float, steps: int
+) -> tuple[list[tuple[float, DarknetModel]], bool]:
     """Prune ``model`` in steps until its MACs fall to ``target`` x ``base``. Returns the states worth
     keeping as (MACs fraction, model): the last one, and a copy of the one before the crossing step
     (taken when the next step is expected to cross, so copies stay rare); and whether it got there."""
@@ -331,7 +365,9 @@ def _search_target(model: DarknetModel, target: float, method: str) -> DarknetMo
     best = min(pruned, key=miss) if pruned else None
     if best is None or miss(best) > GLOBAL_TOLERANCE:
         closest = f"{best[0]:.3f}" if best else "1.000"
-        raise YolorError(f"--target-macs {target} cannot be reached within 5 %: the closest was {closest} of "
-                         "the MACs", hint="heads and coupled layers bound how far a model shrinks; --method bn needs "
-                                          "trained BatchNorm scales (they are all equal in a fresh model)")
+        raise YolorError(
+            f"--target-macs {target} cannot be reached within 5 %: the closest was {closest} of the MACs",
+            hint="heads and coupled layers bound how far a model shrinks; --method bn needs "
+            "trained BatchNorm scales (they are all equal in a fresh model)",
+        )
     return best[1]

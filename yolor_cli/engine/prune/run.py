@@ -10,16 +10,17 @@ from pathlib import Path
 
 import torch
 
-from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
-from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.files import check_output
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.model.summary import count_gflops
 from yolor_cli.engine.prune.pruning import (
     ChannelPruner,
     LayerChange,
-    check_bn_rankable,
     check_amount,
+    check_bn_rankable,
     check_global_options,
     check_method,
     check_no_grouped_convs,
@@ -31,7 +32,6 @@ from yolor_cli.engine.prune.pruning import (
     prune_global,
     rebuild,
 )
-from yolor_cli.engine.model.summary import count_gflops
 
 LATENCY_REPEATS = 5
 
@@ -55,8 +55,9 @@ class PruneResult:
 
 def measure(model: DarknetModel, img_size: int, latency: bool = True) -> ModelCost:
     macs = round(count_gflops(model, img_size) * 1e9 / 2)  # a whole count (the scaling leaves float noise)
-    return ModelCost(params=count_parameters(model), macs=macs,
-                     latency_ms=latency_ms(model, img_size) if latency else None)
+    return ModelCost(
+        params=count_parameters(model), macs=macs, latency_ms=latency_ms(model, img_size) if latency else None
+    )
 
 
 @torch.no_grad()
@@ -88,14 +89,17 @@ def _destination(weights: Path, output: str | Path | None, overwrite: bool) -> P
     return destination
 
 
-def _local_targets(model: DarknetModel, layers: list[int] | None, span: tuple[int, int] | None,
-                   notes: list[str]) -> list[int]:
+def _local_targets(
+    model: DarknetModel, layers: list[int] | None, span: tuple[int, int] | None, notes: list[str]
+) -> list[int]:
     """The convs ``prune conv`` / ``prune layers`` will prune, checked before any work is done."""
     if layers is not None:
         repeated = sorted({index for index in layers if layers.count(index) > 1})
         if repeated:
-            raise YolorError(f"--layer {', '.join(map(str, repeated))} given more than once",
-                             hint="each --layer is pruned once; to prune it harder, raise --amount")
+            raise YolorError(
+                f"--layer {', '.join(map(str, repeated))} given more than once",
+                hint="each --layer is pruned once; to prune it harder, raise --amount",
+            )
         for index in layers:
             check_prunable(model, index)
         return list(layers)
@@ -112,11 +116,24 @@ def _local_targets(model: DarknetModel, layers: list[int] | None, span: tuple[in
     return targets
 
 
-def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | None = None,
-          span: tuple[int, int] | None = None, amount: float | None = None, target_macs: float | None = None,
-          ratio: float | None = None, method: str = "l1", img_size: int = 640,
-          output: str | Path | None = None, overwrite: bool = False, dry_run: bool = False, latency: bool = True,
-          seed: int = 0, trust_pickle: bool = False) -> PruneResult:
+def prune(
+    *,
+    weights: str | Path,
+    cfg: str | None = None,
+    layers: list[int] | None = None,
+    span: tuple[int, int] | None = None,
+    amount: float | None = None,
+    target_macs: float | None = None,
+    ratio: float | None = None,
+    method: str = "l1",
+    img_size: int = 640,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    latency: bool = True,
+    seed: int = 0,
+    trust_pickle: bool = False,
+) -> PruneResult:
     """Prune the convs in ``layers`` (``prune conv``) or every conv in ``span`` = (from, upto) in
     module order (``prune layers``), each by ``int(amount * channels)`` channels; or, with
     ``target_macs`` or ``ratio``, globally (``prune global``). Everything the user can get wrong is
@@ -148,21 +165,32 @@ def prune(*, weights: str | Path, cfg: str | None = None, layers: list[int] | No
         pruner = ChannelPruner(model, method=method, seed=seed)
         for index in targets or []:
             pruner.prune_conv(index, amount)  # type: ignore[arg-type]
-    changes = [LayerChange(module=i, before=width, after=conv_of(model, i).out_channels)
-               for i, width in widths.items() if conv_of(model, i).out_channels != width]
+    changes = [
+        LayerChange(module=i, before=width, after=conv_of(model, i).out_channels)
+        for i, width in widths.items()
+        if conv_of(model, i).out_channels != width
+    ]
     if not changes:
-        raise YolorError("nothing was pruned, so nothing was written: " + (
-            "the ratio rounds to 0 channels in every group" if global_mode else
-            "the amount rounds to 0 channels, or the layers are already as small as their coupled partners allow"),
-            hint="raise --ratio" if global_mode else
-            "raise --amount (int(amount x channels) channels go from each conv)")
+        raise YolorError(
+            "nothing was pruned, so nothing was written: "
+            + (
+                "the ratio rounds to 0 channels in every group"
+                if global_mode
+                else "the amount rounds to 0 channels, or the layers are already as small as their "
+                "coupled partners allow"
+            ),
+            hint="raise --ratio"
+            if global_mode
+            else "raise --amount (int(amount x channels) channels go from each conv)",
+        )
     pruned = rebuild(model)
     after = measure(pruned, img_size, latency)
     collapsed = [c for c in changes if c.collapsed]
     if collapsed:
-        notes.append(f"{len(collapsed)} layer(s) are left with fewer than 8 channels "
-                     f"({', '.join(str(c.module) for c in collapsed)}): expect lost accuracy there")
+        notes.append(
+            f"{len(collapsed)} layer(s) are left with fewer than 8 channels "
+            f"({', '.join(str(c.module) for c in collapsed)}): expect lost accuracy there"
+        )
     if destination is not None:
         save_checkpoint(Checkpoint(cfg=pruned.cfg, model_state=pruned.state_dict(), names=loaded.names), destination)
-    return PruneResult(changes=changes, before=before, after=after, img_size=img_size, output=destination,
-                       notes=notes)
+    return PruneResult(changes=changes, before=before, after=after, img_size=img_size, output=destination, notes=notes)

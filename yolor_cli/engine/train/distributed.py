@@ -44,8 +44,11 @@ class DistributedContext:
     def from_env(cls) -> DistributedContext:
         if not all(name in os.environ for name in TORCHRUN_ENV):
             return cls()
-        return cls(rank=int(os.environ["RANK"]), local_rank=int(os.environ["LOCAL_RANK"]),
-                   world_size=int(os.environ["WORLD_SIZE"]))
+        return cls(
+            rank=int(os.environ["RANK"]),
+            local_rank=int(os.environ["LOCAL_RANK"]),
+            world_size=int(os.environ["WORLD_SIZE"]),
+        )
 
 
 SINGLE_PROCESS = DistributedContext()
@@ -63,8 +66,10 @@ def start(device_spec: str) -> tuple[DistributedContext, torch.device]:
     use_cuda = device_spec.strip().lower() != "cpu" and torch.cuda.is_available()
     if use_cuda:
         if context.local_rank >= torch.cuda.device_count():
-            raise YolorError(f"process {context.local_rank} has no GPU: {torch.cuda.device_count()} visible",
-                             hint="start as many processes per node as there are GPUs")
+            raise YolorError(
+                f"process {context.local_rank} has no GPU: {torch.cuda.device_count()} visible",
+                hint="start as many processes per node as there are GPUs",
+            )
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
     else:
@@ -108,8 +113,16 @@ def share_from_main(context: DistributedContext, values: Sequence[float]) -> lis
 
 def torchrun_command(arguments: Sequence[str], processes: int) -> list[str]:
     """The command that reruns ``yolor <arguments>`` as ``processes`` DDP processes on this node."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "yolor_cli", *arguments]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "yolor_cli",
+        *arguments,
+    ]
 
 
 def launch(arguments: Sequence[str], device_spec: str) -> int:

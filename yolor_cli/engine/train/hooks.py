@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.config import DataConfig
 from yolor_cli.engine.data.images import write_image
-from yolor_cli.engine.infer.drawing import batch_mosaic
 from yolor_cli.engine.errors import MissingDependencyError
 from yolor_cli.engine.evaluate.evaluator import evaluate_model
-from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.evaluate.plots import plot_results
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.infer.drawing import batch_mosaic
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.reporting import Reporter
 from yolor_cli.engine.train.trainer import LOSS_NAMES, Trainer, TrainHook, TrainState, class_maps
 
@@ -37,8 +37,9 @@ def _f(value: float | None) -> str:
 class ValidationHook(TrainHook):
     """Evaluate the EMA model with the shared evaluator: every epoch from ``period`` on, always the last."""
 
-    def __init__(self, data: DataConfig, *, img_size: int, batch_size: int, noval: bool, period: int,
-                 reporter: Reporter) -> None:
+    def __init__(
+        self, data: DataConfig, *, img_size: int, batch_size: int, noval: bool, period: int, reporter: Reporter
+    ) -> None:
         self.data, self.img_size, self.batch_size = data, img_size, batch_size
         self.noval, self.period, self.reporter = noval, period, reporter
 
@@ -47,17 +48,38 @@ class ValidationHook(TrainHook):
         state.metrics, state.fitness, state.val_losses = None, None, None
         if (self.noval or state.epoch < self.period) and not final:
             return
-        result, _ = evaluate_model(trainer.ema.ema, self.data, task="val", img_size=self.img_size,
-                                   batch_size=self.batch_size, device=trainer.device, loss=trainer.loss)
+        result, _ = evaluate_model(
+            trainer.ema.ema,
+            self.data,
+            task="val",
+            img_size=self.img_size,
+            batch_size=self.batch_size,
+            device=trainer.device,
+            loss=trainer.loss,
+        )
         m = result.metrics
         state.metrics, state.fitness, state.val_losses = m, m.fitness, result.losses
-        rows = [["all", str(result.images), str(result.instances), _f(m.precision), _f(m.recall), _f(m.map50),
-                 _f(m.map)]]
+        rows = [
+            ["all", str(result.images), str(result.instances), _f(m.precision), _f(m.recall), _f(m.map50), _f(m.map)]
+        ]
         if final and self.data.nc > 1:
-            rows += [[self.data.names[c.cls], str(c.images), str(c.instances), _f(c.precision), _f(c.recall),
-                      _f(c.map50), _f(c.map)] for c in m.per_class[:PER_CLASS_TABLE_MAX]]
-        self.reporter.table(f"Validation after epoch {state.epoch + 1}/{state.epochs}",
-                            ["Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95"], rows)
+            rows += [
+                [
+                    self.data.names[c.cls],
+                    str(c.images),
+                    str(c.instances),
+                    _f(c.precision),
+                    _f(c.recall),
+                    _f(c.map50),
+                    _f(c.map),
+                ]
+                for c in m.per_class[:PER_CLASS_TABLE_MAX]
+            ]
+        self.reporter.table(
+            f"Validation after epoch {state.epoch + 1}/{state.epochs}",
+            ["Class", "Images", "Labels", "P", "R", "mAP@.5", "mAP@.5:.95"],
+            rows,
+        )
 
 
 def read_results(path: Path, before_epoch: int) -> list[dict[str, str]]:
@@ -77,18 +99,27 @@ class ResultsHook(TrainHook):
 
     def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
         m, losses = state.metrics, state.val_losses
-        values = [state.epoch, *state.mean_losses.tolist(),
-                  *((m.precision, m.recall, m.map50, m.map) if m else [""] * len(METRIC_NAMES)),
-                  *(losses.tolist() if losses is not None else [""] * len(VAL_LOSS_NAMES)), *trainer.learning_rates()]
+        values = [
+            state.epoch,
+            *state.mean_losses.tolist(),
+            *((m.precision, m.recall, m.map50, m.map) if m else [""] * len(METRIC_NAMES)),
+            *(losses.tolist() if losses is not None else [""] * len(VAL_LOSS_NAMES)),
+            *trainer.learning_rates(),
+        ]
         self.rows.append(dict(zip(RESULT_COLUMNS, values)))
-        lines = [",".join(RESULT_COLUMNS)] + [",".join(str(row.get(c, "")) for c in RESULT_COLUMNS) for row in self.rows]
+        lines = [",".join(RESULT_COLUMNS)] + [
+            ",".join(str(row.get(c, "")) for c in RESULT_COLUMNS) for row in self.rows
+        ]
         payload = ("\n".join(lines) + "\n").encode()
         atomic_write(self.path, lambda stream: stream.write(payload))
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
         try:
-            plot_results([{k: str(v) for k, v in row.items()} for row in self.rows], RESULT_COLUMNS[1:],
-                         self.path.with_suffix(".png"))
+            plot_results(
+                [{k: str(v) for k, v in row.items()} for row in self.rows],
+                RESULT_COLUMNS[1:],
+                self.path.with_suffix(".png"),
+            )
         except MissingDependencyError:
             self.reporter.warning("results.png needs matplotlib: pip install 'yolor-cli[plots]'")
 
@@ -101,8 +132,14 @@ def _standard_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class CheckpointHook(TrainHook):
     """The seed's checkpoint set, written atomically; the optimizer is stripped at the end."""
 
-    def __init__(self, weights_dir: Path, names: list[str], options: Any, bests: dict[str, float],
-                 last_class_maps: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        weights_dir: Path,
+        names: list[str],
+        options: Any,
+        bests: dict[str, float],
+        last_class_maps: list[float] | None = None,
+    ) -> None:
         self.dir, self.names, self.options = weights_dir, names, options
         self.bests = bests  # best fitness and best P, R, AP50, AP, F so far
         # per-class mAP of the last validation: --image-weights draws by it, and a resumed run needs it
@@ -110,14 +147,22 @@ class CheckpointHook(TrainHook):
         self.epochs_without_gain = 0
 
     def _checkpoint(self, trainer: Trainer, epoch: int, with_optimizer: bool) -> Checkpoint:
-        return Checkpoint(cfg=trainer.model.cfg, model_state=_standard_layout(trainer.model.state_dict()),
-                          names=self.names, ema_state=_standard_layout(trainer.ema.ema.state_dict()),
-                          ema_updates=trainer.ema.updates,
-                          optimizer_state=trainer.optimizer.state_dict() if with_optimizer else None,
-                          scaler_state=trainer.scaler.state_dict() if with_optimizer else None, epoch=epoch,
-                          fitness=self.bests.get("fitness"),
-                          train_options={"options": dataclasses.asdict(self.options), "bests": dict(self.bests),
-                                         "class_maps": self.last_class_maps})
+        return Checkpoint(
+            cfg=trainer.model.cfg,
+            model_state=_standard_layout(trainer.model.state_dict()),
+            names=self.names,
+            ema_state=_standard_layout(trainer.ema.ema.state_dict()),
+            ema_updates=trainer.ema.updates,
+            optimizer_state=trainer.optimizer.state_dict() if with_optimizer else None,
+            scaler_state=trainer.scaler.state_dict() if with_optimizer else None,
+            epoch=epoch,
+            fitness=self.bests.get("fitness"),
+            train_options={
+                "options": dataclasses.asdict(self.options),
+                "bests": dict(self.bests),
+                "class_maps": self.last_class_maps,
+            },
+        )
 
     def save_last(self, trainer: Trainer, epoch: int) -> None:
         save_checkpoint(self._checkpoint(trainer, epoch, with_optimizer=True), self.dir / "last.pt")
@@ -127,8 +172,14 @@ class CheckpointHook(TrainHook):
         m = state.metrics
         if m is not None:
             f_score = 2 * m.precision * m.recall / (m.precision + m.recall + 1e-16)  # the seed dropped the 2
-            for key, value in (("fitness", m.fitness), ("p", m.precision), ("r", m.recall), ("ap50", m.map50),
-                               ("ap", m.map), ("f", f_score)):
+            for key, value in (
+                ("fitness", m.fitness),
+                ("p", m.precision),
+                ("r", m.recall),
+                ("ap50", m.map50),
+                ("ap", m.map),
+                ("f", f_score),
+            ):
                 if value > self.bests.get(key, -1.0):
                     self.bests[key] = value
                     improved.append(key)
@@ -169,8 +220,9 @@ class BatchPlotHook(TrainHook):
     def __init__(self, save_dir: Path, names: list[str]) -> None:
         self.save_dir, self.names = save_dir, names
 
-    def on_batch(self, trainer: Trainer, state: TrainState, batch: int, images: torch.Tensor,
-                 targets: torch.Tensor) -> None:
+    def on_batch(
+        self, trainer: Trainer, state: TrainState, batch: int, images: torch.Tensor, targets: torch.Tensor
+    ) -> None:
         if state.epoch == 0 and batch < BATCH_PLOTS:
             write_image(self.save_dir / f"train_batch{batch}.jpg", batch_mosaic(images, targets, self.names), 90)
 

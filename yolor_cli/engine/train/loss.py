@@ -40,8 +40,9 @@ class LevelTargets:
     cls: torch.Tensor  # (n,) class
 
 
-def build_targets(raw: list[torch.Tensor], targets: torch.Tensor, anchors_grid: list[torch.Tensor],
-                  anchor_t: float) -> list[LevelTargets]:
+def build_targets(
+    raw: list[torch.Tensor], targets: torch.Tensor, anchors_grid: list[torch.Tensor], anchor_t: float
+) -> list[LevelTargets]:
     """Assign targets (image, class, cx, cy, w, h normalised) to anchors and cells of every level.
 
     A target goes to each anchor whose width and height ratios to it are within ``anchor_t``, in its
@@ -67,10 +68,19 @@ def build_targets(raw: list[torch.Tensor], targets: torch.Tensor, anchors_grid: 
             left, top = ((gxy % 1.0 < NEIGHBOUR_REACH) & (gxy > 1.0)).T
             right, bottom = ((gxy % 1.0 > 1 - NEIGHBOUR_REACH) & (gxy < gain[[2, 3]] - 1.0)).T
             zero = torch.zeros_like(gxy)
-            anchor_index = torch.cat((anchor_index, anchor_index[left], anchor_index[top], anchor_index[right],
-                                      anchor_index[bottom]), 0)
-            offsets = torch.cat((zero, zero[left] + offsets_table[0], zero[top] + offsets_table[1],
-                                 zero[right] + offsets_table[2], zero[bottom] + offsets_table[3]), 0)
+            anchor_index = torch.cat(
+                (anchor_index, anchor_index[left], anchor_index[top], anchor_index[right], anchor_index[bottom]), 0
+            )
+            offsets = torch.cat(
+                (
+                    zero,
+                    zero[left] + offsets_table[0],
+                    zero[top] + offsets_table[1],
+                    zero[right] + offsets_table[2],
+                    zero[bottom] + offsets_table[3],
+                ),
+                0,
+            )
             offsets = offsets * NEIGHBOUR_REACH
             scaled = torch.cat((scaled, scaled[left], scaled[top], scaled[right], scaled[bottom]), 0)
         else:
@@ -81,8 +91,17 @@ def build_targets(raw: list[torch.Tensor], targets: torch.Tensor, anchors_grid: 
         gxy, gwh = scaled[:, 2:4], scaled[:, 4:6]
         cell = (gxy - offsets).long()
         gx, gy = cell[:, 0].clamp(0, nx - 1), cell[:, 1].clamp(0, ny - 1)  # integer bounds: the dtype bug fix
-        levels.append(LevelTargets(image=image, anchor=anchor_index, gy=gy, gx=gx,
-                                   box=torch.cat((gxy - cell, gwh), 1), anchor_wh=anchors[anchor_index], cls=cls))
+        levels.append(
+            LevelTargets(
+                image=image,
+                anchor=anchor_index,
+                gy=gy,
+                gx=gx,
+                box=torch.cat((gxy - cell, gwh), 1),
+                anchor_wh=anchors[anchor_index],
+                cls=cls,
+            )
+        )
     return levels
 
 
@@ -141,11 +160,14 @@ class YolorLoss:
                 picked = p[assigned.image, assigned.anchor, assigned.gy, assigned.gx]
                 pxy = picked[:, :2].sigmoid() * 2.0 - 0.5
                 pwh = (picked[:, 2:4].sigmoid() * 2) ** 2 * assigned.anchor_wh
-                ciou_loss = complete_box_iou_loss(xywh_to_xyxy(torch.cat((pxy, pwh), 1)),
-                                                  xywh_to_xyxy(assigned.box), reduction="none")
+                ciou_loss = complete_box_iou_loss(
+                    xywh_to_xyxy(torch.cat((pxy, pwh), 1)), xywh_to_xyxy(assigned.box), reduction="none"
+                )
                 box_loss = box_loss + ciou_loss.mean()
                 iou = (1.0 - ciou_loss).detach().clamp(0).to(obj_target.dtype)
-                obj_target[assigned.image, assigned.anchor, assigned.gy, assigned.gx] = (1.0 - IOU_RATIO) + IOU_RATIO * iou
+                obj_target[assigned.image, assigned.anchor, assigned.gy, assigned.gx] = (
+                    1.0 - IOU_RATIO
+                ) + IOU_RATIO * iou
                 if self.nc > 1:
                     cls_target = torch.zeros_like(picked[:, 5:])
                     cls_target[torch.arange(n, device=device), assigned.cls] = 1.0

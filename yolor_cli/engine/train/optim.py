@@ -31,8 +31,9 @@ def accumulation_steps(batch_size: int, nominal: int = NOMINAL_BATCH_SIZE) -> in
     return max(round(nominal / batch_size), 1)
 
 
-def build_optimizer(model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool = False,
-                    nominal_batch_size: int = NOMINAL_BATCH_SIZE) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool = False, nominal_batch_size: int = NOMINAL_BATCH_SIZE
+) -> torch.optim.Optimizer:
     """Group 0: no decay (BatchNorm weights, implicit vectors); group 1: conv weights with decay
     scaled to the nominal batch; group 2: biases. Build after pruning: pruning replaces parameters."""
     no_decay, decay, biases = [], [], []
@@ -69,11 +70,21 @@ class Warmup:
     nominal_batch_size: int = NOMINAL_BATCH_SIZE
 
     @classmethod
-    def for_run(cls, hyp: Hyp, batches_per_epoch: int, epochs: int, batch_size: int,
-                nominal_batch_size: int = NOMINAL_BATCH_SIZE) -> Warmup:
+    def for_run(
+        cls,
+        hyp: Hyp,
+        batches_per_epoch: int,
+        epochs: int,
+        batch_size: int,
+        nominal_batch_size: int = NOMINAL_BATCH_SIZE,
+    ) -> Warmup:
         wanted = max(round(hyp.warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERATIONS)
-        return cls(iterations=min(wanted, max(1, batches_per_epoch * epochs // 2)), hyp=hyp, batch_size=batch_size,
-                   nominal_batch_size=nominal_batch_size)
+        return cls(
+            iterations=min(wanted, max(1, batches_per_epoch * epochs // 2)),
+            hyp=hyp,
+            batch_size=batch_size,
+            nominal_batch_size=nominal_batch_size,
+        )
 
     def accumulate(self, iteration: int) -> int:
         """Batches per optimiser step: from 1 up to the nominal batch over the warmup."""

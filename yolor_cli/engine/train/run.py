@@ -19,22 +19,21 @@ import torch
 import yaml
 from torch.utils.data import DistributedSampler, Sampler
 
-from yolor_cli.engine.train import distributed
-from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, load_state
 from yolor_cli.engine.config import DataConfig, Hyp, load_data_config, load_hyp
-from yolor_cli.engine.model.bundled import load_cfg
-from yolor_cli.engine.model.darknet import DarknetModel, build_model
 from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.data.prepare import prepare_dataset
 from yolor_cli.engine.data.sampling import RectBlockSampler, WeightedImageSampler
 from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.errors import DataError, MissingDependencyError, YolorError
-from yolor_cli.engine.files import atomic_write
-from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE
 from yolor_cli.engine.evaluate.plots import plot_labels
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, load_state
+from yolor_cli.engine.model.darknet import DarknetModel, build_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.hooks import (
     BatchPlotHook,
     CheckpointHook,
@@ -42,6 +41,7 @@ from yolor_cli.engine.train.hooks import (
     ValidationHook,
     tensorboard_hook,
 )
+from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE
 from yolor_cli.engine.train.trainer import ImageWeighting, Trainer, TrainHook
 
 DEMO_CFG = "yolor_csp_tiny"
@@ -50,8 +50,14 @@ DEMO_VERSION = 1  # bump when the generated demo data changes, so caches are reb
 # The demo profile, for options the user leaves unset when training on the demo data. Measured on a
 # 2-core CPU (see the README): Adam at lr 0.002 with no gradient accumulation reaches mAP50 ~0.95 in
 # 10 epochs (~2.5 min), where YOLOR's SGD recipe (built for 300 epochs on COCO) is still near 0.05.
-DEMO_DEFAULTS: dict[str, Any] = {"hyp": "demo", "epochs": 10, "batch_size": 8, "nominal_batch_size": 8,
-                                 "img_size": 320, "adam": True}
+DEMO_DEFAULTS: dict[str, Any] = {
+    "hyp": "demo",
+    "epochs": 10,
+    "batch_size": 8,
+    "nominal_batch_size": 8,
+    "img_size": 320,
+    "adam": True,
+}
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,10 @@ class TrainResult:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("YOLOR_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                / "yolor-cli")
+    return Path(
+        os.environ.get("YOLOR_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "yolor-cli"
+    )
 
 
 def demo_data(reporter: Reporter) -> Path:
@@ -155,7 +163,9 @@ def _model(options: TrainOptions, data: DataConfig, notes: list[str]) -> tuple[D
 def _latest_last(project: Path) -> Path:
     candidates = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise YolorError(f"no run to resume under {project}", hint="pass the path: --resume runs/train/exp/weights/last.pt")
+        raise YolorError(
+            f"no run to resume under {project}", hint="pass the path: --resume runs/train/exp/weights/last.pt"
+        )
     return candidates[-1]
 
 
@@ -198,8 +208,10 @@ def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
         _read_ahead[key] = ckpt
     saved = (ckpt.train_options or {}).get("options")
     if not saved:
-        raise YolorError(f"{path} does not record how it was trained, so it cannot be resumed",
-                         hint="start a new run with --weights to fine-tune from it")
+        raise YolorError(
+            f"{path} does not record how it was trained, so it cannot be resumed",
+            hint="start a new run with --weights to fine-tune from it",
+        )
     options = TrainOptions.from_dict(saved)
     start_epoch = ckpt.epoch + 1
     if start_epoch >= options.epochs:
@@ -207,9 +219,14 @@ def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
     if ckpt.optimizer_state is None:
         raise YolorError(f"{path} has no optimizer state (the run ended and was stripped)")
     saved_maps = (ckpt.train_options or {}).get("class_maps")
-    return _Resumed(ckpt, options, start_epoch, dict((ckpt.train_options or {}).get("bests") or {}),
-                    path.parent.parent,
-                    class_maps=[float(v) for v in saved_maps] if isinstance(saved_maps, list) else None)
+    return _Resumed(
+        ckpt,
+        options,
+        start_epoch,
+        dict((ckpt.train_options or {}).get("bests") or {}),
+        path.parent.parent,
+        class_maps=[float(v) for v in saved_maps] if isinstance(saved_maps, list) else None,
+    )
 
 
 def resume_device(resume: str, project: str, device: str) -> str:
@@ -217,24 +234,29 @@ def resume_device(resume: str, project: str, device: str) -> str:
     return device or _resume(resume, project, keep=True).options.device
 
 
-def _sampler(dataset: DetectionDataset, options: TrainOptions, context: distributed.DistributedContext,
-             per_process: int) -> Sampler | None:
+def _sampler(
+    dataset: DetectionDataset, options: TrainOptions, context: distributed.DistributedContext, per_process: int
+) -> Sampler | None:
     if options.rect and context.enabled:
         return RectBlockSampler(len(dataset), per_process, rank=context.rank, world_size=context.world_size)
     if options.image_weights:
-        return WeightedImageSampler(np.ones(len(dataset)), seed=options.seed, rank=context.rank,
-                                    world_size=context.world_size)
+        return WeightedImageSampler(
+            np.ones(len(dataset)), seed=options.seed, rank=context.rank, world_size=context.world_size
+        )
     if context.enabled:
-        return DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank,
-                                  shuffle=not options.rect, seed=options.seed)
+        return DistributedSampler(
+            dataset, num_replicas=context.world_size, rank=context.rank, shuffle=not options.rect, seed=options.seed
+        )
     return None
 
 
 def _check_labels(dataset: DetectionDataset, data: DataConfig) -> None:
     bad_classes = [w for w in dataset.label_warnings if "is not below nc" in w]
     if bad_classes:
-        raise DataError(f"{len(bad_classes)} label rows name a class that {data.source} does not have "
-                        f"(e.g. {bad_classes[0]})", hint="fix the labels or the names in the data file")
+        raise DataError(
+            f"{len(bad_classes)} label rows name a class that {data.source} does not have (e.g. {bad_classes[0]})",
+            hint="fix the labels or the names in the data file",
+        )
 
 
 def _plot_labels(dataset: DetectionDataset, names: list[str], path: Path, reporter: Reporter) -> None:
@@ -252,27 +274,37 @@ def train(options: TrainOptions, *, resume: str | None = None, reporter: Reporte
         options = dataclasses.replace(resumed.options, device=options.device or resumed.options.device)
     context, device = distributed.start(options.device)
     try:
-        return _train(options, resumed, context, device, (reporter or SilentReporter()) if context.is_main
-                      else SilentReporter())
+        return _train(
+            options, resumed, context, device, (reporter or SilentReporter()) if context.is_main else SilentReporter()
+        )
     finally:
         distributed.stop()
 
 
-def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed.DistributedContext,
-           device: torch.device, reporter: Reporter) -> TrainResult:
+def _train(
+    options: TrainOptions,
+    resumed: _Resumed | None,
+    context: distributed.DistributedContext,
+    device: torch.device,
+    reporter: Reporter,
+) -> TrainResult:
     notes: list[str] = []
     if options.batch_size % context.world_size:
         raise YolorError(f"--batch-size {options.batch_size} is not a multiple of the {context.world_size} processes")
     if options.rect and options.image_weights:
-        raise YolorError("--rect and --image-weights cannot be combined",
-                         hint="rectangular batches need the dataset order; image weights redraw it")
+        raise YolorError(
+            "--rect and --image-weights cannot be combined",
+            hint="rectangular batches need the dataset order; image weights redraw it",
+        )
     if options.sync_bn and not (context.enabled and device.type == "cuda"):
         notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
         options = dataclasses.replace(options, sync_bn=False)
     if options.sparsity and options.adam:
-        notes.append("--sparsity with Adam: Adam rescales the L1 gradient like any other, so every BatchNorm scale "
-                     "shrinks about evenly and few channels are singled out (measured on the demo); network "
-                     "slimming is meant for SGD (train without --adam; the demo profile uses Adam)")
+        notes.append(
+            "--sparsity with Adam: Adam rescales the L1 gradient like any other, so every BatchNorm scale "
+            "shrinks about evenly and few channels are singled out (measured on the demo); network "
+            "slimming is meant for SGD (train without --adam; the demo profile uses Adam)"
+        )
     torch.manual_seed(options.seed + context.rank)
     np.random.seed(options.seed + context.rank)
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
@@ -291,18 +323,32 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
         if options.test_img_size:
             model.check_img_size(options.test_img_size)  # before training, not after the first epoch
         per_process = options.batch_size // context.world_size
-        dataset = build_dataset(data, "train", img_size=options.img_size, batch_size=per_process, hyp=hyp,
-                                augment=True, rect=options.rect, stride=model.max_stride,
-                                cache_images=options.cache_images, seed=options.seed + context.rank,
-                                reporter=reporter)
+        dataset = build_dataset(
+            data,
+            "train",
+            img_size=options.img_size,
+            batch_size=per_process,
+            hyp=hyp,
+            augment=True,
+            rect=options.rect,
+            stride=model.max_stride,
+            cache_images=options.cache_images,
+            seed=options.seed + context.rank,
+            reporter=reporter,
+        )
         _check_labels(dataset, data)
         if not options.noval:
             build_dataset(data, "val", img_size=options.img_size, batch_size=1, reporter=reporter)  # fail early
     sampler = _sampler(dataset, options, context, per_process)
     workers = min(options.workers, max((os.cpu_count() or 1) // context.world_size, 1), per_process)
-    loader = build_dataloader(dataset, batch_size=per_process, workers=workers,
-                              shuffle=not options.rect and sampler is None, seed=options.seed + context.rank,
-                              sampler=sampler)
+    loader = build_dataloader(
+        dataset,
+        batch_size=per_process,
+        workers=workers,
+        shuffle=not options.rect and sampler is None,
+        seed=options.seed + context.rank,
+        sampler=sampler,
+    )
     options = dataclasses.replace(options, data=str(data_path))
     hooks: list[TrainHook] = []
     save_dir = resumed.save_dir if resumed else Path(options.project) / options.name
@@ -318,25 +364,47 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
         _write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options))
         if resumed is None:
             _plot_labels(dataset, list(data.names), save_dir / "labels.png", reporter)
-        checkpoints = CheckpointHook(weights_dir, list(data.names), options, bests,
-                                     resumed.class_maps if resumed else None)
-        hooks = [ValidationHook(data, img_size=options.test_img_size or options.img_size,
-                                batch_size=per_process * 2, noval=options.noval, period=options.period,
-                                reporter=reporter),
-                 ResultsHook(save_dir / "results.csv", start_epoch, reporter), checkpoints,
-                 BatchPlotHook(save_dir, list(data.names))]
+        checkpoints = CheckpointHook(
+            weights_dir, list(data.names), options, bests, resumed.class_maps if resumed else None
+        )
+        hooks = [
+            ValidationHook(
+                data,
+                img_size=options.test_img_size or options.img_size,
+                batch_size=per_process * 2,
+                noval=options.noval,
+                period=options.period,
+                reporter=reporter,
+            ),
+            ResultsHook(save_dir / "results.csv", start_epoch, reporter),
+            checkpoints,
+            BatchPlotHook(save_dir, list(data.names)),
+        ]
         board = tensorboard_hook(save_dir)
         if board is not None:
             hooks.append(board)
-    weighting = (ImageWeighting(sampler, dataset.records, data.nc)
-                 if isinstance(sampler, WeightedImageSampler) else None)
+    weighting = ImageWeighting(sampler, dataset.records, data.nc) if isinstance(sampler, WeightedImageSampler) else None
     if weighting is not None and resumed is not None and resumed.class_maps and len(resumed.class_maps) == data.nc:
         weighting.update(resumed.class_maps)  # a resumed run draws as the interrupted one would have
-    trainer = Trainer(model, hyp, loader, epochs=options.epochs, batch_size=options.batch_size, device=device,
-                      img_size=options.img_size, adam=options.adam, multi_scale=options.multi_scale,
-                      nominal_batch_size=options.nominal_batch_size, seed=options.seed + context.rank,
-                      reporter=reporter, hooks=hooks, distributed=context, sync_bn=options.sync_bn,
-                      image_weighting=weighting, sparsity=options.sparsity)
+    trainer = Trainer(
+        model,
+        hyp,
+        loader,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        device=device,
+        img_size=options.img_size,
+        adam=options.adam,
+        multi_scale=options.multi_scale,
+        nominal_batch_size=options.nominal_batch_size,
+        seed=options.seed + context.rank,
+        reporter=reporter,
+        hooks=hooks,
+        distributed=context,
+        sync_bn=options.sync_bn,
+        image_weighting=weighting,
+        sparsity=options.sparsity,
+    )
     if resumed is not None:
         ckpt = resumed.checkpoint
         trainer.load_state(ckpt.optimizer_state, ckpt.scaler_state, ckpt.ema_state, ckpt.ema_updates, ckpt.epoch)
@@ -347,7 +415,14 @@ def _train(options: TrainOptions, resumed: _Resumed | None, context: distributed
             checkpoints.save_last(trainer, trainer.finished_epoch)  # the last whole epoch, -1 if none
         raise
     final = state.metrics
-    return TrainResult(save_dir=save_dir, epochs_run=state.epoch + 1 - start_epoch, best_fitness=bests.get("fitness"),
-                       metrics={} if final is None else {"precision": final.precision, "recall": final.recall,
-                                                         "map50": final.map50, "map": final.map},
-                       transferred=transferred, notes=notes, is_main=context.is_main)
+    return TrainResult(
+        save_dir=save_dir,
+        epochs_run=state.epoch + 1 - start_epoch,
+        best_fitness=bests.get("fitness"),
+        metrics={}
+        if final is None
+        else {"precision": final.precision, "recall": final.recall, "map50": final.map50, "map": final.map},
+        transferred=transferred,
+        notes=notes,
+        is_main=context.is_main,
+    )

@@ -20,15 +20,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from yolor_cli.engine.config import Hyp
-from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.data.labels import ImageRecord
 from yolor_cli.engine.data.sampling import WeightedImageSampler, class_weights, image_weights
-from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.train.loss import YolorLoss
 from yolor_cli.engine.evaluate.metrics import Metrics
-from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE, ModelEMA, Warmup, build_optimizer, cosine_lambda
+from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
+from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
+from yolor_cli.engine.train.loss import YolorLoss
+from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE, ModelEMA, Warmup, build_optimizer, cosine_lambda
 
 LOSS_NAMES = ("box", "obj", "cls", "total")
 PROGRESS_FIELDS = ("gpu_mem", *LOSS_NAMES, "targets", "img_size")  # the seed's columns after Epoch
@@ -57,8 +57,9 @@ class TrainState:
 class TrainHook:
     """Something that runs around the loop on rank 0 (validation, files, plots); override what you need."""
 
-    def on_batch(self, trainer: Trainer, state: TrainState, batch: int, images: torch.Tensor,
-                 targets: torch.Tensor) -> None:
+    def on_batch(
+        self, trainer: Trainer, state: TrainState, batch: int, images: torch.Tensor, targets: torch.Tensor
+    ) -> None:
         pass
 
     def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
@@ -90,12 +91,27 @@ def class_maps(metrics: Metrics | None, nc: int) -> list[float]:
 
 
 class Trainer:
-    def __init__(self, model: DarknetModel, hyp: Hyp, loader: DataLoader, *, epochs: int, batch_size: int,
-                 device: torch.device, img_size: int, adam: bool = False, multi_scale: bool = False,
-                 nominal_batch_size: int = NOMINAL_BATCH_SIZE, seed: int = 0, reporter: Reporter,
-                 hooks: list[TrainHook] | None = None, distributed: DistributedContext = SINGLE_PROCESS,
-                 sync_bn: bool = False, image_weighting: ImageWeighting | None = None,
-                 sparsity: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: DarknetModel,
+        hyp: Hyp,
+        loader: DataLoader,
+        *,
+        epochs: int,
+        batch_size: int,
+        device: torch.device,
+        img_size: int,
+        adam: bool = False,
+        multi_scale: bool = False,
+        nominal_batch_size: int = NOMINAL_BATCH_SIZE,
+        seed: int = 0,
+        reporter: Reporter,
+        hooks: list[TrainHook] | None = None,
+        distributed: DistributedContext = SINGLE_PROCESS,
+        sync_bn: bool = False,
+        image_weighting: ImageWeighting | None = None,
+        sparsity: float = 0.0,
+    ) -> None:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -105,7 +121,8 @@ class Trainer:
         self.train_model: nn.Module = self.model
         if distributed.enabled:
             self.train_model = DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.hyp = hyp
         self.loader = loader
         self.device = device
@@ -116,8 +133,9 @@ class Trainer:
         self.image_weighting = image_weighting
         self.sparsity = sparsity
         self.batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.optimizer = build_optimizer(model, hyp, batch_size=batch_size, adam=adam,
-                                         nominal_batch_size=nominal_batch_size)
+        self.optimizer = build_optimizer(
+            model, hyp, batch_size=batch_size, adam=adam, nominal_batch_size=nominal_batch_size
+        )
         self.lr_factor = cosine_lambda(epochs, hyp.lrf)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lr_factor)
         self.warmup = Warmup.for_run(hyp, len(loader), epochs, batch_size, nominal_batch_size)
@@ -128,8 +146,9 @@ class Trainer:
         self.finished_epoch = -1  # the last epoch whose hooks ran (what Ctrl-C saves)
 
     # ---- resuming -------------------------------------------------------------------------
-    def load_state(self, optimizer: dict | None, scaler: dict | None, ema: dict | None, ema_updates: int,
-                   epoch: int) -> None:
+    def load_state(
+        self, optimizer: dict | None, scaler: dict | None, ema: dict | None, ema_updates: int, epoch: int
+    ) -> None:
         """Continue after ``epoch`` (the last finished one)."""
         if optimizer is not None:
             self.optimizer.load_state_dict(optimizer)
@@ -163,9 +182,10 @@ class Trainer:
         # DDP averages gradients over processes; scaling by their number keeps the step of the total batch.
         loss = loss * self.distributed.world_size
         if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at epoch {state.epoch}, iteration {state.iteration}",
-                                hint="lower lr0 in the hyperparameters, or check the labels; last.pt holds the "
-                                     "last good epoch")
+            raise TrainingError(
+                f"the loss became {loss.item()} at epoch {state.epoch}, iteration {state.iteration}",
+                hint="lower lr0 in the hyperparameters, or check the labels; last.pt holds the last good epoch",
+            )
         self.scaler.scale(loss).backward()
         if self.sparsity:
             self._sparsity_gradient()
@@ -200,8 +220,9 @@ class Trainer:
                 for hook in self.hooks:
                     hook.after_epoch(self, state)
             validated = state.metrics is not None
-            shared = share_from_main(self.distributed, [float(state.stop), float(validated),
-                                                        *class_maps(state.metrics, self.model.nc)])
+            shared = share_from_main(
+                self.distributed, [float(state.stop), float(validated), *class_maps(state.metrics, self.model.nc)]
+            )
             state.stop = bool(shared[0])
             self.finished_epoch = epoch
             if self.image_weighting is not None and shared[1]:  # epochs without validation keep the last APs
@@ -228,9 +249,14 @@ class Trainer:
             totals += self.run_step(images, targets, state).cpu().numpy()
             mean = totals / (batch + 1)
             memory = torch.cuda.memory_reserved(self.device) / 1e9 if self.device.type == "cuda" else 0.0
-            self.reporter.update({"gpu_mem": f"{memory:.3g}G", **{name: f"{name} {value:.4f}" for name, value in
-                                                                  zip(LOSS_NAMES, mean)},
-                                  "targets": f"targets {len(targets)}", "img_size": f"size {images.shape[-1]}"})
+            self.reporter.update(
+                {
+                    "gpu_mem": f"{memory:.3g}G",
+                    **{name: f"{name} {value:.4f}" for name, value in zip(LOSS_NAMES, mean)},
+                    "targets": f"targets {len(targets)}",
+                    "img_size": f"size {images.shape[-1]}",
+                }
+            )
         state.mean_losses = totals / max(len(self.loader), 1)
 
     def learning_rates(self) -> list[float]:

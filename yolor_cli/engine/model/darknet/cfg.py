@@ -61,8 +61,10 @@ def parse_cfg(text: str, source: str = "<cfg>") -> DarknetCfg:
             continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise CfgError(f"{source}:{number}: malformed section header {raw.strip()!r}",
-                               hint="section headers look like [convolutional]")
+                raise CfgError(
+                    f"{source}:{number}: malformed section header {raw.strip()!r}",
+                    hint="section headers look like [convolutional]",
+                )
             sections.append(Section(type=line[1:-1].strip(), line=number))
             continue
         if not sections:
@@ -74,17 +76,19 @@ def parse_cfg(text: str, source: str = "<cfg>") -> DarknetCfg:
         section = sections[-1]
         if key in section.options:
             first = section.option_lines[key]
-            raise CfgError(f"{source}:{number}: duplicate key {key!r} in [{section.type}] "
-                           f"(first set on line {first})",
-                           hint="delete one of the two lines")
+            raise CfgError(
+                f"{source}:{number}: duplicate key {key!r} in [{section.type}] (first set on line {first})",
+                hint="delete one of the two lines",
+            )
         section.options[key] = value
         section.option_lines[key] = number
     if not sections:
         raise CfgError(f"{source}: no sections found; is this a Darknet .cfg file?")
     if sections[0].type not in NET_SECTION_NAMES:
-        raise CfgError(f"{sections[0].where(source)}: the first section must be [net], "
-                       f"found [{sections[0].type}]",
-                       hint="Darknet cfgs start with a [net] section holding input settings")
+        raise CfgError(
+            f"{sections[0].where(source)}: the first section must be [net], found [{sections[0].type}]",
+            hint="Darknet cfgs start with a [net] section holding input settings",
+        )
     return DarknetCfg(net=sections[0], layers=sections[1:], source=source)
 
 
@@ -93,8 +97,9 @@ def read_cfg(path: str | Path) -> DarknetCfg:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CfgError(f"cfg file not found: {path}",
-                       hint="pass a path to a .cfg file or a bundled name such as yolor_csp") from None
+        raise CfgError(
+            f"cfg file not found: {path}", hint="pass a path to a .cfg file or a bundled name such as yolor_csp"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CfgError(f"cannot read cfg file {path}: {exc}") from None
     return parse_cfg(text, source=str(path))

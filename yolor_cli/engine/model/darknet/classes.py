@@ -7,10 +7,10 @@ By hand this means ``classes=`` in each [yolo] plus ``filters=`` in each head co
 
 from __future__ import annotations
 
+from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.darknet.cfg import DarknetCfg
 from yolor_cli.engine.model.darknet.heads import find_heads
 from yolor_cli.engine.model.darknet.specs import YoloSpec, parse_layer
-from yolor_cli.engine.errors import CfgError
 
 
 def cfg_num_classes(cfg: DarknetCfg) -> int:
@@ -18,8 +18,11 @@ def cfg_num_classes(cfg: DarknetCfg) -> int:
     specs = [parse_layer(section, cfg.source) for section in cfg.layers]
     counts = {spec.classes for spec in specs if isinstance(spec, YoloSpec)}
     if len(counts) != 1:
-        raise CfgError(f"{cfg.source}: the [yolo] layers disagree on classes= ({sorted(counts)})"
-                       if counts else f"{cfg.source}: the cfg has no [yolo] layer")
+        raise CfgError(
+            f"{cfg.source}: the [yolo] layers disagree on classes= ({sorted(counts)})"
+            if counts
+            else f"{cfg.source}: the cfg has no [yolo] layer"
+        )
     return counts.pop()
 
 

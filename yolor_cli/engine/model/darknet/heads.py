@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.darknet.specs import (
     ConvSpec,
     LayerSpec,
@@ -15,7 +16,6 @@ from yolor_cli.engine.model.darknet.specs import (
     _ChannelOpSpec,
     _ImplicitSpec,
 )
-from yolor_cli.engine.errors import CfgError
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,14 @@ def find_heads(specs: list[LayerSpec], source: str = "<cfg>") -> list[Head]:
             op = specs[position]
             target = op.source if op.source >= 0 else position + op.source
             if not 0 <= target < len(specs) or not isinstance(specs[target], _ImplicitSpec):
-                raise CfgError(f"{source}:{op.line}: [{op.section_type()}] before a [yolo] must read an "
-                               "implicit layer")
+                raise CfgError(f"{source}:{op.line}: [{op.section_type()}] before a [yolo] must read an implicit layer")
             implicits.append(target)
             position -= 1
         if position < 0 or not isinstance(specs[position], ConvSpec):
-            raise CfgError(f"{source}:{spec.line}: [yolo] must follow a [convolutional] head "
-                           "(optionally through shift/control_channels)")
+            raise CfgError(
+                f"{source}:{spec.line}: [yolo] must follow a [convolutional] head "
+                "(optionally through shift/control_channels)"
+            )
         heads.append(Head(yolo=index, conv=position, implicits=tuple(implicits)))
     if not heads:
         raise CfgError(f"{source}: the cfg has no [yolo] layer, so it is not a detector")

@@ -132,8 +132,7 @@ class YoloLayer(nn.Module):
         self.na = len(anchors)
         self.stride = float(stride)
         self.level = level
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         bs, _, ny, nx = x.shape

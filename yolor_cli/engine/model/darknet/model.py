@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from yolor_cli.engine.errors import CfgError, YolorError
 from yolor_cli.engine.model.darknet.cfg import DarknetCfg
 from yolor_cli.engine.model.darknet.heads import Head, find_heads
-from yolor_cli.engine.model.darknet.specs import BuildContext, LayerSpec, parse_layer
 from yolor_cli.engine.model.darknet.layers import FeatureLayer, YoloLayer
-from yolor_cli.engine.errors import CfgError, YolorError
+from yolor_cli.engine.model.darknet.specs import BuildContext, LayerSpec, parse_layer
 
 DEFAULT_INPUT_CHANNELS = 3
 # Bias priors of the official head init: about 8 objects per 640x640 image, class scores near 1/nc.
@@ -81,7 +81,7 @@ class DarknetModel(nn.Module):
         check_stride_multiple(img_size, self.max_stride)
 
     # ---- forward ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor):  # noqa: ANN201 - train and eval return different types
+    def forward(self, x: torch.Tensor):
         kept: dict[int, torch.Tensor] = {}
         levels = []
         for index, module in enumerate(self.module_list):
@@ -128,8 +128,10 @@ def check_stride_multiple(img_size: int, stride: int) -> None:
     """Inputs must be multiples of the largest stride, or routes join maps of different sizes."""
     if img_size <= 0 or img_size % stride:
         nearest = max(stride, round(img_size / stride) * stride)
-        raise YolorError(f"image size {img_size} is not a multiple of the model's largest stride {stride}",
-                         hint=f"use --img-size {nearest}")
+        raise YolorError(
+            f"image size {img_size} is not a multiple of the model's largest stride {stride}",
+            hint=f"use --img-size {nearest}",
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

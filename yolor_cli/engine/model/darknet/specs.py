@@ -13,6 +13,7 @@ from typing import ClassVar, TypeVar
 
 from torch import nn
 
+from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.darknet.cfg import Section
 from yolor_cli.engine.model.darknet.layers import (
     ControlChannels,
@@ -25,7 +26,6 @@ from yolor_cli.engine.model.darknet.layers import (
     Silence,
     YoloLayer,
 )
-from yolor_cli.engine.errors import CfgError
 
 # Official BatchNorm settings (models/models.py): eps 1e-4, momentum 0.03.
 BN_EPS = 1e-4
@@ -43,10 +43,22 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module] | None] = {
 
 # Keys that Darknet's [yolo] carries for its own trainer; accepted and ignored here, as the
 # official Python code does. Keys that change the decoding (new_coords, ...) are not accepted.
-YOLO_TRAINING_KEYS = frozenset({
-    "num", "jitter", "ignore_thresh", "truth_thresh", "random", "scale_x_y", "iou_thresh",
-    "cls_normalizer", "iou_normalizer", "iou_loss", "nms_kind", "beta_nms",
-})
+YOLO_TRAINING_KEYS = frozenset(
+    {
+        "num",
+        "jitter",
+        "ignore_thresh",
+        "truth_thresh",
+        "random",
+        "scale_x_y",
+        "iou_thresh",
+        "cls_normalizer",
+        "iou_normalizer",
+        "iou_loss",
+        "nms_kind",
+        "beta_nms",
+    }
+)
 
 
 @dataclass
@@ -72,8 +84,10 @@ class BuildContext:
         """Negative references are relative to this layer, others absolute (official rule)."""
         target = self.index + reference if reference < 0 else reference
         if not 0 <= target < self.index:
-            raise CfgError(f"{self.source}:{spec.line}: [{spec.section_type()}] {key}={reference} points to "
-                           f"layer {target}, but only layers 0..{self.index - 1} come before layer {self.index}")
+            raise CfgError(
+                f"{self.source}:{spec.line}: [{spec.section_type()}] {key}={reference} points to "
+                f"layer {target}, but only layers 0..{self.index - 1} come before layer {self.index}"
+            )
         return target
 
 
@@ -104,8 +118,10 @@ class LayerSpec:
         allowed = cls.required | cls.optional
         for key in section.options:
             if key not in allowed:
-                raise CfgError(f"{section.where(source, key)}: unknown key {key!r} in [{section.type}]",
-                               hint=f"keys known for [{section.type}]: {', '.join(sorted(allowed)) or 'none'}")
+                raise CfgError(
+                    f"{section.where(source, key)}: unknown key {key!r} in [{section.type}]",
+                    hint=f"keys known for [{section.type}]: {', '.join(sorted(allowed)) or 'none'}",
+                )
         for key in sorted(cls.required):
             if key not in section.options:
                 raise CfgError(f"{section.where(source)}: [{section.type}] needs {key}=")
@@ -171,8 +187,10 @@ def register(spec: SpecT) -> SpecT:
 def parse_layer(section: Section, source: str) -> LayerSpec:
     spec = SECTION_TYPES.get(section.type)
     if spec is None:
-        raise CfgError(f"{section.where(source)}: unknown section [{section.type}]",
-                       hint=f"known sections: {', '.join(sorted(SECTION_TYPES))}")
+        raise CfgError(
+            f"{section.where(source)}: unknown section [{section.type}]",
+            hint=f"known sections: {', '.join(sorted(SECTION_TYPES))}",
+        )
     return spec.from_section(section, source)
 
 
@@ -193,37 +211,57 @@ class ConvSpec(LayerSpec):
 
     section_names: ClassVar[tuple[str, ...]] = ("convolutional",)
     required: ClassVar[frozenset[str]] = frozenset({"filters"})
-    optional: ClassVar[frozenset[str]] = frozenset({
-        "size", "stride", "stride_x", "stride_y", "pad", "groups", "batch_normalize", "activation"})
+    optional: ClassVar[frozenset[str]] = frozenset(
+        {"size", "stride", "stride_x", "stride_y", "pad", "groups", "batch_normalize", "activation"}
+    )
 
     @classmethod
     def parse(cls, reader: _Reader) -> ConvSpec:
         if "," in reader.get_str("size", ""):
-            raise CfgError(f"{reader.section.where(reader.source, 'size')}: multi-size (MixConv) "
-                           "convolutions are not supported")
+            raise CfgError(
+                f"{reader.section.where(reader.source, 'size')}: multi-size (MixConv) convolutions are not supported"
+            )
         stride = reader.get_int("stride", 1)
         activation = reader.get_str("activation", "linear")
         if activation not in ACTIVATIONS:
-            raise CfgError(f"{reader.section.where(reader.source, 'activation')}: unknown activation "
-                           f"{activation!r}", hint=f"known activations: {', '.join(ACTIVATIONS)}")
-        spec = cls(line=reader.line, filters=reader.get_int("filters"), size=reader.get_int("size", 1),
-                   stride=(reader.get_int("stride_y", stride), reader.get_int("stride_x", stride)),
-                   pad=bool(reader.get_int("pad", 0)), groups=reader.get_int("groups", 1),
-                   batch_normalize=bool(reader.get_int("batch_normalize", 0)), activation=activation)
+            raise CfgError(
+                f"{reader.section.where(reader.source, 'activation')}: unknown activation {activation!r}",
+                hint=f"known activations: {', '.join(ACTIVATIONS)}",
+            )
+        spec = cls(
+            line=reader.line,
+            filters=reader.get_int("filters"),
+            size=reader.get_int("size", 1),
+            stride=(reader.get_int("stride_y", stride), reader.get_int("stride_x", stride)),
+            pad=bool(reader.get_int("pad", 0)),
+            groups=reader.get_int("groups", 1),
+            batch_normalize=bool(reader.get_int("batch_normalize", 0)),
+            activation=activation,
+        )
         if spec.filters <= 0 or spec.size <= 0 or spec.groups <= 0 or min(spec.stride) <= 0:
-            raise CfgError(f"{reader.section.where(reader.source)}: filters, size, stride and groups "
-                           "must be positive")
+            raise CfgError(f"{reader.section.where(reader.source)}: filters, size, stride and groups must be positive")
         return spec
 
     def build(self, ctx: BuildContext) -> Built:
         in_channels = ctx.previous_channels
         if in_channels % self.groups or self.filters % self.groups:
-            raise CfgError(f"{ctx.source}:{self.line}: groups={self.groups} must divide the input "
-                           f"channels ({in_channels}) and filters ({self.filters})")
+            raise CfgError(
+                f"{ctx.source}:{self.line}: groups={self.groups} must divide the input "
+                f"channels ({in_channels}) and filters ({self.filters})"
+            )
         block = nn.Sequential()
-        block.add_module("Conv2d", nn.Conv2d(in_channels, self.filters, self.size, self.stride,
-                                             padding=self.size // 2 if self.pad else 0,
-                                             groups=self.groups, bias=not self.batch_normalize))
+        block.add_module(
+            "Conv2d",
+            nn.Conv2d(
+                in_channels,
+                self.filters,
+                self.size,
+                self.stride,
+                padding=self.size // 2 if self.pad else 0,
+                groups=self.groups,
+                bias=not self.batch_normalize,
+            ),
+        )
         if self.batch_normalize:
             block.add_module("BatchNorm2d", nn.BatchNorm2d(self.filters, eps=BN_EPS, momentum=BN_MOMENTUM))
         make_activation = ACTIVATIONS[self.activation]
@@ -270,8 +308,11 @@ class UpsampleSpec(LayerSpec):
         return cls(line=reader.line, stride=reader.get_int("stride", 2))
 
     def build(self, ctx: BuildContext) -> Built:
-        return Built(nn.Upsample(scale_factor=self.stride, mode="nearest"), ctx.previous_channels,
-                     _stride_times(ctx.previous_stride, 1 / self.stride))
+        return Built(
+            nn.Upsample(scale_factor=self.stride, mode="nearest"),
+            ctx.previous_channels,
+            _stride_times(ctx.previous_stride, 1 / self.stride),
+        )
 
 
 @register
@@ -319,8 +360,10 @@ class RouteSpec(LayerSpec):
         sources = tuple(ctx.absolute(layer, self, "layers") for layer in self.layers)
         strides = {ctx.strides[j] for j in sources}
         if len(strides) > 1:
-            raise CfgError(f"{ctx.source}:{self.line}: [route] layers={','.join(map(str, self.layers))} "
-                           f"joins maps of different strides {sorted(s for s in strides if s)}")
+            raise CfgError(
+                f"{ctx.source}:{self.line}: [route] layers={','.join(map(str, self.layers))} "
+                f"joins maps of different strides {sorted(s for s in strides if s)}"
+            )
         return Built(Route(sources), sum(ctx.channels[j] for j in sources), ctx.strides[sources[0]])
 
 
@@ -337,10 +380,12 @@ class ShortcutSpec(LayerSpec):
     @classmethod
     def parse(cls, reader: _Reader) -> ShortcutSpec:
         if reader.get_str("activation", "linear") != "linear":
-            raise CfgError(f"{reader.section.where(reader.source, 'activation')}: [shortcut] supports "
-                           "only activation=linear")
-        return cls(line=reader.line, sources=tuple(reader.get_ints("from")),
-                   weighted="weights_type" in reader.section.options)
+            raise CfgError(
+                f"{reader.section.where(reader.source, 'activation')}: [shortcut] supports only activation=linear"
+            )
+        return cls(
+            line=reader.line, sources=tuple(reader.get_ints("from")), weighted="weights_type" in reader.section.options
+        )
 
     def build(self, ctx: BuildContext) -> Built:
         sources = tuple(ctx.absolute(layer, self, "from") for layer in self.sources)
@@ -389,17 +434,21 @@ class _ChannelOpSpec(LayerSpec):
     def parse(cls, reader: _Reader) -> _ChannelOpSpec:
         sources = reader.get_ints("from")
         if len(sources) != 1:
-            raise CfgError(f"{reader.section.where(reader.source, 'from')}: [{reader.section.type}] takes "
-                           "exactly one layer in from=")
+            raise CfgError(
+                f"{reader.section.where(reader.source, 'from')}: [{reader.section.type}] takes "
+                "exactly one layer in from="
+            )
         return cls(line=reader.line, source=sources[0])
 
     def build(self, ctx: BuildContext) -> Built:
         source = ctx.absolute(self.source, self, "from")
         if ctx.channels[source] != ctx.previous_channels:
-            raise CfgError(f"{ctx.source}:{self.line}: [{self.section_type()}] combines "
-                           f"{ctx.previous_channels} channels with layer {source}, which has "
-                           f"{ctx.channels[source]}",
-                           hint="the implicit layer's filters= must equal the channels it is applied to")
+            raise CfgError(
+                f"{ctx.source}:{self.line}: [{self.section_type()}] combines "
+                f"{ctx.previous_channels} channels with layer {source}, which has "
+                f"{ctx.channels[source]}",
+                hint="the implicit layer's filters= must equal the channels it is applied to",
+            )
         return Built(self.module_type((source,)), ctx.previous_channels, ctx.previous_stride)
 
 
@@ -436,8 +485,9 @@ class YoloSpec(LayerSpec):
         anchors = tuple((values[i], values[i + 1]) for i in range(0, len(values), 2))
         mask = tuple(reader.get_ints("mask"))
         if not mask or any(not 0 <= m < len(anchors) for m in mask):
-            raise CfgError(f"{reader.section.where(reader.source, 'mask')}: mask must pick anchors "
-                           f"0..{len(anchors) - 1}")
+            raise CfgError(
+                f"{reader.section.where(reader.source, 'mask')}: mask must pick anchors 0..{len(anchors) - 1}"
+            )
         classes = reader.get_int("classes")
         if classes < 1:
             raise CfgError(f"{reader.section.where(reader.source, 'classes')}: classes must be at least 1")
@@ -450,11 +500,13 @@ class YoloSpec(LayerSpec):
 
     def build(self, ctx: BuildContext) -> Built:
         if ctx.previous_channels != self.outputs:
-            raise CfgError(f"{ctx.source}:{self.line}: [yolo] with {len(self.mask)} anchors and classes="
-                           f"{self.classes} needs {self.outputs} input channels, but the layer before it "
-                           f"gives {ctx.previous_channels}",
-                           hint="pass the class count with --nc instead of editing filters= by hand; "
-                                "it rewrites every dependent filters= line")
+            raise CfgError(
+                f"{ctx.source}:{self.line}: [yolo] with {len(self.mask)} anchors and classes="
+                f"{self.classes} needs {self.outputs} input channels, but the layer before it "
+                f"gives {ctx.previous_channels}",
+                hint="pass the class count with --nc instead of editing filters= by hand; "
+                "it rewrites every dependent filters= line",
+            )
         stride = ctx.previous_stride
         if stride is None:
             raise CfgError(f"{ctx.source}:{self.line}: [yolo] must follow a feature map, not an implicit vector")
