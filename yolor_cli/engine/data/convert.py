@@ -9,6 +9,7 @@ from pathlib import Path
 
 from yolor_cli.engine.data.voc import Skipped, VocItem
 from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.files import check_regular_file
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 LABEL_DECIMALS = 6
@@ -53,6 +54,7 @@ def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] 
     if classes and names_file:
         raise DataError("pass either --classes or --names, not both")
     if names_file is not None:
+        check_regular_file(names_file, "class names file")
         try:
             names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()]
         except OSError as exc:
