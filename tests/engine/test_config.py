@@ -112,3 +112,16 @@ def test_regular_files_and_symlinks_to_them_pass(tmp_path: Path) -> None:
     check_regular_file(tmp_path / "missing.txt", "class names file")  # the read says "not found" in its words
     with pytest.raises(YolorError, match="data file not found"):
         load_data_config(tmp_path / "missing.yaml")
+
+
+def test_a_list_file_named_in_data_yaml_must_be_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "val.txt"
+    os.mkfifo(fifo)
+    data = tmp_path / "data.yaml"
+    data.write_text(f"train: {tmp_path}\nval: val.txt\nnames: [a]\n")
+    assert (
+        _message(lambda: load_data_config(data))
+        == f"{data}: val entry {fifo} is a named pipe (FIFO), not a regular file"
+    )
+    data.write_text(f"train: [{tmp_path}]\nnames: [a]\n")  # folders of images are entries too
+    assert load_data_config(data).train == (tmp_path,)

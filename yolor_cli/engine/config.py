@@ -153,6 +153,9 @@ def _entries(value: Any, base: Path, key: str, source: Path) -> tuple[Path, ...]
             f"{source}: {key} points to missing {'path' if len(missing) == 1 else 'paths'}: {', '.join(missing)}",
             hint="fix the path in the data file, or run `yolor dataset prepare`",
         )
+    for path in resolved:  # a list file (or image) that is a FIFO would be waited on when the images are listed
+        if not path.is_dir():
+            check_regular_file(path, f"{source}: {key} entry")
     return tuple(resolved)
 
 
