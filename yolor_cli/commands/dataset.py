@@ -51,7 +51,8 @@ def _skipped_lines(skipped: list[Skipped], root: Path) -> list[str]:
     file name, and 37 objects of one unknown class read as one reason, not 37 table rows."""
     from yolor_cli.engine.data.skips import group_skipped
 
-    lines = [f"Skipped ({_count(len({item.file for item in skipped}), 'file')}, or objects in them):"]
+    files = _count(len({item.file for item in skipped}), "file")
+    lines = [f"Skipped ({files}, or objects in them; paths relative to {root}):"]
     for group in group_skipped(skipped):
         counts = _count(group.files, "file") + (f", {_count(group.objects, 'object')}" if group.objects else "")
         lines.append(f"  {group.reason}: {counts}")
