@@ -2,6 +2,10 @@
 
 Consoles are made per call so that ``NO_COLOR``, ``COLUMNS`` and redirected streams are read at
 the moment of printing (and test runners that swap ``sys.stdout`` see the output).
+
+A terminal gets Rich's usual layout, as wide as the window (or ``COLUMNS``). Anything else (a log
+file, CI, ``| tee``) gets lines as long as their content: Rich would otherwise fold a long path
+across two lines at 80 columns, and a log could no longer be searched for a file name.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -31,13 +35,33 @@ from yolor_cli.engine.reporting import total_of
 
 T = TypeVar("T")
 
+# The width Rich lays out to when the stream is not a terminal: wider than any line we print (paths
+# are at most 4096 bytes on Linux), so nothing folds; tables are not expanded, so they are only as
+# wide as their content, and plain text is not padded.
+UNBOUNDED_WIDTH = 1 << 16
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    """The stream itself, not Rich's guess: FORCE_COLOR (common in CI) makes Rich call a pipe a
+    terminal for colour's sake, but a pipe still must not fold lines."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or minimal stream
+        return False
+
+
+def _console(stderr: bool) -> Console:
+    if _is_terminal(sys.stderr if stderr else sys.stdout):
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, width=UNBOUNDED_WIDTH, soft_wrap=True)
+
 
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
 
 
 def print_error(message: str, hint: str | None = None) -> None:

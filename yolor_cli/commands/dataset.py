@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
@@ -14,6 +15,7 @@ from yolor_cli.options import JsonOption, NamesFileOption
 
 if TYPE_CHECKING:
     from yolor_cli.engine.data.prepare import DatasetResult
+    from yolor_cli.engine.data.skips import Skipped
 
 app = typer.Typer(help="Prepare Pascal-VOC folders for training, or generate a demo dataset.", no_args_is_help=True)
 
@@ -34,13 +36,50 @@ TestOption = Annotated[float, typer.Option("--test", min=0.0, max=0.99, help="Fr
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed of the split (same seed, same split).")]
 
 
+def _shown(file: str, root: Path) -> str:
+    """A path inside --root relative to it (shorter, and the same on every machine); others as given."""
+    path = Path(file)
+    return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else file
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _skipped_lines(skipped: list[Skipped], root: Path) -> list[str]:
+    """One line per reason with its counts, then its files, one per line: a log can be searched for a
+    file name, and 37 objects of one unknown class read as one reason, not 37 table rows."""
+    from yolor_cli.engine.data.skips import group_skipped
+
+    files = _count(len({item.file for item in skipped}), "file")
+    lines = [f"Skipped ({files}, or objects in them; paths relative to {root}):"]
+    for group in group_skipped(skipped):
+        counts = _count(group.files, "file") + (f", {_count(group.objects, 'object')}" if group.objects else "")
+        lines.append(f"  {group.reason}: {counts}")
+        for item in group.items:
+            specifics = item.detail or (_count(item.objects, "object") if item.objects else "")
+            lines.append(f"    {_shown(item.file, root)}" + (f" ({specifics})" if specifics else ""))
+    return lines
+
+
+def _json_payload(result: DatasetResult) -> dict[str, Any]:
+    from yolor_cli.engine.data.skips import group_skipped
+
+    payload = asdict(result)
+    payload["root"] = str(result.root)
+    payload["written"] = [str(p) for p in result.written]
+    payload["backups"] = [str(p) for p in result.backups]
+    payload["skipped"] = [{"file": item.file, "reason": item.reason} for item in result.skipped]
+    payload["skipped_by_reason"] = [
+        {"reason": group.reason, "files": group.files, "objects": group.objects}
+        for group in group_skipped(result.skipped)
+    ]
+    return payload
+
+
 def _render(result: DatasetResult, json_output: bool) -> None:
     if json_output:
-        payload = asdict(result)
-        payload["root"] = str(result.root)
-        payload["written"] = [str(p) for p in result.written]
-        payload["backups"] = [str(p) for p in result.backups]
-        print_json(payload)
+        print_json(_json_payload(result))
         return
     console = stdout_console()
     if result.images:
@@ -59,12 +98,8 @@ def _render(result: DatasetResult, json_output: bool) -> None:
         console.print(table)
         console.print(f"Background images (no usable object): {result.backgrounds}")
     if result.skipped:
-        table = Table(title=f"Skipped ({len(result.skipped)})", title_justify="left")
-        table.add_column("file", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for item in result.skipped:
-            table.add_row(item.file, item.reason)
-        console.print(table)
+        for line in _skipped_lines(result.skipped, result.root):
+            console.print(escape(line))
     else:
         console.print("Nothing was skipped.")
     print_notes(result.notes + [f"kept the previous version as {path}" for path in result.backups])

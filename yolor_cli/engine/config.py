@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.files import check_regular_file
 from yolor_cli.engine.model.bundled import configs_dir
 
 DEFAULT_HYP = "scratch.640"
@@ -77,6 +78,7 @@ class Hyp:
 
 
 def _read_yaml(path: Path, what: str) -> Any:
+    check_regular_file(path, what)
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -95,6 +97,8 @@ def load_hyp(name_or_path: str | Path = DEFAULT_HYP) -> Hyp:
     if not path.is_file():
         bundled = configs_dir() / "hyp" / f"{path.name}.yaml"
         if path.suffix in (".yaml", ".yml") or len(path.parts) > 1 or not bundled.exists():
+            if path.exists() and not path.is_dir():
+                check_regular_file(path, "hyperparameter file")  # a FIFO or a device: say what it is
             raise YolorError(
                 f"no hyperparameter file or bundled set named {str(name_or_path)!r}",
                 hint=f"bundled: {', '.join(bundled_hyp_names())}",
@@ -149,6 +153,9 @@ def _entries(value: Any, base: Path, key: str, source: Path) -> tuple[Path, ...]
             f"{source}: {key} points to missing {'path' if len(missing) == 1 else 'paths'}: {', '.join(missing)}",
             hint="fix the path in the data file, or run `yolor dataset prepare`",
         )
+    for path in resolved:  # a list file (or image) that is a FIFO would be waited on when the images are listed
+        if not path.is_dir():
+            check_regular_file(path, f"{source}: {key} entry")
     return tuple(resolved)
 
 
@@ -164,13 +171,24 @@ def _data_values(path: Path) -> dict[str, Any]:
     return values
 
 
+def _yaml_text(value: Any) -> str:
+    """A value as it was written in the YAML (``true``, not Python's ``True``)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def _names(values: dict[str, Any], path: Path) -> tuple[str, ...]:
     names = values.get("names")
     nc = values.get("nc")
+    # bool is an int in Python, and YAML reads `nc: true` as one.
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
+        raise DataError(
+            f"{path}: nc must be a positive whole number (the number of classes), got {_yaml_text(nc)}",
+            hint="write nc: followed by the number of names (or drop nc)",
+        )
     if isinstance(names, dict):  # {0: a, 1: b} as some tools write it
         names = [names[k] for k in sorted(names)]
     if names is None:
-        if not isinstance(nc, int) or nc < 1:
+        if nc is None:
             raise DataError(f"{path}: give names (a list of class names) or nc")
         names = [str(i) for i in range(nc)]
     if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names) or not names:

@@ -1,4 +1,5 @@
-"""Writing files without losing anything: atomic replacement and backups of user edits."""
+"""Reading the files users name safely, and writing files without losing anything: atomic
+replacement and backups of user edits."""
 
 from __future__ import annotations
 
@@ -15,6 +16,37 @@ from typing import BinaryIO
 from yolor_cli.engine.errors import YolorError
 
 BACKUP_SUFFIX = ".bak"
+# What a path that is not a regular file is, in words (os.stat's mode tests, in order).
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """Refuse a user-named file that is not a regular file, before anything opens it.
+
+    Opening a FIFO for reading waits for a writer forever, and a device can stream without end:
+    both would hang a command with no word of why. ``what`` names the file in the message ("data
+    file"). A missing path passes: the read that follows says "not found" in its caller's words.
+    Symlinks are followed, so a link to a regular file is fine.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise YolorError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return
+    kind = next((words for test, words in _NOT_REGULAR if test(mode)), "not a file")
+    raise YolorError(
+        f"{what} {path} is {kind}, not a regular file",
+        hint="pass the path of a regular file (save what a pipe or device gives to a file first)",
+    )
 
 
 @contextlib.contextmanager

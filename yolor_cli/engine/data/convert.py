@@ -7,8 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yolor_cli.engine.data.voc import Skipped, VocItem
+from yolor_cli.engine.data.skips import Skipped, SkipReason
+from yolor_cli.engine.data.voc import VocItem
 from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.files import check_regular_file
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 LABEL_DECIMALS = 6
@@ -53,6 +55,7 @@ def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] 
     if classes and names_file:
         raise DataError("pass either --classes or --names, not both")
     if names_file is not None:
+        check_regular_file(names_file, "class names file")
         try:
             names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()]
         except OSError as exc:
@@ -106,15 +109,13 @@ def label_rows(
         report.objects_per_class[obj.name] += 1
     if unknown:
         report.unknown_classes.update(unknown)
-        names = ", ".join(f"{count} x {name!r}" for name, count in sorted(unknown.items()))
-        report.file_issues.append(Skipped(str(item.annotation.path), f"unknown class ({names})"))
+        report.file_issues.extend(
+            Skipped(str(item.annotation.path), SkipReason.UNKNOWN_CLASS, subject=name, objects=count)
+            for name, count in sorted(unknown.items())
+        )
     if degenerate:
         report.degenerate_boxes += degenerate
-        report.file_issues.append(
-            Skipped(
-                str(item.annotation.path), f"degenerate box ({degenerate} dropped: empty after clipping or unreadable)"
-            )
-        )
+        report.file_issues.append(Skipped(str(item.annotation.path), SkipReason.DEGENERATE_BOX, objects=degenerate))
     if not rows:
         report.backgrounds.append(item.stem)
     return rows

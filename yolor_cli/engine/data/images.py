@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from yolor_cli.engine.data.skips import SkipReason, UnusableFile
 from yolor_cli.engine.errors import DataError
 
 IMAGE_FOLDERS = ("images", "JPEGImages")  # the seed's layout first, then standard VOC
@@ -31,7 +32,7 @@ class ImageInfo:
 def probe_image(path: Path) -> ImageInfo:
     """Size as OpenCV will decode it (EXIF orientation applied), checked without a full decode.
 
-    Raises DataError whose message is a short reason alone (callers name the file).
+    Raises UnusableFile (a DataError) whose message is a short reason alone (callers name the file).
     """
     try:
         with Image.open(path) as image:
@@ -41,11 +42,11 @@ def probe_image(path: Path) -> ImageInfo:
             if image.getexif().get(EXIF_ORIENTATION) in ROTATED_ORIENTATIONS:
                 width, height = height, width
     except FileNotFoundError:
-        raise DataError("missing image") from None
+        raise UnusableFile(SkipReason.MISSING_IMAGE) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"corrupt image ({exc})") from None
+        raise UnusableFile(SkipReason.CORRUPT_IMAGE, str(exc)) from None
     if min(width, height) < MIN_IMAGE_SIDE:
-        raise DataError(f"image too small ({width}x{height} pixels)")
+        raise UnusableFile(SkipReason.IMAGE_TOO_SMALL, f"{width}x{height} pixels")
     return ImageInfo(width=width, height=height)
 
 

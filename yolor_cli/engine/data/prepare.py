@@ -7,15 +7,15 @@ a different version replaces them; re-running with the same inputs rewrites noth
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from yolor_cli.engine.data.convert import ConversionReport, infer_classes, write_labels
+from yolor_cli.engine.data.skips import Skipped, SkipReason, group_skipped
 from yolor_cli.engine.data.split import SPLIT_NAMES, Split, stratified_split
-from yolor_cli.engine.data.voc import Skipped, VocItem, VocLayout, VocScan, find_layout, scan_voc
+from yolor_cli.engine.data.voc import VocItem, VocLayout, VocScan, find_layout, scan_voc
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.files import write_text_keeping_backup
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -50,8 +50,7 @@ def _write(result: DatasetResult, path: Path, text: str) -> None:
 def _scan(root: Path, reporter: Reporter) -> VocScan:
     scan = scan_voc(find_layout(root), reporter)
     if not scan.items:
-        reasons = Counter(s.reason.split(" (")[0] for s in scan.skipped)
-        detail = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common(3))
+        detail = "; ".join(f"{group.files} {group.reason}" for group in group_skipped(scan.skipped)[:3])
         raise DataError(
             f"{scan.layout.root} has no usable image (an image with a readable XML of the same name)"
             + (f": {detail}" if detail else ""),
@@ -151,7 +150,7 @@ def _write_lists(scan: VocScan, splits: dict[str, list[str]], result: DatasetRes
         stems = splits.get(name, [])
         unusable = [stem for stem in stems if stem not in usable]
         for stem in unusable:
-            result.skipped.append(Skipped(stem, f"listed in ImageSets {name}.txt but not usable"))
+            result.skipped.append(Skipped(stem, SkipReason.NOT_USABLE, subject=name))
         paths = [str(usable[stem].image) for stem in stems if stem in usable]
         if paths:
             lists[name] = scan.layout.root / f"{name}.txt"

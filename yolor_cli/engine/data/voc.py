@@ -14,6 +14,7 @@ from pathlib import Path
 from lxml import etree
 
 from yolor_cli.engine.data.images import IMAGE_FOLDERS, ImageInfo, is_image, probe_image
+from yolor_cli.engine.data.skips import Skipped, SkipReason, UnusableFile
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
@@ -80,13 +81,13 @@ def _number(element: etree._Element, tag: str) -> float | None:
 
 
 def read_voc(path: Path) -> VocAnnotation:
-    """Raises DataError whose message is the reason alone (callers name the file)."""
+    """Raises UnusableFile (a DataError) whose message is the reason alone (callers name the file)."""
     try:
         root = etree.parse(str(path), _SAFE_PARSER).getroot()
     except (etree.XMLSyntaxError, OSError) as exc:
-        raise DataError(f"malformed XML ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+        raise UnusableFile(SkipReason.MALFORMED_XML, str(exc).splitlines()[0] if str(exc) else "unreadable") from None
     if root is None or root.tag != "annotation":
-        raise DataError("malformed XML (the root element is not <annotation>)")
+        raise UnusableFile(SkipReason.MALFORMED_XML, "the root element is not <annotation>")
     size = None
     size_element = root.find("size")
     if size_element is not None:
@@ -105,12 +106,6 @@ def read_voc(path: Path) -> VocAnnotation:
                 box = tuple(values)  # type: ignore[assignment]
         objects.append(VocObject(name=name, difficult=difficult, box=box))
     return VocAnnotation(path=path, size=size, objects=tuple(objects))
-
-
-@dataclass(frozen=True)
-class Skipped:
-    file: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -135,7 +130,7 @@ def _index(folder: Path, accept: Iterable[Path], skipped: list[Skipped], kind: s
     found: dict[str, Path] = {}
     for path in sorted(accept):
         if path.stem in found:
-            skipped.append(Skipped(str(path), f"another {kind} has the same name ({found[path.stem].name})"))
+            skipped.append(Skipped(str(path), SkipReason.SAME_NAME, subject=kind, detail=found[path.stem].name))
             continue
         found[path.stem] = path
     return found
@@ -155,22 +150,22 @@ def scan_voc(layout: VocLayout, reporter: Reporter | None = None) -> VocScan:
         "annotation",
     )
     for stem in sorted(set(images) - set(xmls)):
-        scan.skipped.append(Skipped(str(images[stem]), "no annotation XML with the same name"))
+        scan.skipped.append(Skipped(str(images[stem]), SkipReason.NO_ANNOTATION))
     stems = sorted(xmls)
     for stem in reporter.track(stems, "Checking images and annotations"):
         xml = xmls[stem]
         if stem not in images:
-            scan.skipped.append(Skipped(str(xml), "missing image"))
+            scan.skipped.append(Skipped(str(xml), SkipReason.MISSING_IMAGE))
             continue
         try:
             annotation = read_voc(xml)
-        except DataError as error:
-            scan.skipped.append(Skipped(str(xml), error.message))
+        except UnusableFile as error:
+            scan.skipped.append(Skipped(str(xml), error.reason, detail=error.detail))
             continue
         try:
             info = probe_image(images[stem])
-        except DataError as error:
-            scan.skipped.append(Skipped(str(images[stem]), error.message))
+        except UnusableFile as error:
+            scan.skipped.append(Skipped(str(images[stem]), error.reason, detail=error.detail))
             continue
         scan.items.append(VocItem(stem=stem, image=images[stem], info=info, annotation=annotation))
     return scan
