@@ -105,16 +105,19 @@ def predictions_json(results: list[tuple[ImageRecord, Detections]]) -> list[dict
     return rows
 
 
-def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metric: str) -> EvalResult:
+def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metric: str, task: str) -> EvalResult:
     images = [_with_truth(record, det) for record, det in results]
     metrics = evaluate_detections(images, len(names), metric)
     instances = sum(len(image.gt_classes) for image in images)
+    # A split of background images is legal (mAP 0), but a user reading "0" should know it is not the model.
+    notes = [f"no labelled objects in the {task} split: mAP is 0 by definition"] if not instances else []
     return EvalResult(
         metrics=metrics,
         names=names,
         images=len(images),
         instances=instances,
         confusion=confusion_matrix(images, len(names)),
+        notes=notes,
     )
 
 
@@ -155,7 +158,7 @@ def evaluate_model(
     results, losses = predict_dataset(
         predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter, loss=loss
     )
-    evaluated = _score(results, list(data.names), metric)
+    evaluated = _score(results, list(data.names), metric, task)
     evaluated.speed_ms = predictor.timing.per_image_ms()
     evaluated.losses = losses
     return evaluated, results
@@ -215,7 +218,7 @@ def evaluate_predictions(
                 ),
             )
         )
-    return _score(results, list(data.names), metric)
+    return _score(results, list(data.names), metric, task)
 
 
 def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path) -> Path:
@@ -262,6 +265,11 @@ def run_eval(
         result = evaluate_predictions(predictions, data_config, task=task, metric=metric, reporter=reporter)
     else:
         loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        if single_cls and loaded.nc != 1:  # the data file is not at fault: the flag made it one class
+            raise YolorError(
+                f"--single-cls makes the data one class but the model has {loaded.nc}",
+                hint="drop --single-cls or evaluate a model trained with it",
+            )
         notes = loaded.notes
         result, results = evaluate_model(
             loaded.model,
@@ -276,7 +284,7 @@ def run_eval(
             workers=workers,
             reporter=reporter,
         )
-    result.notes = notes
+    result.notes = notes + result.notes
     if save_json or plots:
         run_dir = new_run_dir(project, name, exist_ok)
         if results is not None and save_json:
