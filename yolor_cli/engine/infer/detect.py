@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
 
 VIDEO_CODEC = "mp4v"
+MAX_SKIPPED_NAMED = 3  # unreadable inputs named in the error when every input was skipped
 
 
 @dataclass
@@ -62,9 +64,26 @@ def label_lines(detections: Detections, width: int, height: int, with_conf: bool
     return "".join(f"{line}\n" for line in lines)
 
 
+def find_sources(source: str) -> list[Path]:
+    """The files ``source`` names; none is an error, raised before any run folder is made."""
+    paths = list_sources(source)
+    if not paths:
+        raise YolorError(f"{source} holds no image or video")
+    return paths
+
+
+def _all_skipped(unreadable: list[Unreadable]) -> YolorError:
+    shown = "; ".join(f"{item.path}: {item.reason}" for item in unreadable[:MAX_SKIPPED_NAMED])
+    more = len(unreadable) - MAX_SKIPPED_NAMED
+    return YolorError(
+        f"nothing to detect on: every input was skipped ({shown}{f'; and {more} more' if more > 0 else ''})",
+        hint="pass images or videos that OpenCV can decode",
+    )
+
+
 def run_detect(
     predictor: Predictor,
-    source: str,
+    source: str | list[Path],
     save_dir: Path,
     *,
     img_size: int,
@@ -74,10 +93,10 @@ def run_detect(
     save_conf: bool = False,
     reporter: Reporter | None = None,
 ) -> DetectResult:
+    """Run on every frame of ``source`` (a source string or the files :func:`find_sources` found).
+    Unreadable inputs are skipped with a warning; when every input is, that is an error."""
     reporter = reporter or SilentReporter()
-    paths = list_sources(source)
-    if not paths:
-        raise YolorError(f"{source} holds no image or video")
+    paths = find_sources(source) if isinstance(source, str) else source
     result = DetectResult(save_dir=save_dir)
     writers: dict[Path, cv2.VideoWriter] = {}
     try:
@@ -100,6 +119,8 @@ def run_detect(
     finally:
         for writer in writers.values():
             writer.release()
+    if result.unreadable and not (result.images or result.video_frames):
+        raise _all_skipped(result.unreadable)
     return result
 
 
@@ -177,20 +198,38 @@ def detect(
     names = resolve_names(checkpoint_names, nc, names_file=names_file, data=data)
     keep = resolve_class_filter(classes, names, nc)
     predictor = Predictor(model, device=select_device(device), conf=conf, iou=iou, max_det=max_det, classes=keep)
-    result = run_detect(
-        predictor,
-        source,
-        new_run_dir(project, name, exist_ok),
-        img_size=img_size,
-        names=names,
-        save_images=save_images,
-        save_txt=save_txt,
-        save_conf=save_conf,
-        reporter=reporter,
-    )
+    paths = find_sources(source)
+    project = Path(project)
+    # Folders this call is about to make, deepest first: removed again if the run writes nothing.
+    missing = [folder for folder in (project, *project.parents) if not folder.exists()]
+    reused = exist_ok and (project / name).exists()
+    save_dir = new_run_dir(project, name, exist_ok)
+    try:
+        result = run_detect(
+            predictor,
+            paths,
+            save_dir,
+            img_size=img_size,
+            names=names,
+            save_images=save_images,
+            save_txt=save_txt,
+            save_conf=save_conf,
+            reporter=reporter,
+        )
+    except YolorError:
+        _remove_if_empty([] if reused else [save_dir, *missing])
+        raise
     result.speed_ms = predictor.timing.per_image_ms()
     result.notes = notes
     return result
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Folders this call made and wrote nothing to are not a result: leave no empty expN behind.
+    Only empty folders go (``rmdir``), so nothing anyone wrote can be lost."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty after all, or gone: either way nothing to tidy
+            folder.rmdir()
 
 
 def _load_onnx(
