@@ -156,8 +156,8 @@ def export_command(
         typer.Option(
             "--output",
             "-o",
-            help="File path or stem; each format adds its suffix. Default: NAME.onnx, "
-            "NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.",
+            help="File path (one format: written as named) or stem (each format adds its suffix). "
+            "Default: NAME.onnx, NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.",
             dir_okay=False,
             show_default=False,
         ),

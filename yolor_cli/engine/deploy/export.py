@@ -149,11 +149,14 @@ def _with_suffix(path: Path, suffix: str) -> Path:
 
 
 def output_paths(weights: Path, formats: list[str], output: Path | None, overwrite: bool = False) -> dict[str, Path]:
-    """Where each format goes: ``--output`` with each format's suffix, or by default NAME.onnx,
-    NAME.torchscript and NAME_deploy.pt beside the weights, numbered together (NAME_2.onnx,
-    NAME_2.torchscript...) rather than overwriting anything. An existing file is replaced only with
-    ``overwrite``; the input weights never."""
-    if output is not None:
+    """Where each format goes: ``--output`` exactly as typed for one format and a name with a suffix
+    (``m.ts``, ``model.onnx``: what people type); else ``--output`` with each format's suffix; by
+    default NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the weights, numbered together
+    (NAME_2.onnx, NAME_2.torchscript...) rather than overwriting anything. An existing file is
+    replaced only with ``overwrite``; the input weights never."""
+    if output is not None and len(formats) == 1 and output.suffix:
+        paths = {formats[0]: output}
+    elif output is not None:
         paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
     else:
 
