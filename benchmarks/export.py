@@ -28,7 +28,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forward import median_seconds
 
-from yolor_cli.engine.deploy.export import DeployModel, export
+from yolor_cli.engine.deploy.export import DeployModel, ExportRequest, export
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model, count_parameters
@@ -126,10 +126,12 @@ def main() -> None:
                 for img_size in SIZES:
                     start = time.perf_counter()
                     result = export(
-                        weights=weights,
-                        formats="onnx",
-                        img_size=img_size,
-                        output=Path(folder) / f"{weights.stem}_{img_size}.onnx",
+                        ExportRequest(
+                            weights=weights,
+                            formats="onnx",
+                            img_size=img_size,
+                            output=Path(folder) / f"{weights.stem}_{img_size}.onnx",
+                        )
                     )
                     export_s = time.perf_counter() - start
                     eager = eager_latency_ms(weights, img_size, args.repeats)

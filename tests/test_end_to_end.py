@@ -43,8 +43,19 @@ def test_voc_folder_to_a_verified_onnx_detector(tmp_path: Path) -> None:
     ]
     trained = _ok("train", "--cfg", "yolor_csp_tiny", *common, "--project", str(tmp_path / "runs"), "--name", "base")
     best = Path(trained["save_dir"]) / "weights" / "best.pt"
-    evaluated = _ok("eval", "-w", str(best), "--data", data, "--img-size", IMG)
-    assert 0.0 <= evaluated["map50"] <= 1.0
+    evaluated = _ok(
+        "eval", "-w", str(best), "--data", data, "--img-size", IMG, "--save-json", "--project", str(tmp_path / "ev")
+    )
+    val_objects = sum(
+        len((voc / "labels" / f"{Path(line).stem}.txt").read_text().splitlines())
+        for line in (voc / "val.txt").read_text().split()
+    )
+    assert (evaluated["images"], evaluated["instances"]) == (4, val_objects) and val_objects > 0
+    # The same detections rescored from the written predictions.json give the same mAP (boxes rounded to 1e-3 px).
+    rescored = _ok("eval", "--data", data, "--predictions", str(tmp_path / "ev" / "exp" / "predictions.json"))
+    assert rescored["instances"] == val_objects
+    assert rescored["map50"] == pytest.approx(evaluated["map50"], abs=1e-3)
+    assert rescored["map"] == pytest.approx(evaluated["map"], abs=1e-3)
     pruned = _ok("prune", "global", "-w", str(best), "--target-macs", "0.5", "--img-size", IMG, "--no-latency")
     assert pruned["params_after"] < pruned["params_before"]
     tuned = _ok("train", "--weights", pruned["output"], *common, "--project", str(tmp_path / "runs"), "--name", "ft")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.engine.infer.request import DetectRequest
 from yolor_cli.options import (
     CfgOption,
     ConfOption,
@@ -24,6 +26,8 @@ from yolor_cli.options import (
     TrustPickleOption,
 )
 
+FFMPEG_QUIET = "-8"  # AV_LOG_QUIET: OpenCV passes OPENCV_FFMPEG_LOGLEVEL to av_log_set_level
+
 
 def detect_command(
     source: Annotated[str, typer.Option("--source", help="Image, folder, glob (quote it), video or .txt list.")],
@@ -37,10 +41,10 @@ def detect_command(
         ),
     ],
     cfg: CfgOption = None,
-    conf: ConfOption = 0.25,
-    iou: IouOption = 0.45,
-    img_size: ImgSizeOption = 640,
-    device: DeviceOption = "",
+    conf: ConfOption = DetectRequest.conf,
+    iou: IouOption = DetectRequest.iou,
+    img_size: ImgSizeOption = DetectRequest.img_size,
+    device: DeviceOption = DetectRequest.device,
     classes: Annotated[
         list[str] | None,
         typer.Option(
@@ -49,15 +53,23 @@ def detect_command(
             show_default=False,
         ),
     ] = None,
-    max_det: Annotated[int, typer.Option("--max-det", min=1, help="Most detections per image.")] = 300,
-    save_txt: Annotated[bool, typer.Option("--save-txt", help="Write YOLO labels to labels/*.txt.")] = False,
-    save_conf: Annotated[bool, typer.Option("--save-conf", help="Add the score to each --save-txt row.")] = False,
-    nosave: Annotated[bool, typer.Option("--nosave", help="Do not write annotated images or videos.")] = False,
+    max_det: Annotated[
+        int, typer.Option("--max-det", min=1, help="Most detections per image.")
+    ] = DetectRequest.max_det,
+    save_txt: Annotated[
+        bool, typer.Option("--save-txt", help="Write YOLO labels to labels/*.txt.")
+    ] = DetectRequest.save_txt,
+    save_conf: Annotated[
+        bool, typer.Option("--save-conf", help="Add the score to each --save-txt row.")
+    ] = DetectRequest.save_conf,
+    nosave: Annotated[
+        bool, typer.Option("--nosave", help="Do not write annotated images or videos.")
+    ] = not DetectRequest.save_images,
     names_file: NamesFileOption = None,
     data: DataOption = None,
-    project: ProjectOption = Path("runs/detect"),
-    name: NameOption = "exp",
-    exist_ok: ExistOkOption = False,
+    project: ProjectOption = DetectRequest.project,
+    name: NameOption = DetectRequest.name,
+    exist_ok: ExistOkOption = DetectRequest.exist_ok,
     pruned: Annotated[
         bool,
         typer.Option(
@@ -65,12 +77,17 @@ def detect_command(
         ),
     ] = False,
     json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
+    trust_pickle: TrustPickleOption = DetectRequest.trust_pickle,
 ) -> None:
     """Detect objects and write annotated images/videos (and labels with [b]--save-txt[/])."""
+    # ffmpeg inside OpenCV writes its own complaints ("moov atom not found") straight to file
+    # descriptor 2; the skipped-input warnings already say what went wrong. It reads the level once,
+    # at its first use in the process, so it is set before the engine loads OpenCV. A user's own
+    # setting wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
     from yolor_cli.engine.infer.detect import detect
 
-    result = detect(
+    request = DetectRequest(
         source=source,
         weights=weights,
         cfg=cfg,
@@ -78,7 +95,7 @@ def detect_command(
         iou=iou,
         img_size=img_size,
         device=device,
-        classes=classes,
+        classes=tuple(classes) if classes else None,
         max_det=max_det,
         save_txt=save_txt,
         save_conf=save_conf,
@@ -89,8 +106,8 @@ def detect_command(
         name=name,
         exist_ok=exist_ok,
         trust_pickle=trust_pickle,
-        reporter=RichReporter(),
     )
+    result = detect(request, reporter=RichReporter())
     print_notes(result.notes)
     speed = result.speed_ms
     if json_output:

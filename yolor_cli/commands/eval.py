@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.engine.evaluate.request import EvalRequest
 from yolor_cli.options import (
     CfgOption,
     ConfOption,
@@ -36,6 +37,10 @@ class Metric(str, Enum):
 class Task(str, Enum):
     val = "val"
     test = "test"
+
+
+DEFAULT_METRIC = Metric(EvalRequest.metric)
+DEFAULT_TASK = Task(EvalRequest.task)
 
 
 def _fmt(value: float | None) -> str:
@@ -118,11 +123,11 @@ def eval_command(
     ],
     weights: WeightsOption = None,
     cfg: CfgOption = None,
-    img_size: ImgSizeOption = 640,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    conf: ConfOption = 0.001,
-    iou: IouOption = 0.65,
-    task: Annotated[Task, typer.Option("--task", help="Which split of the data file.")] = Task.val,
+    img_size: ImgSizeOption = EvalRequest.img_size,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = EvalRequest.batch_size,
+    conf: ConfOption = EvalRequest.conf,
+    iou: IouOption = EvalRequest.iou,
+    task: Annotated[Task, typer.Option("--task", help="Which split of the data file.")] = DEFAULT_TASK,
     metric: Annotated[
         Metric,
         typer.Option(
@@ -130,7 +135,7 @@ def eval_command(
             help="coco: exact COCO mAP (pycocotools' definition). "
             "yolor: the official test.py formula, for comparing with old runs.",
         ),
-    ] = Metric.coco,
+    ] = DEFAULT_METRIC,
     predictions: Annotated[
         Path | None,
         typer.Option(
@@ -141,19 +146,23 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    save_json: Annotated[bool, typer.Option("--save-json", help="Write predictions.json (COCO results).")] = False,
-    plots: Annotated[bool, typer.Option("--plots", help="Write PR, F1, P, R curves and a confusion matrix.")] = False,
+    save_json: Annotated[
+        bool, typer.Option("--save-json", help="Write predictions.json (COCO results).")
+    ] = EvalRequest.save_json,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="Write PR, F1, P, R curves and a confusion matrix.")
+    ] = EvalRequest.plots,
     single_cls: Annotated[
         bool,
         typer.Option("--single-cls", help="Score every object as one class (for models trained with --single-cls)."),
-    ] = False,
-    device: DeviceOption = "",
-    workers: Annotated[int, typer.Option("--workers", min=0)] = 0,
-    project: ProjectOption = Path("runs/eval"),
-    name: NameOption = "exp",
-    exist_ok: ExistOkOption = False,
+    ] = EvalRequest.single_cls,
+    device: DeviceOption = EvalRequest.device,
+    workers: Annotated[int, typer.Option("--workers", min=0)] = EvalRequest.workers,
+    project: ProjectOption = EvalRequest.project,
+    name: NameOption = EvalRequest.name,
+    exist_ok: ExistOkOption = EvalRequest.exist_ok,
     json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
+    trust_pickle: TrustPickleOption = EvalRequest.trust_pickle,
 ) -> None:
     """Evaluate a checkpoint on a data split: P, R, mAP@0.5 and mAP@0.5:0.95, per class.
 
@@ -161,7 +170,7 @@ def eval_command(
     """
     from yolor_cli.engine.evaluate.evaluator import run_eval
 
-    result = run_eval(
+    request = EvalRequest(
         data=data,
         weights=weights,
         cfg=cfg,
@@ -181,8 +190,8 @@ def eval_command(
         exist_ok=exist_ok,
         single_cls=single_cls,
         trust_pickle=trust_pickle,
-        reporter=RichReporter(),
     )
+    result = run_eval(request, reporter=RichReporter())
     print_notes(result.notes)
     if json_output:
         print_json(_payload(result))

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.engine.deploy.request import ExportRequest
 from yolor_cli.options import (
     CfgOption,
     DataOption,
@@ -143,54 +144,63 @@ def export_command(
             help="onnx, torchscript, pt, or several comma-separated (pt = stripped deployment checkpoint).",
             autocompletion=complete_formats,
         ),
-    ] = "onnx",
-    img_size: ImgSizeOption = 640,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the exported input.")] = 1,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = False,
-    dynamic_size: Annotated[bool, typer.Option("--dynamic-size", help="Dynamic batch, height and width.")] = False,
-    simplify: Annotated[bool, typer.Option("--simplify", help="Simplify the ONNX graph with onnxslim.")] = False,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (11 to the exporter's newest).")] = 17,
-    half: Annotated[bool, typer.Option("--half", help="fp16 weights and input (meant for GPU runtimes).")] = False,
+    ] = ExportRequest.formats,
+    img_size: ImgSizeOption = ExportRequest.img_size,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Batch size of the exported input.")
+    ] = ExportRequest.batch,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = ExportRequest.dynamic,
+    dynamic_size: Annotated[
+        bool, typer.Option("--dynamic-size", help="Dynamic batch, height and width.")
+    ] = ExportRequest.dynamic_size,
+    simplify: Annotated[
+        bool, typer.Option("--simplify", help="Simplify the ONNX graph with onnxslim.")
+    ] = ExportRequest.simplify,
+    opset: Annotated[
+        int, typer.Option("--opset", help="ONNX opset (11 to the exporter's newest).")
+    ] = ExportRequest.opset,
+    half: Annotated[
+        bool, typer.Option("--half", help="fp16 weights and input (meant for GPU runtimes).")
+    ] = ExportRequest.half,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="File path or stem; each format adds its suffix. Default: NAME.onnx, "
-            "NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.",
+            help="File path (one format: written as named) or stem (each format adds its suffix). "
+            "Default: NAME.onnx, NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.",
             dir_okay=False,
             show_default=False,
         ),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files at --output.")] = False,
-    device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = "cpu",
-    names_file: NamesFileOption = None,
-    data: DataOption = None,
+    ] = ExportRequest.output,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing files at --output.")
+    ] = ExportRequest.overwrite,
+    device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = ExportRequest.device,
+    names_file: NamesFileOption = ExportRequest.names_file,
+    data: DataOption = ExportRequest.data,
     json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
+    trust_pickle: TrustPickleOption = ExportRequest.trust_pickle,
 ) -> None:
     """Export to ONNX / TorchScript / a stripped .pt, verified with onnxruntime, OpenCV DNN and torch.jit."""
     from yolor_cli.engine.deploy.export import export
 
-    _render(
-        export(
-            weights=weights,
-            cfg=cfg,
-            formats=formats,
-            img_size=img_size,
-            batch=batch,
-            dynamic=dynamic,
-            dynamic_size=dynamic_size,
-            simplify=simplify,
-            opset=opset,
-            half=half,
-            output=output,
-            overwrite=overwrite,
-            device=device,
-            names_file=names_file,
-            data=data,
-            trust_pickle=trust_pickle,
-            reporter=RichReporter(),
-        ),
-        json_output,
+    request = ExportRequest(
+        weights=weights,
+        cfg=cfg,
+        formats=formats,
+        img_size=img_size,
+        batch=batch,
+        dynamic=dynamic,
+        dynamic_size=dynamic_size,
+        simplify=simplify,
+        opset=opset,
+        half=half,
+        output=output,
+        overwrite=overwrite,
+        device=device,
+        names_file=names_file,
+        data=data,
+        trust_pickle=trust_pickle,
     )
+    _render(export(request, reporter=RichReporter()), json_output)

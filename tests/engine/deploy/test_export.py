@@ -15,6 +15,7 @@ from tests.conftest import fill_deterministic, make_shapes_dataset
 from yolor_cli.engine.deploy.export import (
     TORCHSCRIPT_METADATA,
     DeployModel,
+    ExportRequest,
     VerificationError,
     export,
     output_paths,
@@ -60,7 +61,7 @@ def _reference(weights: Path, images: np.ndarray) -> np.ndarray:
 
 
 def test_onnx_runs_on_onnxruntime_and_opencv_with_metadata_and_no_scatter(trained_like: Path) -> None:
-    result = export(weights=trained_like, formats="onnx", img_size=IMG)
+    result = export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG))
     (exported,) = result.files
     assert exported.path == trained_like.with_name("tiny.onnx") and exported.path.is_file()
     runtimes = {check.runtime: check for check in exported.checks}
@@ -86,11 +87,13 @@ def test_onnx_runs_on_onnxruntime_and_opencv_with_metadata_and_no_scatter(traine
 
 def test_dynamic_batch_and_size(trained_like: Path, tmp_path: Path) -> None:
     result = export(
-        weights=trained_like,
-        formats="onnx,torchscript",
-        img_size=IMG,
-        dynamic_size=True,
-        output=tmp_path / "out" / "model",
+        ExportRequest(
+            weights=trained_like,
+            formats="onnx,torchscript",
+            img_size=IMG,
+            dynamic_size=True,
+            output=tmp_path / "out" / "model",
+        )
     )
     assert result.dynamic == "batch,height,width"
     for exported in result.files:
@@ -105,14 +108,14 @@ def test_dynamic_batch_and_size(trained_like: Path, tmp_path: Path) -> None:
 
 
 def test_static_export_keeps_its_batch(trained_like: Path, tmp_path: Path) -> None:
-    export(weights=trained_like, formats="onnx", img_size=IMG, batch=2, output=tmp_path / "b2.onnx")
+    export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG, batch=2, output=tmp_path / "b2.onnx"))
     shape = ort.InferenceSession(str(tmp_path / "b2.onnx")).get_inputs()[0].shape
     assert shape == [2, 3, IMG, IMG]
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_reloads_with_metadata_and_agrees(trained_like: Path) -> None:
-    result = export(weights=trained_like, formats="torchscript", img_size=IMG)
+    result = export(ExportRequest(weights=trained_like, formats="torchscript", img_size=IMG))
     (exported,) = result.files
     assert exported.path.suffix == ".torchscript" and exported.checks[0].agrees
     extra = {TORCHSCRIPT_METADATA: ""}
@@ -125,23 +128,27 @@ def test_torchscript_reloads_with_metadata_and_agrees(trained_like: Path) -> Non
 
 
 def test_pt_is_stripped_loads_safely_and_half_halves_it(trained_like: Path, tmp_path: Path) -> None:
-    result = export(weights=trained_like, formats="pt", img_size=IMG)
+    result = export(ExportRequest(weights=trained_like, formats="pt", img_size=IMG))
     (exported,) = result.files
     assert exported.path.name == "tiny_deploy.pt" and exported.checks[0].agrees
     raw = torch.load(exported.path, weights_only=True)
     assert raw["optimizer"] is None and raw["ema"] is None and raw["names"] == NAMES
-    half = export(weights=trained_like, formats="pt", img_size=IMG, half=True, output=tmp_path / "half.pt").files[0]
+    half = export(
+        ExportRequest(weights=trained_like, formats="pt", img_size=IMG, half=True, output=tmp_path / "half.pt")
+    ).files[0]
     assert half.size_bytes < 0.6 * exported.size_bytes
     assert torch.load(half.path, weights_only=True)["model"]["module_list.0.Conv2d.weight"].dtype == torch.float16
     assert load_checkpoint(half.path).names == NAMES
     # Defaults never overwrite: a second export gets a numbered name.
-    again = export(weights=trained_like, formats="pt", img_size=IMG).files[0]
+    again = export(ExportRequest(weights=trained_like, formats="pt", img_size=IMG)).files[0]
     assert again.path.name == "tiny_deploy_2.pt"
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_half_files_are_fp16_and_agree_within_fp16_precision(trained_like: Path, tmp_path: Path) -> None:
-    result = export(weights=trained_like, formats="onnx,torchscript", img_size=IMG, half=True, output=tmp_path / "h")
+    result = export(
+        ExportRequest(weights=trained_like, formats="onnx,torchscript", img_size=IMG, half=True, output=tmp_path / "h")
+    )
     assert {f.format for f in result.files} == {"onnx", "torchscript"} and result.tolerance["kind"] == "relative"
     assert all(check.agrees for f in result.files for check in f.checks if check.required)
     session = ort.InferenceSession(str(tmp_path / "h.onnx"))
@@ -154,14 +161,16 @@ def test_pruned_model_exports_and_agrees_everywhere(trained_like: Path, tmp_path
     pruned = prune(
         weights=trained_like, target_macs=0.5, img_size=IMG, latency=False, output=tmp_path / "pruned.pt"
     ).output
-    assert pruned is not None
-    result = export(weights=pruned, formats="onnx,torchscript,pt", img_size=IMG, dynamic=True, simplify=True)
+    assert pruned == tmp_path / "pruned.pt"  # written where asked (and narrows the Optional for the call below)
+    result = export(
+        ExportRequest(weights=pruned, formats="onnx,torchscript,pt", img_size=IMG, dynamic=True, simplify=True)
+    )
     assert result.params < count_parameters(load_model(weights=trained_like).model)
     for exported in result.files:
         assert exported.checks and all(check.ran and check.agrees for check in exported.checks), exported
     runtimes = {check.runtime for exported in result.files for check in exported.checks}
     assert runtimes == {"onnxruntime", "opencv-dnn", "torchscript", "yolor-cli"}
-    unpruned = export(weights=trained_like, formats="onnx", img_size=IMG).files[0]
+    unpruned = export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG)).files[0]
     assert result.files[0].size_bytes < 0.7 * unpruned.size_bytes  # the pruned widths are in the graph
 
 
@@ -170,7 +179,7 @@ def test_failed_verification_writes_nothing(trained_like: Path, monkeypatch: pyt
     target.write_bytes(b"a previous export")
     monkeypatch.setattr(onnx_model, "onnxruntime_runner", lambda path: lambda images: np.zeros((1, 1, 8), np.float32))
     with pytest.raises(VerificationError, match="the ONNX file was not written"):
-        export(weights=trained_like, formats="onnx", img_size=IMG, output=target, overwrite=True)
+        export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG, output=target, overwrite=True))
     assert target.read_bytes() == b"a previous export"
     assert [p.name for p in trained_like.parent.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -199,18 +208,18 @@ def test_a_missing_optional_package_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # what an environment without it looks like to import
     with pytest.raises(MissingDependencyError) as caught:
-        export(weights=trained_like, formats="onnx", img_size=IMG, simplify=True)
+        export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG, simplify=True))
     assert package in caught.value.message and "yolor-cli[export]" in (caught.value.hint or "")
     assert not trained_like.with_name("tiny.onnx").exists()
 
 
 def test_errors(trained_like: Path) -> None:
     with pytest.raises(YolorError, match="unknown export format"):
-        export(weights=trained_like, formats="onnx,tflite")
+        export(ExportRequest(weights=trained_like, formats="onnx,tflite"))
     with pytest.raises(YolorError, match="not a multiple"):
-        export(weights=trained_like, formats="onnx", img_size=100)
+        export(ExportRequest(weights=trained_like, formats="onnx", img_size=100))
     with pytest.raises(YolorError, match="outside what the exporter writes"):
-        export(weights=trained_like, formats="onnx", img_size=IMG, opset=30)
+        export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG, opset=30))
 
 
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
@@ -282,7 +291,7 @@ def test_detect_runs_the_onnx_file_with_its_names(trained_like: Path, tmp_path: 
 
 
 def test_onnx_detector_pads_a_fixed_batch(trained_like: Path, tmp_path: Path) -> None:
-    export(weights=trained_like, formats="onnx", img_size=IMG, batch=2, output=tmp_path / "b2.onnx")
+    export(ExportRequest(weights=trained_like, formats="onnx", img_size=IMG, batch=2, output=tmp_path / "b2.onnx"))
     detector = OnnxDetector.load(tmp_path / "b2.onnx", torch.device("cpu"))
     assert detector.fixed_batch == 2 and detector.fixed_size == (IMG, IMG) and detector.names == NAMES
     images = torch.rand(3, 3, IMG, IMG)
@@ -295,8 +304,8 @@ def test_official_state_dict_exports_with_cfg_and_index_names(tiny_model: torch.
     official = tmp_path / "official.pt"
     torch.save({"epoch": 5, "model": fill_deterministic(tiny_model).state_dict()}, official)  # the official layout
     with pytest.raises(YolorError, match="does not record its cfg"):
-        export(weights=official, formats="onnx", img_size=IMG)
-    result = export(weights=official, cfg="yolor_csp_tiny", formats="onnx,pt", img_size=IMG)
+        export(ExportRequest(weights=official, formats="onnx", img_size=IMG))
+    result = export(ExportRequest(weights=official, cfg="yolor_csp_tiny", formats="onnx,pt", img_size=IMG))
     assert result.names is None and result.nc == 3
     assert all(check.agrees for exported in result.files for check in exported.checks if check.required)
     metadata = onnx_model.read_metadata(result.files[0].path.read_bytes())

@@ -179,3 +179,12 @@ def test_confusion_matrix_counts_hits_confusions_and_background() -> None:
     assert matrix[0, 0] == 1 and matrix[0, 1] == 1  # BOX_B (class 1) predicted as 0
     assert matrix[1, 2] == 1  # a detection with no object
     assert matrix.sum() == 3
+
+
+def test_images_without_any_ground_truth_score_zero_in_both_formulas() -> None:
+    """Detections on background-only images: nothing to match, every class left out, mAP 0."""
+    images = [_image([], [], [BOX_A, BOX_B], [0.9, 0.8], [0, 1]), _image([], [], [], [], [])]
+    for metrics in (coco_metrics(images, nc=2), yolor_metrics(images, nc=2)):
+        assert (metrics.map, metrics.map50, metrics.precision, metrics.recall) == (0.0, 0.0, 0.0, 0.0)
+        assert [c.instances for c in metrics.per_class] == [0, 0] and metrics.per_class[0].map is None
+    assert confusion_matrix(images, nc=2)[:2, 2].tolist() == [1, 1]  # both detections are false positives

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from yolor_cli import __version__
+from yolor_cli.engine.deploy.request import DEFAULT_OPSET, ExportRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.files import atomic_write, check_output
 from yolor_cli.engine.infer import onnx_model
@@ -37,7 +38,6 @@ from yolor_cli.engine.runtime import select_device
 FORMATS = ("onnx", "torchscript", "pt")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "pt": ".pt"}
 DEPLOY_STEM_SUFFIX = "_deploy"  # best.pt -> best_deploy.pt, so the stripped file never shadows its source
-DEFAULT_OPSET = 17
 FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in input pixels)
 # fp16 keeps ~3 significant digits: box coordinates of hundreds of pixels differ by tenths, so half
 # files are judged on |diff| / (1 + |reference|).
@@ -149,11 +149,14 @@ def _with_suffix(path: Path, suffix: str) -> Path:
 
 
 def output_paths(weights: Path, formats: list[str], output: Path | None, overwrite: bool = False) -> dict[str, Path]:
-    """Where each format goes: ``--output`` with each format's suffix, or by default NAME.onnx,
-    NAME.torchscript and NAME_deploy.pt beside the weights, numbered together (NAME_2.onnx,
-    NAME_2.torchscript...) rather than overwriting anything. An existing file is replaced only with
-    ``overwrite``; the input weights never."""
-    if output is not None:
+    """Where each format goes: ``--output`` exactly as typed for one format and a name with a suffix
+    (``m.ts``, ``model.onnx``: what people type); else ``--output`` with each format's suffix; by
+    default NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the weights, numbered together
+    (NAME_2.onnx, NAME_2.torchscript...) rather than overwriting anything. An existing file is
+    replaced only with ``overwrite``; the input weights never."""
+    if output is not None and len(formats) == 1 and output.suffix:
+        paths = {formats[0]: output}
+    elif output is not None:
         paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
     else:
 
@@ -365,43 +368,25 @@ def _export_pt(
     return checks
 
 
-def export(
-    *,
-    weights: str | Path,
-    cfg: str | None = None,
-    formats: str = "onnx",
-    img_size: int = 640,
-    batch: int = 1,
-    dynamic: bool = False,
-    dynamic_size: bool = False,
-    simplify: bool = False,
-    opset: int = DEFAULT_OPSET,
-    half: bool = False,
-    output: str | Path | None = None,
-    overwrite: bool = False,
-    device: str = "cpu",
-    names_file: Path | None = None,
-    data: Path | None = None,
-    trust_pickle: bool = False,
-    reporter: Reporter | None = None,
-) -> ExportResult:
+def export(request: ExportRequest, *, reporter: Reporter | None = None) -> ExportResult:
     """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime."""
     reporter = reporter or SilentReporter()
-    chosen = parse_formats(formats)
-    if batch < 1:
-        raise YolorError(f"--batch {batch} must be at least 1")
+    chosen = parse_formats(request.formats)
+    if request.batch < 1:
+        raise YolorError(f"--batch {request.batch} must be at least 1")
     if "onnx" in chosen:
-        onnx_model.check_available(simplify)
-        onnx_model.check_opset(opset)
-    weights = Path(weights)
-    paths = output_paths(weights, chosen, Path(output) if output else None, overwrite)
-    target = select_device(device)
-    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+        onnx_model.check_available(request.simplify)
+        onnx_model.check_opset(request.opset)
+    weights = Path(request.weights)
+    paths = output_paths(weights, chosen, Path(request.output) if request.output else None, request.overwrite)
+    target = select_device(request.device)
+    loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
-    model.check_img_size(img_size)
-    names = resolve_names(loaded.names, loaded.nc, names_file=names_file, data=data)
-    dynamic_batch = dynamic or dynamic_size
-    dynamic_axes = "batch,height,width" if dynamic_size else "batch" if dynamic_batch else "none"
+    model.check_img_size(request.img_size)
+    names = resolve_names(loaded.names, loaded.nc, names_file=request.names_file, data=request.data)
+    half, img_size, batch = request.half, request.img_size, request.batch
+    dynamic_batch = request.dynamic or request.dynamic_size
+    dynamic_axes = "batch,height,width" if request.dynamic_size else "batch" if dynamic_batch else "none"
     result = ExportResult(
         weights=weights,
         weights_bytes=weights.stat().st_size,
@@ -409,18 +394,18 @@ def export(
         batch=batch,
         dynamic=dynamic_axes,
         half=half,
-        opset=opset,
+        opset=request.opset,
         params=count_parameters(model),
         nc=model.nc,
         names=names,
-        notes=list(loaded.notes) + _ignored_options(chosen, simplify, opset, dynamic_batch),
+        notes=list(loaded.notes) + _ignored_options(chosen, request.simplify, request.opset, dynamic_batch),
     )
     unfused = copy.deepcopy(model)  # the .pt keeps BatchNorm layers, so it still matches its cfg and can train
     fused = DeployModel(model.fuse()).eval()
     shapes = [(batch, model.input_channels, img_size, img_size)]
     if dynamic_batch:
         shapes.append((batch + 1, model.input_channels, img_size, img_size))
-    if dynamic_size:
+    if request.dynamic_size:
         shapes.append((batch, model.input_channels, img_size + model.max_stride, img_size))
     verifier = _Verifier(fused, shapes, half)  # fp32 references, before any cast to half
     deploy = copy.deepcopy(fused).to(target)
@@ -429,13 +414,7 @@ def export(
     example = verifier.inputs[0].to(target)
     example = example.half() if half else example
     metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
-    if half and target.type == "cpu" and {"onnx", "torchscript"} & set(chosen):
-        result.notes.append(
-            "--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
-            "little or nothing from fp16; it is meant for GPUs"
-        )
-    if target.type == "cuda" and "torchscript" in chosen:
-        result.notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")
+    result.notes.extend(_device_notes(chosen, target, half))
     for name in reporter.track(chosen, "Exporting", total=len(chosen)):
         start = time.perf_counter()
         path = paths[name]
@@ -447,10 +426,10 @@ def export(
                     path,
                     verifier,
                     metadata,
-                    opset=opset,
+                    opset=request.opset,
                     dynamic_batch=dynamic_batch,
-                    dynamic_size=dynamic_size,
-                    simplify=simplify,
+                    dynamic_size=request.dynamic_size,
+                    simplify=request.simplify,
                     half=half,
                 )
             elif name == "torchscript":
@@ -472,6 +451,18 @@ def export(
             )
         )
     return result
+
+
+def _device_notes(formats: list[str], target: torch.device, half: bool) -> list[str]:
+    notes = []
+    if half and target.type == "cpu" and {"onnx", "torchscript"} & set(formats):
+        notes.append(
+            "--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
+            "little or nothing from fp16; it is meant for GPUs"
+        )
+    if target.type == "cuda" and "torchscript" in formats:
+        notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")
+    return notes
 
 
 def _ignored_options(formats: list[str], simplify: bool, opset: int, dynamic: bool) -> list[str]:

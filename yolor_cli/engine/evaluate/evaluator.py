@@ -20,8 +20,10 @@ from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
 from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
+from yolor_cli.engine.evaluate.request import EVAL_BATCH_SIZE, EVAL_CONF, EVAL_IOU, EvalRequest
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.infer.predictor import Detections, Predictor
+from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -105,16 +107,19 @@ def predictions_json(results: list[tuple[ImageRecord, Detections]]) -> list[dict
     return rows
 
 
-def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metric: str) -> EvalResult:
+def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metric: str, task: str) -> EvalResult:
     images = [_with_truth(record, det) for record, det in results]
     metrics = evaluate_detections(images, len(names), metric)
     instances = sum(len(image.gt_classes) for image in images)
+    # A split of background images is legal (mAP 0), but a user reading "0" should know it is not the model.
+    notes = [f"no labelled objects in the {task} split: mAP is 0 by definition"] if not instances else []
     return EvalResult(
         metrics=metrics,
         names=names,
         images=len(images),
         instances=instances,
         confusion=confusion_matrix(images, len(names)),
+        notes=notes,
     )
 
 
@@ -123,10 +128,10 @@ def evaluate_model(
     data: DataConfig,
     *,
     task: str = "val",
-    img_size: int = 640,
-    batch_size: int = 32,
-    conf: float = 0.001,
-    iou: float = 0.65,
+    img_size: int = DEFAULT_IMG_SIZE,
+    batch_size: int = EVAL_BATCH_SIZE,
+    conf: float = EVAL_CONF,
+    iou: float = EVAL_IOU,
     metric: str = "coco",
     device: Any = "cpu",
     workers: int = 0,
@@ -155,7 +160,7 @@ def evaluate_model(
     results, losses = predict_dataset(
         predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter, loss=loss
     )
-    evaluated = _score(results, list(data.names), metric)
+    evaluated = _score(results, list(data.names), metric, task)
     evaluated.speed_ms = predictor.timing.per_image_ms()
     evaluated.losses = losses
     return evaluated, results
@@ -215,7 +220,7 @@ def evaluate_predictions(
                 ),
             )
         )
-    return _score(results, list(data.names), metric)
+    return _score(results, list(data.names), metric, task)
 
 
 def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path) -> Path:
@@ -223,66 +228,65 @@ def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path)
     return atomic_write(path, lambda stream: stream.write(payload))
 
 
-def run_eval(
-    *,
-    data: Path,
-    weights: Path | None = None,
-    cfg: str | None = None,
-    predictions: Path | None = None,
-    task: str = "val",
-    img_size: int = 640,
-    batch_size: int = 32,
-    conf: float = 0.001,
-    iou: float = 0.65,
-    metric: str = "coco",
-    device: str = "",
-    workers: int = 0,
-    save_json: bool = False,
-    plots: bool = False,
-    project: Path = Path("runs/eval"),
-    name: str = "exp",
-    exist_ok: bool = False,
-    single_cls: bool = False,
-    trust_pickle: bool = False,
-    reporter: Reporter | None = None,
-) -> EvalResult:
+def run_eval(request: EvalRequest, *, reporter: Reporter | None = None) -> EvalResult:
     """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
-    if (weights is None) == (predictions is None):
+    if (request.weights is None) == (request.predictions is None):
         raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
-    if save_json and predictions is not None:
+    if request.save_json and request.predictions is not None:
         raise YolorError("--save-json writes a model's predictions; with --predictions there is no model")
-    if plots:
+    if request.plots:
         require_matplotlib()  # fail before a long evaluation, not after it
-    data_config = load_data_config(data)
-    if single_cls:
+    data_config = load_data_config(request.data)
+    if request.single_cls:
         data_config = data_config.as_single_class()
     results = None
     notes: list[str] = []
-    if predictions is not None:
-        result = evaluate_predictions(predictions, data_config, task=task, metric=metric, reporter=reporter)
-    else:
-        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
-        notes = loaded.notes
-        result, results = evaluate_model(
-            loaded.model,
-            data_config,
-            task=task,
-            img_size=img_size,
-            batch_size=batch_size,
-            conf=conf,
-            iou=iou,
-            metric=metric,
-            device=select_device(device),
-            workers=workers,
-            reporter=reporter,
+    if request.predictions is not None:
+        result = evaluate_predictions(
+            request.predictions, data_config, task=request.task, metric=request.metric, reporter=reporter
         )
-    result.notes = notes
-    if save_json or plots:
-        run_dir = new_run_dir(project, name, exist_ok)
-        if results is not None and save_json:
-            result.files.append(write_predictions(results, run_dir / "predictions.json"))
-        if plots:
-            result.files.extend(plot_metrics(result.metrics, result.names, run_dir))
-            if result.confusion is not None:
-                result.files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))
+    else:
+        result, results, notes = _evaluate_weights(request, data_config, reporter)
+    result.notes = notes + result.notes
+    if request.save_json or request.plots:
+        _write_extras(request, result, results)
     return result
+
+
+def _evaluate_weights(
+    request: EvalRequest, data_config: DataConfig, reporter: Reporter | None
+) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]], list[str]]:
+    """Load ``request.weights`` and evaluate it; also returns the detections and the loader's notes."""
+    loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
+    if request.single_cls and loaded.nc != 1:  # the data file is not at fault: the flag made it one class
+        raise YolorError(
+            f"--single-cls makes the data one class but the model has {loaded.nc}",
+            hint="drop --single-cls or evaluate a model trained with it",
+        )
+    result, results = evaluate_model(
+        loaded.model,
+        data_config,
+        task=request.task,
+        img_size=request.img_size,
+        batch_size=request.batch_size,
+        conf=request.conf,
+        iou=request.iou,
+        metric=request.metric,
+        device=select_device(request.device),
+        workers=request.workers,
+        reporter=reporter,
+    )
+    return result, results, loaded.notes
+
+
+def _write_extras(
+    request: EvalRequest, result: EvalResult, results: list[tuple[ImageRecord, Detections]] | None
+) -> None:
+    """predictions.json and the plots, in a new run folder; their paths go to ``result.files``."""
+    run_dir = new_run_dir(request.project, request.name, request.exist_ok)
+    if results is not None and request.save_json:
+        result.files.append(write_predictions(results, run_dir / "predictions.json"))
+    if request.plots:
+        result.files.extend(plot_metrics(result.metrics, result.names, run_dir))
+        if result.confusion is not None:
+            result.files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))

@@ -146,7 +146,8 @@ def _coco_match_chunk(
     thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)  # as pycocotools
     matched = np.zeros((len(images), len(thresholds), max_gt), dtype=bool)
     tp = np.zeros((len(iou), len(thresholds)), dtype=bool)
-    for step in range(int(rank.max()) + 1 if len(rank) else 0):
+    steps = int(rank.max()) + 1 if len(rank) and max_gt else 0  # without ground truth nothing matches
+    for step in range(steps):
         active = np.nonzero(rank == step)[0]  # one detection per (image, class): they never compete
         candidates = iou[active][:, None, :]  # (k, 1, G)
         valid = (candidates >= thresholds[None, :, None]) & ~matched[image_of[active]]

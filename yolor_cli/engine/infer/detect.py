@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.drawing import class_name, draw_boxes
 from yolor_cli.engine.infer.onnx_model import OnnxDetector
 from yolor_cli.engine.infer.predictor import Detections, Predictor
+from yolor_cli.engine.infer.request import DetectRequest
 from yolor_cli.engine.model.class_names import resolve_class_filter, resolve_names
 from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.model.loading import load_model
@@ -24,6 +26,7 @@ from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
 
 VIDEO_CODEC = "mp4v"
+MAX_SKIPPED_NAMED = 3  # unreadable inputs named in the error when every input was skipped
 
 
 @dataclass
@@ -62,9 +65,26 @@ def label_lines(detections: Detections, width: int, height: int, with_conf: bool
     return "".join(f"{line}\n" for line in lines)
 
 
+def find_sources(source: str) -> list[Path]:
+    """The files ``source`` names; none is an error, raised before any run folder is made."""
+    paths = list_sources(source)
+    if not paths:
+        raise YolorError(f"{source} holds no image or video")
+    return paths
+
+
+def _all_skipped(unreadable: list[Unreadable]) -> YolorError:
+    shown = "; ".join(f"{item.path}: {item.reason}" for item in unreadable[:MAX_SKIPPED_NAMED])
+    more = len(unreadable) - MAX_SKIPPED_NAMED
+    return YolorError(
+        f"nothing to detect on: every input was skipped ({shown}{f'; and {more} more' if more > 0 else ''})",
+        hint="pass images or videos that OpenCV can decode",
+    )
+
+
 def run_detect(
     predictor: Predictor,
-    source: str,
+    source: str | list[Path],
     save_dir: Path,
     *,
     img_size: int,
@@ -74,10 +94,10 @@ def run_detect(
     save_conf: bool = False,
     reporter: Reporter | None = None,
 ) -> DetectResult:
+    """Run on every frame of ``source`` (a source string or the files :func:`find_sources` found).
+    Unreadable inputs are skipped with a warning; when every input is, that is an error."""
     reporter = reporter or SilentReporter()
-    paths = list_sources(source)
-    if not paths:
-        raise YolorError(f"{source} holds no image or video")
+    paths = find_sources(source) if isinstance(source, str) else source
     result = DetectResult(save_dir=save_dir)
     writers: dict[Path, cv2.VideoWriter] = {}
     try:
@@ -100,6 +120,8 @@ def run_detect(
     finally:
         for writer in writers.values():
             writer.release()
+    if result.unreadable and not (result.images or result.video_frames):
+        raise _all_skipped(result.unreadable)
     return result
 
 
@@ -145,52 +167,63 @@ def _detect_one(
         writers[target].write(draw(frame.image, detections, names))
 
 
-def detect(
-    *,
-    source: str,
-    weights: Path,
-    cfg: str | None = None,
-    conf: float = 0.25,
-    iou: float = 0.45,
-    img_size: int = 640,
-    device: str = "",
-    classes: list[str] | None = None,
-    max_det: int = 300,
-    save_txt: bool = False,
-    save_conf: bool = False,
-    save_images: bool = True,
-    names_file: Path | None = None,
-    data: Path | None = None,
-    project: Path = Path("runs/detect"),
-    name: str = "exp",
-    exist_ok: bool = False,
-    trust_pickle: bool = False,
-    reporter: Reporter | None = None,
-) -> DetectResult:
+def detect(request: DetectRequest, *, reporter: Reporter | None = None) -> DetectResult:
     """What ``yolor detect`` does: load, resolve names and filters, run, write."""
-    if Path(weights).suffix.lower() == ".onnx":
-        model, nc, checkpoint_names, notes = _load_onnx(Path(weights), cfg, img_size, device)
-    else:
-        loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
-        loaded.model.check_img_size(img_size)
-        model, nc, checkpoint_names, notes = loaded.model, loaded.nc, loaded.names, loaded.notes
-    names = resolve_names(checkpoint_names, nc, names_file=names_file, data=data)
-    keep = resolve_class_filter(classes, names, nc)
-    predictor = Predictor(model, device=select_device(device), conf=conf, iou=iou, max_det=max_det, classes=keep)
-    result = run_detect(
-        predictor,
-        source,
-        new_run_dir(project, name, exist_ok),
-        img_size=img_size,
-        names=names,
-        save_images=save_images,
-        save_txt=save_txt,
-        save_conf=save_conf,
-        reporter=reporter,
-    )
+    predictor, names, notes = _predictor_for(request)
+    paths = find_sources(request.source)  # before the run folder: a source with nothing in it makes none
+    project = Path(request.project)
+    # Folders this call is about to make, deepest first: removed again if the run writes nothing.
+    missing = [folder for folder in (project, *project.parents) if not folder.exists()]
+    reused = request.exist_ok and (project / request.name).exists()
+    save_dir = new_run_dir(project, request.name, request.exist_ok)
+    try:
+        result = run_detect(
+            predictor,
+            paths,
+            save_dir,
+            img_size=request.img_size,
+            names=names,
+            save_images=request.save_images,
+            save_txt=request.save_txt,
+            save_conf=request.save_conf,
+            reporter=reporter,
+        )
+    except YolorError:
+        _remove_if_empty([] if reused else [save_dir, *missing])
+        raise
     result.speed_ms = predictor.timing.per_image_ms()
     result.notes = notes
     return result
+
+
+def _predictor_for(request: DetectRequest) -> tuple[Predictor, list[str] | None, list[str]]:
+    """The model (a checkpoint or an exported .onnx file) with its thresholds, class names and notes."""
+    weights = Path(request.weights)
+    if weights.suffix.lower() == ".onnx":
+        model, nc, checkpoint_names, notes = _load_onnx(weights, request.cfg, request.img_size, request.device)
+    else:
+        loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
+        loaded.model.check_img_size(request.img_size)
+        model, nc, checkpoint_names, notes = loaded.model, loaded.nc, loaded.names, loaded.notes
+    names = resolve_names(checkpoint_names, nc, names_file=request.names_file, data=request.data)
+    keep = resolve_class_filter(list(request.classes) if request.classes else None, names, nc)
+    predictor = Predictor(
+        model,
+        device=select_device(request.device),
+        conf=request.conf,
+        iou=request.iou,
+        max_det=request.max_det,
+        classes=keep,
+    )
+    return predictor, names, notes
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Folders this call made and wrote nothing to are not a result: leave no empty expN behind.
+    Only empty folders go (``rmdir``), so nothing anyone wrote can be lost."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty after all, or gone: either way nothing to tidy
+            folder.rmdir()
 
 
 def _load_onnx(

@@ -16,6 +16,7 @@ import torch
 from yolor_cli.engine.boxes import Letterbox, non_max_suppression
 from yolor_cli.engine.data.augment import letterbox
 from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.infer.request import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from yolor_cli.engine.model.darknet import DarknetModel
 
 
@@ -59,9 +60,9 @@ class Predictor:
         model: DarknetModel | OnnxDetector,
         *,
         device: torch.device | str = "cpu",
-        conf: float = 0.25,
-        iou: float = 0.45,
-        max_det: int = 300,
+        conf: float = DEFAULT_CONF,
+        iou: float = DEFAULT_IOU,
+        max_det: int = DEFAULT_MAX_DET,
         classes: list[int] | None = None,
         half: bool = False,
         multi_label: bool = True,
