@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +24,6 @@ from yolor_cli.options import (
     ProjectOption,
     TrustPickleOption,
 )
-
-FFMPEG_QUIET = "-8"  # AV_LOG_QUIET: OpenCV passes OPENCV_FFMPEG_LOGLEVEL to av_log_set_level
 
 
 def detect_command(
@@ -80,11 +77,6 @@ def detect_command(
     trust_pickle: TrustPickleOption = DetectRequest.trust_pickle,
 ) -> None:
     """Detect objects and write annotated images/videos (and labels with [b]--save-txt[/])."""
-    # ffmpeg inside OpenCV writes its own complaints ("moov atom not found") straight to file
-    # descriptor 2; the skipped-input warnings already say what went wrong. It reads the level once,
-    # at its first use in the process, so it is set before the engine loads OpenCV. A user's own
-    # setting wins.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
     from yolor_cli.engine.infer.detect import detect
 
     request = DetectRequest(

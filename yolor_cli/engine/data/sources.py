@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +62,21 @@ def list_sources(source: str) -> list[Path]:
     raise YolorError(f"source not found: {source}", hint="pass an image, a folder, a glob, a video or a .txt list")
 
 
+FFMPEG_QUIET = "-8"  # AV_LOG_QUIET: OpenCV passes OPENCV_FFMPEG_LOGLEVEL to av_log_set_level
+
+
+def _quiet_ffmpeg() -> None:
+    """ffmpeg inside OpenCV writes its own complaints ("moov atom not found") straight to file
+    descriptor 2, past any Python redirect; the skipped-input warnings already say what went wrong.
+    ffmpeg reads the level once, when the process opens its first video, so this runs before every
+    open. A user's own setting wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
+
+
 def iter_frames(paths: list[Path]) -> Iterator[Frame | Unreadable]:
     for path in paths:
         if is_video(path):
+            _quiet_ffmpeg()
             capture = cv2.VideoCapture(str(path))
             if not capture.isOpened():
                 yield Unreadable(path, "cannot open video")
