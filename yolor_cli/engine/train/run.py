@@ -27,7 +27,7 @@ from yolor_cli.engine.data.sampling import RectBlockSampler, WeightedImageSample
 from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.errors import DataError, MissingDependencyError, YolorError
 from yolor_cli.engine.evaluate.plots import plot_labels
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, interrupts_deferred
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, load_state
 from yolor_cli.engine.model.darknet import DarknetModel, build_model
@@ -35,10 +35,14 @@ from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.hooks import (
+    METRIC_NAMES,
     BatchPlotHook,
     CheckpointHook,
     ResultsHook,
     ValidationHook,
+    final_files,
+    finish_checkpoints,
+    read_results,
     tensorboard_hook,
 )
 from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE
@@ -182,6 +186,7 @@ class _Resumed:
     bests: dict[str, float]
     save_dir: Path
     class_maps: list[float] | None = None  # per-class mAP of the last validation (for --image-weights)
+    ending: bool = False  # the last epoch is trained; only the end of the run is left to write
 
 
 # The command reads the checkpoint to learn the device (to decide on torchrun) before training reads
@@ -214,7 +219,7 @@ def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
         )
     options = TrainOptions.from_dict(saved)
     start_epoch = ckpt.epoch + 1
-    if start_epoch >= options.epochs:
+    if start_epoch >= options.epochs and ckpt.optimizer_state is None:
         raise YolorError(f"{path} finished all {options.epochs} epochs; nothing to resume")
     if ckpt.optimizer_state is None:
         raise YolorError(f"{path} has no optimizer state (the run ended and was stripped)")
@@ -226,6 +231,7 @@ def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
         dict((ckpt.train_options or {}).get("bests") or {}),
         path.parent.parent,
         class_maps=[float(v) for v in saved_maps] if isinstance(saved_maps, list) else None,
+        ending=start_epoch >= options.epochs or final_files(ckpt) is not None,
     )
 
 
@@ -272,6 +278,8 @@ def train(options: TrainOptions, *, resume: str | None = None, reporter: Reporte
     resumed = _resume(resume, options.project) if resume is not None else None
     if resumed is not None:  # the run's own options; a --device given now (another machine) wins
         options = dataclasses.replace(resumed.options, device=options.device or resumed.options.device)
+    if resumed is not None and resumed.ending:
+        return _finish(resumed, reporter or SilentReporter())
     context, device = distributed.start(options.device)
     try:
         return _train(
@@ -279,6 +287,32 @@ def train(options: TrainOptions, *, resume: str | None = None, reporter: Reporte
         )
     finally:
         distributed.stop()
+
+
+def _final_metrics(results: Path, epoch: int) -> dict[str, float]:
+    rows = read_results(results, epoch + 1)
+    last = rows[-1] if rows and int(rows[-1]["epoch"]) == epoch else {}
+    return {name: float(last[name]) for name in METRIC_NAMES if last.get(name)}
+
+
+def _finish(resumed: _Resumed, reporter: Reporter) -> TrainResult:
+    """A run killed while writing its end: write it now, from the final last.pt (rank 0 only)."""
+    if not distributed.DistributedContext.from_env().is_main:
+        return TrainResult(resumed.save_dir, 0, None, is_main=False)
+    epoch, results = resumed.checkpoint.epoch, resumed.save_dir / "results.csv"
+    with interrupts_deferred():
+        ResultsHook(results, epoch + 1, reporter).plot()
+        finish_checkpoints(resumed.save_dir / "weights", resumed.checkpoint)
+    return TrainResult(
+        save_dir=resumed.save_dir,
+        epochs_run=0,
+        best_fitness=resumed.bests.get("fitness"),
+        metrics=_final_metrics(results, epoch),
+        notes=[
+            f"{resumed.save_dir} had trained its last epoch ({epoch + 1}/{resumed.options.epochs}) "
+            "but not written its final files; they are written now"
+        ],
+    )
 
 
 def _train(
@@ -354,7 +388,6 @@ def _train(
     save_dir = resumed.save_dir if resumed else Path(options.project) / options.name
     bests = resumed.bests if resumed else {}
     start_epoch = resumed.start_epoch if resumed else 0
-    checkpoints = None
     if context.is_main:
         if resumed is None:
             save_dir = new_run_dir(options.project, options.name, options.exist_ok)
@@ -364,9 +397,6 @@ def _train(
         _write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options))
         if resumed is None:
             _plot_labels(dataset, list(data.names), save_dir / "labels.png", reporter)
-        checkpoints = CheckpointHook(
-            weights_dir, list(data.names), options, bests, resumed.class_maps if resumed else None
-        )
         hooks = [
             ValidationHook(
                 data,
@@ -377,7 +407,7 @@ def _train(
                 reporter=reporter,
             ),
             ResultsHook(save_dir / "results.csv", start_epoch, reporter),
-            checkpoints,
+            CheckpointHook(weights_dir, list(data.names), options, bests, resumed.class_maps if resumed else None),
             BatchPlotHook(save_dir, list(data.names)),
         ]
         board = tensorboard_hook(save_dir)
@@ -408,12 +438,7 @@ def _train(
     if resumed is not None:
         ckpt = resumed.checkpoint
         trainer.load_state(ckpt.optimizer_state, ckpt.scaler_state, ckpt.ema_state, ckpt.ema_updates, ckpt.epoch)
-    try:
-        state = trainer.train(start_epoch, options.epochs)
-    except KeyboardInterrupt:
-        if checkpoints is not None and (options.nosave or not (save_dir / "weights" / "last.pt").exists()):
-            checkpoints.save_last(trainer, trainer.finished_epoch)  # the last whole epoch, -1 if none
-        raise
+    state = trainer.train(start_epoch, options.epochs)
     final = state.metrics
     return TrainResult(
         save_dir=save_dir,

@@ -24,6 +24,7 @@ from yolor_cli.engine.data.labels import ImageRecord
 from yolor_cli.engine.data.sampling import WeightedImageSampler, class_weights, image_weights
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.evaluate.metrics import Metrics
+from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
 from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
@@ -67,6 +68,9 @@ class TrainHook:
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
         pass
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """Ctrl-C stopped the epochs: leave what ``--resume`` needs."""
 
 
 class ImageWeighting:
@@ -208,7 +212,24 @@ class Trainer:
                 batch_norm.weight.grad.add_(torch.sign(batch_norm.weight), alpha=self.sparsity * scale)
 
     def train(self, start_epoch: int, epochs: int) -> TrainState:
+        """Epochs ``start_epoch`` to ``epochs - 1`` (or until a hook stops the run), then the end of the run.
+
+        The end (the final checkpoints, results.png) is written whole: Ctrl-C waits for it, as for
+        a single save. A run killed during it is finished by ``--resume``.
+        """
         state = TrainState(epoch=start_epoch, epochs=epochs, iteration=start_epoch * len(self.loader))
+        try:
+            self._epochs(state, start_epoch, epochs)
+        except KeyboardInterrupt:
+            for hook in self.hooks:
+                hook.on_interrupt(self)
+            raise
+        with interrupts_deferred():
+            for hook in self.hooks:
+                hook.after_train(self, state)
+        return state
+
+    def _epochs(self, state: TrainState, start_epoch: int, epochs: int) -> None:
         self.finished_epoch = start_epoch - 1
         for epoch in range(start_epoch, epochs):
             state.epoch = epoch
@@ -229,10 +250,6 @@ class Trainer:
                 self.image_weighting.update(shared[2:])
             if state.stop:
                 break
-        if self.distributed.is_main:
-            for hook in self.hooks:
-                hook.after_train(self, state)
-        return state
 
     def _train_epoch(self, state: TrainState) -> None:
         sampler = self.loader.sampler
