@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.config import load_data_config, load_hyp
+from yolor_cli.engine.data.labels import collect_image_files, label_path_for, scan_labels
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.model.bundled import load_cfg
@@ -130,8 +131,15 @@ def test_bad_data_fails_before_training(shapes: Path, tmp_path: Path) -> None:
         train(_options(shapes, tmp_path, data=str(bad)))
     two = tmp_path / "two.yaml"
     two.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnames: [a, b]\n")
-    with pytest.raises(DataError, match="name a class that"):
+    scan = scan_labels(collect_image_files([shapes / "train.txt"]), nc=2)
+    rows = [label_path_for(record.image).read_text().split() for record in scan.records]
+    class_2 = sum(1 for words in rows for index in range(0, len(words), 5) if words[index] == "2")
+    assert scan.class_out_of_range == class_2 > 0 and "class 2 is not below nc=2" in scan.first_out_of_range
+    with pytest.raises(DataError) as refused:
         train(_options(shapes, tmp_path, data=str(two)))
+    assert refused.value.message == (
+        f"{class_2} label rows name a class that {two} does not have (e.g. {scan.first_out_of_range})"
+    )
     assert not any((tmp_path / "runs").rglob("*.pt"))
 
 

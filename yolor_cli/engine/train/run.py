@@ -257,10 +257,12 @@ def _sampler(
 
 
 def _check_labels(dataset: DetectionDataset, data: DataConfig) -> None:
-    bad_classes = [w for w in dataset.label_warnings if "is not below nc" in w]
-    if bad_classes:
+    """Training on labels whose classes the data file lacks would silently drop them: refuse."""
+    scan = dataset.label_scan
+    if scan is not None and scan.class_out_of_range:
         raise DataError(
-            f"{len(bad_classes)} label rows name a class that {data.source} does not have (e.g. {bad_classes[0]})",
+            f"{scan.class_out_of_range} label rows name a class that {data.source} does not have "
+            f"(e.g. {scan.first_out_of_range})",
             hint="fix the labels or the names in the data file",
         )
 
