@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.model.checkpoint import load_checkpoint
 from yolor_cli.engine.train import hooks
-from yolor_cli.engine.train.run import TrainOptions, train
+from yolor_cli.engine.train.run import TrainOptions, TrainPlan, plan_training, train
 
 # What a one-epoch run leaves in weights/: epoch 0 improves every best_*, is epoch_000 and the last epoch.
 ONE_EPOCH_FILES = {
@@ -38,15 +38,17 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("end") / "voc", images=8, seed=5, val=0.25)
 
 
-def _options(shapes: Path, tmp_path: Path) -> TrainOptions:
-    return TrainOptions(
-        data=str(shapes / "data.yaml"),
-        cfg="yolor_csp_tiny",
-        epochs=1,
-        batch_size=4,
-        img_size=64,
-        workers=0,
-        project=str(tmp_path / "runs"),
+def _plan(shapes: Path, tmp_path: Path) -> TrainPlan:
+    return plan_training(
+        TrainOptions(
+            data=str(shapes / "data.yaml"),
+            cfg="yolor_csp_tiny",
+            epochs=1,
+            batch_size=4,
+            img_size=64,
+            workers=0,
+            project=str(tmp_path / "runs"),
+        )
     )
 
 
@@ -78,7 +80,7 @@ def test_ctrl_c_during_the_end_of_run_writes_waits_for_them(
     try:
         _cut_saves_at(monkeypatch, CUT_AT, lambda: os.kill(os.getpid(), signal.SIGINT))
         with pytest.raises(KeyboardInterrupt):
-            train(_options(shapes, tmp_path))
+            train(_plan(shapes, tmp_path))
     finally:
         signal.signal(signal.SIGINT, previous)
     _assert_finished(tmp_path / "runs" / "exp" / "weights")
@@ -94,7 +96,7 @@ def test_resume_finishes_a_run_cut_during_its_end(
 
     _cut_saves_at(monkeypatch, CUT_AT, kill)
     with pytest.raises(SimulatedKill):
-        train(_options(shapes, tmp_path))
+        train(_plan(shapes, tmp_path))
     monkeypatch.undo()
     weights = tmp_path / "runs" / "exp" / "weights"
     assert "best_f.pt" not in {p.name for p in weights.iterdir()}
