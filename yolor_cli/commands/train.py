@@ -109,8 +109,7 @@ def train_command(
 ) -> None:
     """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
     from yolor_cli.engine.errors import YolorError
-    from yolor_cli.engine.train import distributed
-    from yolor_cli.engine.train.run import TrainOptions, resume_device, train
+    from yolor_cli.engine.train.run import TrainOptions, launch, plan_training, train
 
     if last is not None and str(last).isdigit():  # the old scripts' `--img-size 640 640`
         raise YolorError(
@@ -121,10 +120,6 @@ def train_command(
         raise YolorError(f"unexpected argument {last}", hint="to continue a run: yolor train --resume LAST")
     if img_size and len(img_size) > 2:
         raise YolorError("--img-size takes one or two sizes (train, then validation)")
-    resume_from = (str(last) if last else "") if resume else None
-    launch_device = resume_device(resume_from, str(project), device) if resume_from is not None else device
-    if distributed.wants_launch(launch_device):  # --device 0,1: one process per GPU, started by torchrun
-        raise typer.Exit(distributed.launch(sys.argv[1:], launch_device))
     options = TrainOptions.resolve(
         data=str(data) if data else None,
         cfg=cfg,
@@ -155,7 +150,10 @@ def train_command(
         patience=patience,
         seed=seed,
     )
-    result = train(options, resume=resume_from, reporter=RichReporter())
+    plan = plan_training(options, resume=resume, last=last)
+    if plan.launch:  # --device 0,1: one process per GPU, started by torchrun
+        raise typer.Exit(launch(plan, sys.argv[1:]))
+    result = train(plan, reporter=RichReporter())
     if not result.is_main:
         return
     print_notes(

@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.config import load_data_config, load_hyp
+from yolor_cli.engine.data.labels import collect_image_files, label_path_for, scan_labels
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.model.bundled import load_cfg
@@ -18,7 +19,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_
 from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.reporting import SilentReporter
 from yolor_cli.engine.train import run as train_run
-from yolor_cli.engine.train.run import TrainOptions, train
+from yolor_cli.engine.train.run import TrainOptions, TrainPlan, plan_training, train
 from yolor_cli.engine.train.trainer import Trainer, TrainingError, TrainState
 
 
@@ -39,6 +40,10 @@ def _options(shapes: Path, tmp_path: Path, **changes: object) -> TrainOptions:
         **changes,
     }
     return TrainOptions(**values)  # type: ignore[arg-type]
+
+
+def _plan(shapes: Path, tmp_path: Path, **changes: object) -> TrainPlan:
+    return plan_training(_options(shapes, tmp_path, **changes))
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
@@ -68,11 +73,13 @@ def test_steps_on_one_batch_lower_the_loss(shapes: Path) -> None:
 
 
 def test_a_run_writes_the_seeds_files(shapes: Path, tmp_path: Path) -> None:
-    result = train(_options(shapes, tmp_path, epochs=3, save_period=2))
+    result = train(_plan(shapes, tmp_path, epochs=3, save_period=2))
     run = result.save_dir
     weights = {p.name for p in (run / "weights").iterdir()}
     assert {"last.pt", "epoch_000.pt", "epoch_002.pt", "last_000.pt", "last_001.pt", "last_002.pt"} <= weights
-    assert {"best.pt", "best_p.pt", "best_r.pt", "best_ap50.pt", "best_ap.pt", "best_f.pt"} & weights
+    # every best starts at -1: the first validated epoch improves them all
+    assert {"best.pt", "best_p.pt", "best_r.pt", "best_ap50.pt", "best_ap.pt", "best_f.pt"} <= weights
+    assert all(load_checkpoint(run / "weights" / name).optimizer_state is None for name in weights)  # all stripped
     assert (run / "hyp.yaml").exists() and (run / "opt.yaml").exists()
     rows = _rows(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and all(math.isfinite(float(r["total"])) for r in rows)
@@ -97,20 +104,25 @@ def test_resume_after_a_crash_continues_the_numbering(
 
     monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
-        train(_options(shapes, tmp_path, epochs=4))
+        train(_plan(shapes, tmp_path, epochs=4))
     monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
     run = tmp_path / "runs" / "exp"
     # The crash hit after results.csv but before the checkpoints of epoch 1: last.pt says epoch 0.
     assert load_checkpoint(run / "weights" / "last.pt").epoch == 0
+    moved = plan_training(TrainOptions(project=str(tmp_path / "runs"), device="2,3"), resume=True)
+    assert (moved.device, moved.launch) == ("2,3", True)  # a device given now wins; two GPUs: torchrun starts it
     reads = []
     monkeypatch.setattr(train_run, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
-    assert train_run.resume_device("", str(tmp_path / "runs"), "") == ""  # the run's own (auto); asked first
-    result = train(TrainOptions(project=str(tmp_path / "runs")), resume="")
-    assert len(reads) == 1  # the checkpoint is read once, not once for the device and again to train
+    plan = plan_training(TrainOptions(project=str(tmp_path / "runs"), epochs=99), resume=True)
+    assert plan.resume is not None and plan.resume.path == run / "weights" / "last.pt"  # the newest run
+    assert (plan.options.epochs, plan.device, plan.launch) == (4, "", False)  # the run's own options (auto device)
+    result = train(plan)
+    assert len(reads) == 1  # the checkpoint is read once, when planning, not again to train
     assert result.save_dir == run and result.epochs_run == 3
     assert [int(r["epoch"]) for r in _rows(run)] == [0, 1, 2, 3]  # epoch 1 redone, not duplicated
-    with pytest.raises(YolorError, match="finished all 4 epochs|no optimizer state"):
-        train(TrainOptions(), resume=str(run / "weights" / "last.pt"))
+    with pytest.raises(YolorError) as finished:
+        plan_training(TrainOptions(), resume=True, last=run / "weights" / "last.pt")
+    assert finished.value.message == f"{run / 'weights' / 'last.pt'} finished all 4 epochs; nothing to resume"
 
 
 def test_a_nan_loss_stops_with_a_clear_message(shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,18 +132,25 @@ def test_a_nan_loss_stops_with_a_clear_message(shapes: Path, tmp_path: Path, mon
         loss_module.YolorLoss, "__call__", lambda self, raw, targets: (raw[0].sum() * float("nan"), torch.zeros(4))
     )
     with pytest.raises(TrainingError, match="the loss became nan"):
-        train(_options(shapes, tmp_path))
+        train(_plan(shapes, tmp_path))
 
 
 def test_bad_data_fails_before_training(shapes: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnc: 2\nnames: [a, b, c]\n")
     with pytest.raises(DataError, match="nc is 2"):
-        train(_options(shapes, tmp_path, data=str(bad)))
+        train(_plan(shapes, tmp_path, data=str(bad)))
     two = tmp_path / "two.yaml"
     two.write_text(f"train: {shapes / 'train.txt'}\nval: {shapes / 'val.txt'}\nnames: [a, b]\n")
-    with pytest.raises(DataError, match="name a class that"):
-        train(_options(shapes, tmp_path, data=str(two)))
+    scan = scan_labels(collect_image_files([shapes / "train.txt"]), nc=2)
+    rows = [label_path_for(record.image).read_text().split() for record in scan.records]
+    class_2 = sum(1 for words in rows for index in range(0, len(words), 5) if words[index] == "2")
+    assert scan.class_out_of_range == class_2 > 0 and "class 2 is not below nc=2" in scan.first_out_of_range
+    with pytest.raises(DataError) as refused:
+        train(_plan(shapes, tmp_path, data=str(two)))
+    assert refused.value.message == (
+        f"{class_2} label rows name a class that {two} does not have (e.g. {scan.first_out_of_range})"
+    )
     assert not any((tmp_path / "runs").rglob("*.pt"))
 
 
@@ -141,7 +160,7 @@ def test_weights_transfer_and_keep_a_pruned_architecture(shapes: Path, tmp_path:
     narrow.layers[2].options["filters"] = "10"
     source = build_model(narrow, nc=5)
     save_checkpoint(Checkpoint(cfg=source.cfg, model_state=source.state_dict()), tmp_path / "pruned.pt")
-    result = train(_options(shapes, tmp_path, cfg=None, weights=str(tmp_path / "pruned.pt"), epochs=1))
+    result = train(_plan(shapes, tmp_path, cfg=None, weights=str(tmp_path / "pruned.pt"), epochs=1))
     trained = load_checkpoint(result.save_dir / "weights" / "last.pt")
     assert trained.cfg.layers[2].options["filters"] == "10" and trained.nc == 3
     transferred, total = result.transferred
@@ -186,8 +205,14 @@ def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["epochs_run"] == 1 and {"map50", "map", "precision", "recall"} <= payload.keys()
-    assert invoke("train", "stray.pt", "--data", str(shapes / "data.yaml")).exit_code == 1
+    last_row = _rows(Path(payload["save_dir"]))[-1]
+    assert payload["epochs_run"] == 1 and last_row["epoch"] == "0"
+    assert {k: payload[k] for k in ("precision", "recall", "map50", "map")} == {
+        k: float(last_row[k]) for k in ("precision", "recall", "map50", "map")
+    }  # the final validation's metrics, as results.csv has them
+    stray = invoke("train", "stray.pt", "--data", str(shapes / "data.yaml"))
+    assert stray.exit_code == 1 and "Traceback" not in stray.output
+    assert "unexpected argument stray.pt" in stray.stderr and "yolor train --resume LAST" in stray.stderr
     result = invoke("train", "--resume", "--project", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "no run to resume" in result.stderr
     result = invoke(
@@ -205,7 +230,7 @@ def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
 
 
 def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_path: Path) -> None:
-    result = train(_options(shapes, tmp_path, epochs=1, single_cls=True, image_weights=True))
+    result = train(_plan(shapes, tmp_path, epochs=1, single_cls=True, image_weights=True))
     run = result.save_dir
     assert {"train_batch0.jpg", "train_batch1.jpg", "labels.png", "results.png"} <= {p.name for p in run.iterdir()}
     row = _rows(run)[0]
@@ -216,7 +241,8 @@ def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_pa
     from tests.test_cli import invoke
 
     weights, data = str(run / "weights" / "last.pt"), str(shapes / "data.yaml")
-    assert invoke("eval", "--weights", weights, "--data", data, "--img-size", "64").exit_code == 1  # 3 names vs 1
+    refused = invoke("eval", "--weights", weights, "--data", data, "--img-size", "64")  # 3 names vs 1
+    assert refused.exit_code == 1 and "has nc=3 but the model was built for nc=1" in " ".join(refused.stderr.split())
     scored = invoke("eval", "--weights", weights, "--data", data, "--img-size", "64", "--single-cls", "--json")
     assert scored.exit_code == 0, scored.output
 
@@ -238,7 +264,7 @@ def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
 
 def test_tensorboard_scalars_when_tensorboard_is_installed(shapes: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
-    result = train(_options(shapes, tmp_path, epochs=1))
+    result = train(_plan(shapes, tmp_path, epochs=1))
     assert list(result.save_dir.glob("events.out.tfevents.*"))
 
 
@@ -269,12 +295,12 @@ def test_sparsity_adds_the_l1_gradient_of_batchnorm_scales(shapes: Path) -> None
 
 
 def test_patience_counts_only_validated_epochs_and_conflicting_options_fail(shapes: Path, tmp_path: Path) -> None:
-    result = train(_options(shapes, tmp_path, epochs=3, noval=True, patience=1))
+    result = train(_plan(shapes, tmp_path, epochs=3, noval=True, patience=1))
     assert result.epochs_run == 3  # no validation before the last epoch: nothing to be patient about
     with pytest.raises(YolorError, match="cannot be combined"):
-        train(_options(shapes, tmp_path, rect=True, image_weights=True))
+        train(_plan(shapes, tmp_path, rect=True, image_weights=True))
     with pytest.raises(YolorError, match="not a multiple"):
-        train(_options(shapes, tmp_path, test_img_size=100))  # caught before any epoch runs
+        train(_plan(shapes, tmp_path, test_img_size=100))  # caught before any epoch runs
 
 
 def test_old_style_two_sizes_get_a_hint(shapes: Path) -> None:
@@ -287,6 +313,7 @@ def test_old_style_two_sizes_get_a_hint(shapes: Path) -> None:
 def test_image_weights_resume_with_the_last_per_class_maps(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from yolor_cli.engine.evaluate.metrics import ClassMetrics
     from yolor_cli.engine.train.trainer import ImageWeighting
 
     original = train_run.ResultsHook.after_epoch
@@ -296,12 +323,23 @@ def test_image_weights_resume_with_the_last_per_class_maps(
         if state.epoch == 1:  # before epoch 1's checkpoint: last.pt holds epoch 0 and its validation
             raise KeyboardInterrupt
 
+    real_validate = train_run.ValidationHook.after_epoch
+    known = {0: [0.25, 0.5, 0.75], 1: [0.6, 0.1, 0.3]}  # per-class mAPs each validation reports
+
+    def validate(self, trainer, state):
+        real_validate(self, trainer, state)
+        state.metrics.per_class = [
+            ClassMetrics(cls, 1, 1, 0.5, 0.5, 0.9, value) for cls, value in enumerate(known[state.epoch])
+        ]
+
     monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_in_epoch_1)
+    monkeypatch.setattr(train_run.ValidationHook, "after_epoch", validate)
     with pytest.raises(KeyboardInterrupt):
-        train(_options(shapes, tmp_path, epochs=3, image_weights=True))
+        train(_plan(shapes, tmp_path, epochs=3, image_weights=True))
     monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    monkeypatch.setattr(train_run.ValidationHook, "after_epoch", real_validate)
     saved = load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options["class_maps"]
-    assert len(saved) == 3 and all(0.0 <= value <= 1.0 for value in saved)
+    assert saved == known[0]  # epoch 0's (its checkpoint is the last one written), not epoch 1's
     events: list[object] = []
     real_update, real_train = ImageWeighting.update, Trainer.train
     monkeypatch.setattr(
@@ -310,5 +348,5 @@ def test_image_weights_resume_with_the_last_per_class_maps(
     monkeypatch.setattr(
         Trainer, "train", lambda self, *args: (events.append("training starts"), real_train(self, *args))[1]
     )
-    train(TrainOptions(project=str(tmp_path / "runs")), resume="")
+    train(plan_training(TrainOptions(project=str(tmp_path / "runs")), resume=True))
     assert events[:2] == [saved, "training starts"]  # the resumed run draws by the saved APs from the start

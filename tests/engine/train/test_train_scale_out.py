@@ -17,7 +17,7 @@ from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.model.checkpoint import load_checkpoint
 from yolor_cli.engine.train import distributed
-from yolor_cli.engine.train.run import TrainOptions, train
+from yolor_cli.engine.train.run import TrainOptions, plan_training, train
 
 START_TIMEOUT_S = 240
 
@@ -100,6 +100,17 @@ def _wait_for_epoch(process: subprocess.Popen, run: Path, epoch: int) -> None:
     pytest.fail("training did not reach the epoch in time")
 
 
+def _wait_for_file(process: subprocess.Popen, path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"training ended early: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{path} did not appear in time")
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume(shapes: Path, tmp_path: Path) -> None:
     project = tmp_path / "runs"
@@ -111,7 +122,7 @@ def test_sigkill_at_any_moment_then_resume(shapes: Path, tmp_path: Path) -> None
     assert process.returncode == -signal.SIGKILL
     killed_at = load_checkpoint(run / "weights" / "last.pt").epoch  # whole: saves are atomic
     assert killed_at in (0, 1, 2)
-    result = train(TrainOptions(project=str(project)), resume=str(run / "weights" / "last.pt"))
+    result = train(plan_training(TrainOptions(project=str(project)), resume=True, last=run / "weights" / "last.pt"))
     assert result.save_dir == run and result.epochs_run == 5 - (killed_at + 1)
     assert _epochs(run) == [0, 1, 2, 3, 4]  # same numbering, no duplicated rows
 
@@ -122,13 +133,16 @@ def test_ctrl_c_stops_cleanly_with_a_usable_last_pt(shapes: Path, tmp_path: Path
     process = _start(shapes, project, epochs=50)
     run = project / "exp"
     _wait_for_epoch(process, run, 0)
+    _wait_for_file(process, run / "weights" / "last.pt")  # epoch 0's checkpoint
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=START_TIMEOUT_S)
     assert process.returncode == 130 and "Traceback" not in stderr and "interrupted" in stderr
     last = load_checkpoint(run / "weights" / "last.pt")
-    # The last finished epoch's checkpoint, or (stopped before the first one was written) the weights
-    # as they were, marked "before epoch 0"; either way it resumes.
-    assert last.epoch >= -1 and last.optimizer_state is not None
+    epochs = _epochs(run)
+    assert epochs == list(range(len(epochs)))
+    # The last epoch whose checkpoint was written: the last row of results.csv, or the one before it
+    # when Ctrl-C came between that row and its checkpoint. It resumes from there.
+    assert last.epoch in (epochs[-1], epochs[-1] - 1) and last.epoch >= 0 and last.optimizer_state is not None
 
 
 def test_device_list_launches_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:

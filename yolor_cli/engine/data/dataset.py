@@ -22,7 +22,7 @@ from yolor_cli.engine.data.augment import (
     random_perspective,
 )
 from yolor_cli.engine.data.images import read_image
-from yolor_cli.engine.data.labels import ImageRecord
+from yolor_cli.engine.data.labels import ImageRecord, LabelScan
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 MOSAIC_TILES = 4
@@ -86,7 +86,7 @@ class DetectionDataset(Dataset):
             sizes = np.array([[r.width, r.height] for r in self.records], dtype=np.float64)
             self.batch_shapes = rect_batch_shapes(sizes, batch_size, img_size, stride, pad)
         self.batch_size = batch_size
-        self.label_warnings: list[str] = []  # what the label scan skipped, for callers that must refuse it
+        self.label_scan: LabelScan | None = None  # what the label scan skipped, for callers that must refuse it
         # Set again in each DataLoader worker from the loader's seed (see loader.seed_worker).
         self.rng = np.random.default_rng(seed)
         self._cache: list[tuple[np.ndarray, tuple[int, int]] | None] = [None] * len(self.records)

@@ -69,6 +69,8 @@ class LabelScan:
     warnings: list[str] = field(default_factory=list)
     missing_labels: int = 0
     duplicates_removed: int = 0
+    class_out_of_range: int = 0  # rows skipped because their class is not below nc (the data file lacks it)
+    first_out_of_range: str | None = None  # the warning about the first of them, to quote
 
 
 def _signature(image: Path, label: Path) -> list[int]:
@@ -176,6 +178,8 @@ def scan_labels(images: list[Path], nc: int, *, reporter: Reporter | None = None
         for row in entry["rows"]:
             if row[0] >= nc:
                 scan.warnings.append(f"{label}: class {int(row[0])} is not below nc={nc}; row skipped")
+                scan.class_out_of_range += 1
+                scan.first_out_of_range = scan.first_out_of_range or scan.warnings[-1]
         labels = np.array(rows, dtype=np.float32).reshape(-1, 5)
         unique = np.unique(labels, axis=0) if len(labels) else labels
         if len(unique) < len(labels):

@@ -78,7 +78,7 @@ def build_dataset(
         seed=seed,
         reporter=reporter,
     )
-    dataset.label_warnings = list(scan.warnings)
+    dataset.label_scan = scan
     return dataset
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from yolor_cli.engine.config import DataConfig
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.errors import MissingDependencyError
 from yolor_cli.engine.evaluate.evaluator import evaluate_model
+from yolor_cli.engine.evaluate.metrics import Metrics
 from yolor_cli.engine.evaluate.plots import plot_results
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.infer.drawing import batch_mosaic
@@ -114,6 +116,9 @@ class ResultsHook(TrainHook):
         atomic_write(self.path, lambda stream: stream.write(payload))
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
+        self.plot()
+
+    def plot(self) -> None:
         try:
             plot_results(
                 [{k: str(v) for k, v in row.items()} for row in self.rows],
@@ -129,8 +134,48 @@ def _standard_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.contiguous() for name, tensor in state.items()}
 
 
+LAST = "last.pt"
+FINAL_FILES_KEY = "final_files"  # in train_options: marks the final epoch's last.pt, lists the set's other files
+
+
+def final_files(ckpt: Checkpoint) -> list[str] | None:
+    """The other files of the final epoch's checkpoint set, when ``ckpt`` is a run's final last.pt."""
+    files = (ckpt.train_options or {}).get(FINAL_FILES_KEY)
+    return [str(name) for name in files] if isinstance(files, list) else None
+
+
+def _stripped(ckpt: Checkpoint) -> Checkpoint:
+    """EMA weights only: what evaluation and deployment use, a third of the size."""
+    return dataclasses.replace(
+        ckpt, model_state=ckpt.best_state(), ema_state=None, optimizer_state=None, scaler_state=None
+    )
+
+
+def finish_checkpoints(weights_dir: Path, final: Checkpoint) -> None:
+    """The end of a run, from its final last.pt: the final epoch's other files, then every file stripped.
+
+    last.pt is stripped last, so a last.pt that still holds an optimizer means an unfinished end, and
+    ``--resume`` runs this again; every step can be redone (a file written twice is the same file).
+    """
+    stripped = _stripped(final)
+    files = final_files(final) or []
+    for name in files:
+        save_checkpoint(stripped, weights_dir / name)
+    for path in sorted(weights_dir.glob("*.pt")):
+        if path.name != LAST and path.name not in files:
+            save_checkpoint(_stripped(load_checkpoint(path)), path)
+    save_checkpoint(stripped, weights_dir / LAST)
+
+
+@dataclass(frozen=True)
+class _FinalEpoch:
+    epoch: int
+    files: list[str]  # the checkpoint set's files besides last.pt
+
+
 class CheckpointHook(TrainHook):
-    """The seed's checkpoint set, written atomically; the optimizer is stripped at the end."""
+    """The seed's checkpoint set, written atomically each epoch. The final epoch's set is written at the
+    end of the run (where Ctrl-C waits), with every file stripped of the optimizer."""
 
     def __init__(
         self,
@@ -145,8 +190,19 @@ class CheckpointHook(TrainHook):
         # per-class mAP of the last validation: --image-weights draws by it, and a resumed run needs it
         self.last_class_maps = last_class_maps
         self.epochs_without_gain = 0
+        self.final: _FinalEpoch | None = None  # set when the last epoch is done; its files come in after_train
+        self.ended = False
 
-    def _checkpoint(self, trainer: Trainer, epoch: int, with_optimizer: bool) -> Checkpoint:
+    def _checkpoint(
+        self, trainer: Trainer, epoch: int, with_optimizer: bool, final: list[str] | None = None
+    ) -> Checkpoint:
+        train_options: dict[str, Any] = {
+            "options": dataclasses.asdict(self.options),
+            "bests": dict(self.bests),
+            "class_maps": self.last_class_maps,
+        }
+        if final is not None:
+            train_options[FINAL_FILES_KEY] = final
         return Checkpoint(
             cfg=trainer.model.cfg,
             model_state=_standard_layout(trainer.model.state_dict()),
@@ -157,44 +213,37 @@ class CheckpointHook(TrainHook):
             scaler_state=trainer.scaler.state_dict() if with_optimizer else None,
             epoch=epoch,
             fitness=self.bests.get("fitness"),
-            train_options={
-                "options": dataclasses.asdict(self.options),
-                "bests": dict(self.bests),
-                "class_maps": self.last_class_maps,
-            },
+            train_options=train_options,
         )
 
     def save_last(self, trainer: Trainer, epoch: int) -> None:
-        save_checkpoint(self._checkpoint(trainer, epoch, with_optimizer=True), self.dir / "last.pt")
+        save_checkpoint(self._checkpoint(trainer, epoch, with_optimizer=True), self.dir / LAST)
 
-    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
-        improved: list[str] = []
-        m = state.metrics
-        if m is not None:
-            f_score = 2 * m.precision * m.recall / (m.precision + m.recall + 1e-16)  # the seed dropped the 2
-            for key, value in (
-                ("fitness", m.fitness),
-                ("p", m.precision),
-                ("r", m.recall),
-                ("ap50", m.map50),
-                ("ap", m.map),
-                ("f", f_score),
-            ):
-                if value > self.bests.get(key, -1.0):
-                    self.bests[key] = value
-                    improved.append(key)
-        if m is not None:  # only validated epochs count towards --patience
-            self.epochs_without_gain = 0 if "fitness" in improved else self.epochs_without_gain + 1
-            self.last_class_maps = class_maps(m, trainer.model.nc)
-        if self.options.patience and self.epochs_without_gain >= self.options.patience:
-            state.stop = True
-        final = state.epoch == state.epochs - 1 or state.stop
-        if self.options.nosave and not final:
-            return
-        ckpt = self._checkpoint(trainer, state.epoch, with_optimizer=True)
-        save_checkpoint(ckpt, self.dir / "last.pt")
+    def _save_final_last(self, trainer: Trainer, final: _FinalEpoch) -> Checkpoint:
+        ckpt = self._checkpoint(trainer, final.epoch, with_optimizer=True, final=final.files)
+        save_checkpoint(ckpt, self.dir / LAST)
+        return ckpt
+
+    def _improvements(self, m: Metrics) -> list[str]:
+        improved = []
+        f_score = 2 * m.precision * m.recall / (m.precision + m.recall + 1e-16)  # the seed dropped the 2
+        for key, value in (
+            ("fitness", m.fitness),
+            ("p", m.precision),
+            ("r", m.recall),
+            ("ap50", m.map50),
+            ("ap", m.map),
+            ("f", f_score),
+        ):
+            if value > self.bests.get(key, -1.0):
+                self.bests[key] = value
+                improved.append(key)
+        return improved
+
+    def _set_names(self, state: TrainState, improved: list[str]) -> list[str]:
+        """The epoch's files besides last.pt."""
         if self.options.nosave:
-            return
+            return []
         names = [f"best_{key}.pt" if key != "fitness" else "best.pt" for key in improved]
         if "fitness" in improved and state.epoch >= BEST_HISTORY_FROM:
             names.append(f"best_{state.epoch:03d}.pt")
@@ -202,16 +251,40 @@ class CheckpointHook(TrainHook):
             names.append(f"epoch_{state.epoch:03d}.pt")
         if state.epoch >= state.epochs - LAST_EPOCHS_KEPT:
             names.append(f"last_{state.epoch:03d}.pt")
-        for name in names:
+        return names
+
+    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        m = state.metrics
+        improved = self._improvements(m) if m is not None else []
+        if m is not None:  # only validated epochs count towards --patience
+            self.epochs_without_gain = 0 if "fitness" in improved else self.epochs_without_gain + 1
+            self.last_class_maps = class_maps(m, trainer.model.nc)
+        if self.options.patience and self.epochs_without_gain >= self.options.patience:
+            state.stop = True
+        names = self._set_names(state, improved)
+        if state.epoch == state.epochs - 1 or state.stop:
+            self.final = _FinalEpoch(state.epoch, names)
+            return
+        if self.options.nosave:
+            return
+        ckpt = self._checkpoint(trainer, state.epoch, with_optimizer=True)
+        for name in [LAST, *names]:
             save_checkpoint(ckpt, self.dir / name)
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
-        """Final files hold the EMA weights only: what evaluation and deployment use, a third of the size."""
-        for path in sorted(self.dir.glob("*.pt")):
-            ckpt = load_checkpoint(path)
-            ckpt.model_state, ckpt.ema_state = ckpt.best_state(), None
-            ckpt.optimizer_state = ckpt.scaler_state = None
-            save_checkpoint(ckpt, path)
+        """The final epoch's last.pt first (from it ``--resume`` can finish the rest), then the end."""
+        final = self.final or _FinalEpoch(state.epoch, [])  # or stopped by a later hook: its set is written
+        finish_checkpoints(self.dir, self._save_final_last(trainer, final))
+        self.ended = True
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """Leave a last.pt that ``--resume`` continues from, or finishes the end of the run from."""
+        if self.ended:
+            return
+        if self.final is not None:
+            self._save_final_last(trainer, self.final)
+        elif self.options.nosave or not (self.dir / LAST).exists():
+            self.save_last(trainer, trainer.finished_epoch)  # the last whole epoch, -1 if none
 
 
 class BatchPlotHook(TrainHook):

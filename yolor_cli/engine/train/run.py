@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from yolor_cli.engine.config import DataConfig, Hyp, load_data_config, load_hyp
 from yolor_cli.engine.data.dataset import DetectionDataset
@@ -27,7 +28,7 @@ from yolor_cli.engine.data.sampling import RectBlockSampler, WeightedImageSample
 from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.errors import DataError, MissingDependencyError, YolorError
 from yolor_cli.engine.evaluate.plots import plot_labels
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, interrupts_deferred
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, load_state
 from yolor_cli.engine.model.darknet import DarknetModel, build_model
@@ -35,10 +36,14 @@ from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.hooks import (
+    METRIC_NAMES,
     BatchPlotHook,
     CheckpointHook,
     ResultsHook,
     ValidationHook,
+    final_files,
+    finish_checkpoints,
+    read_results,
     tensorboard_hook,
 )
 from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE
@@ -148,18 +153,6 @@ def transfer_weights(model: DarknetModel, state: dict[str, torch.Tensor]) -> tup
     return len(matching), len(own)
 
 
-def _model(options: TrainOptions, data: DataConfig, notes: list[str]) -> tuple[DarknetModel, tuple[int, int] | None]:
-    cfg = load_cfg(options.cfg) if options.cfg else None
-    if options.weights is None:
-        return build_model(cfg or load_cfg(DEMO_CFG), nc=data.nc), None
-    ckpt = load_checkpoint(options.weights, cfg)
-    notes.extend(ckpt.notes)
-    model = build_model(ckpt.cfg, nc=data.nc)  # the checkpoint's architecture (pruned shapes too), data's classes
-    if ckpt.nc != data.nc:
-        notes.append(f"{options.weights} has {ckpt.nc} classes, the data {data.nc}: the detection heads start anew")
-    return model, transfer_weights(model, ckpt.best_state())
-
-
 def _latest_last(project: Path) -> Path:
     candidates = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
@@ -174,38 +167,43 @@ def _write_yaml(path: Path, values: dict[str, Any]) -> None:
     atomic_write(path, lambda stream: stream.write(payload))
 
 
-@dataclass
-class _Resumed:
+# ---- the plan: what a run will do, decided once ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """An interrupted run's last.pt, read once: where the run continues, or that only its end is left."""
+
+    path: Path
     checkpoint: Checkpoint
-    options: TrainOptions
+    options: TrainOptions  # the run's own
     start_epoch: int
     bests: dict[str, float]
-    save_dir: Path
     class_maps: list[float] | None = None  # per-class mAP of the last validation (for --image-weights)
+    ending: bool = False  # the last epoch is trained; only the end of the run is left to write
+
+    @property
+    def save_dir(self) -> Path:
+        return self.path.parent.parent
 
 
-# The command reads the checkpoint to learn the device (to decide on torchrun) before training reads
-# it again; one read is kept for the next call, if the file has not changed since.
-_read_ahead: dict[tuple[str, int, int], Checkpoint] = {}
+@dataclass(frozen=True)
+class TrainPlan:
+    """A run as decided from the command line, once: the options it trains with (a resumed run's own,
+    with a --device given now), the checkpoint it continues, and whether torchrun must start it."""
+
+    options: TrainOptions
+    resume: ResumePoint | None = None
+    launch: bool = False  # --device 0,1 outside torchrun: one process per GPU, see launch()
+
+    @property
+    def device(self) -> str:
+        return self.options.device
 
 
-def _file_key(path: Path) -> tuple[str, int, int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return str(path.resolve()), status.st_mtime_ns, status.st_size
-
-
-def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
-    path = _latest_last(Path(project)) if resume == "" else Path(resume)
-    key = _file_key(path)
-    ckpt = _read_ahead.pop(key, None) if key else None
-    _read_ahead.clear()
-    if ckpt is None:
-        ckpt = load_checkpoint(path)
-    if keep and key:
-        _read_ahead[key] = ckpt
+def _resume_point(last: Path | None, project: str) -> ResumePoint:
+    path = last if last is not None else _latest_last(Path(project))
+    ckpt = load_checkpoint(path)
     saved = (ckpt.train_options or {}).get("options")
     if not saved:
         raise YolorError(
@@ -214,24 +212,190 @@ def _resume(resume: str, project: str, keep: bool = False) -> _Resumed:
         )
     options = TrainOptions.from_dict(saved)
     start_epoch = ckpt.epoch + 1
-    if start_epoch >= options.epochs:
+    if start_epoch >= options.epochs and ckpt.optimizer_state is None:
         raise YolorError(f"{path} finished all {options.epochs} epochs; nothing to resume")
     if ckpt.optimizer_state is None:
         raise YolorError(f"{path} has no optimizer state (the run ended and was stripped)")
     saved_maps = (ckpt.train_options or {}).get("class_maps")
-    return _Resumed(
+    return ResumePoint(
+        path,
         ckpt,
         options,
         start_epoch,
         dict((ckpt.train_options or {}).get("bests") or {}),
-        path.parent.parent,
         class_maps=[float(v) for v in saved_maps] if isinstance(saved_maps, list) else None,
+        ending=start_epoch >= options.epochs or final_files(ckpt) is not None,
     )
 
 
-def resume_device(resume: str, project: str, device: str) -> str:
-    """The device a resumed run will use: the one given now, else the one it was started with."""
-    return device or _resume(resume, project, keep=True).options.device
+def plan_training(options: TrainOptions, *, resume: bool = False, last: str | Path | None = None) -> TrainPlan:
+    """The run to do: a new one with ``options``, or with ``resume`` the one ``last`` (default: the
+    newest last.pt under ``options.project``) stopped, with its own options and ``options.device``
+    when one is given (another machine)."""
+    if not resume:
+        return TrainPlan(options, launch=distributed.wants_launch(options.device))
+    point = _resume_point(Path(last) if last is not None else None, options.project)
+    device = options.device or point.options.device
+    # Only rank 0 writes the end of a run: no processes to start for it.
+    return TrainPlan(
+        dataclasses.replace(point.options, device=device),
+        point,
+        launch=distributed.wants_launch(device) and not point.ending,
+    )
+
+
+def launch(plan: TrainPlan, arguments: Sequence[str]) -> int:
+    """Run ``yolor <arguments>`` as one torchrun process per GPU of the plan's device; each process
+    plans the run again from the same arguments (torchrun sets its rank) and trains its part."""
+    return distributed.launch(arguments, plan.device)
+
+
+def train(plan: TrainPlan, reporter: Reporter | None = None) -> TrainResult:
+    """Run (or continue, or finish) the planned training; in a torchrun process, this process's part of it."""
+    if plan.resume is not None and plan.resume.ending:
+        return _finish(plan.resume, reporter or SilentReporter())
+    context, device = distributed.start(plan.device)
+    try:
+        return _train(plan, context, device, (reporter or SilentReporter()) if context.is_main else SilentReporter())
+    finally:
+        distributed.stop()
+
+
+# ---- the end of a run cut short -------------------------------------------------------------------
+
+
+def _final_metrics(results: Path, epoch: int) -> dict[str, float]:
+    rows = read_results(results, epoch + 1)
+    last = rows[-1] if rows and int(rows[-1]["epoch"]) == epoch else {}
+    return {name: float(last[name]) for name in METRIC_NAMES if last.get(name)}
+
+
+def _finish(point: ResumePoint, reporter: Reporter) -> TrainResult:
+    """A run killed while writing its end: write it now, from the final last.pt (rank 0 only)."""
+    if not distributed.DistributedContext.from_env().is_main:
+        return TrainResult(point.save_dir, 0, None, is_main=False)
+    epoch, results = point.checkpoint.epoch, point.save_dir / "results.csv"
+    with interrupts_deferred():
+        ResultsHook(results, epoch + 1, reporter).plot()
+        finish_checkpoints(point.save_dir / "weights", point.checkpoint)
+    return TrainResult(
+        save_dir=point.save_dir,
+        epochs_run=0,
+        best_fitness=point.bests.get("fitness"),
+        metrics=_final_metrics(results, epoch),
+        notes=[
+            f"{point.save_dir} had trained its last epoch ({epoch + 1}/{point.options.epochs}) "
+            "but not written its final files; they are written now"
+        ],
+    )
+
+
+# ---- a training, one step each --------------------------------------------------------------------
+
+
+def _checked_options(
+    options: TrainOptions, context: distributed.DistributedContext, device: torch.device, notes: list[str]
+) -> TrainOptions:
+    """Refuse options that cannot work together; note (and drop) those that would do nothing."""
+    if options.batch_size % context.world_size:
+        raise YolorError(f"--batch-size {options.batch_size} is not a multiple of the {context.world_size} processes")
+    if options.rect and options.image_weights:
+        raise YolorError(
+            "--rect and --image-weights cannot be combined",
+            hint="rectangular batches need the dataset order; image weights redraw it",
+        )
+    if options.sync_bn and not (context.enabled and device.type == "cuda"):
+        notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
+        options = dataclasses.replace(options, sync_bn=False)
+    if options.sparsity and options.adam:
+        notes.append(
+            "--sparsity with Adam: Adam rescales the L1 gradient like any other, so every BatchNorm scale "
+            "shrinks about evenly and few channels are singled out (measured on the demo); network "
+            "slimming is meant for SGD (train without --adam; the demo profile uses Adam)"
+        )
+    return options
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def _load_data(options: TrainOptions, reporter: Reporter) -> tuple[Path, DataConfig, Hyp]:
+    data_path = Path(options.data) if options.data else demo_data(reporter)
+    data = load_data_config(data_path)
+    return data_path, data.as_single_class() if options.single_cls else data, load_hyp(options.hyp)
+
+
+def _model(
+    options: TrainOptions, resume: ResumePoint | None, data: DataConfig, notes: list[str]
+) -> tuple[DarknetModel, tuple[int, int] | None]:
+    """The model to train, with the image sizes checked against its stride before any epoch runs.
+    Returns the tensors transferred from --weights (matching, total), if any."""
+    model, transferred = _resumed_model(resume) if resume is not None else _new_model(options, data, notes)
+    model.check_img_size(options.img_size)
+    if options.test_img_size:
+        model.check_img_size(options.test_img_size)  # before training, not after the first epoch
+    return model, transferred
+
+
+def _resumed_model(resume: ResumePoint) -> tuple[DarknetModel, None]:
+    model = build_model(resume.checkpoint.cfg)
+    load_state(model, resume.checkpoint.model_state, "the resumed checkpoint")
+    return model, None
+
+
+def _new_model(
+    options: TrainOptions, data: DataConfig, notes: list[str]
+) -> tuple[DarknetModel, tuple[int, int] | None]:
+    cfg = load_cfg(options.cfg) if options.cfg else None
+    if options.weights is None:
+        return build_model(cfg or load_cfg(DEMO_CFG), nc=data.nc), None
+    ckpt = load_checkpoint(options.weights, cfg)
+    notes.extend(ckpt.notes)
+    model = build_model(ckpt.cfg, nc=data.nc)  # the checkpoint's architecture (pruned shapes too), data's classes
+    if ckpt.nc != data.nc:
+        notes.append(f"{options.weights} has {ckpt.nc} classes, the data {data.nc}: the detection heads start anew")
+    return model, transfer_weights(model, ckpt.best_state())
+
+
+def _check_labels(dataset: DetectionDataset, data: DataConfig) -> None:
+    """Training on labels whose classes the data file lacks would silently drop them: refuse."""
+    scan = dataset.label_scan
+    if scan is not None and scan.class_out_of_range:
+        raise DataError(
+            f"{scan.class_out_of_range} label rows name a class that {data.source} does not have "
+            f"(e.g. {scan.first_out_of_range})",
+            hint="fix the labels or the names in the data file",
+        )
+
+
+def _train_dataset(
+    options: TrainOptions,
+    data: DataConfig,
+    hyp: Hyp,
+    stride: int,
+    context: distributed.DistributedContext,
+    reporter: Reporter,
+) -> DetectionDataset:
+    """This process's training set, its labels checked; the validation set is read too, to fail early."""
+    dataset = build_dataset(
+        data,
+        "train",
+        img_size=options.img_size,
+        batch_size=options.batch_size // context.world_size,
+        hyp=hyp,
+        augment=True,
+        rect=options.rect,
+        stride=stride,
+        cache_images=options.cache_images,
+        seed=options.seed + context.rank,
+        reporter=reporter,
+    )
+    _check_labels(dataset, data)
+    if not options.noval:
+        build_dataset(data, "val", img_size=options.img_size, batch_size=1, reporter=reporter)
+    return dataset
 
 
 def _sampler(
@@ -250,13 +414,19 @@ def _sampler(
     return None
 
 
-def _check_labels(dataset: DetectionDataset, data: DataConfig) -> None:
-    bad_classes = [w for w in dataset.label_warnings if "is not below nc" in w]
-    if bad_classes:
-        raise DataError(
-            f"{len(bad_classes)} label rows name a class that {data.source} does not have (e.g. {bad_classes[0]})",
-            hint="fix the labels or the names in the data file",
-        )
+def _loader(
+    dataset: DetectionDataset, options: TrainOptions, context: distributed.DistributedContext, sampler: Sampler | None
+) -> DataLoader:
+    per_process = options.batch_size // context.world_size
+    workers = min(options.workers, max((os.cpu_count() or 1) // context.world_size, 1), per_process)
+    return build_dataloader(
+        dataset,
+        batch_size=per_process,
+        workers=workers,
+        shuffle=not options.rect and sampler is None,
+        seed=options.seed + context.rank,
+        sampler=sampler,
+    )
 
 
 def _plot_labels(dataset: DetectionDataset, names: list[str], path: Path, reporter: Reporter) -> None:
@@ -267,126 +437,81 @@ def _plot_labels(dataset: DetectionDataset, names: list[str], path: Path, report
         reporter.warning("labels.png and results.png need matplotlib: pip install 'yolor-cli[plots]'")
 
 
-def train(options: TrainOptions, *, resume: str | None = None, reporter: Reporter | None = None) -> TrainResult:
-    """Run (or continue) a training; in a torchrun process, this process's part of it."""
-    resumed = _resume(resume, options.project) if resume is not None else None
-    if resumed is not None:  # the run's own options; a --device given now (another machine) wins
-        options = dataclasses.replace(resumed.options, device=options.device or resumed.options.device)
-    context, device = distributed.start(options.device)
-    try:
-        return _train(
-            options, resumed, context, device, (reporter or SilentReporter()) if context.is_main else SilentReporter()
-        )
-    finally:
-        distributed.stop()
-
-
-def _train(
+def _run_dir(
     options: TrainOptions,
-    resumed: _Resumed | None,
+    resume: ResumePoint | None,
+    hyp: Hyp,
+    dataset: DetectionDataset,
+    data: DataConfig,
+    reporter: Reporter,
+) -> Path:
+    """The run folder (a new exp* or the resumed one) with weights/, hyp.yaml, opt.yaml and, when new,
+    labels.png. Rank 0 only."""
+    save_dir = resume.save_dir if resume is not None else new_run_dir(options.project, options.name, options.exist_ok)
+    (save_dir / "weights").mkdir(parents=True, exist_ok=True)
+    _write_yaml(save_dir / "hyp.yaml", hyp.as_dict())
+    _write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options))
+    if resume is None:
+        _plot_labels(dataset, list(data.names), save_dir / "labels.png", reporter)
+    return save_dir
+
+
+def default_hooks(
+    save_dir: Path,
+    data: DataConfig,
+    options: TrainOptions,
+    resume: ResumePoint | None,
+    bests: dict[str, float],
+    per_process: int,
+    reporter: Reporter,
+) -> list[TrainHook]:
+    """Everything a run does around its loop (rank 0's hooks; the other ranks get none)."""
+    hooks: list[TrainHook] = [
+        ValidationHook(
+            data,
+            img_size=options.test_img_size or options.img_size,
+            batch_size=per_process * 2,
+            noval=options.noval,
+            period=options.period,
+            reporter=reporter,
+        ),
+        ResultsHook(save_dir / "results.csv", resume.start_epoch if resume is not None else 0, reporter),
+        CheckpointHook(
+            save_dir / "weights",
+            list(data.names),
+            options,
+            bests,
+            resume.class_maps if resume is not None else None,
+        ),
+        BatchPlotHook(save_dir, list(data.names)),
+    ]
+    board = tensorboard_hook(save_dir)
+    return hooks if board is None else [*hooks, board]
+
+
+def _image_weighting(
+    sampler: Sampler | None, dataset: DetectionDataset, data: DataConfig, resume: ResumePoint | None
+) -> ImageWeighting | None:
+    if not isinstance(sampler, WeightedImageSampler):
+        return None
+    weighting = ImageWeighting(sampler, dataset.records, data.nc)
+    if resume is not None and resume.class_maps and len(resume.class_maps) == data.nc:
+        weighting.update(resume.class_maps)  # a resumed run draws as the interrupted one would have
+    return weighting
+
+
+def _trainer(
+    model: DarknetModel,
+    hyp: Hyp,
+    loader: DataLoader,
+    options: TrainOptions,
     context: distributed.DistributedContext,
     device: torch.device,
+    hooks: list[TrainHook],
+    weighting: ImageWeighting | None,
     reporter: Reporter,
-) -> TrainResult:
-    notes: list[str] = []
-    if options.batch_size % context.world_size:
-        raise YolorError(f"--batch-size {options.batch_size} is not a multiple of the {context.world_size} processes")
-    if options.rect and options.image_weights:
-        raise YolorError(
-            "--rect and --image-weights cannot be combined",
-            hint="rectangular batches need the dataset order; image weights redraw it",
-        )
-    if options.sync_bn and not (context.enabled and device.type == "cuda"):
-        notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
-        options = dataclasses.replace(options, sync_bn=False)
-    if options.sparsity and options.adam:
-        notes.append(
-            "--sparsity with Adam: Adam rescales the L1 gradient like any other, so every BatchNorm scale "
-            "shrinks about evenly and few channels are singled out (measured on the demo); network "
-            "slimming is meant for SGD (train without --adam; the demo profile uses Adam)"
-        )
-    torch.manual_seed(options.seed + context.rank)
-    np.random.seed(options.seed + context.rank)
-    with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
-        data_path = Path(options.data) if options.data else demo_data(reporter)
-        data = load_data_config(data_path)
-        if options.single_cls:
-            data = data.as_single_class()
-        hyp: Hyp = load_hyp(options.hyp)
-        if resumed is not None:
-            model = build_model(resumed.checkpoint.cfg)
-            load_state(model, resumed.checkpoint.model_state, "the resumed checkpoint")
-            transferred = None
-        else:
-            model, transferred = _model(options, data, notes)
-        model.check_img_size(options.img_size)
-        if options.test_img_size:
-            model.check_img_size(options.test_img_size)  # before training, not after the first epoch
-        per_process = options.batch_size // context.world_size
-        dataset = build_dataset(
-            data,
-            "train",
-            img_size=options.img_size,
-            batch_size=per_process,
-            hyp=hyp,
-            augment=True,
-            rect=options.rect,
-            stride=model.max_stride,
-            cache_images=options.cache_images,
-            seed=options.seed + context.rank,
-            reporter=reporter,
-        )
-        _check_labels(dataset, data)
-        if not options.noval:
-            build_dataset(data, "val", img_size=options.img_size, batch_size=1, reporter=reporter)  # fail early
-    sampler = _sampler(dataset, options, context, per_process)
-    workers = min(options.workers, max((os.cpu_count() or 1) // context.world_size, 1), per_process)
-    loader = build_dataloader(
-        dataset,
-        batch_size=per_process,
-        workers=workers,
-        shuffle=not options.rect and sampler is None,
-        seed=options.seed + context.rank,
-        sampler=sampler,
-    )
-    options = dataclasses.replace(options, data=str(data_path))
-    hooks: list[TrainHook] = []
-    save_dir = resumed.save_dir if resumed else Path(options.project) / options.name
-    bests = resumed.bests if resumed else {}
-    start_epoch = resumed.start_epoch if resumed else 0
-    checkpoints = None
-    if context.is_main:
-        if resumed is None:
-            save_dir = new_run_dir(options.project, options.name, options.exist_ok)
-        weights_dir = save_dir / "weights"
-        weights_dir.mkdir(parents=True, exist_ok=True)
-        _write_yaml(save_dir / "hyp.yaml", hyp.as_dict())
-        _write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options))
-        if resumed is None:
-            _plot_labels(dataset, list(data.names), save_dir / "labels.png", reporter)
-        checkpoints = CheckpointHook(
-            weights_dir, list(data.names), options, bests, resumed.class_maps if resumed else None
-        )
-        hooks = [
-            ValidationHook(
-                data,
-                img_size=options.test_img_size or options.img_size,
-                batch_size=per_process * 2,
-                noval=options.noval,
-                period=options.period,
-                reporter=reporter,
-            ),
-            ResultsHook(save_dir / "results.csv", start_epoch, reporter),
-            checkpoints,
-            BatchPlotHook(save_dir, list(data.names)),
-        ]
-        board = tensorboard_hook(save_dir)
-        if board is not None:
-            hooks.append(board)
-    weighting = ImageWeighting(sampler, dataset.records, data.nc) if isinstance(sampler, WeightedImageSampler) else None
-    if weighting is not None and resumed is not None and resumed.class_maps and len(resumed.class_maps) == data.nc:
-        weighting.update(resumed.class_maps)  # a resumed run draws as the interrupted one would have
-    trainer = Trainer(
+) -> Trainer:
+    return Trainer(
         model,
         hyp,
         loader,
@@ -405,15 +530,43 @@ def _train(
         image_weighting=weighting,
         sparsity=options.sparsity,
     )
-    if resumed is not None:
-        ckpt = resumed.checkpoint
+
+
+def _train(
+    plan: TrainPlan, context: distributed.DistributedContext, device: torch.device, reporter: Reporter
+) -> TrainResult:
+    notes: list[str] = []
+    options, resume = _checked_options(plan.options, context, device, notes), plan.resume
+    _seed(options.seed + context.rank)
+    with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
+        data_path, data, hyp = _load_data(options, reporter)
+        model, transferred = _model(options, resume, data, notes)
+        dataset = _train_dataset(options, data, hyp, model.max_stride, context, reporter)
+    options = dataclasses.replace(options, data=str(data_path))
+    per_process = options.batch_size // context.world_size
+    sampler = _sampler(dataset, options, context, per_process)
+    bests = dict(resume.bests) if resume is not None else {}  # the checkpoint hook updates them
+    if context.is_main:  # rank is decided here, once: the other processes write nothing
+        save_dir = _run_dir(options, resume, hyp, dataset, data, reporter)
+        hooks = default_hooks(save_dir, data, options, resume, bests, per_process, reporter)
+    else:
+        save_dir, hooks = resume.save_dir if resume is not None else Path(options.project) / options.name, []
+    trainer = _trainer(
+        model,
+        hyp,
+        _loader(dataset, options, context, sampler),
+        options,
+        context,
+        device,
+        hooks,
+        _image_weighting(sampler, dataset, data, resume),
+        reporter,
+    )
+    start_epoch = 0
+    if resume is not None:
+        ckpt, start_epoch = resume.checkpoint, resume.start_epoch
         trainer.load_state(ckpt.optimizer_state, ckpt.scaler_state, ckpt.ema_state, ckpt.ema_updates, ckpt.epoch)
-    try:
-        state = trainer.train(start_epoch, options.epochs)
-    except KeyboardInterrupt:
-        if checkpoints is not None and (options.nosave or not (save_dir / "weights" / "last.pt").exists()):
-            checkpoints.save_last(trainer, trainer.finished_epoch)  # the last whole epoch, -1 if none
-        raise
+    state = trainer.train(start_epoch, options.epochs)
     final = state.metrics
     return TrainResult(
         save_dir=save_dir,

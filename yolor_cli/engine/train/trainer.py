@@ -3,8 +3,9 @@
 ``run_step`` does data -> forward -> loss -> backward -> (accumulated) optimiser step -> EMA, on
 one AMP path (``GradScaler(enabled=...)``, autocast off on CPU). Validation, checkpoints, the
 results table and progress are hooks; which hooks exist is decided once, when they are built.
-Under DDP every process steps; only rank 0 runs the hooks, and shares its stop decision (and the
-per-class APs that ``--image-weights`` needs) with the others after each epoch.
+Under DDP every process steps; only rank 0 is given hooks (and a reporter that shows anything), and
+shares its stop decision (and the per-class APs that ``--image-weights`` needs) with the others
+after each epoch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from yolor_cli.engine.data.labels import ImageRecord
 from yolor_cli.engine.data.sampling import WeightedImageSampler, class_weights, image_weights
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.evaluate.metrics import Metrics
+from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
 from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
@@ -67,6 +69,9 @@ class TrainHook:
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
         pass
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """Ctrl-C stopped the epochs: leave what ``--resume`` needs."""
 
 
 class ImageWeighting:
@@ -112,7 +117,8 @@ class Trainer:
         image_weighting: ImageWeighting | None = None,
         sparsity: float = 0.0,
     ) -> None:
-        """``batch_size`` is the total over all processes; ``loader`` gives this process's share."""
+        """``batch_size`` is the total over all processes; ``loader`` gives this process's share.
+        ``hooks`` run as given: under DDP, rank 0 gets them and the other ranks none."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         # Channels-last: measured 1.2-1.5x faster forward+backward for yolor_csp on CPU (benchmarks/train.py).
@@ -208,7 +214,24 @@ class Trainer:
                 batch_norm.weight.grad.add_(torch.sign(batch_norm.weight), alpha=self.sparsity * scale)
 
     def train(self, start_epoch: int, epochs: int) -> TrainState:
+        """Epochs ``start_epoch`` to ``epochs - 1`` (or until a hook stops the run), then the end of the run.
+
+        The end (the final checkpoints, results.png) is written whole: Ctrl-C waits for it, as for
+        a single save. A run killed during it is finished by ``--resume``.
+        """
         state = TrainState(epoch=start_epoch, epochs=epochs, iteration=start_epoch * len(self.loader))
+        try:
+            self._epochs(state, start_epoch, epochs)
+        except KeyboardInterrupt:
+            for hook in self.hooks:
+                hook.on_interrupt(self)
+            raise
+        with interrupts_deferred():
+            for hook in self.hooks:
+                hook.after_train(self, state)
+        return state
+
+    def _epochs(self, state: TrainState, start_epoch: int, epochs: int) -> None:
         self.finished_epoch = start_epoch - 1
         for epoch in range(start_epoch, epochs):
             state.epoch = epoch
@@ -216,9 +239,8 @@ class Trainer:
             with warnings.catch_warnings():  # an epoch shorter than one accumulation has no optimizer step
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
                 self.scheduler.step()
-            if self.distributed.is_main:
-                for hook in self.hooks:
-                    hook.after_epoch(self, state)
+            for hook in self.hooks:
+                hook.after_epoch(self, state)
             validated = state.metrics is not None
             shared = share_from_main(
                 self.distributed, [float(state.stop), float(validated), *class_maps(state.metrics, self.model.nc)]
@@ -229,10 +251,6 @@ class Trainer:
                 self.image_weighting.update(shared[2:])
             if state.stop:
                 break
-        if self.distributed.is_main:
-            for hook in self.hooks:
-                hook.after_train(self, state)
-        return state
 
     def _train_epoch(self, state: TrainState) -> None:
         sampler = self.loader.sampler
@@ -243,9 +261,8 @@ class Trainer:
         description = f"{state.epoch + 1}/{state.epochs}"
         batches = self.reporter.track(self.loader, description, total=len(self.loader), fields=PROGRESS_FIELDS)
         for batch, (images, targets, _, _) in enumerate(batches):
-            if self.distributed.is_main:
-                for hook in self.hooks:
-                    hook.on_batch(self, state, batch, images, targets)
+            for hook in self.hooks:
+                hook.on_batch(self, state, batch, images, targets)
             totals += self.run_step(images, targets, state).cpu().numpy()
             mean = totals / (batch + 1)
             memory = torch.cuda.memory_reserved(self.device) / 1e9 if self.device.type == "cuda" else 0.0

@@ -1,0 +1,109 @@
+"""The end of a run (the final epoch's checkpoint set, then every file stripped) is written whole:
+Ctrl-C waits for it, and a run cut during it (kill -9) is finished by ``--resume``."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_shapes_dataset
+from yolor_cli.engine.model.checkpoint import load_checkpoint
+from yolor_cli.engine.train import hooks
+from yolor_cli.engine.train.run import TrainOptions, TrainPlan, plan_training, train
+
+# What a one-epoch run leaves in weights/: epoch 0 improves every best_*, is epoch_000 and the last epoch.
+ONE_EPOCH_FILES = {
+    "last.pt",
+    "best.pt",
+    "best_p.pt",
+    "best_r.pt",
+    "best_ap50.pt",
+    "best_ap.pt",
+    "best_f.pt",
+    "epoch_000.pt",
+    "last_000.pt",
+}
+CUT_AT = "best_ap50.pt"  # a file in the middle of the final set
+
+
+class SimulatedKill(BaseException):
+    """Stops the process's work where it is, as kill -9 would: nothing handles it."""
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("end") / "voc", images=8, seed=5, val=0.25)
+
+
+def _plan(shapes: Path, tmp_path: Path) -> TrainPlan:
+    return plan_training(
+        TrainOptions(
+            data=str(shapes / "data.yaml"),
+            cfg="yolor_csp_tiny",
+            epochs=1,
+            batch_size=4,
+            img_size=64,
+            workers=0,
+            project=str(tmp_path / "runs"),
+        )
+    )
+
+
+def _cut_saves_at(monkeypatch: pytest.MonkeyPatch, name: str, cut) -> None:
+    """Call ``cut()`` once, when the run starts writing ``name``."""
+    real_save = hooks.save_checkpoint
+    cuts: list[str] = []
+
+    def save(ckpt, path, *args, **kwargs):
+        if Path(path).name == name and not cuts:
+            cuts.append(name)
+            cut()
+        return real_save(ckpt, path, *args, **kwargs)
+
+    monkeypatch.setattr(hooks, "save_checkpoint", save)
+
+
+def _assert_finished(weights: Path) -> None:
+    assert {p.name for p in weights.glob("*.pt")} == ONE_EPOCH_FILES
+    for path in sorted(weights.glob("*.pt")):
+        ckpt = load_checkpoint(path)
+        assert (path.name, ckpt.epoch, ckpt.optimizer_state, ckpt.ema_state) == (path.name, 0, None, None)
+
+
+def test_ctrl_c_during_the_end_of_run_writes_waits_for_them(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        _cut_saves_at(monkeypatch, CUT_AT, lambda: os.kill(os.getpid(), signal.SIGINT))
+        with pytest.raises(KeyboardInterrupt):
+            train(_plan(shapes, tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _assert_finished(tmp_path / "runs" / "exp" / "weights")
+
+
+def test_resume_finishes_a_run_cut_during_its_end(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_cli import invoke
+
+    def kill() -> None:
+        raise SimulatedKill
+
+    _cut_saves_at(monkeypatch, CUT_AT, kill)
+    with pytest.raises(SimulatedKill):
+        train(_plan(shapes, tmp_path))
+    monkeypatch.undo()
+    weights = tmp_path / "runs" / "exp" / "weights"
+    assert "best_f.pt" not in {p.name for p in weights.iterdir()}
+    assert load_checkpoint(weights / "last.pt").optimizer_state is not None  # cut before the strip
+    result = invoke("train", "--resume", str(weights / "last.pt"))
+    assert result.exit_code == 0, result.output
+    assert "had trained its last epoch (1/1)" in " ".join(result.stderr.split())
+    _assert_finished(weights)
+    again = invoke("train", "--resume", str(weights / "last.pt"))
+    assert again.exit_code == 1 and "finished all 1 epochs; nothing to resume" in " ".join(again.stderr.split())
