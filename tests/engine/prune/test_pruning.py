@@ -16,7 +16,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_
 from yolor_cli.engine.model.darknet import build_model, count_parameters
 from yolor_cli.engine.model.darknet.layers import ImplicitAdd
 from yolor_cli.engine.model.loading import load_model
-from yolor_cli.engine.prune.pruning import ChannelPruner, convs_between, rebuild
+from yolor_cli.engine.prune.pruning import ChannelPruner, convs_between, pruned_cfg, rebuild
 from yolor_cli.engine.prune.run import default_output, prune
 from yolor_cli.engine.reporting import SilentReporter
 from yolor_cli.engine.train.trainer import Trainer, TrainState
@@ -245,6 +245,36 @@ def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: P
     global_result = prune(weights=source, ratio=0.3, img_size=64, latency=False, output=tmp_path / "g.pt")
     assert global_result.after.params < global_result.before.params
     load_model(weights=global_result.output)
+
+
+def test_the_pruned_cfg_rewrites_exactly_the_pruned_widths() -> None:
+    def weighted_and_depthwise(layers) -> None:
+        layers[4].options["weights_type"] = "feature"
+        layers[10].options["groups"] = "32"
+
+    model = _tiny_variant(weighted_and_depthwise)
+    original = model.cfg.copy()
+    pruner = ChannelPruner(model)
+    for index in (1, 9, 83):  # 83 feeds the [shift_channels] of implicit layer 76
+        pruner.prune_conv(index, 0.5)
+    cfg = pruned_cfg(model)
+    changed = {
+        (index, key, original.layers[index].options.get(key), value)
+        for index, section in enumerate(cfg.layers)
+        for key, value in section.options.items()
+        if original.layers[index].options.get(key) != value
+    }
+    assert changed == {
+        (1, "filters", "32", "16"),
+        (3, "filters", "32", "16"),  # its shortcut partner
+        (8, "filters", "32", "16"),
+        (9, "filters", "32", "16"),
+        (10, "filters", "32", "16"),
+        (10, "groups", "32", "16"),  # the depthwise conv keeps one group per channel
+        (76, "filters", "64", "32"),  # the implicit layer follows conv 83
+        (83, "filters", "64", "32"),
+    }
+    assert [list(s.options) for s in cfg.layers] == [list(s.options) for s in original.layers]  # no key added
 
 
 def test_grouped_convs_are_left_to_global_pruning(tmp_path: Path) -> None:

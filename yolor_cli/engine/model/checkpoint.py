@@ -29,6 +29,7 @@ from yolor_cli.engine.model.darknet import (
     build_model,
     cfg_num_classes,
     parse_cfg,
+    with_channels,
     with_num_classes,
     write_cfg,
 )
@@ -266,9 +267,8 @@ def _fit_classes(cfg: DarknetCfg, state: StateDict, notes: list[str], path: Path
 
 def _fit_channels(cfg: DarknetCfg, state: StateDict, notes: list[str]) -> DarknetCfg:
     """Follow the weights' channel counts, so pruned state_dicts load with their unpruned cfg."""
-    fitted = cfg.copy()
-    changed = []
-    for index, section in enumerate(fitted.layers):
+    widths: dict[int, int] = {}
+    for index, section in enumerate(cfg.layers):
         if section.type == "convolutional":
             tensor, axis = state.get(f"module_list.{index}.Conv2d.weight"), 0
         elif section.type in ("implicit_add", "implicit_mul"):
@@ -276,14 +276,13 @@ def _fit_channels(cfg: DarknetCfg, state: StateDict, notes: list[str]) -> Darkne
         else:
             continue
         if tensor is not None and tensor.ndim == 4 and str(tensor.shape[axis]) != section.options.get("filters"):
-            section.options["filters"] = str(int(tensor.shape[axis]))
-            changed.append(index)
-    if changed:
+            widths[index] = int(tensor.shape[axis])
+    if widths:
         notes.append(
-            f"the weights have other channel counts than the cfg in {len(changed)} layers "
+            f"the weights have other channel counts than the cfg in {len(widths)} layers "
             f"(a pruned model?); the cfg was adapted to them"
         )
-    return fitted
+    return with_channels(cfg, widths)
 
 
 def _fit_cfg_to_weights(cfg: DarknetCfg, state: StateDict, notes: list[str], path: Path) -> DarknetCfg:

@@ -25,7 +25,7 @@ import torch_pruning as tp
 from torch import nn
 
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.model.darknet import DarknetCfg, DarknetModel, build_model
+from yolor_cli.engine.model.darknet import DarknetCfg, DarknetModel, build_model, with_channels
 from yolor_cli.engine.model.darknet.layers import ImplicitAdd, ImplicitMul, Shortcut
 from yolor_cli.engine.model.summary import ConvMacs, probe_input
 
@@ -218,17 +218,17 @@ def shortcut_weights(model: DarknetModel) -> list[nn.Parameter]:
 
 
 def pruned_cfg(model: DarknetModel) -> DarknetCfg:
-    """The model's cfg with every conv's and implicit layer's ``filters=`` set to its actual width."""
-    cfg = model.cfg.copy()
-    for index, (section, module) in enumerate(zip(cfg.layers, model.module_list)):
+    """The model's cfg with every conv's and implicit layer's ``filters=`` (and the convs' ``groups=``)
+    set to their actual widths."""
+    filters: dict[int, int] = {}
+    groups: dict[int, int] = {}
+    for index, module in enumerate(model.module_list):
         if is_conv(model, index):
             conv = conv_of(model, index)
-            section.options["filters"] = str(conv.out_channels)
-            if conv.groups != 1 or "groups" in section.options:  # depthwise convs lose groups with channels
-                section.options["groups"] = str(conv.groups)
+            filters[index], groups[index] = conv.out_channels, conv.groups
         elif isinstance(module, (ImplicitAdd, ImplicitMul)):
-            section.options["filters"] = str(module.implicit.shape[1])
-    return cfg
+            filters[index] = module.implicit.shape[1]
+    return with_channels(model.cfg, filters, groups)
 
 
 def rebuild(model: DarknetModel) -> DarknetModel:
