@@ -246,7 +246,7 @@ def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: P
         PruneRequest(source, GlobalTarget(ratio=0.3), img_size=64, latency=False, output=tmp_path / "g.pt")
     )
     assert global_result.after.params < global_result.before.params
-    load_model(weights=global_result.output)
+    assert count_parameters(load_model(weights=global_result.output).model) == global_result.after.params
 
 
 def test_the_pruned_cfg_rewrites_exactly_the_pruned_widths() -> None:
@@ -316,7 +316,12 @@ def test_cli_prune_guards(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
     result = invoke(
         "prune", "conv", "-w", str(source), "--layer", "5", "-o", str(tmp_path / "out.pt"), "--overwrite", *common
     )
-    assert result.exit_code == 0 and load_model(weights=tmp_path / "out.pt").model is not None
+    assert result.exit_code == 0, result.output
+    written = load_model(weights=tmp_path / "out.pt").model  # the pruned model replaced the old bytes
+    payload = json.loads(result.stdout)
+    assert count_parameters(written) == payload["params_after"]
+    widths = {change["module"]: change["after"] for change in payload["layers"]}
+    assert written.module_list[5].Conv2d.out_channels == widths[5] == 64 - int(0.4 * 64)  # the default --amount
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--layer", "5", *common)
     assert result.exit_code == 1 and "given more than once" in result.stderr
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--amount", "0.01", *common)
