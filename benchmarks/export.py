@@ -33,6 +33,7 @@ from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model, count_parameters
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.prune.request import GlobalTarget, PruneRequest
 from yolor_cli.engine.prune.run import prune
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export.json"
@@ -119,7 +120,8 @@ def main() -> None:
             model = build_model(load_cfg(cfg_name))
             source = Path(folder) / f"{cfg_name}.pt"
             save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), source)
-            pruned = prune(weights=source, target_macs=0.5, latency=False, output=Path(folder) / f"{cfg_name}_p.pt")
+            output = Path(folder) / f"{cfg_name}_p.pt"
+            pruned = prune(PruneRequest(source, GlobalTarget(target_macs=0.5), latency=False, output=output))
             assert pruned.output is not None
             for label, weights in (("unpruned", source), ("pruned", pruned.output)):
                 params = count_parameters(load_model(weights=weights).model)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from yolor_cli.console import print_json, print_notes, stdout_console
+from yolor_cli.engine.prune.request import DEFAULT_AMOUNT, ConvTargets, GlobalTarget, LayerSpan, PruneRequest
 from yolor_cli.options import CfgOption, JsonOption, TrustPickleOption
 
 if TYPE_CHECKING:
@@ -94,6 +95,12 @@ def _render(result: PruneResult, json_output: bool) -> None:
     console.print(f"Wrote [b]{result.output}[/]" if result.output else "Dry run: nothing written.")
 
 
+def _run(request: PruneRequest, json_output: bool) -> None:
+    from yolor_cli.engine.prune.run import prune
+
+    _render(prune(request), json_output)
+
+
 @app.command("conv")
 def conv_command(
     weights: RequiredWeights,
@@ -101,25 +108,23 @@ def conv_command(
         list[int], typer.Option("--layer", help="Module index of a conv to prune (repeatable; see yolor info).")
     ],
     cfg: CfgOption = None,
-    amount: AmountOption = 0.4,
-    method: MethodOption = "l1",
+    amount: AmountOption = DEFAULT_AMOUNT,
+    method: MethodOption = PruneRequest.method,
     output: OutputOption = None,
     overwrite: OverwriteOption = False,
-    img_size: PruneImgSizeOption = 640,
+    img_size: PruneImgSizeOption = PruneRequest.img_size,
     dry_run: DryRunOption = False,
-    latency: LatencyOption = True,
+    latency: LatencyOption = PruneRequest.latency,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Prune the output channels of the given convs, with every coupled layer."""
-    from yolor_cli.engine.prune.run import prune
-
-    _render(
-        prune(
+    target = ConvTargets(layers=tuple(layer), amount=amount)
+    _run(
+        PruneRequest(
             weights=weights,
+            target=target,
             cfg=cfg,
-            layers=layer,
-            amount=amount,
             method=method,
             img_size=img_size,
             output=output,
@@ -136,27 +141,25 @@ def conv_command(
 def layers_command(
     weights: RequiredWeights,
     upto: Annotated[int, typer.Option("--upto", min=0, help="Last module index to prune (inclusive).")],
-    start: Annotated[int, typer.Option("--from", min=0, help="First module index to prune.")] = 0,
+    start: Annotated[int, typer.Option("--from", min=0, help="First module index to prune.")] = LayerSpan.start,
     cfg: CfgOption = None,
-    amount: AmountOption = 0.4,
-    method: MethodOption = "l1",
+    amount: AmountOption = DEFAULT_AMOUNT,
+    method: MethodOption = PruneRequest.method,
     output: OutputOption = None,
     overwrite: OverwriteOption = False,
-    img_size: PruneImgSizeOption = 640,
+    img_size: PruneImgSizeOption = PruneRequest.img_size,
     dry_run: DryRunOption = False,
-    latency: LatencyOption = True,
+    latency: LatencyOption = PruneRequest.latency,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Prune every conv of modules FROM..UPTO in module order (heads stay whole)."""
-    from yolor_cli.engine.prune.run import prune
-
-    _render(
-        prune(
+    target = LayerSpan(upto=upto, start=start, amount=amount)
+    _run(
+        PruneRequest(
             weights=weights,
+            target=target,
             cfg=cfg,
-            span=(start, upto),
-            amount=amount,
             method=method,
             img_size=img_size,
             output=output,
@@ -189,24 +192,22 @@ def global_command(
         ),
     ] = None,
     cfg: CfgOption = None,
-    method: MethodOption = "l1",
+    method: MethodOption = PruneRequest.method,
     output: OutputOption = None,
     overwrite: OverwriteOption = False,
-    img_size: PruneImgSizeOption = 640,
+    img_size: PruneImgSizeOption = PruneRequest.img_size,
     dry_run: DryRunOption = False,
-    latency: LatencyOption = True,
+    latency: LatencyOption = PruneRequest.latency,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:
     """Prune channels ranked across the whole model (heads stay whole) to a MACs target or ratio."""
-    from yolor_cli.engine.prune.run import prune
-
-    _render(
-        prune(
+    target = GlobalTarget(target_macs=target_macs, ratio=ratio)
+    _run(
+        PruneRequest(
             weights=weights,
+            target=target,
             cfg=cfg,
-            target_macs=target_macs,
-            ratio=ratio,
             method=method,
             img_size=img_size,
             output=output,

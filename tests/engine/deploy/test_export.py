@@ -26,6 +26,7 @@ from yolor_cli.engine.infer.onnx_model import OnnxDetector
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import count_parameters
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.prune.request import GlobalTarget, PruneRequest
 from yolor_cli.engine.prune.run import prune
 
 onnx = pytest.importorskip("onnx")
@@ -158,8 +159,9 @@ def test_half_files_are_fp16_and_agree_within_fp16_precision(trained_like: Path,
 
 
 def test_pruned_model_exports_and_agrees_everywhere(trained_like: Path, tmp_path: Path) -> None:
+    target = GlobalTarget(target_macs=0.5)
     pruned = prune(
-        weights=trained_like, target_macs=0.5, img_size=IMG, latency=False, output=tmp_path / "pruned.pt"
+        PruneRequest(trained_like, target, img_size=IMG, latency=False, output=tmp_path / "pruned.pt")
     ).output
     assert pruned == tmp_path / "pruned.pt"  # written where asked (and narrows the Optional for the call below)
     result = export(

@@ -66,5 +66,5 @@ def test_forgetting_implicit_mul_fails_with_a_clear_message() -> None:
 
 
 def test_nc_must_be_positive() -> None:
-    with pytest.raises(CfgError):
+    with pytest.raises(CfgError, match="the class count must be at least 1, got 0"):
         with_num_classes(load_cfg("yolor_csp_tiny"), 0)

@@ -16,7 +16,8 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_
 from yolor_cli.engine.model.darknet import build_model, count_parameters
 from yolor_cli.engine.model.darknet.layers import ImplicitAdd
 from yolor_cli.engine.model.loading import load_model
-from yolor_cli.engine.prune.pruning import ChannelPruner, convs_between, rebuild
+from yolor_cli.engine.prune.pruning import ChannelPruner, convs_between, pruned_cfg, rebuild
+from yolor_cli.engine.prune.request import ConvTargets, GlobalTarget, PruneRequest
 from yolor_cli.engine.prune.run import default_output, prune
 from yolor_cli.engine.reporting import SilentReporter
 from yolor_cli.engine.train.trainer import Trainer, TrainState
@@ -84,7 +85,7 @@ def test_pruned_checkpoint_round_trips_with_weights_only_and_trains(
 ) -> None:
     source = tmp_path / "tiny.pt"
     save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict(), names=["a", "b", "c"]), source)
-    result = prune(weights=source, layers=[5, 9], amount=0.4, img_size=64, latency=False)
+    result = prune(PruneRequest(source, ConvTargets((5, 9), amount=0.4), img_size=64, latency=False))
     assert result.output == tmp_path / "tiny_pruned.pt" and source.exists()
     assert default_output(source) == tmp_path / "tiny_pruned2.pt"  # never overwrites
     raw = torch.load(result.output, weights_only=True)
@@ -207,9 +208,8 @@ def _save(model: torch.nn.Module, path: Path) -> Path:
 
 @pytest.mark.parametrize("target", [0.05, 0.8, 0.97])
 def test_global_targets_land_within_5_percent(tiny_model: torch.nn.Module, tmp_path: Path, target: float) -> None:
-    result = prune(
-        weights=_save(tiny_model, tmp_path / "t.pt"), target_macs=target, img_size=64, latency=False, dry_run=True
-    )
+    source = _save(tiny_model, tmp_path / "t.pt")
+    result = prune(PruneRequest(source, GlobalTarget(target_macs=target), img_size=64, latency=False, dry_run=True))
     assert abs(result.after.macs / result.before.macs / target - 1) <= 0.05
     assert not {c.module for c in result.changes} & {h.conv for h in tiny_model.heads}  # heads stay whole
 
@@ -217,16 +217,16 @@ def test_global_targets_land_within_5_percent(tiny_model: torch.nn.Module, tmp_p
 def test_global_errors_name_the_right_option(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
     source = _save(tiny_model, tmp_path / "t.pt")
     with pytest.raises(YolorError, match="exactly one of --target-macs and --ratio"):
-        prune(weights=source)
+        GlobalTarget()
     with pytest.raises(YolorError, match="--target-macs 1.5 is outside"):
-        prune(weights=source, target_macs=1.5)
+        GlobalTarget(target_macs=1.5)
     with pytest.raises(YolorError, match=r"--ratio 0.99 is outside \(0, 0.9\]"):
-        prune(weights=source, ratio=0.99)
+        GlobalTarget(ratio=0.99)
     with pytest.raises(YolorError, match="cannot be reached within 5 %"):
-        prune(weights=source, target_macs=0.001, img_size=64, latency=False, dry_run=True)
-    for options in ({"target_macs": 0.5}, {"ratio": 0.3}):  # fresh BatchNorm scales rank nothing
+        prune(PruneRequest(source, GlobalTarget(target_macs=0.001), img_size=64, latency=False, dry_run=True))
+    for target in (GlobalTarget(target_macs=0.5), GlobalTarget(ratio=0.3)):  # fresh BatchNorm scales rank nothing
         with pytest.raises(YolorError, match="every BatchNorm scale of the model is equal"):
-            prune(weights=source, method="bn", img_size=64, latency=False, dry_run=True, **options)
+            prune(PruneRequest(source, target, method="bn", img_size=64, latency=False, dry_run=True))
 
 
 def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: Path) -> None:
@@ -236,15 +236,47 @@ def test_weighted_shortcuts_and_depthwise_convs_prune_and_round_trip(tmp_path: P
 
     model = _tiny_variant(weighted_and_depthwise)
     source = _save(model, tmp_path / "w.pt")
-    result = prune(weights=source, layers=[1, 9], amount=0.5, img_size=64, latency=False)
+    result = prune(PruneRequest(source, ConvTargets((1, 9), amount=0.5), img_size=64, latency=False))
     changed = {c.module: (c.before, c.after) for c in result.changes}
     assert changed[1] == (32, 16) and changed[3] == (32, 16)  # shortcut partners follow, through weights
     assert changed[9] == (32, 16) and changed[10] == (32, 16)  # the depthwise conv follows its input
     rebuilt = load_model(weights=result.output).model
     assert rebuilt.module_list[10].Conv2d.groups == 16 and rebuilt.cfg.layers[10].options["groups"] == "16"
-    global_result = prune(weights=source, ratio=0.3, img_size=64, latency=False, output=tmp_path / "g.pt")
+    global_result = prune(
+        PruneRequest(source, GlobalTarget(ratio=0.3), img_size=64, latency=False, output=tmp_path / "g.pt")
+    )
     assert global_result.after.params < global_result.before.params
-    load_model(weights=global_result.output)
+    assert count_parameters(load_model(weights=global_result.output).model) == global_result.after.params
+
+
+def test_the_pruned_cfg_rewrites_exactly_the_pruned_widths() -> None:
+    def weighted_and_depthwise(layers) -> None:
+        layers[4].options["weights_type"] = "feature"
+        layers[10].options["groups"] = "32"
+
+    model = _tiny_variant(weighted_and_depthwise)
+    original = model.cfg.copy()
+    pruner = ChannelPruner(model)
+    for index in (1, 9, 83):  # 83 feeds the [shift_channels] of implicit layer 76
+        pruner.prune_conv(index, 0.5)
+    cfg = pruned_cfg(model)
+    changed = {
+        (index, key, original.layers[index].options.get(key), value)
+        for index, section in enumerate(cfg.layers)
+        for key, value in section.options.items()
+        if original.layers[index].options.get(key) != value
+    }
+    assert changed == {
+        (1, "filters", "32", "16"),
+        (3, "filters", "32", "16"),  # its shortcut partner
+        (8, "filters", "32", "16"),
+        (9, "filters", "32", "16"),
+        (10, "filters", "32", "16"),
+        (10, "groups", "32", "16"),  # the depthwise conv keeps one group per channel
+        (76, "filters", "64", "32"),  # the implicit layer follows conv 83
+        (83, "filters", "64", "32"),
+    }
+    assert [list(s.options) for s in cfg.layers] == [list(s.options) for s in original.layers]  # no key added
 
 
 def test_grouped_convs_are_left_to_global_pruning(tmp_path: Path) -> None:
@@ -253,9 +285,11 @@ def test_grouped_convs_are_left_to_global_pruning(tmp_path: Path) -> None:
 
     source = _save(_tiny_variant(grouped), tmp_path / "g.pt")
     with pytest.raises(YolorError, match="grouped conv .groups=2.") as caught:
-        prune(weights=source, layers=[9], amount=0.5, img_size=64, latency=False)
+        prune(PruneRequest(source, ConvTargets((9,), amount=0.5), img_size=64, latency=False))
     assert "prune global" in (caught.value.hint or "")
-    result = prune(weights=source, ratio=0.3, img_size=64, latency=False, output=tmp_path / "out.pt")
+    result = prune(
+        PruneRequest(source, GlobalTarget(ratio=0.3), img_size=64, latency=False, output=tmp_path / "out.pt")
+    )
     rebuilt = load_model(weights=result.output).model
     assert rebuilt.module_list[10].Conv2d.groups == 2 and rebuilt.cfg.layers[10].options["groups"] == "2"
 
@@ -265,9 +299,9 @@ def test_shortcuts_of_unequal_widths_are_refused(tmp_path: Path) -> None:
         layers[3].options["filters"] = "48"  # shortcut 4 now adds 48 and 32 channels
 
     source = _save(_tiny_variant(widen), tmp_path / "m.pt")
-    for options in ({"layers": [1], "amount": 0.5}, {"ratio": 0.3}):
+    for target in (ConvTargets((1,), amount=0.5), GlobalTarget(ratio=0.3)):
         with pytest.raises(YolorError, match="adds layers of different widths"):
-            prune(weights=source, img_size=64, latency=False, **options)
+            prune(PruneRequest(source, target, img_size=64, latency=False))
 
 
 def test_cli_prune_guards(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
@@ -282,7 +316,12 @@ def test_cli_prune_guards(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
     result = invoke(
         "prune", "conv", "-w", str(source), "--layer", "5", "-o", str(tmp_path / "out.pt"), "--overwrite", *common
     )
-    assert result.exit_code == 0 and load_model(weights=tmp_path / "out.pt").model is not None
+    assert result.exit_code == 0, result.output
+    written = load_model(weights=tmp_path / "out.pt").model  # the pruned model replaced the old bytes
+    payload = json.loads(result.stdout)
+    assert count_parameters(written) == payload["params_after"]
+    widths = {change["module"]: change["after"] for change in payload["layers"]}
+    assert written.module_list[5].Conv2d.out_channels == widths[5] == 64 - int(0.4 * 64)  # the default --amount
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--layer", "5", *common)
     assert result.exit_code == 1 and "given more than once" in result.stderr
     result = invoke("prune", "conv", "-w", str(source), "--layer", "5", "--amount", "0.01", *common)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from yolor_cli import __version__
-from yolor_cli.engine.errors import CheckpointError
+from yolor_cli.engine.errors import CheckpointError, first_line
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.model.darknet import (
     DarknetCfg,
@@ -29,6 +29,7 @@ from yolor_cli.engine.model.darknet import (
     build_model,
     cfg_num_classes,
     parse_cfg,
+    with_channels,
     with_num_classes,
     write_cfg,
 )
@@ -116,6 +117,89 @@ def _numpy_safe_globals() -> list[Any]:
     return allowed
 
 
+# What a file's first bytes say it is, for files torch cannot load (see _unreadable).
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+PICKLE_PROTOCOLS = range(2, 6)  # a pickle starts with PROTO (0x80) and its number
+# The magic number every pre-zip torch.save pickles first (torch.serialization.MAGIC_NUMBER).
+LEGACY_TORCH_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+HEADER_BYTES = 32  # enough to hold the magic number after a protocol-4 frame header
+ONNX_LAST_HEADER_FIELD = 20  # ModelProto fields after ir_version are numbered 2..20
+TRUST_HINT = (
+    "our checkpoints and official YOLOR ones load without it; only if you trust the file, pass "
+    "--trust-pickle (loading it runs code stored in it)"
+)
+
+
+def _header(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(HEADER_BYTES)
+
+
+def _is_onnx(header: bytes) -> bool:
+    """An ONNX ModelProto starts with ir_version (field 1, a small varint), then another field."""
+    if len(header) < 3 or header[0] != 0x08 or not 0 < header[1] < 0x80:
+        return False
+    field_number, wire_type = header[2] >> 3, header[2] & 0x07
+    return 2 <= field_number <= ONNX_LAST_HEADER_FIELD and wire_type in (0, 2)
+
+
+def _is_torch_file(header: bytes) -> bool:
+    return header.startswith(ZIP_MAGIC) or LEGACY_TORCH_MAGIC in header
+
+
+def _is_pickle(header: bytes) -> bool:
+    return len(header) > 1 and header[0] == 0x80 and header[1] in PICKLE_PROTOCOLS
+
+
+def _unreadable(path: Path, error: Exception, trust_pickle: bool) -> CheckpointError:
+    """Say what a file torch.load refused is, in our words: torch's own text advises
+    ``weights_only=False`` and filing an issue, neither of which helps a user of this tool."""
+    culprit = re.search(r"GLOBAL ([\w.]+)", str(error)) if isinstance(error, pickle.UnpicklingError) else None
+    if culprit is not None:
+        return CheckpointError(
+            f"{path} contains pickled Python objects that a safe load refuses (it needs {culprit.group(1)})",
+            hint="it was probably saved with torch.save(model) by an old pruning script. Loading it "
+            "runs code stored in the file: only with a file you trust, pass --trust-pickle.",
+        )
+    if isinstance(error, OSError):  # the file cannot be read at all
+        return CheckpointError(
+            f"{path} is damaged or not a PyTorch checkpoint ({type(error).__name__}: {first_line(error)})"
+        )
+    header = _header(path)
+    if _is_onnx(header):
+        return CheckpointError(
+            f"{path} is an ONNX model, not a checkpoint",
+            hint="yolor detect runs .onnx files (name it .onnx); other commands need the .pt it was exported from",
+        )
+    if _is_torch_file(header) and isinstance(error, pickle.UnpicklingError) and not trust_pickle:
+        return CheckpointError(
+            f"{path} is a legacy or foreign PyTorch pickle that a safe load cannot read, not a yolor checkpoint",
+            hint=TRUST_HINT,
+        )
+    if _is_pickle(header) and not _is_torch_file(header):
+        return CheckpointError(
+            f"{path} is a plain Python pickle (pickle.dump), not a yolor checkpoint or a torch.save file",
+            hint="--trust-pickle cannot read it either; save the weights with torch.save(model.state_dict(), "
+            "path), or pass a .pt that yolor train wrote",
+        )
+    detail = (  # torch's text is only passed on for its own files, whose errors are about zip entries
+        f"{type(error).__name__}: {first_line(error)}"
+        if _is_torch_file(header)
+        else "its bytes are neither a zip archive nor a pickle"
+    )
+    return CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({detail})")
+
+
+def _torch_load(path: Path, trust_pickle: bool) -> Any:
+    """torch.load with torch's warnings kept off the screen: they advise filing issues with torch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if trust_pickle:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _read_raw(path: Path, trust_pickle: bool) -> Any:
     if not path.exists():
         raise CheckpointError(f"weights file not found: {path}")
@@ -127,24 +211,9 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
             hint="yolor detect runs .onnx files; other commands need the .pt it was exported from",
         )
     try:
-        if trust_pickle:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        culprit = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if culprit is None:  # not a refusal of code: the bytes are not a pickle at all
-            raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({exc})") from None
-        raise CheckpointError(
-            f"{path} contains pickled Python objects that a safe load refuses" + f" (it needs {culprit.group(1)})",
-            hint="it was probably saved with torch.save(model) by an old pruning script. Loading it "
-            "runs code stored in the file: only with a file you trust, pass --trust-pickle.",
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(
-            f"{path} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
-        ) from None
+        return _torch_load(path, trust_pickle)
+    except Exception as exc:  # whatever unpickling the user's bytes raises is about the file
+        raise _unreadable(path, exc, trust_pickle) from None
 
 
 def _is_state_dict(value: Any) -> bool:
@@ -198,9 +267,8 @@ def _fit_classes(cfg: DarknetCfg, state: StateDict, notes: list[str], path: Path
 
 def _fit_channels(cfg: DarknetCfg, state: StateDict, notes: list[str]) -> DarknetCfg:
     """Follow the weights' channel counts, so pruned state_dicts load with their unpruned cfg."""
-    fitted = cfg.copy()
-    changed = []
-    for index, section in enumerate(fitted.layers):
+    widths: dict[int, int] = {}
+    for index, section in enumerate(cfg.layers):
         if section.type == "convolutional":
             tensor, axis = state.get(f"module_list.{index}.Conv2d.weight"), 0
         elif section.type in ("implicit_add", "implicit_mul"):
@@ -208,14 +276,13 @@ def _fit_channels(cfg: DarknetCfg, state: StateDict, notes: list[str]) -> Darkne
         else:
             continue
         if tensor is not None and tensor.ndim == 4 and str(tensor.shape[axis]) != section.options.get("filters"):
-            section.options["filters"] = str(int(tensor.shape[axis]))
-            changed.append(index)
-    if changed:
+            widths[index] = int(tensor.shape[axis])
+    if widths:
         notes.append(
-            f"the weights have other channel counts than the cfg in {len(changed)} layers "
+            f"the weights have other channel counts than the cfg in {len(widths)} layers "
             f"(a pruned model?); the cfg was adapted to them"
         )
-    return fitted
+    return with_channels(cfg, widths)
 
 
 def _fit_cfg_to_weights(cfg: DarknetCfg, state: StateDict, notes: list[str], path: Path) -> DarknetCfg:

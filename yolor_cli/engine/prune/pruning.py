@@ -25,11 +25,11 @@ import torch_pruning as tp
 from torch import nn
 
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.model.darknet import DarknetCfg, DarknetModel, build_model
+from yolor_cli.engine.model.darknet import DarknetCfg, DarknetModel, build_model, with_channels
 from yolor_cli.engine.model.darknet.layers import ImplicitAdd, ImplicitMul, Shortcut
 from yolor_cli.engine.model.summary import ConvMacs, probe_input
+from yolor_cli.engine.prune.request import GLOBAL_MAX_RATIO, GlobalTarget, check_amount, check_method
 
-METHODS = ("l1", "l2", "random", "bn")
 UNTRAINED_BN_HINT = "train first (yolor train --sparsity S helps bn ranking), or use --method l1"
 COLLAPSED_CHANNELS = 8  # a layer left with fewer channels is flagged: it explains lost accuracy
 
@@ -52,16 +52,6 @@ def is_conv(model: DarknetModel, index: int) -> bool:
 
 def conv_of(model: DarknetModel, index: int) -> nn.Conv2d:
     return model.module_list[index].Conv2d
-
-
-def check_amount(amount: float, flag: str = "--amount") -> None:
-    if not 0 < amount < 1:
-        raise YolorError(
-            f"{flag} {amount} is outside (0, 1)",
-            hint="e.g. --amount 0.4 removes 40 % of each conv's channels"
-            if flag == "--amount"
-            else "e.g. --target-macs 0.5 keeps half of the multiply-adds",
-        )
 
 
 def check_prunable(model: DarknetModel, index: int) -> None:
@@ -148,11 +138,6 @@ def check_no_grouped_convs(model: DarknetModel) -> None:
                 )
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
-
-
 class ChannelPruner:
     """Holds a model and its dependency graph; prunes conv output channels one group at a time."""
 
@@ -218,17 +203,17 @@ def shortcut_weights(model: DarknetModel) -> list[nn.Parameter]:
 
 
 def pruned_cfg(model: DarknetModel) -> DarknetCfg:
-    """The model's cfg with every conv's and implicit layer's ``filters=`` set to its actual width."""
-    cfg = model.cfg.copy()
-    for index, (section, module) in enumerate(zip(cfg.layers, model.module_list)):
+    """The model's cfg with every conv's and implicit layer's ``filters=`` (and the convs' ``groups=``)
+    set to their actual widths."""
+    filters: dict[int, int] = {}
+    groups: dict[int, int] = {}
+    for index, module in enumerate(model.module_list):
         if is_conv(model, index):
             conv = conv_of(model, index)
-            section.options["filters"] = str(conv.out_channels)
-            if conv.groups != 1 or "groups" in section.options:  # depthwise convs lose groups with channels
-                section.options["groups"] = str(conv.groups)
+            filters[index], groups[index] = conv.out_channels, conv.groups
         elif isinstance(module, (ImplicitAdd, ImplicitMul)):
-            section.options["filters"] = str(module.implicit.shape[1])
-    return cfg
+            filters[index] = module.implicit.shape[1]
+    return with_channels(model.cfg, filters, groups)
 
 
 def rebuild(model: DarknetModel) -> DarknetModel:
@@ -239,7 +224,6 @@ def rebuild(model: DarknetModel) -> DarknetModel:
     return fresh.eval()
 
 
-GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
 # Steps towards a MACs target: many small steps give faster models than one cut of the same MACs
 # (measured on yolor_csp: latency saving 0.96-1.03 of the MACs saving with these steps, 0.61-0.78 for
 # one cut). 20 steps rather than 30 keep `prune global` on yolor_csp under 10 s with the finer search.
@@ -267,21 +251,6 @@ def conv_widths(model: DarknetModel) -> dict[int, int]:
     return {i: conv_of(model, i).out_channels for i in range(len(model.module_list)) if is_conv(model, i)}
 
 
-def check_global_options(target_macs: float | None, ratio: float | None) -> None:
-    if (target_macs is None) == (ratio is None):
-        raise YolorError(
-            "give exactly one of --target-macs and --ratio",
-            hint="e.g. --target-macs 0.5 keeps half of the multiply-adds",
-        )
-    if target_macs is not None:
-        check_amount(target_macs, "--target-macs")
-    elif not 0 < ratio <= GLOBAL_MAX_RATIO:  # type: ignore[operator]
-        raise YolorError(
-            f"--ratio {ratio} is outside (0, {GLOBAL_MAX_RATIO}]",
-            hint="beyond it whole layer groups collapse; use --target-macs for deep cuts",
-        )
-
-
 def _meta_pruner(model: DarknetModel, ratio: float, method: str, steps: int) -> tp.pruner.MetaPruner:
     with _quiet_about_shortcut_weights():
         return tp.pruner.MetaPruner(
@@ -297,36 +266,29 @@ def _meta_pruner(model: DarknetModel, ratio: float, method: str, steps: int) -> 
         )
 
 
-def prune_global(
-    model: DarknetModel, *, target_macs: float | None = None, ratio: float | None = None, method: str = "l1"
-) -> tuple[DarknetModel, list[LayerChange]]:
-    """Global pruning with torch-pruning's MetaPruner, heads excluded: ``ratio`` of the channels
+def check_bn_rankable_globally(model: DarknetModel) -> None:
+    """``prune global --method bn`` needs BatchNorm scales that differ somewhere outside the heads."""
+    backbone = [i for i in conv_widths(model) if i not in {head.conv for head in model.heads}]
+    if all(_equal_scales(model, i) for i in backbone):
+        raise YolorError(
+            "every BatchNorm scale of the model is equal (an untrained model?), so --method bn cannot rank channels",
+            hint=UNTRAINED_BN_HINT,
+        )
+
+
+def prune_global(model: DarknetModel, target: GlobalTarget, *, method: str = "l1") -> DarknetModel:
+    """Global pruning with torch-pruning's MetaPruner, heads excluded: ``target.ratio`` of the channels
     ranked across the model in one step, or small steps until the MACs land within 5 % of
-    ``target_macs`` x the original. Returns the pruned model (``model`` itself for a ratio)."""
-    check_global_options(target_macs, ratio)
-    check_method(method)
-    check_supported(model)
-    if method == "bn":
-        backbone = [i for i in conv_widths(model) if i not in {head.conv for head in model.heads}]
-        if all(_equal_scales(model, i) for i in backbone):
-            raise YolorError(
-                "every BatchNorm scale of the model is equal (an untrained model?), so --method bn "
-                "cannot rank channels",
-                hint=UNTRAINED_BN_HINT,
-            )
+    ``target.target_macs`` x the original. Returns the pruned model (``model`` itself for a ratio).
+
+    The target checked its options when it was built; the model must pass :func:`check_supported`
+    and, for ``method="bn"``, :func:`check_bn_rankable_globally` (``prune`` checks both once, first)."""
     model.eval()
-    widths = conv_widths(model)
-    if ratio is not None:
-        _meta_pruner(model, ratio, method, steps=1).step()
-        pruned = model
-    else:
-        assert target_macs is not None
-        pruned = _search_target(model, target_macs, method)
-    return pruned, [
-        LayerChange(module=i, before=before, after=conv_of(pruned, i).out_channels)
-        for i, before in widths.items()
-        if conv_of(pruned, i).out_channels != before
-    ]
+    if target.ratio is not None:
+        _meta_pruner(model, target.ratio, method, steps=1).step()
+        return model
+    assert target.target_macs is not None
+    return _search_target(model, target.target_macs, method)
 
 
 def _step_until(

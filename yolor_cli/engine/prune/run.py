@@ -1,12 +1,18 @@
-"""``yolor prune conv|layers|global`` as engine calls: load, prune, measure, write an ordinary checkpoint."""
+"""``yolor prune conv|layers|global`` as one engine call: load, prune, measure, write an ordinary checkpoint.
+
+The request's target picks its mode from :data:`MODES`, one entry per target type: how the target is
+checked against the model (before any slow work) and how it is pruned.
+"""
 
 from __future__ import annotations
 
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,10 +25,8 @@ from yolor_cli.engine.model.summary import count_gflops
 from yolor_cli.engine.prune.pruning import (
     ChannelPruner,
     LayerChange,
-    check_amount,
     check_bn_rankable,
-    check_global_options,
-    check_method,
+    check_bn_rankable_globally,
     check_no_grouped_convs,
     check_prunable,
     check_supported,
@@ -32,6 +36,7 @@ from yolor_cli.engine.prune.pruning import (
     prune_global,
     rebuild,
 )
+from yolor_cli.engine.prune.request import ConvTargets, GlobalTarget, LayerSpan, PruneRequest
 
 LATENCY_REPEATS = 5
 
@@ -89,82 +94,89 @@ def _destination(weights: Path, output: str | Path | None, overwrite: bool) -> P
     return destination
 
 
-def _local_targets(
-    model: DarknetModel, layers: list[int] | None, span: tuple[int, int] | None, notes: list[str]
-) -> list[int]:
-    """The convs ``prune conv`` / ``prune layers`` will prune, checked before any work is done."""
-    if layers is not None:
-        repeated = sorted({index for index in layers if layers.count(index) > 1})
-        if repeated:
-            raise YolorError(
-                f"--layer {', '.join(map(str, repeated))} given more than once",
-                hint="each --layer is pruned once; to prune it harder, raise --amount",
-            )
-        for index in layers:
-            check_prunable(model, index)
-        return list(layers)
-    assert span is not None
-    start, upto = span
+def _checked_local(model: DarknetModel, convs: list[int], method: str) -> list[int]:
+    """``prune conv`` and ``prune layers`` rank channels conv by conv: no grouped convs, and bn
+    ranking needs trained scales in every conv it prunes."""
+    check_no_grouped_convs(model)
+    if method == "bn":
+        check_bn_rankable(model, convs)
+    return convs
+
+
+def _plan_convs(model: DarknetModel, target: ConvTargets, method: str, notes: list[str]) -> list[int]:
+    for index in target.layers:
+        check_prunable(model, index)
+    return _checked_local(model, list(target.layers), method)
+
+
+def _plan_span(model: DarknetModel, target: LayerSpan, method: str, notes: list[str]) -> list[int]:
     last = len(model.module_list) - 1
-    if start > upto:
-        raise YolorError(f"--from {start} is after --upto {upto}")
-    if upto > last:
-        notes.append(f"--upto {upto} is past the last module ({last}); pruning up to {last}")
-    targets = convs_between(model, start, upto)
-    if not targets:
-        raise YolorError(f"no prunable conv in modules {start}..{upto}", hint="see the indices with yolor info")
-    return targets
+    if target.upto > last:
+        notes.append(f"--upto {target.upto} is past the last module ({last}); pruning up to {last}")
+    convs = convs_between(model, target.start, target.upto)
+    if not convs:
+        raise YolorError(
+            f"no prunable conv in modules {target.start}..{target.upto}", hint="see the indices with yolor info"
+        )
+    return _checked_local(model, convs, method)
 
 
-def prune(
-    *,
-    weights: str | Path,
-    cfg: str | None = None,
-    layers: list[int] | None = None,
-    span: tuple[int, int] | None = None,
-    amount: float | None = None,
-    target_macs: float | None = None,
-    ratio: float | None = None,
-    method: str = "l1",
-    img_size: int = 640,
-    output: str | Path | None = None,
-    overwrite: bool = False,
-    dry_run: bool = False,
-    latency: bool = True,
-    seed: int = 0,
-    trust_pickle: bool = False,
-) -> PruneResult:
-    """Prune the convs in ``layers`` (``prune conv``) or every conv in ``span`` = (from, upto) in
-    module order (``prune layers``), each by ``int(amount * channels)`` channels; or, with
-    ``target_macs`` or ``ratio``, globally (``prune global``). Everything the user can get wrong is
-    checked before the slow work (measuring, pruning)."""
-    global_mode = layers is None and span is None
-    if global_mode:
-        check_global_options(target_macs, ratio)
-    elif amount is None:
-        raise YolorError("no --amount given")
-    else:
-        check_amount(amount)
-    check_method(method)
-    destination = None if dry_run else _destination(Path(weights), output, overwrite)
-    loaded = load_model(cfg=cfg, weights=weights, trust_pickle=trust_pickle)
+def _plan_global(model: DarknetModel, target: GlobalTarget, method: str, notes: list[str]) -> list[int]:
+    if method == "bn":
+        check_bn_rankable_globally(model)
+    return []  # the convs are chosen by ranking, while pruning
+
+
+def _prune_local(
+    model: DarknetModel, target: ConvTargets | LayerSpan, convs: list[int], request: PruneRequest
+) -> DarknetModel:
+    pruner = ChannelPruner(model, method=request.method, seed=request.seed)
+    for index in convs:
+        pruner.prune_conv(index, target.amount)
+    return model
+
+
+def _prune_global(model: DarknetModel, target: GlobalTarget, convs: list[int], request: PruneRequest) -> DarknetModel:
+    return prune_global(model, target, method=request.method)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How one kind of target is checked against the model, pruned, and explained when it prunes nothing."""
+
+    plan: Callable[[DarknetModel, Any, str, list[str]], list[int]]  # the convs to prune, checked
+    prune: Callable[[DarknetModel, Any, list[int], PruneRequest], DarknetModel]
+    nothing_pruned: str
+    nothing_pruned_hint: str
+
+
+LOCAL_NOTHING = (
+    "the amount rounds to 0 channels, or the layers are already as small as their coupled partners allow",
+    "raise --amount (int(amount x channels) channels go from each conv)",
+)
+MODES: dict[type, Mode] = {
+    ConvTargets: Mode(_plan_convs, _prune_local, *LOCAL_NOTHING),
+    LayerSpan: Mode(_plan_span, _prune_local, *LOCAL_NOTHING),
+    GlobalTarget: Mode(_plan_global, _prune_global, "the ratio rounds to 0 channels in every group", "raise --ratio"),
+}
+
+
+def prune(request: PruneRequest) -> PruneResult:
+    """Prune as ``request.target`` says: the convs of a :class:`ConvTargets` or every conv of a
+    :class:`LayerSpan`, each by ``int(amount * channels)`` channels, or a :class:`GlobalTarget`.
+    The request checked its options when built; everything that depends on the model is checked
+    here before the slow work (measuring, pruning)."""
+    mode = MODES[type(request.target)]
+    destination = None if request.dry_run else _destination(request.weights, request.output, request.overwrite)
+    loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
-    model.check_img_size(img_size)
+    model.check_img_size(request.img_size)
     check_supported(model)
     notes = list(loaded.notes)
-    targets = None if global_mode else _local_targets(model, layers, span, notes)
-    if targets is not None:
-        check_no_grouped_convs(model)
-        if method == "bn":
-            check_bn_rankable(model, targets)
-    before = measure(model, img_size, latency)
+    convs = mode.plan(model, request.target, request.method, notes)
+    before = measure(model, request.img_size, request.latency)
     widths = conv_widths(model)
-    if global_mode:
-        model, _ = prune_global(model, target_macs=target_macs, ratio=ratio, method=method)
-    else:
-        pruner = ChannelPruner(model, method=method, seed=seed)
-        for index in targets or []:
-            pruner.prune_conv(index, amount)  # type: ignore[arg-type]
+    model = mode.prune(model, request.target, convs, request)
     changes = [
         LayerChange(module=i, before=width, after=conv_of(model, i).out_channels)
         for i, width in widths.items()
@@ -172,19 +184,10 @@ def prune(
     ]
     if not changes:
         raise YolorError(
-            "nothing was pruned, so nothing was written: "
-            + (
-                "the ratio rounds to 0 channels in every group"
-                if global_mode
-                else "the amount rounds to 0 channels, or the layers are already as small as their "
-                "coupled partners allow"
-            ),
-            hint="raise --ratio"
-            if global_mode
-            else "raise --amount (int(amount x channels) channels go from each conv)",
+            f"nothing was pruned, so nothing was written: {mode.nothing_pruned}", hint=mode.nothing_pruned_hint
         )
     pruned = rebuild(model)
-    after = measure(pruned, img_size, latency)
+    after = measure(pruned, request.img_size, request.latency)
     collapsed = [c for c in changes if c.collapsed]
     if collapsed:
         notes.append(
@@ -193,4 +196,6 @@ def prune(
         )
     if destination is not None:
         save_checkpoint(Checkpoint(cfg=pruned.cfg, model_state=pruned.state_dict(), names=loaded.names), destination)
-    return PruneResult(changes=changes, before=before, after=after, img_size=img_size, output=destination, notes=notes)
+    return PruneResult(
+        changes=changes, before=before, after=after, img_size=request.img_size, output=destination, notes=notes
+    )

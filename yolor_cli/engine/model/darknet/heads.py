@@ -28,6 +28,11 @@ class Head:
     implicits: tuple[int, ...]
 
 
+# The detection levels the loss balances objectness for (train/loss.py LEVEL_BALANCE): P3-P5 as in
+# yolor_csp, P3-P6 as in yolor_p6, up to P3-P7. Other counts build, but cannot be trained.
+DETECTION_LEVELS = range(3, 6)
+
+
 def find_heads(specs: list[LayerSpec], source: str = "<cfg>") -> list[Head]:
     heads = []
     for index, spec in enumerate(specs):
@@ -51,3 +56,17 @@ def find_heads(specs: list[LayerSpec], source: str = "<cfg>") -> list[Head]:
     if not heads:
         raise CfgError(f"{source}: the cfg has no [yolo] layer, so it is not a detector")
     return heads
+
+
+def check_level_count(heads: list[Head], specs: list[LayerSpec], source: str = "<cfg>") -> None:
+    """Refuse a level count training cannot balance, at the [yolo] to add or remove."""
+    if len(heads) in DETECTION_LEVELS:
+        return
+    first, last = DETECTION_LEVELS[0], DETECTION_LEVELS[-1]
+    culprit = heads[0] if len(heads) < first else heads[last]  # the first [yolo], or the first extra one
+    raise CfgError(
+        f"{source}:{specs[culprit.yolo].line}: the cfg has {len(heads)} [yolo] layers; yolor supports "
+        f"{first} to {last} detection levels",
+        hint=f"the loss balances objectness over {first} to {last} levels: "
+        + ("add [yolo] heads" if len(heads) < first else "remove the extra [yolo] heads"),
+    )

@@ -15,7 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from yolor_cli.engine.errors import CfgError, YolorError
 from yolor_cli.engine.model.darknet.cfg import DarknetCfg
-from yolor_cli.engine.model.darknet.heads import Head, find_heads
+from yolor_cli.engine.model.darknet.heads import Head, check_level_count, find_heads
 from yolor_cli.engine.model.darknet.layers import FeatureLayer, YoloLayer
 from yolor_cli.engine.model.darknet.specs import BuildContext, LayerSpec, parse_layer
 
@@ -55,6 +55,7 @@ class DarknetModel(nn.Module):
             ctx.strides.append(built.stride)
         self.module_list = nn.ModuleList(modules)
         self.heads: list[Head] = find_heads(self.specs, cfg.source)
+        check_level_count(self.heads, self.specs, cfg.source)
         self.input_channels = input_channels
         self.layer_channels: list[int] = list(ctx.channels)
         self._needed = {j for m in modules if isinstance(m, FeatureLayer) for j in m.sources}
@@ -124,9 +125,19 @@ class DarknetModel(nn.Module):
             bias[:, 5:] += math.log(PRIOR_CLASS_PROBABILITY / (yolo.nc - 0.99))
 
 
+# The sizes suggested when an image size is below the stride: the usual fast and full sizes.
+SUGGESTED_IMG_SIZES = (320, 640)
+
+
 def check_stride_multiple(img_size: int, stride: int) -> None:
     """Inputs must be multiples of the largest stride, or routes join maps of different sizes."""
-    if img_size <= 0 or img_size % stride:
+    if img_size < stride:  # 0, negative or too small: no multiple is "near" it
+        examples = sorted({max(stride, round(size / stride) * stride) for size in SUGGESTED_IMG_SIZES})
+        raise YolorError(
+            f"image size {img_size} is smaller than the model's largest stride {stride}",
+            hint=f"use a multiple of {stride} such as {' or '.join(map(str, examples))}",
+        )
+    if img_size % stride:
         nearest = max(stride, round(img_size / stride) * stride)
         raise YolorError(
             f"image size {img_size} is not a multiple of the model's largest stride {stride}",

@@ -1,0 +1,114 @@
+"""What ``yolor prune`` is asked to do: one typed target and one request that owns the defaults.
+
+A target is exactly one of three kinds (``prune conv``, ``prune layers``, ``prune global``), and
+every option is checked when the request is built, before any model is read. Nothing here needs
+torch, so the command module builds requests without paying for the engine's imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from yolor_cli.engine.errors import YolorError
+
+METHODS = ("l1", "l2", "random", "bn")
+DEFAULT_AMOUNT = 0.4  # int(0.4 x channels) go from each conv, as the old pruning scripts did
+DEFAULT_IMG_SIZE = 640  # the size GFLOPs and latency are reported at, YOLOR's usual input
+GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
+
+
+def check_amount(amount: float, flag: str = "--amount") -> None:
+    if not 0 < amount < 1:
+        raise YolorError(
+            f"{flag} {amount} is outside (0, 1)",
+            hint="e.g. --amount 0.4 removes 40 % of each conv's channels"
+            if flag == "--amount"
+            else "e.g. --target-macs 0.5 keeps half of the multiply-adds",
+        )
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise YolorError(f"unknown pruning method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+
+
+def check_global_options(target_macs: float | None, ratio: float | None) -> None:
+    if (target_macs is None) == (ratio is None):
+        raise YolorError(
+            "give exactly one of --target-macs and --ratio",
+            hint="e.g. --target-macs 0.5 keeps half of the multiply-adds",
+        )
+    if target_macs is not None:
+        check_amount(target_macs, "--target-macs")
+    elif not 0 < ratio <= GLOBAL_MAX_RATIO:  # type: ignore[operator]
+        raise YolorError(
+            f"--ratio {ratio} is outside (0, {GLOBAL_MAX_RATIO}]",
+            hint="beyond it whole layer groups collapse; use --target-macs for deep cuts",
+        )
+
+
+@dataclass(frozen=True)
+class ConvTargets:
+    """``prune conv``: the convs at these module indices, each by ``int(amount x channels)`` channels."""
+
+    layers: tuple[int, ...]
+    amount: float = DEFAULT_AMOUNT
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount)
+        repeated = sorted({index for index in self.layers if self.layers.count(index) > 1})
+        if repeated:
+            raise YolorError(
+                f"--layer {', '.join(map(str, repeated))} given more than once",
+                hint="each --layer is pruned once; to prune it harder, raise --amount",
+            )
+
+
+@dataclass(frozen=True)
+class LayerSpan:
+    """``prune layers``: every conv of modules ``start..upto`` (inclusive) in module order."""
+
+    upto: int
+    start: int = 0
+    amount: float = DEFAULT_AMOUNT
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount)
+        if self.start > self.upto:
+            raise YolorError(f"--from {self.start} is after --upto {self.upto}")
+
+
+@dataclass(frozen=True)
+class GlobalTarget:
+    """``prune global``: channels ranked across the model, to a MACs fraction or a channel ratio."""
+
+    target_macs: float | None = None
+    ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        check_global_options(self.target_macs, self.ratio)
+
+
+PruneTarget = ConvTargets | LayerSpan | GlobalTarget
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    """One prune run. ``output`` None writes ``NAME_pruned.pt`` beside the weights (never overwriting);
+    ``dry_run`` writes nothing; ``latency`` measures CPU latency before and after."""
+
+    weights: Path
+    target: PruneTarget
+    cfg: str | None = None
+    method: str = "l1"
+    img_size: int = DEFAULT_IMG_SIZE
+    output: Path | None = None
+    overwrite: bool = False
+    dry_run: bool = False
+    latency: bool = True
+    seed: int = 0
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
