@@ -126,10 +126,10 @@ MAX_NMS_CANDIDATES = 30_000  # best-scoring boxes that enter NMS; an untrained m
 def non_max_suppression(
     prediction: torch.Tensor,
     *,
-    conf_threshold: float = 0.25,
-    iou_threshold: float = 0.45,
+    conf_threshold: float,
+    iou_threshold: float,
+    max_det: int,
     classes: list[int] | None = None,
-    max_det: int = 300,
     agnostic: bool = False,
     multi_label: bool = True,
 ) -> list[torch.Tensor]:

@@ -33,24 +33,28 @@ def test_nms_suppresses_overlaps_within_a_class_only() -> None:
         _raw([[50, 50, 20, 20, 0.9, 1, 0], [51, 50, 20, 20, 0.8, 1, 0], [51, 50, 20, 20, 0.7, 0, 1]]),
         conf_threshold=0.1,
         iou_threshold=0.5,
+        max_det=300,
     )[0]
     assert out[:, 5].tolist() == [0, 1] and out[:, 4].tolist() == pytest.approx([0.9, 0.7])
     torch.testing.assert_close(out[0, :4], torch.tensor([40.0, 40.0, 60.0, 60.0]))
 
 
 def test_nms_edge_cases() -> None:
-    empty = non_max_suppression(_raw([[50, 50, 20, 20, 0.05, 1, 0]]), conf_threshold=0.25)[0]
+    def nms(raw: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        return non_max_suppression(raw, **{"conf_threshold": 0.25, "iou_threshold": 0.45, "max_det": 300, **kwargs})[0]
+
+    empty = nms(_raw([[50, 50, 20, 20, 0.05, 1, 0]]))
     assert empty.shape == (0, 6)
     rows = [[10 * i, 10, 5, 5, 0.9, 0.6, 0.5] for i in range(10)]
-    multi = non_max_suppression(_raw(rows), conf_threshold=0.25, max_det=7)[0]
+    multi = nms(_raw(rows), max_det=7)
     assert len(multi) == 7  # each box kept for both classes, then capped
-    single = non_max_suppression(_raw(rows), conf_threshold=0.25, multi_label=False)[0]
+    single = nms(_raw(rows), multi_label=False)
     assert set(single[:, 5].tolist()) == {0.0} and len(single) == 10
-    only_one = non_max_suppression(_raw(rows), conf_threshold=0.25, classes=[1])[0]
+    only_one = nms(_raw(rows), classes=[1])
     assert set(only_one[:, 5].tolist()) == {1.0}
-    agnostic = non_max_suppression(
+    agnostic = nms(
         _raw([[50, 50, 20, 20, 0.9, 1, 0], [50, 50, 20, 20, 0.9, 0, 0.8]]), conf_threshold=0.1, agnostic=True
-    )[0]
+    )
     assert len(agnostic) == 1
 
 
