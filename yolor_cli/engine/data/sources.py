@@ -65,19 +65,25 @@ def list_sources(source: str) -> list[Path]:
 FFMPEG_QUIET = "-8"  # AV_LOG_QUIET: OpenCV passes OPENCV_FFMPEG_LOGLEVEL to av_log_set_level
 
 
-def _quiet_ffmpeg() -> None:
-    """ffmpeg inside OpenCV writes its own complaints ("moov atom not found") straight to file
-    descriptor 2, past any Python redirect; the skipped-input warnings already say what went wrong.
-    ffmpeg reads the level once, when the process opens its first video, so this runs before every
-    open. A user's own setting wins."""
+def _open_video_quietly(path: Path) -> cv2.VideoCapture:
+    """Open a video without library noise on the terminal: the skipped-input warning already says
+    what went wrong. Two loggers speak on a bad file, both straight to file descriptor 2, past any
+    Python redirect: ffmpeg ("moov atom not found"), which reads its level once, when the process
+    opens its first video (a user's own OPENCV_FFMPEG_LOGLEVEL wins), and OpenCV itself ("[ WARN:0]
+    ... Unable to read codec parameters"), whose level is lowered for the open only."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(str(path))
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def iter_frames(paths: list[Path]) -> Iterator[Frame | Unreadable]:
     for path in paths:
         if is_video(path):
-            _quiet_ffmpeg()
-            capture = cv2.VideoCapture(str(path))
+            capture = _open_video_quietly(path)
             if not capture.isOpened():
                 yield Unreadable(path, "cannot open video")
                 continue
