@@ -190,3 +190,17 @@ def test_training_progress_in_a_log_is_one_line_per_epoch_and_tables_go_to_stder
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert lines[0].split() == ["1/10", "box", "0.0500", "total", "0.2000"]
     assert "Validation after epoch 1/10" in captured.err and "all" in captured.err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`yolor info --json ... | head -c 1`: the closed pipe is no user error to report, and no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "yolor_cli", "info", "--cfg", "yolor_csp_tiny", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before the interpreter has started: the first write meets a closed pipe
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert stderr.decode() == ""

@@ -37,6 +37,8 @@ class YolorGroup(TyperGroup):
                 raise
             print_error(error.message, error.hint)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except BrokenPipeError:  # the reader went away (`yolor ... | head`): Typer exits quietly
+            raise
         except OSError as error:  # permissions, a full disk, a folder where a file should be...
             if ctx.meta.get(DEBUG_KEY):
                 raise
