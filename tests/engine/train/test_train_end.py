@@ -38,12 +38,12 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("end") / "voc", images=8, seed=5, val=0.25)
 
 
-def _plan(shapes: Path, tmp_path: Path) -> TrainPlan:
+def _plan(shapes: Path, tmp_path: Path, epochs: int = 1) -> TrainPlan:
     return plan_training(
         TrainOptions(
             data=str(shapes / "data.yaml"),
             cfg="yolor_csp_tiny",
-            epochs=1,
+            epochs=epochs,
             batch_size=4,
             img_size=64,
             workers=0,
@@ -107,3 +107,43 @@ def test_resume_finishes_a_run_cut_during_its_end(
     _assert_finished(weights)
     again = invoke("train", "--resume", str(weights / "last.pt"))
     assert again.exit_code == 1 and "finished all 1 epochs; nothing to resume" in " ".join(again.stderr.split())
+
+
+def test_a_failure_after_the_last_epoch_keeps_it_for_resume(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything that breaks between the last epoch and its final files (here results.png) must not
+    lose the epoch: its last.pt is written as soon as the epoch is done, and --resume ends the run."""
+    from tests.test_cli import invoke
+
+    def broken_plot(*args, **kwargs) -> None:
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(hooks, "plot_results", broken_plot)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        train(_plan(shapes, tmp_path))
+    monkeypatch.undo()
+    weights = tmp_path / "runs" / "exp" / "weights"
+    last = load_checkpoint(weights / "last.pt")
+    assert (last.epoch, last.optimizer_state is not None) == (0, True)
+    result = invoke("train", "--resume", str(weights / "last.pt"))
+    assert result.exit_code == 0, result.output
+    _assert_finished(weights)
+
+
+def test_ctrl_c_during_an_epochs_checkpoint_set_waits_for_the_whole_set(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """last.pt is written last and the set as one: a last.pt never names bests that were not written."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    plan = _plan(shapes, tmp_path, epochs=2)
+    try:
+        _cut_saves_at(monkeypatch, "best.pt", lambda: os.kill(os.getpid(), signal.SIGINT))
+        with pytest.raises(KeyboardInterrupt):
+            train(plan)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    weights = tmp_path / "runs" / "exp" / "weights"
+    assert {p.name for p in weights.glob("*.pt")} == ONE_EPOCH_FILES  # epoch 0 of 2: the same set, unstripped
+    last = load_checkpoint(weights / "last.pt")
+    assert (last.epoch, last.optimizer_state is not None) == (0, True)

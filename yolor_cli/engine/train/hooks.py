@@ -17,7 +17,7 @@ from yolor_cli.engine.errors import MissingDependencyError
 from yolor_cli.engine.evaluate.evaluator import evaluate_model
 from yolor_cli.engine.evaluate.metrics import Metrics
 from yolor_cli.engine.evaluate.plots import plot_results
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, interrupts_deferred
 from yolor_cli.engine.infer.drawing import batch_mosaic
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.reporting import Reporter
@@ -174,8 +174,11 @@ class _FinalEpoch:
 
 
 class CheckpointHook(TrainHook):
-    """The seed's checkpoint set, written atomically each epoch. The final epoch's set is written at the
-    end of the run (where Ctrl-C waits), with every file stripped of the optimizer."""
+    """The seed's checkpoint set, written each epoch as a whole (Ctrl-C waits for it), last.pt last, so
+    a last.pt always belongs to a complete set. The final epoch writes only its last.pt, marked with
+    the set's other files, as soon as the epoch is done; the end of the run (``after_train``) writes
+    them, every file stripped of the optimizer. Whatever stops the run in between (Ctrl-C, kill -9,
+    a failing plot), ``--resume`` finishes the end from that last.pt."""
 
     def __init__(
         self,
@@ -191,7 +194,6 @@ class CheckpointHook(TrainHook):
         self.last_class_maps = last_class_maps
         self.epochs_without_gain = 0
         self.final: _FinalEpoch | None = None  # set when the last epoch is done; its files come in after_train
-        self.ended = False
 
     def _checkpoint(
         self, trainer: Trainer, epoch: int, with_optimizer: bool, final: list[str] | None = None
@@ -262,28 +264,28 @@ class CheckpointHook(TrainHook):
         if self.options.patience and self.epochs_without_gain >= self.options.patience:
             state.stop = True
         names = self._set_names(state, improved)
-        if state.epoch == state.epochs - 1 or state.stop:
-            self.final = _FinalEpoch(state.epoch, names)
-            return
-        if self.options.nosave:
-            return
-        ckpt = self._checkpoint(trainer, state.epoch, with_optimizer=True)
-        for name in [LAST, *names]:
-            save_checkpoint(ckpt, self.dir / name)
+        with interrupts_deferred():
+            if state.epoch == state.epochs - 1 or state.stop:
+                self.final = _FinalEpoch(state.epoch, names)
+                self._save_final_last(trainer, self.final)
+                return
+            if self.options.nosave:
+                return
+            ckpt = self._checkpoint(trainer, state.epoch, with_optimizer=True)
+            for name in [*names, LAST]:
+                save_checkpoint(ckpt, self.dir / name)
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
-        """The final epoch's last.pt first (from it ``--resume`` can finish the rest), then the end."""
-        final = self.final or _FinalEpoch(state.epoch, [])  # or stopped by a later hook: its set is written
-        finish_checkpoints(self.dir, self._save_final_last(trainer, final))
-        self.ended = True
+        """The end of the run, from the final epoch's last.pt (written in ``after_epoch``)."""
+        final = self.final
+        if final is None or final.epoch != state.epoch:  # stopped by a later hook: its epoch's set was written
+            final = self.final = _FinalEpoch(state.epoch, [])
+            self._save_final_last(trainer, final)
+        finish_checkpoints(self.dir, self._checkpoint(trainer, final.epoch, with_optimizer=True, final=final.files))
 
     def on_interrupt(self, trainer: Trainer) -> None:
-        """Leave a last.pt that ``--resume`` continues from, or finishes the end of the run from."""
-        if self.ended:
-            return
-        if self.final is not None:
-            self._save_final_last(trainer, self.final)
-        elif self.options.nosave or not (self.dir / LAST).exists():
+        """Leave a last.pt that ``--resume`` continues from (after the final epoch it is already there)."""
+        if self.final is None and (self.options.nosave or not (self.dir / LAST).exists()):
             self.save_last(trainer, trainer.finished_epoch)  # the last whole epoch, -1 if none
 
 
