@@ -102,6 +102,8 @@ def test_prepare_json_keeps_its_keys_and_adds_the_groups(tmp_path: Path) -> None
         (("train", "--device", "cpu", "--data", "{fifo}"), "data file"),
         (("train", "--device", "cpu", "--data", "{data}", "--hyp", "{fifo}"), "hyperparameter file"),
         (("dataset", "voc2yolo", "--root", "{root}", "--names", "{fifo}"), "class names file"),
+        (("info", "--cfg", "{fifo}"), "cfg file"),
+        (("info", "--weights", "{fifo}"), "weights file"),
     ],
 )
 def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, command: tuple[str, ...], what: str) -> None:

@@ -46,5 +46,7 @@ def test_output_names_for_one_format_and_for_several(weights: Path, tmp_path: Pa
     assert names(["torchscript"], "model.torchscript") == ["model.torchscript"]
     assert names(["pt"], "deploy.bin") == ["deploy.bin"]
     assert names(["torchscript"], "model") == ["model.torchscript"]  # no suffix: the format's is added
+    assert names(["onnx"], "model.v2") == ["model.v2.onnx"]  # a version is part of the stem
+    assert names(["onnx"], "model.v1.5") == ["model.v1.5.onnx"]
     assert names(["onnx", "torchscript"], "m.ts") == ["m.ts.onnx", "m.ts.torchscript"]
     assert names(["onnx", "pt"], "m.onnx") == ["m.onnx", "m.pt"]

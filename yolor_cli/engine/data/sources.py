@@ -13,6 +13,7 @@ import numpy as np
 
 from yolor_cli.engine.data.images import is_image, read_image
 from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.files import check_regular_file
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 DEFAULT_FPS = 30.0
@@ -42,6 +43,8 @@ class Unreadable:
 def list_sources(source: str) -> list[Path]:
     """Image and video files named by ``source``, in a stable order."""
     path = Path(source).expanduser()
+    if path.exists() and not path.is_dir():
+        check_regular_file(path, "source")  # a FIFO or device is no image, video or list
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and (is_image(p) or is_video(p)))
     if path.is_file():

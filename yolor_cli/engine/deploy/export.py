@@ -12,6 +12,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -148,13 +149,19 @@ def _with_suffix(path: Path, suffix: str) -> Path:
     return base.with_name(base.name + suffix)
 
 
+def _names_a_file(path: Path) -> bool:
+    """``m.ts`` or ``model.onnx`` name the file; ``model.v2`` or ``model.v1.5`` are dotted stems (a
+    version), which still get the format's suffix, so ``yolor detect`` recognises an .onnx file."""
+    return bool(path.suffix) and re.fullmatch(r"\.v?\d+", path.suffix, flags=re.IGNORECASE) is None
+
+
 def output_paths(weights: Path, formats: list[str], output: Path | None, overwrite: bool = False) -> dict[str, Path]:
     """Where each format goes: ``--output`` exactly as typed for one format and a name with a suffix
-    (``m.ts``, ``model.onnx``: what people type); else ``--output`` with each format's suffix; by
-    default NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the weights, numbered together
-    (NAME_2.onnx, NAME_2.torchscript...) rather than overwriting anything. An existing file is
-    replaced only with ``overwrite``; the input weights never."""
-    if output is not None and len(formats) == 1 and output.suffix:
+    (``m.ts``, ``model.onnx``: what people type; not a version such as ``model.v2``); else ``--output``
+    with each format's suffix; by default NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the
+    weights, numbered together (NAME_2.onnx, NAME_2.torchscript...) rather than overwriting anything.
+    An existing file is replaced only with ``overwrite``; the input weights never."""
+    if output is not None and len(formats) == 1 and _names_a_file(output):
         paths = {formats[0]: output}
     elif output is not None:
         paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}

@@ -21,7 +21,7 @@ from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
 from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
 from yolor_cli.engine.evaluate.request import EVAL_BATCH_SIZE, EVAL_CONF, EVAL_IOU, EvalRequest
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, check_regular_file
 from yolor_cli.engine.infer.predictor import Detections, Predictor
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.engine.model.darknet import DarknetModel
@@ -167,6 +167,7 @@ def evaluate_model(
 
 
 def _read_predictions(path: Path) -> list[dict[str, Any]]:
+    check_regular_file(path, "predictions file")  # a FIFO would block the read forever
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

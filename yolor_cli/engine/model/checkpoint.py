@@ -22,7 +22,7 @@ from torch import nn
 
 from yolor_cli import __version__
 from yolor_cli.engine.errors import CheckpointError, first_line
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, check_regular_file
 from yolor_cli.engine.model.darknet import (
     DarknetCfg,
     DarknetModel,
@@ -205,6 +205,7 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
         raise CheckpointError(f"weights file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a weights file")
+    check_regular_file(path, "weights file")  # a FIFO would block the read forever
     if path.suffix.lower() in EXPORTED_SUFFIXES:
         raise CheckpointError(
             f"{path} is an exported model, not a checkpoint",

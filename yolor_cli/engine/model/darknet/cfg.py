@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yolor_cli.engine.errors import CfgError
+from yolor_cli.engine.files import check_regular_file
 
 NET_SECTION_NAMES = ("net", "network")
 COMMENT_PREFIXES = ("#", ";")
@@ -94,6 +95,7 @@ def parse_cfg(text: str, source: str = "<cfg>") -> DarknetCfg:
 
 def read_cfg(path: str | Path) -> DarknetCfg:
     path = Path(path)
+    check_regular_file(path, "cfg file")  # a FIFO would block the read forever
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
