@@ -124,7 +124,7 @@ class RichReporter:
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
             )
-        live = self.console.is_terminal
+        live = _is_terminal(sys.stderr)  # not Rich's guess: FORCE_COLOR would redraw bars into a log
         with Progress(*columns, console=self.console, transient=not fields, disable=not live) as progress:
             task = progress.add_task(
                 escape(description),

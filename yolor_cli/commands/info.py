@@ -7,6 +7,7 @@ from dataclasses import asdict
 from rich.table import Table
 
 from yolor_cli.console import print_json, print_notes, stdout_console
+from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, NcOption, TrustPickleOption, WeightsOption
 
 
@@ -14,7 +15,7 @@ def info(
     cfg: CfgOption = None,
     weights: WeightsOption = None,
     nc: NcOption = None,
-    img_size: ImgSizeOption = 640,
+    img_size: ImgSizeOption = DEFAULT_IMG_SIZE,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = False,
 ) -> None:

@@ -74,6 +74,8 @@ def test_training_with_a_val_split_without_objects_keeps_its_epoch(unlabelled_va
         "--json",
     )
     assert result.exit_code == 0, result.output
+    assert "no labelled objects in the val split" in " ".join(result.stderr.split())  # said, once
+    assert result.stderr.count("no labelled objects") == 1
     weights_dir = tmp_path / "runs" / "exp" / "weights"
     assert (weights_dir / "last.pt").is_file() and (weights_dir / "best.pt").is_file()
     with (tmp_path / "runs" / "exp" / "results.csv").open(newline="") as stream:

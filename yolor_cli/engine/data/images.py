@@ -44,7 +44,8 @@ def probe_image(path: Path) -> ImageInfo:
     except FileNotFoundError:
         raise UnusableFile(SkipReason.MISSING_IMAGE) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UnusableFile(SkipReason.CORRUPT_IMAGE, str(exc)) from None
+        # PIL names the file by its full path; the report names it already (relative to the root)
+        raise UnusableFile(SkipReason.CORRUPT_IMAGE, str(exc).replace(str(path), path.name)) from None
     if min(width, height) < MIN_IMAGE_SIDE:
         raise UnusableFile(SkipReason.IMAGE_TOO_SMALL, f"{width}x{height} pixels")
     return ImageInfo(width=width, height=height)

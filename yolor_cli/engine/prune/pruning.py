@@ -139,7 +139,10 @@ def check_no_grouped_convs(model: DarknetModel) -> None:
 
 
 class ChannelPruner:
-    """Holds a model and its dependency graph; prunes conv output channels one group at a time."""
+    """Holds a model and its dependency graph; prunes conv output channels one group at a time.
+
+    ``yolor prune`` validates its request once, before the slow work; the checks here guard library
+    callers that use the pruner directly, and cost nothing next to building the graph."""
 
     def __init__(self, model: DarknetModel, *, method: str = "l1", seed: int = 0) -> None:
         check_method(method)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE  # GFLOPs and latency are reported at it
 
 METHODS = ("l1", "l2", "random", "bn")
 DEFAULT_AMOUNT = 0.4  # int(0.4 x channels) go from each conv, as the old pruning scripts did
-DEFAULT_IMG_SIZE = 640  # the size GFLOPs and latency are reported at, YOLOR's usual input
 GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
 
 

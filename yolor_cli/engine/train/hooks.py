@@ -44,6 +44,7 @@ class ValidationHook(TrainHook):
     ) -> None:
         self.data, self.img_size, self.batch_size = data, img_size, batch_size
         self.noval, self.period, self.reporter = noval, period, reporter
+        self.noted: set[str] = set()  # the evaluator's notes, said once a run rather than every epoch
 
     def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
         final = state.epoch == state.epochs - 1
@@ -59,6 +60,10 @@ class ValidationHook(TrainHook):
             device=trainer.device,
             loss=trainer.loss,
         )
+        for note in result.notes:
+            if note not in self.noted:
+                self.noted.add(note)
+                self.reporter.warning(note)
         m = result.metrics
         state.metrics, state.fitness, state.val_losses = m, m.fitness, result.losses
         rows = [

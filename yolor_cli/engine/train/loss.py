@@ -137,9 +137,7 @@ class YolorLoss:
         self.hyp = hyp
         self.nc = model.nc
         self.anchors_grid = [layer.anchors / layer.stride for layer in model.yolo_layers]
-        levels = len(self.anchors_grid)
-        if levels not in LEVEL_BALANCE:
-            raise ValueError(f"no objectness balance for {levels} detection levels")
+        levels = len(self.anchors_grid)  # 3 to 5: other counts are refused when the model is built
         self.balance = LEVEL_BALANCE[levels]
         self.level_scale = 3 / levels
         self.obj_boost = OBJECTNESS_BOOST_FROM_4_LEVELS if levels >= 4 else 1.0

@@ -29,7 +29,7 @@ class Head:
 
 
 # The detection levels the loss balances objectness for (train/loss.py LEVEL_BALANCE): P3-P5 as in
-# yolor_csp, P3-P6 as in yolor_p6, up to P3-P7. Other counts build, but cannot be trained.
+# yolor_csp, P3-P6 as in yolor_p6, up to P3-P7. Other counts are refused when the model is built.
 DETECTION_LEVELS = range(3, 6)
 
 
