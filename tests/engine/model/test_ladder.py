@@ -15,14 +15,14 @@ from yolor_cli.engine.model.darknet import DarknetCfg, DarknetModel, build_model
 
 # Measured here with `yolor info --cfg NAME --json` (nc=80) and `--nc 1`.
 LADDER_PARAMS = {
-    ("yolor_csp_n", 80): 3_088_458,
-    ("yolor_csp_n", 1): 2_980_860,
+    ("yolor_csp_n", 80): 2_872_522,
+    ("yolor_csp_n", 1): 2_764_924,
     ("yolor_csp_s", 80): 11_217_834,
     ("yolor_csp_s", 1): 11_004_060,
 }
 # The scaling each cfg's header states: channel multiplier and residual blocks per backbone stage
 # (yolor_csp has 1, 2, 8, 8, 4).
-LADDER_SCALING = {"yolor_csp_n": (0.25, [1, 1, 5, 5, 3]), "yolor_csp_s": (0.5, [1, 1, 4, 4, 2])}
+LADDER_SCALING = {"yolor_csp_n": (0.25, [1, 1, 4, 4, 2]), "yolor_csp_s": (0.5, [1, 1, 4, 4, 2])}
 MIN_CHANNELS = 16  # narrower scaled layers are widened to this
 NC_DEPENDENT_FILTERS = "255"  # 3 anchors x (5 + 80 classes): rewritten by --nc, never scaled
 REFERENCE_KEYS = ("layers", "from")  # route / shortcut / shift_channels / control_channels targets
