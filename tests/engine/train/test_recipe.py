@@ -79,3 +79,12 @@ def test_a_recipe_round_trips_through_a_dict_and_sets_the_hyp() -> None:
     assert Recipe.from_dict(dataclasses.asdict(recipe)) == recipe
     hyp = recipe.applied_to(load_hyp())
     assert (hyp.lr0, hyp.momentum, hyp.warmup_bias_lr, hyp.scale) == (0.001111, 0.9, 0.0, load_hyp().scale)
+
+
+def test_the_command_line_takes_adam_as_an_alias_and_refuses_a_contradiction() -> None:
+    from tests.test_cli import invoke
+
+    refused = invoke("train", "--data", "data.yaml", "--adam", "--optimizer", "sgd")
+    assert refused.exit_code == 1 and "--adam means --optimizer adam, not sgd" in " ".join(refused.stderr.split())
+    unknown = invoke("train", "--optimizer", "rmsprop")
+    assert unknown.exit_code == 2 and "rmsprop" in unknown.stderr
