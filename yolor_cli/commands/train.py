@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.engine.train.recipe import OPTIMIZER_CHOICES
 from yolor_cli.options import CfgOption, DeviceOption, ExistOkOption, JsonOption, NameOption, ProjectOption
+
+# --optimizer's choices, as the engine names them (the recipe module has no torch: the CLI stays quick to start).
+Optimizer = Enum("Optimizer", {name: name for name in OPTIMIZER_CHOICES}, type=str)  # type: ignore[misc]
 
 
 def train_command(
@@ -60,7 +65,8 @@ def train_command(
         typer.Option(
             "--nominal-batch-size",
             min=1,
-            help="Accumulate gradients up to this batch before a step (default 64 as YOLOR; 8 on the demo data).",
+            help="Accumulate gradients up to this batch before a step (default: 64 as YOLOR, "
+            "no accumulation for short runs under --optimizer auto).",
             show_default=False,
         ),
     ] = None,
@@ -85,7 +91,26 @@ def train_command(
     ] = False,
     rect: Annotated[bool, typer.Option("--rect", help="Rectangular batches (no mosaic).")] = False,
     cache_images: Annotated[bool, typer.Option("--cache-images", help="Keep resized images in RAM.")] = False,
-    adam: Annotated[bool, typer.Option("--adam", help="Adam instead of SGD (always on for the demo).")] = False,
+    optimizer: Annotated[
+        Optimizer | None,
+        typer.Option(
+            "--optimizer",
+            help="auto (default): YOLOR's SGD recipe from 10,000 iterations, AdamW for shorter runs; "
+            "the choice is printed and kept in opt.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    adam: Annotated[bool, typer.Option("--adam", help="The same as --optimizer adam.")] = False,
+    close_mosaic: Annotated[
+        int | None,
+        typer.Option(
+            "--close-mosaic",
+            min=0,
+            help="Train the last N epochs without mosaic and mixup, at most half the run "
+            "(default 10; 0: mosaic to the end).",
+            show_default=False,
+        ),
+    ] = None,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="BatchNorm statistics over all DDP processes.")] = False,
     single_cls: Annotated[bool, typer.Option("--single-cls", help="Train every object as one class.")] = False,
     sparsity: Annotated[
@@ -139,7 +164,9 @@ def train_command(
         image_weights=image_weights,
         rect=rect,
         cache_images=cache_images,
+        optimizer=optimizer.value if optimizer else None,
         adam=adam,
+        close_mosaic=close_mosaic,
         sync_bn=sync_bn,
         single_cls=single_cls,
         sparsity=sparsity,

@@ -23,7 +23,10 @@ def test_every_parameter_is_in_exactly_one_group_with_the_right_decay() -> None:
     # 16 x 4 accumulated = the nominal 64: decay unchanged.
     assert optimizer.param_groups[1]["weight_decay"] == pytest.approx(load_hyp().weight_decay)
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["nesterov"]
-    assert isinstance(build_optimizer(model, load_hyp(), batch_size=16, adam=True), torch.optim.Adam)
+    assert isinstance(build_optimizer(model, load_hyp(), batch_size=16, optimizer="adam"), torch.optim.Adam)
+    adamw = build_optimizer(model, load_hyp(), batch_size=16, optimizer="adamw")
+    assert isinstance(adamw, torch.optim.AdamW)  # and AdamW's default decay (0.01) is kept off groups 0 and 2:
+    assert [group["weight_decay"] for group in adamw.param_groups] == pytest.approx([0, load_hyp().weight_decay, 0])
 
 
 def test_cosine_schedule_runs_from_one_to_lrf() -> None:
@@ -63,3 +66,26 @@ def test_ema_follows_the_model_with_a_ramped_decay() -> None:
     expected = model.state_dict()[weight] - decay  # ema = d * (w - 1) + (1 - d) * w
     torch.testing.assert_close(ema.ema.state_dict()[weight], expected)
     assert not any(p.requires_grad for p in ema.ema.parameters())
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient() -> None:
+    """With zero gradients AdamW shrinks the decayed group by lr x decay and leaves the others alone;
+    Adam adds the decay to the gradient, which its normalisation turns into a step of about lr."""
+    hyp = load_hyp()
+    weight = "module_list.0.Conv2d.weight"
+    after = {}
+    for name in ("adamw", "adam"):
+        torch.manual_seed(0)
+        model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        optimizer = build_optimizer(model, hyp, batch_size=64, optimizer=name)
+        for parameter in model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
+        optimizer.step()
+        after[name] = model.state_dict()
+    decayed = before[weight] * (1 - hyp.lr0 * hyp.weight_decay)
+    torch.testing.assert_close(after["adamw"][weight], decayed)
+    bias = next(k for k in before if k.endswith(".bias"))
+    torch.testing.assert_close(after["adamw"][bias], before[bias])  # no decay on biases
+    coupled_step = (before[weight] - after["adam"][weight]).abs().max().item()
+    assert coupled_step == pytest.approx(hyp.lr0, rel=1e-3)  # Adam: the decay gradient normalised to ~lr

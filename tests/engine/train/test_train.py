@@ -249,17 +249,33 @@ def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_pa
 
 def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
     demo = TrainOptions.resolve(data=None, epochs=None, adam=False, batch_size=16)
-    assert (demo.hyp, demo.epochs, demo.img_size, demo.adam, demo.batch_size) == ("demo", 10, 320, True, 16)
-    assert demo.nominal_batch_size == train_run.DEMO_DEFAULTS["nominal_batch_size"]
+    assert (demo.hyp, demo.epochs, demo.img_size, demo.batch_size) == (None, 10, 320, 16)  # hyp None: demo's own
+    # the demo's measured 10-epoch recipe: Adam, no accumulation, mosaic to the end
+    assert (demo.optimizer, demo.nominal_batch_size, demo.close_mosaic) == ("adam", 8, 0)
+    longer = TrainOptions.resolve(data=None, epochs=300)  # other epochs: auto decides, as for any run
+    assert (longer.optimizer, longer.nominal_batch_size, longer.close_mosaic) == ("auto", None, 10)
+    chosen = TrainOptions.resolve(data=None, optimizer="auto", close_mosaic=3)
+    assert (chosen.optimizer, chosen.close_mosaic) == ("auto", 3)
     own = TrainOptions.resolve(data="data.yaml", epochs=None, adam=False, batch_size=None)
-    assert (own.hyp, own.epochs, own.img_size, own.adam, own.batch_size, own.nominal_batch_size) == (
-        "scratch.640",
+    assert (own.hyp, own.epochs, own.img_size, own.optimizer, own.batch_size, own.nominal_batch_size) == (
+        None,
         300,
         640,
-        False,
+        "auto",
         8,
-        64,
+        None,
     )
+    assert TrainOptions.resolve(data="data.yaml", adam=True).optimizer == "adam"  # --adam is --optimizer adam
+    with pytest.raises(YolorError, match="--adam means --optimizer adam"):
+        TrainOptions.resolve(data="data.yaml", adam=True, optimizer="sgd")
+
+
+def test_options_saved_before_optimizer_choices_resume_as_they_trained() -> None:
+    old = {"hyp": "scratch.640", "epochs": 30, "nominal_batch_size": 64, "img_size": 64}
+    adam = TrainOptions.from_saved({**old, "adam": True})
+    assert (adam.optimizer, adam.close_mosaic, adam.recipe) == ("adam", 0, None)
+    assert TrainOptions.from_saved({**old, "adam": False}).optimizer == "sgd"
+    assert TrainOptions.from_saved({**old, "optimizer": "auto"}).close_mosaic == 10  # saved by this version
 
 
 def test_tensorboard_scalars_when_tensorboard_is_installed(shapes: Path, tmp_path: Path) -> None:

@@ -78,7 +78,10 @@ class DetectionDataset(Dataset):
         self.hyp = hyp
         self.augment = augment
         self.rect = rect
-        self.mosaic = augment and not rect
+        # Mosaic (with mixup) can be switched off for the last epochs (--close-mosaic). The switch is
+        # a shared-memory tensor, not an attribute: persistent loader workers hold their own copy of the
+        # dataset, and only shared memory reaches them without restarting them.
+        self._mosaic_switch = torch.ones(1, dtype=torch.uint8).share_memory_() if augment and not rect else None
         self.records = list(records)
         self.batch_shapes: np.ndarray | None = None
         if rect:
@@ -99,6 +102,18 @@ class DetectionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def mosaic(self) -> bool:
+        """Whether training samples are mosaics now (augmented, not rectangular, not switched off)."""
+        return self._mosaic_switch is not None and bool(self._mosaic_switch[0])
+
+    def set_mosaic(self, enabled: bool) -> None:
+        """Switch mosaic and mixup on or off, in this process and in every loader worker; samples
+        drawn after the call see it (set it before an epoch's iterator starts: workers prefetch)."""
+        if self._mosaic_switch is None:
+            raise ValueError("this dataset makes no mosaics (evaluation or rectangular batches)")
+        self._mosaic_switch[0] = int(enabled)
 
     def _read_resized(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
         record = self.records[index]

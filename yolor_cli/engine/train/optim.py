@@ -1,7 +1,9 @@
 """Optimiser, learning-rate schedule, warmup and EMA as YOLOR trains (groundwork for the trainer).
 
 - Three parameter groups: BatchNorm weights and implicit vectors without weight decay, conv
-  weights with decay, biases without decay (and with their own warmup learning rate).
+  weights with decay, biases without decay (and with their own warmup learning rate). SGD with
+  Nesterov momentum, Adam (decay added to the gradient, as YOLOR's ``--adam``) or AdamW (decay
+  decoupled from the gradient, as Ultralytics' short-run choice).
 - Cosine schedule from lr0 to lr0 * lrf; warmup ramps learning rates, momentum and gradient
   accumulation over the first iterations; a nominal batch of 64 is reached by accumulation.
 - EMA of the weights with a decay that ramps up over the first updates.
@@ -19,23 +21,32 @@ import torch
 from torch import nn
 
 from yolor_cli.engine.config import Hyp
+from yolor_cli.engine.train.recipe import (  # the pure arithmetic lives with the recipe (no torch there)
+    NOMINAL_BATCH_SIZE,
+    OPTIMIZERS,
+    accumulation_steps,
+    yolor_warmup_iterations,
+)
 
-NOMINAL_BATCH_SIZE = 64
-WARMUP_MIN_ITERATIONS = 100  # the official 1000 is longer than whole runs on small datasets
 EMA_DECAY = 0.9999
 EMA_RAMP = 2000  # updates over which the EMA decay rises towards EMA_DECAY
 ADAM_BETA2 = 0.999
 
 
-def accumulation_steps(batch_size: int, nominal: int = NOMINAL_BATCH_SIZE) -> int:
-    return max(round(nominal / batch_size), 1)
-
-
 def build_optimizer(
-    model: nn.Module, hyp: Hyp, *, batch_size: int, adam: bool = False, nominal_batch_size: int = NOMINAL_BATCH_SIZE
+    model: nn.Module,
+    hyp: Hyp,
+    *,
+    batch_size: int,
+    optimizer: str = "sgd",
+    nominal_batch_size: int = NOMINAL_BATCH_SIZE,
 ) -> torch.optim.Optimizer:
     """Group 0: no decay (BatchNorm weights, implicit vectors); group 1: conv weights with decay
-    scaled to the nominal batch; group 2: biases. Build after pruning: pruning replaces parameters."""
+    scaled to the nominal batch; group 2: biases. Build after pruning: pruning replaces parameters.
+
+    ``optimizer`` is one of :data:`OPTIMIZERS`. AdamW's decay is decoupled (the weights shrink by
+    lr x decay each step, whatever the gradient); Adam's is added to the gradient, so Adam's
+    normalisation rescales it like any other gradient."""
     no_decay, decay, biases = [], [], []
     for name, parameter in model.named_parameters():  # every parameter lands in exactly one group
         if name.endswith(".bias"):
@@ -46,13 +57,22 @@ def build_optimizer(
             no_decay.append(parameter)
     steps = accumulation_steps(batch_size, nominal_batch_size)
     weight_decay = hyp.weight_decay * batch_size * steps / nominal_batch_size
-    if adam:
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(no_decay, lr=hyp.lr0, betas=(hyp.momentum, ADAM_BETA2))
-    else:
-        optimizer = torch.optim.SGD(no_decay, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True)
-    optimizer.add_param_group({"params": decay, "weight_decay": weight_decay})
-    optimizer.add_param_group({"params": biases})
-    return optimizer
+    built = _optimizer(optimizer, no_decay, hyp)
+    built.add_param_group({"params": decay, "weight_decay": weight_decay})
+    built.add_param_group({"params": biases})
+    return built
+
+
+def _optimizer(name: str, params: list[nn.Parameter], hyp: Hyp) -> torch.optim.Optimizer:
+    """The optimizer with its first group; ``weight_decay=0`` is explicit because it is the default of
+    the later groups too (AdamW's own default, 0.01, would decay BatchNorm scales and biases)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True, weight_decay=0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=hyp.lr0, betas=(hyp.momentum, ADAM_BETA2), weight_decay=0.0)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=hyp.lr0, betas=(hyp.momentum, ADAM_BETA2), weight_decay=0.0)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 def cosine_lambda(epochs: int, lrf: float) -> Callable[[int], float]:
@@ -78,9 +98,8 @@ class Warmup:
         batch_size: int,
         nominal_batch_size: int = NOMINAL_BATCH_SIZE,
     ) -> Warmup:
-        wanted = max(round(hyp.warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERATIONS)
         return cls(
-            iterations=min(wanted, max(1, batches_per_epoch * epochs // 2)),
+            iterations=yolor_warmup_iterations(hyp.warmup_epochs, batches_per_epoch, epochs),
             hyp=hyp,
             batch_size=batch_size,
             nominal_batch_size=nominal_batch_size,

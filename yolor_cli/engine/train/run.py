@@ -1,8 +1,9 @@
 """``yolor train`` as an engine call: options, data, model, run folder, hooks, resume, DDP.
 
 The loop itself is :mod:`yolor_cli.engine.train.trainer`; what a run writes around it is
-:mod:`yolor_cli.engine.train.hooks`. Without ``--data`` a run uses the built-in demo data and the
-demo profile (:data:`DEMO_DEFAULTS`), chosen so that a CPU reaches a useful mAP in minutes.
+:mod:`yolor_cli.engine.train.hooks`; how it optimises is :mod:`yolor_cli.engine.train.recipe`.
+Without ``--data`` a run uses the built-in demo data and the demo profile (:data:`DEMO_DEFAULTS`,
+:data:`DEMO_RECIPE`), chosen so that a CPU reaches a useful mAP in minutes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from yolor_cli.engine.config import DataConfig, Hyp, load_data_config, load_hyp
+from yolor_cli.engine.config import DEFAULT_HYP, DataConfig, Hyp, load_data_config, load_hyp
 from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.data.prepare import prepare_dataset
@@ -36,33 +37,35 @@ from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.hooks import (
+    DEFAULT_CLOSE_MOSAIC,
     METRIC_NAMES,
     BatchPlotHook,
     CheckpointHook,
+    CloseMosaicHook,
     ResultsHook,
     ValidationHook,
+    closing_epochs,
     final_files,
     finish_checkpoints,
     read_results,
     tensorboard_hook,
 )
-from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE
+from yolor_cli.engine.train.recipe import AUTO, Recipe, decide_recipe
 from yolor_cli.engine.train.trainer import ImageWeighting, Trainer, TrainHook
 
 DEMO_CFG = "yolor_csp_tiny"
 DEMO_IMAGES = 400
 DEMO_VERSION = 1  # bump when the generated demo data changes, so caches are rebuilt
-# The demo profile, for options the user leaves unset when training on the demo data. Measured on a
-# 2-core CPU (see the README): Adam at lr 0.002 with no gradient accumulation reaches mAP50 ~0.95 in
-# 10 epochs (~2.5 min), where YOLOR's SGD recipe (built for 300 epochs on COCO) is still near 0.05.
-DEMO_DEFAULTS: dict[str, Any] = {
-    "hyp": "demo",
-    "epochs": 10,
-    "batch_size": 8,
-    "nominal_batch_size": 8,
-    "img_size": 320,
-    "adam": True,
-}
+DEMO_HYP = "demo"  # the demo's hyp when none is given: YOLOR's scratch values, lr0 0.002, scale 0.5
+# The demo profile, for options the user leaves unset when training on the demo data.
+DEMO_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 8, "img_size": 320}
+# The demo's measured 10-epoch recipe, for a demo run of those 10 epochs (measured on a 2-core CPU,
+# see the README): Adam at the demo hyp's lr 0.002, no gradient accumulation, mosaic to the end reach
+# mAP50 ~0.95 in ~2.5 min, where YOLOR's SGD recipe is still near 0.05. --optimizer auto would pick
+# AdamW at lr 0.00143 there, not yet measured on the demo; a demo run of other --epochs uses auto.
+DEMO_RECIPE: dict[str, Any] = {"optimizer": "adam", "nominal_batch_size": 8, "close_mosaic": 0}
+# Options of runs saved before --optimizer and --close-mosaic: they resume as they trained.
+LEGACY_OPTIONS: dict[str, Any] = {"close_mosaic": 0}
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,13 @@ class TrainOptions:
     data: str | None = None
     cfg: str | None = None
     weights: str | None = None
-    hyp: str = "scratch.640"
+    hyp: str | None = None  # None: scratch.640 (demo data: demo), and auto may choose lr0 and momentum
     epochs: int = 300
     batch_size: int = 8
-    nominal_batch_size: int = NOMINAL_BATCH_SIZE
+    nominal_batch_size: int | None = None  # None: as the recipe decides (64, or no accumulation)
+    optimizer: str = AUTO  # auto, sgd, adam or adamw; a planned run holds the resolved name ...
+    recipe: Recipe | None = None  # ... and the resolved recipe, so that --resume repeats it
+    close_mosaic: int = DEFAULT_CLOSE_MOSAIC  # the last N epochs without mosaic and mixup (0: none)
     img_size: int = 640
     test_img_size: int | None = None
     device: str = ""
@@ -84,7 +90,6 @@ class TrainOptions:
     multi_scale: bool = False
     rect: bool = False
     cache_images: bool = False
-    adam: bool = False
     noval: bool = False
     nosave: bool = False
     period: int = 0
@@ -99,17 +104,31 @@ class TrainOptions:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        chosen = {k: v for k, v in values.items() if k in known}
+        if isinstance(chosen.get("recipe"), dict):
+            chosen["recipe"] = Recipe.from_dict(chosen["recipe"])
+        return cls(**chosen)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> TrainOptions:
+        """A run's options as opt.yaml and its checkpoints hold them; those of runs saved before
+        --optimizer (``adam: true`` or false) resume with the optimizer they trained with."""
+        if "optimizer" not in values:  # saved before --optimizer and --close-mosaic
+            values = {**LEGACY_OPTIONS, "optimizer": "adam" if values.get("adam") else "sgd", **values}
+        return cls.from_dict(values)
 
     @classmethod
     def resolve(cls, **given: Any) -> TrainOptions:
         """Options from the command line, where None means "not given": the demo profile fills those
-        when there is no --data, the usual defaults otherwise."""
-        values = {k: v for k, v in given.items() if v is not None}
+        when there is no --data, the usual defaults otherwise. ``adam=True`` is ``optimizer="adam"``."""
+        values = {k: v for k, v in given.items() if v is not None and k != "adam"}
+        if given.get("adam"):
+            if values.get("optimizer", "adam") != "adam":
+                raise YolorError(f"--adam means --optimizer adam, not {values['optimizer']}", hint="give one of them")
+            values["optimizer"] = "adam"
         if not values.get("data"):
-            values = {**DEMO_DEFAULTS, **values}
-            if given.get("adam") is False:  # a flag left off is not a choice against Adam
-                values["adam"] = True
+            measured = values.get("epochs", DEMO_DEFAULTS["epochs"]) == DEMO_DEFAULTS["epochs"]
+            values = {**DEMO_DEFAULTS, **(DEMO_RECIPE if measured else {}), **values}
         return cls.from_dict(values)
 
 
@@ -210,7 +229,7 @@ def _resume_point(last: Path | None, project: str) -> ResumePoint:
             f"{path} does not record how it was trained, so it cannot be resumed",
             hint="start a new run with --weights to fine-tune from it",
         )
-    options = TrainOptions.from_dict(saved)
+    options = TrainOptions.from_saved(saved)
     start_epoch = ckpt.epoch + 1
     if start_epoch >= options.epochs and ckpt.optimizer_state is None:
         raise YolorError(f"{path} finished all {options.epochs} epochs; nothing to resume")
@@ -307,13 +326,17 @@ def _checked_options(
     if options.sync_bn and not (context.enabled and device.type == "cuda"):
         notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
         options = dataclasses.replace(options, sync_bn=False)
-    if options.sparsity and options.adam:
+    return options
+
+
+def _recipe_notes(options: TrainOptions, recipe: Recipe, notes: list[str]) -> None:
+    if options.sparsity and recipe.optimizer != "sgd":
         notes.append(
             "--sparsity with Adam: Adam rescales the L1 gradient like any other, so every BatchNorm scale "
             "shrinks about evenly and few channels are singled out (measured on the demo); network "
-            "slimming is meant for SGD (train without --adam; the demo profile uses Adam)"
+            "slimming is meant for SGD (train with --optimizer sgd; the demo profile and short runs "
+            "under --optimizer auto use Adam)"
         )
-    return options
 
 
 def _seed(seed: int) -> None:
@@ -321,10 +344,30 @@ def _seed(seed: int) -> None:
     np.random.seed(seed)
 
 
+def _hyp_name(options: TrainOptions) -> str:
+    return options.hyp or (DEFAULT_HYP if options.data else DEMO_HYP)
+
+
 def _load_data(options: TrainOptions, reporter: Reporter) -> tuple[Path, DataConfig, Hyp]:
     data_path = Path(options.data) if options.data else demo_data(reporter)
     data = load_data_config(data_path)
-    return data_path, data.as_single_class() if options.single_cls else data, load_hyp(options.hyp)
+    return data_path, data.as_single_class() if options.single_cls else data, load_hyp(_hyp_name(options))
+
+
+def _recipe(options: TrainOptions, dataset: DetectionDataset, data: DataConfig, hyp: Hyp) -> Recipe:
+    """The run's recipe: a resumed run's own, else decided now from its size (the same in every process)."""
+    if options.recipe is not None:
+        return options.recipe
+    return decide_recipe(
+        options.optimizer,
+        epochs=options.epochs,
+        train_images=len(dataset),
+        batch_size=options.batch_size,
+        nc=data.nc,
+        hyp=hyp,
+        hyp_given=options.hyp is not None,
+        nominal_batch_size=options.nominal_batch_size,
+    )
 
 
 def _model(
@@ -489,6 +532,14 @@ def default_hooks(
     return hooks if board is None else [*hooks, board]
 
 
+def _every_rank_hooks(options: TrainOptions, dataset: DetectionDataset, reporter: Reporter) -> list[TrainHook]:
+    """Hooks that change how each process trains, so every rank gets them."""
+    closing = closing_epochs(options.close_mosaic, options.epochs)
+    if not closing or not dataset.mosaic:  # --rect batches never make mosaics
+        return []
+    return [CloseMosaicHook(dataset, options.epochs - closing, reporter)]
+
+
 def _image_weighting(
     sampler: Sampler | None, dataset: DetectionDataset, data: DataConfig, resume: ResumePoint | None
 ) -> ImageWeighting | None:
@@ -509,6 +560,7 @@ def _trainer(
     device: torch.device,
     hooks: list[TrainHook],
     weighting: ImageWeighting | None,
+    recipe: Recipe,
     reporter: Reporter,
 ) -> Trainer:
     return Trainer(
@@ -519,9 +571,10 @@ def _trainer(
         batch_size=options.batch_size,
         device=device,
         img_size=options.img_size,
-        adam=options.adam,
+        optimizer=recipe.optimizer,
         multi_scale=options.multi_scale,
-        nominal_batch_size=options.nominal_batch_size,
+        nominal_batch_size=recipe.nominal_batch_size,
+        warmup_iterations=recipe.warmup_iterations,
         seed=options.seed + context.rank,
         reporter=reporter,
         hooks=hooks,
@@ -542,7 +595,18 @@ def _train(
         data_path, data, hyp = _load_data(options, reporter)
         model, transferred = _model(options, resume, data, notes)
         dataset = _train_dataset(options, data, hyp, model.max_stride, context, reporter)
-    options = dataclasses.replace(options, data=str(data_path))
+    recipe = _recipe(options, dataset, data, hyp)
+    _recipe_notes(options, recipe, notes)
+    reporter.info(recipe.header())
+    hyp = recipe.applied_to(hyp)
+    options = dataclasses.replace(
+        options,
+        data=str(data_path),
+        hyp=_hyp_name(options),
+        optimizer=recipe.optimizer,
+        nominal_batch_size=recipe.nominal_batch_size,
+        recipe=recipe,
+    )
     per_process = options.batch_size // context.world_size
     sampler = _sampler(dataset, options, context, per_process)
     bests = dict(resume.bests) if resume is not None else {}  # the checkpoint hook updates them
@@ -551,6 +615,7 @@ def _train(
         hooks = default_hooks(save_dir, data, options, resume, bests, per_process, reporter)
     else:
         save_dir, hooks = resume.save_dir if resume is not None else Path(options.project) / options.name, []
+    hooks = [*_every_rank_hooks(options, dataset, reporter), *hooks]
     trainer = _trainer(
         model,
         hyp,
@@ -560,6 +625,7 @@ def _train(
         device,
         hooks,
         _image_weighting(sampler, dataset, data, resume),
+        recipe,
         reporter,
     )
     start_epoch = 0

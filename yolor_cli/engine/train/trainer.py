@@ -57,7 +57,11 @@ class TrainState:
 
 
 class TrainHook:
-    """Something that runs around the loop on rank 0 (validation, files, plots); override what you need."""
+    """Something that runs around the loop on rank 0 (validation, files, plots); override what you need.
+    A hook that changes how every process trains (closing mosaic) is given to every rank."""
+
+    def before_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        """Before the epoch's batches are drawn (loader workers have not started on them yet)."""
 
     def on_batch(
         self, trainer: Trainer, state: TrainState, batch: int, images: torch.Tensor, targets: torch.Tensor
@@ -106,9 +110,10 @@ class Trainer:
         batch_size: int,
         device: torch.device,
         img_size: int,
-        adam: bool = False,
+        optimizer: str = "sgd",
         multi_scale: bool = False,
         nominal_batch_size: int = NOMINAL_BATCH_SIZE,
+        warmup_iterations: int | None = None,
         seed: int = 0,
         reporter: Reporter,
         hooks: list[TrainHook] | None = None,
@@ -118,7 +123,9 @@ class Trainer:
         sparsity: float = 0.0,
     ) -> None:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share.
-        ``hooks`` run as given: under DDP, rank 0 gets them and the other ranks none."""
+        ``hooks`` run as given: under DDP, rank 0 gets them and the other ranks none.
+        ``optimizer``: sgd, adam or adamw; ``warmup_iterations`` (None: YOLOR's, from the hyp) as the
+        run's recipe decided (:mod:`yolor_cli.engine.train.recipe`)."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         # Channels-last: measured 1.2-1.5x faster forward+backward for yolor_csp on CPU (benchmarks/train.py).
@@ -140,11 +147,15 @@ class Trainer:
         self.sparsity = sparsity
         self.batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.optimizer = build_optimizer(
-            model, hyp, batch_size=batch_size, adam=adam, nominal_batch_size=nominal_batch_size
+            model, hyp, batch_size=batch_size, optimizer=optimizer, nominal_batch_size=nominal_batch_size
         )
         self.lr_factor = cosine_lambda(epochs, hyp.lrf)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lr_factor)
-        self.warmup = Warmup.for_run(hyp, len(loader), epochs, batch_size, nominal_batch_size)
+        self.warmup = (
+            Warmup.for_run(hyp, len(loader), epochs, batch_size, nominal_batch_size)
+            if warmup_iterations is None
+            else Warmup(warmup_iterations, hyp, batch_size, nominal_batch_size)
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
         self.ema = ModelEMA(model)
         self.loss = YolorLoss(model, hyp)
@@ -235,6 +246,8 @@ class Trainer:
         self.finished_epoch = start_epoch - 1
         for epoch in range(start_epoch, epochs):
             state.epoch = epoch
+            for hook in self.hooks:
+                hook.before_epoch(self, state)
             self._train_epoch(state)
             with warnings.catch_warnings():  # an epoch shorter than one accumulation has no optimizer step
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")

@@ -1,0 +1,172 @@
+"""How a run optimises (``--optimizer auto|sgd|adam|adamw``), decided once and kept for ``--resume``.
+
+YOLOR's recipe (SGD with Nesterov momentum at lr0 0.01, a nominal batch of 64 reached by gradient
+accumulation, 3 warmup epochs of at least 100 iterations) is built for 300 epochs on COCO. A short
+run on a small data set makes too few optimiser steps for it: 168 images at batch 16 for 30 epochs
+are 330 batches, about 80 steps of 64, a third of them in warmup. ``auto`` follows Ultralytics'
+``optimizer=auto``: YOLOR's recipe from :data:`AUTO_SGD_MIN_ITERATIONS` iterations on; below, AdamW
+with a learning rate fit to the class count, a step per batch and a warmup bounded by the run.
+
+What the user gives wins over auto's choices: ``--optimizer sgd|adam|adamw`` (then the hyp's lr0 and
+momentum, a nominal batch of 64, YOLOR's warmup: the recipe of earlier versions), ``--nominal-batch-size``,
+and the lr0, momentum and warmup bias lr of a ``--hyp`` file. The resolved :class:`Recipe` is stored
+in opt.yaml and the checkpoints, so a resumed run repeats it exactly. No torch here: the command
+line reads the choices from this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from yolor_cli.engine.errors import YolorError
+
+if TYPE_CHECKING:  # the config module pulls in torch (through the model package); the CLI imports this one
+    from yolor_cli.engine.config import Hyp
+
+NOMINAL_BATCH_SIZE = 64  # YOLOR's nominal batch, reached by gradient accumulation
+WARMUP_MIN_ITERATIONS = 100  # the official 1000 is longer than whole runs on small datasets
+OPTIMIZERS = ("sgd", "adam", "adamw")  # what optim.build_optimizer builds
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}  # as torch spells them, for messages
+AUTO = "auto"
+OPTIMIZER_CHOICES = (AUTO, *OPTIMIZERS)
+# Ultralytics' optimizer=auto threshold (ultralytics/engine/trainer.py, build_optimizer): SGD above
+# 10,000 iterations, AdamW below. We count iterations as batches (epochs x ceil(images / batch)).
+AUTO_SGD_MIN_ITERATIONS = 10_000
+# Ultralytics' learning rate for AdamW under auto: round(0.002 * 5 / (4 + nc), 6), fit to the class count.
+AUTO_LR_NUMERATOR = 0.002 * 5
+AUTO_LR_CLASS_OFFSET = 4
+AUTO_LR_DECIMALS = 6
+AUTO_BETA1 = 0.9  # Ultralytics' momentum (AdamW beta1) under auto
+# Ultralytics sets warmup_bias_lr to 0 under auto: YOLOR's 0.1 is 50-100x an AdamW lr0.
+AUTO_WARMUP_BIAS_LR = 0.0
+# A short run's warmup is at most 3 % of its iterations: the share that Ultralytics' default 3 warmup
+# epochs take of its default 100-epoch run. Adam's bias-corrected moments already damp the first
+# steps, and without accumulation there is no accumulation ramp for the warmup to carry.
+SHORT_WARMUP_FRACTION = 0.03
+# YOLOR's SGD values (the official hyp.scratch.640.yaml), used by auto's long-run recipe unless --hyp is given.
+YOLOR_LR0 = 0.01
+YOLOR_MOMENTUM = 0.937
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The optimisation of one run, as resolved: what the trainer builds and the run header shows."""
+
+    optimizer: str  # one of OPTIMIZERS, never auto
+    lr0: float
+    momentum: float  # SGD momentum / Adam(W) beta1
+    warmup_bias_lr: float
+    nominal_batch_size: int
+    warmup_iterations: int
+    iterations: int  # batches of the whole run: epochs x ceil(train images / batch)
+    batch_size: int
+    auto: bool  # decided by --optimizer auto
+    reason: str
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Recipe:
+        """The recipe stored in opt.yaml or a checkpoint."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
+    def applied_to(self, hyp: Hyp) -> Hyp:
+        """The hyperparameters the run trains with (written to the run's hyp.yaml)."""
+        return dataclasses.replace(hyp, lr0=self.lr0, momentum=self.momentum, warmup_bias_lr=self.warmup_bias_lr)
+
+    def header(self) -> str:
+        """The run header's line: "optimizer auto → AdamW lr 0.00111, no accumulation: 330 iterations, warmup 10"."""
+        name = OPTIMIZER_NAMES[self.optimizer]
+        chosen = f"optimizer auto → {name}" if self.auto else f"optimizer {name}"
+        if accumulation_steps(self.batch_size, self.nominal_batch_size) == 1:
+            batching = "no accumulation"
+        else:
+            batching = f"nominal batch {self.nominal_batch_size}"
+        yolor = " (YOLOR recipe)" if self.auto and self.optimizer == "sgd" else ""
+        return (
+            f"{chosen} lr {self.lr0:.3g}, {batching}{yolor}: {self.iterations:,} iterations, "
+            f"warmup {self.warmup_iterations:,}"
+        )
+
+
+def accumulation_steps(batch_size: int, nominal: int = NOMINAL_BATCH_SIZE) -> int:
+    """Batches per optimiser step to reach the nominal batch."""
+    return max(round(nominal / batch_size), 1)
+
+
+def yolor_warmup_iterations(warmup_epochs: float, batches_per_epoch: int, epochs: int) -> int:
+    """YOLOR's warmup: the hyp's epochs, at least :data:`WARMUP_MIN_ITERATIONS`, at most half the run."""
+    wanted = max(round(warmup_epochs * batches_per_epoch), WARMUP_MIN_ITERATIONS)
+    return min(wanted, max(1, batches_per_epoch * epochs // 2))
+
+
+def fitted_lr(nc: int) -> float:
+    """Ultralytics' AdamW learning rate for ``nc`` classes (0.00143 for 3, 0.00111 for 5, 0.000119 for 80)."""
+    return round(AUTO_LR_NUMERATOR / (AUTO_LR_CLASS_OFFSET + nc), AUTO_LR_DECIMALS)
+
+
+def short_warmup_iterations(warmup_epochs: float, batches_per_epoch: int, iterations: int) -> int:
+    """The hyp's warmup or :data:`SHORT_WARMUP_FRACTION` of the run, whichever is shorter."""
+    return min(round(warmup_epochs * batches_per_epoch), math.ceil(SHORT_WARMUP_FRACTION * iterations))
+
+
+def decide_recipe(
+    optimizer: str,
+    *,
+    epochs: int,
+    train_images: int,
+    batch_size: int,
+    nc: int,
+    hyp: Hyp,
+    hyp_given: bool = False,
+    nominal_batch_size: int | None = None,
+) -> Recipe:
+    """The recipe for a run of ``epochs`` over ``train_images`` at ``batch_size`` (total over processes).
+
+    ``hyp_given``: the hyp was chosen by the user, so its lr0, momentum and warmup bias lr win over
+    auto's; ``nominal_batch_size`` (None: not given) wins over auto's choice of accumulation.
+    """
+    if optimizer not in OPTIMIZER_CHOICES:
+        raise YolorError(f"unknown optimizer {optimizer!r}", hint=f"choose one of {', '.join(OPTIMIZER_CHOICES)}")
+    batches = math.ceil(train_images / batch_size)
+    iterations = epochs * batches
+    common = {"iterations": iterations, "batch_size": batch_size}
+    if optimizer != AUTO:
+        return Recipe(
+            optimizer=optimizer,
+            lr0=hyp.lr0,
+            momentum=hyp.momentum,
+            warmup_bias_lr=hyp.warmup_bias_lr,
+            nominal_batch_size=nominal_batch_size or NOMINAL_BATCH_SIZE,
+            warmup_iterations=yolor_warmup_iterations(hyp.warmup_epochs, batches, epochs),
+            auto=False,
+            reason=f"--optimizer {optimizer}",
+            **common,
+        )
+    if iterations >= AUTO_SGD_MIN_ITERATIONS:
+        return Recipe(
+            optimizer="sgd",
+            lr0=hyp.lr0 if hyp_given else YOLOR_LR0,
+            momentum=hyp.momentum if hyp_given else YOLOR_MOMENTUM,
+            warmup_bias_lr=hyp.warmup_bias_lr,
+            nominal_batch_size=nominal_batch_size or NOMINAL_BATCH_SIZE,
+            warmup_iterations=yolor_warmup_iterations(hyp.warmup_epochs, batches, epochs),
+            auto=True,
+            reason=f"{iterations:,} iterations >= {AUTO_SGD_MIN_ITERATIONS:,}: YOLOR's recipe",
+            **common,
+        )
+    return Recipe(
+        optimizer="adamw",
+        lr0=hyp.lr0 if hyp_given else fitted_lr(nc),
+        momentum=hyp.momentum if hyp_given else AUTO_BETA1,
+        warmup_bias_lr=hyp.warmup_bias_lr if hyp_given else AUTO_WARMUP_BIAS_LR,
+        nominal_batch_size=nominal_batch_size or batch_size,
+        warmup_iterations=short_warmup_iterations(hyp.warmup_epochs, batches, iterations),
+        auto=True,
+        reason=(
+            f"{iterations:,} iterations < {AUTO_SGD_MIN_ITERATIONS:,}: AdamW with a step per batch "
+            f"(lr {'from --hyp' if hyp_given else f'fit to {nc} classes'})"
+        ),
+        **common,
+    )
