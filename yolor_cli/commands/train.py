@@ -100,8 +100,8 @@ def train_command(
         bool | None,
         typer.Option(
             "--amp/--no-amp",
-            help="Mixed precision: bf16 autocast on a CPU with AMX-BF16 or AVX-512 BF16, fp16 on CUDA "
-            "(default: on where supported; a resumed run keeps its own).",
+            help="Mixed precision: fp16 autocast on CUDA (on by default), bf16 on a CPU with AMX-BF16 or "
+            "AVX-512 BF16 (only with --amp); a resumed run keeps its own.",
             show_default=False,
         ),
     ] = None,

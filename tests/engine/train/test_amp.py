@@ -78,14 +78,13 @@ def test_bf16_runs_the_forward_in_bf16_and_keeps_everything_else_fp32(shapes: Pa
     assert math.isclose(items[3].item(), fp32_items[3].item(), rel_tol=BF16_LOSS_TOLERANCE)
 
 
-def test_the_trainer_defaults_to_the_devices_automatic_mode(shapes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for flags, dtype in (({"avx512_bf16"}, torch.bfloat16), (set(), None)):
-        monkeypatch.setattr(runtime, "_torch_cpu_flags", lambda flags=flags: flags)
-        trainer = Trainer(
-            build_model(load_cfg("yolor_csp_tiny"), nc=3), load_hyp(), [None], epochs=1, batch_size=4, device=CPU,
-            img_size=64, reporter=SilentReporter(),
-        )  # fmt: skip
-        assert trainer.amp == resolve_amp(CPU) and trainer.amp.dtype == dtype
+def test_the_trainer_defaults_to_the_devices_automatic_mode(bf16_cpu: None) -> None:
+    trainer = Trainer(
+        build_model(load_cfg("yolor_csp_tiny"), nc=3), load_hyp(), [None], epochs=1, batch_size=4, device=CPU,
+        img_size=64, reporter=SilentReporter(),
+    )  # fmt: skip
+    assert trainer.amp == resolve_amp(CPU) and not trainer.amp.enabled  # bf16 on a CPU is opt-in
+    assert not trainer.scaler.is_enabled()
 
 
 def _cli_train(shapes: Path, project: Path, *flags: str):
@@ -115,12 +114,15 @@ def _opt_amp(run: Path) -> object:
 
 
 def test_cli_amp_and_no_amp_both_train_say_so_and_record_it(shapes: Path, tmp_path: Path, bf16_cpu: None) -> None:
-    on = _cli_train(shapes, tmp_path / "on")  # the default where bf16 is supported
+    on = _cli_train(shapes, tmp_path / "on", "--amp")
     assert "AMP: bf16 autocast (CPU has AVX-512 BF16)" in on.stderr
     assert _opt_amp(_finished_run(on)) is True
     off = _cli_train(shapes, tmp_path / "off", "--no-amp")
     assert "AMP off: --no-amp" in off.stderr and "AMP: bf16" not in off.stderr
     assert _opt_amp(_finished_run(off)) is False
+    default = _cli_train(shapes, tmp_path / "default")
+    assert "AMP off: bf16 on a CPU is opt-in; --amp turns it on" in " ".join(default.stderr.split())
+    assert _opt_amp(_finished_run(default)) is False
 
 
 def test_amp_on_a_cpu_without_bf16_is_a_note_not_an_error(
@@ -146,11 +148,11 @@ def test_a_resumed_run_keeps_its_amp_setting_unless_one_is_given(
     monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", crash_after_epoch_0)
     options = TrainOptions(
         data=str(shapes / "data.yaml"), cfg="yolor_csp_tiny", epochs=2, batch_size=4, img_size=64, workers=0,
-        project=str(tmp_path), noval=True, amp=False,
+        project=str(tmp_path), noval=True, amp=True,
     )  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         train(plan_training(options))
     monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", original)
     last = tmp_path / "exp" / "weights" / "last.pt"
-    assert plan_training(TrainOptions(), resume=True, last=last).options.amp is False  # bf16 is supported here
-    assert plan_training(TrainOptions(amp=True), resume=True, last=last).options.amp is True
+    assert plan_training(TrainOptions(), resume=True, last=last).options.amp is True  # the default would be off
+    assert plan_training(TrainOptions(amp=False), resume=True, last=last).options.amp is False

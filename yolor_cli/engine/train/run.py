@@ -96,7 +96,7 @@ class TrainOptions:
     sync_bn: bool = False
     single_cls: bool = False
     sparsity: float = 0.0
-    amp: bool | None = None  # None: on where the device supports it; a run resolves it once (see _amp)
+    amp: bool | None = None  # None: fp16 on CUDA, fp32 on CPU (resolve_amp); a run resolves it once (see _amp)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:

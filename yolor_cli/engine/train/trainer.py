@@ -2,7 +2,7 @@
 
 ``run_step`` does data -> forward -> loss -> backward -> (accumulated) optimiser step -> EMA, on
 one AMP path (:func:`~yolor_cli.engine.runtime.resolve_amp`: the forward autocast to fp16 on CUDA with
-``GradScaler(enabled=...)``, to bf16 on a CPU with bf16 hardware, or not at all; the loss, the
+``GradScaler(enabled=...)``, to bf16 on a CPU with bf16 hardware when asked, or not at all; the loss, the
 weights, the optimiser state and the EMA stay fp32). Validation, checkpoints, the
 results table and progress are hooks; which hooks exist is decided once, when they are built.
 Under DDP every process steps; only rank 0 is given hooks (and a reporter that shows anything), and
