@@ -1,6 +1,8 @@
 """Training-step throughput and peak memory on this CPU: yolor_csp_tiny at 320 (batch 16) and
 yolor_csp at 320 (batch 8). A step is forward, loss, backward, optimiser step and EMA update on one
-fixed batch (no data loading). Prints a table and writes JSON.
+fixed batch (no data loading). Ours runs twice: in fp32 and with the forward autocast to bf16 (the
+default of ``yolor train`` on a CPU with AMX-BF16 or AVX-512 BF16; forced here, so a CPU without
+them shows what it would cost). Prints a table and writes JSON.
 
     python benchmarks/train.py [--repeats 5] [--rounds 3] [--threads 2] [--official-repo PATH]
 
@@ -9,6 +11,8 @@ this project, with its loss dtype bug patched in that scratch copy); its Darknet
 and ModelEMA then run the same step on the same cfg, batch and threads, and both losses are computed
 on the same weights and batch to show they agree. Each case runs in its own process so that its
 peak resident memory is its own; rounds alternate the implementations and the median is reported.
+The loss column is the first batch's, before any step: ours in bf16 differs from fp32 by bf16's
+rounding only.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ OBJECTS_PER_IMAGE = 6
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "train.json"
 # Our case saves the weights it started from; the official case loads them, so both losses are comparable.
 OUT_STATE = Path(tempfile.gettempdir()) / "yolor-bench-initial-state.pt"
+# Our step in each precision (None: fp32), in the order rounds run them; the official code runs fp32 on CPU.
+OURS = {"ours": None, "ours_bf16": torch.bfloat16}
+LABELS = {"ours": "ours fp32", "ours_bf16": "ours bf16", "official": "official fp32"}
 
 
 def fixed_batch(batch: int, size: int, nc: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,11 +55,12 @@ def fixed_batch(batch: int, size: int, nc: int) -> tuple[torch.Tensor, torch.Ten
     return images, torch.tensor(rows)
 
 
-def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
+def run_ours(cfg_name: str, size: int, batch: int, repeats: int, dtype: torch.dtype | None) -> dict:
     from yolor_cli.engine.config import load_hyp
     from yolor_cli.engine.model.bundled import load_cfg
     from yolor_cli.engine.model.darknet import build_model
     from yolor_cli.engine.reporting import SilentReporter
+    from yolor_cli.engine.runtime import AmpMode
     from yolor_cli.engine.train.optim import Warmup
     from yolor_cli.engine.train.trainer import Trainer, TrainState
 
@@ -72,10 +80,12 @@ def run_ours(cfg_name: str, size: int, batch: int, repeats: int) -> dict:
         device=torch.device("cpu"),
         img_size=size,
         reporter=SilentReporter(),
+        amp=AmpMode(dtype, False, "benchmark"),
     )
     trainer.warmup = Warmup(iterations=0, hyp=hyp, batch_size=batch, nominal_batch_size=batch)  # a step per batch
-    with torch.no_grad():
-        first_loss = trainer.loss(model(images), targets)[1][3].item()
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        raw = model(images)
+    first_loss = trainer.loss([p.float() for p in raw], targets)[1][3].item()  # fp32, as run_step computes it
     state = TrainState(epoch=0, epochs=1)
     uint8_images = (images * 255).round().to(torch.uint8)  # run_step takes loader batches (uint8)
     seconds = median_seconds(lambda: trainer.run_step(uint8_images, targets, state), repeats, warmup=2)
@@ -123,12 +133,30 @@ def run_official(repo: Path, cfg_name: str, size: int, batch: int, repeats: int)
 def run_case(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     cfg_name, size, batch = args.case[0], int(args.case[1]), int(args.case[2])
-    if args.implementation == "ours":
-        result = run_ours(cfg_name, size, batch, args.repeats)
+    if args.implementation in OURS:
+        result = run_ours(cfg_name, size, batch, args.repeats, OURS[args.implementation])
     else:
         result = run_official(args.official_repo, cfg_name, size, batch, args.repeats)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
+
+
+def _table_row(row: dict, implementation: str, label: str) -> list[str]:
+    """One implementation of one case, its speed relative to our fp32 step and to the official one."""
+    result, official = row[implementation], row.get("official")
+
+    def ratio(other: dict | None) -> str:
+        return f"{result['images_per_s'] / other['images_per_s']:.2f}x" if other else "-"
+
+    return [
+        f"{row['cfg']} {row['img_size']} b{row['batch']}",
+        label,
+        f"{result['images_per_s']:.2f}",
+        f"{result['peak_rss_mb']:.0f}",
+        ratio(row["ours"]),
+        ratio(official),
+        f"{result['loss']:.6f}",
+    ]
 
 
 def main() -> None:
@@ -150,7 +178,7 @@ def main() -> None:
         runs: dict[str, list[dict]] = {}
         # Rounds alternate the implementations, so a slow spell of a shared machine hits both alike.
         for _ in range(args.rounds):
-            for implementation in ["ours", "official"] if args.official_repo else ["ours"]:
+            for implementation in [*OURS, "official"] if args.official_repo else list(OURS):
                 command = [
                     sys.executable,
                     __file__,
@@ -180,29 +208,12 @@ def main() -> None:
             }
         rows.append(row)
     table = Table(title=f"Training step on CPU ({args.threads} threads, torch {torch.__version__})")
-    for column in (
-        "case",
-        "ours img/s",
-        "ours peak MB",
-        "official img/s",
-        "official peak MB",
-        "speed-up",
-        "loss ours",
-        "loss official",
-    ):
+    for column in ("case", "step", "img/s", "peak MB", "vs ours fp32", "vs official", "first loss"):
         table.add_column(column, justify="right")
     for row in rows:
-        ours, official = row["ours"], row.get("official")
-        table.add_row(
-            f"{row['cfg']} {row['img_size']} b{row['batch']}",
-            f"{ours['images_per_s']:.2f}",
-            f"{ours['peak_rss_mb']:.0f}",
-            f"{official['images_per_s']:.2f}" if official else "-",
-            f"{official['peak_rss_mb']:.0f}" if official else "-",
-            f"{ours['images_per_s'] / official['images_per_s']:.2f}x" if official else "-",
-            f"{ours['loss']:.6f}",
-            f"{official['loss']:.6f}" if official else "-",
-        )
+        for implementation, label in LABELS.items():
+            if implementation in row:
+                table.add_row(*_table_row(row, implementation, label))
     Console(width=160).print(table)  # wide enough for every column, also in logs
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(

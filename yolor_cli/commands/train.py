@@ -121,6 +121,15 @@ def train_command(
             help="L1 penalty on BatchNorm scales (network slimming, e.g. 1e-4) before yolor prune --method bn.",
         ),
     ] = 0.0,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="Mixed precision: fp16 autocast on CUDA (on by default), bf16 on a CPU with AMX-BF16 or "
+            "AVX-512 BF16 (only with --amp); a resumed run keeps its own.",
+            show_default=False,
+        ),
+    ] = None,
     noval: Annotated[bool, typer.Option("--noval", help="Validate only after the last epoch.")] = False,
     nosave: Annotated[bool, typer.Option("--nosave", help="Write only the final last.pt.")] = False,
     period: Annotated[int, typer.Option("--period", min=0, help="Validate from this epoch on.")] = 0,
@@ -170,6 +179,7 @@ def train_command(
         sync_bn=sync_bn,
         single_cls=single_cls,
         sparsity=sparsity,
+        amp=amp,
         noval=noval,
         nosave=nosave,
         period=period,

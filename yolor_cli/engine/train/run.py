@@ -35,6 +35,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, load_
 from yolor_cli.engine.model.darknet import DarknetModel, build_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.runtime import AmpMode, resolve_amp
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.hooks import (
     DEFAULT_CLOSE_MOSAIC,
@@ -100,6 +101,7 @@ class TrainOptions:
     sync_bn: bool = False
     single_cls: bool = False
     sparsity: float = 0.0
+    amp: bool | None = None  # None: fp16 on CUDA, fp32 on CPU (resolve_amp); a run resolves it once (see _amp)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
@@ -255,9 +257,10 @@ def plan_training(options: TrainOptions, *, resume: bool = False, last: str | Pa
         return TrainPlan(options, launch=distributed.wants_launch(options.device))
     point = _resume_point(Path(last) if last is not None else None, options.project)
     device = options.device or point.options.device
+    amp = point.options.amp if options.amp is None else options.amp  # the run's own unless --amp/--no-amp
     # Only rank 0 writes the end of a run: no processes to start for it.
     return TrainPlan(
-        dataclasses.replace(point.options, device=device),
+        dataclasses.replace(point.options, device=device, amp=amp),
         point,
         launch=distributed.wants_launch(device) and not point.ending,
     )
@@ -562,6 +565,7 @@ def _trainer(
     weighting: ImageWeighting | None,
     recipe: Recipe,
     reporter: Reporter,
+    amp: AmpMode,
 ) -> Trainer:
     return Trainer(
         model,
@@ -582,7 +586,16 @@ def _trainer(
         sync_bn=options.sync_bn,
         image_weighting=weighting,
         sparsity=options.sparsity,
+        amp=amp,
     )
+
+
+def _amp(options: TrainOptions, device: torch.device, notes: list[str]) -> tuple[TrainOptions, AmpMode]:
+    """The run's AMP mode, decided once; opt.yaml records whether it is on, so --resume keeps it."""
+    amp = resolve_amp(device, options.amp)
+    if options.amp and not amp.enabled:
+        notes.append(f"--amp is off on this machine: {amp.reason}; training in fp32")
+    return dataclasses.replace(options, amp=amp.enabled), amp
 
 
 def _train(
@@ -590,6 +603,8 @@ def _train(
 ) -> TrainResult:
     notes: list[str] = []
     options, resume = _checked_options(plan.options, context, device, notes), plan.resume
+    options, amp = _amp(options, device, notes)
+    reporter.info(amp.describe())
     _seed(options.seed + context.rank)
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
         data_path, data, hyp = _load_data(options, reporter)
@@ -627,6 +642,7 @@ def _train(
         _image_weighting(sampler, dataset, data, resume),
         recipe,
         reporter,
+        amp,
     )
     start_epoch = 0
     if resume is not None:

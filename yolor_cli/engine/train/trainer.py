@@ -1,7 +1,9 @@
 """The training loop: one step function and hooks for everything around it.
 
 ``run_step`` does data -> forward -> loss -> backward -> (accumulated) optimiser step -> EMA, on
-one AMP path (``GradScaler(enabled=...)``, autocast off on CPU). Validation, checkpoints, the
+one AMP path (:func:`~yolor_cli.engine.runtime.resolve_amp`: the forward autocast to fp16 on CUDA with
+``GradScaler(enabled=...)``, to bf16 on a CPU with bf16 hardware when asked, or not at all; the loss, the
+weights, the optimiser state and the EMA stay fp32). Validation, checkpoints, the
 results table and progress are hooks; which hooks exist is decided once, when they are built.
 Under DDP every process steps; only rank 0 is given hooks (and a reporter that shows anything), and
 shares its stop decision (and the per-class APs that ``--image-weights`` needs) with the others
@@ -28,6 +30,7 @@ from yolor_cli.engine.evaluate.metrics import Metrics
 from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
+from yolor_cli.engine.runtime import AmpMode, resolve_amp
 from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
 from yolor_cli.engine.train.loss import YolorLoss
 from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE, ModelEMA, Warmup, build_optimizer, cosine_lambda
@@ -121,11 +124,13 @@ class Trainer:
         sync_bn: bool = False,
         image_weighting: ImageWeighting | None = None,
         sparsity: float = 0.0,
+        amp: AmpMode | None = None,
     ) -> None:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share.
         ``hooks`` run as given: under DDP, rank 0 gets them and the other ranks none.
         ``optimizer``: sgd, adam or adamw; ``warmup_iterations`` (None: YOLOR's, from the hyp) as the
-        run's recipe decided (:mod:`yolor_cli.engine.train.recipe`)."""
+        run's recipe decided (:mod:`yolor_cli.engine.train.recipe`). ``amp`` None is the device's
+        automatic mode (as ``yolor train`` without ``--amp``/``--no-amp``)."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         # Channels-last: measured 1.2-1.5x faster forward+backward for yolor_csp on CPU (benchmarks/train.py).
@@ -156,7 +161,8 @@ class Trainer:
             if warmup_iterations is None
             else Warmup(warmup_iterations, hyp, batch_size, nominal_batch_size)
         )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+        self.amp = amp if amp is not None else resolve_amp(device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp.scaler)
         self.ema = ModelEMA(model)
         self.loss = YolorLoss(model, hyp)
         self.rng = np.random.default_rng(seed)
@@ -169,7 +175,7 @@ class Trainer:
         """Continue after ``epoch`` (the last finished one)."""
         if optimizer is not None:
             self.optimizer.load_state_dict(optimizer)
-        if scaler is not None:
+        if scaler:  # a run saved without a scaler (CPU, --no-amp) saved {}: a fresh one starts here
             self.scaler.load_state_dict(scaler)
         if ema is not None:
             self.ema.ema.load_state_dict(ema)
@@ -193,9 +199,10 @@ class Trainer:
 
     def run_step(self, images: torch.Tensor, targets: torch.Tensor, state: TrainState) -> torch.Tensor:
         self.warmup.apply(self.optimizer, state.iteration, self.lr_factor(state.epoch))
-        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with torch.autocast(self.device.type, dtype=self.amp.dtype, enabled=self.amp.enabled):
             raw = self.train_model(self._images(images))
-            loss, items = self.loss([p.float() for p in raw], targets.to(self.device))
+        # The loss outside autocast, on fp32 predictions: its exp, IoU and BCE need fp32's precision.
+        loss, items = self.loss([p.float() for p in raw], targets.to(self.device))
         # DDP averages gradients over processes; scaling by their number keeps the step of the total batch.
         loss = loss * self.distributed.world_size
         if not torch.isfinite(loss):

@@ -1,0 +1,70 @@
+"""The AMP mode a run gets: fp16 with a scaler on CUDA, bf16 on a CPU with bf16 hardware, else fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolor_cli.engine import runtime
+from yolor_cli.engine.runtime import cpu_bf16_feature, resolve_amp
+
+CPU = torch.device("cpu")
+
+
+def _torch_sees(monkeypatch: pytest.MonkeyPatch, flags: set[str] | None) -> None:
+    monkeypatch.setattr(runtime, "_torch_cpu_flags", lambda: flags)
+
+
+@pytest.mark.parametrize(
+    ("flags", "feature"),
+    [({"amx_bf16", "avx512_bf16"}, "AMX-BF16"), ({"avx512_bf16", "avx512f"}, "AVX-512 BF16"), ({"avx512f"}, None)],
+)
+def test_the_bf16_feature_is_read_from_torchs_probe(
+    monkeypatch: pytest.MonkeyPatch, flags: set[str], feature: str | None
+) -> None:
+    _torch_sees(monkeypatch, flags)
+    assert cpu_bf16_feature() == feature
+
+
+def test_without_torchs_probe_the_cpuinfo_flags_decide(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _torch_sees(monkeypatch, None)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    monkeypatch.setattr(runtime, "CPUINFO", cpuinfo)
+    assert cpu_bf16_feature() == "AVX-512 BF16"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert cpu_bf16_feature() is None
+    monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "absent")  # macOS, or a sandbox without /proc
+    assert cpu_bf16_feature() is None
+
+
+def test_a_cpu_with_bf16_hardware_trains_in_bf16_without_a_scaler_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    _torch_sees(monkeypatch, {"amx_bf16"})
+    amp = resolve_amp(CPU, True)
+    assert (amp.dtype, amp.scaler, amp.enabled) == (torch.bfloat16, False, True)
+    assert amp.describe() == "AMP: bf16 autocast (CPU has AMX-BF16)"
+    default = resolve_amp(CPU)  # opt-in: not yet shown to train the demo as well as fp32
+    assert (default.enabled, default.scaler) == (False, False)
+    assert default.describe() == "AMP off: bf16 on a CPU is opt-in; --amp turns it on (this CPU has AMX-BF16)"
+    off = resolve_amp(CPU, False)
+    assert (off.enabled, off.scaler, off.describe()) == (False, False, "AMP off: --no-amp")
+
+
+def test_a_cpu_without_bf16_hardware_trains_in_fp32_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    _torch_sees(monkeypatch, {"avx2"})
+    for requested in (None, True, False):
+        assert not resolve_amp(CPU, requested).enabled
+    assert resolve_amp(CPU).describe() == (
+        "AMP off: this CPU has neither AMX-BF16 nor AVX-512 BF16, without which bf16 is slower"
+    )
+
+
+def test_cuda_keeps_fp16_with_the_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    _torch_sees(monkeypatch, {"amx_bf16"})  # the CPU's features do not matter for a GPU
+    amp = resolve_amp(torch.device("cuda:0"))
+    assert (amp.dtype, amp.scaler) == (torch.float16, True)
+    assert amp.describe() == "AMP: fp16 autocast with gradient scaling (CUDA)"
+    assert not resolve_amp(torch.device("cuda:0"), False).enabled
+    assert not resolve_amp(torch.device("meta")).enabled  # no autocast path for other device types
