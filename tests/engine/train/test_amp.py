@@ -154,5 +154,10 @@ def test_a_resumed_run_keeps_its_amp_setting_unless_one_is_given(
         train(plan_training(options))
     monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", original)
     last = tmp_path / "exp" / "weights" / "last.pt"
-    assert plan_training(TrainOptions(), resume=True, last=last).options.amp is True  # the default would be off
-    assert plan_training(TrainOptions(amp=False), resume=True, last=last).options.amp is False
+    assert plan_training(TrainOptions(amp=False), resume=True, last=last).options.amp is False  # given now: wins
+    said: list[str] = []
+    reporter = SilentReporter()
+    reporter.info = said.append  # type: ignore[method-assign]
+    train(plan_training(TrainOptions(), resume=True, last=last), reporter)  # no flag: the run's own setting
+    assert "AMP: bf16 autocast (as the resumed run trained (CPU has AVX-512 BF16))" in said  # the default is off
+    assert _opt_amp(tmp_path / "exp") is True

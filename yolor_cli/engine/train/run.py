@@ -257,10 +257,10 @@ def plan_training(options: TrainOptions, *, resume: bool = False, last: str | Pa
         return TrainPlan(options, launch=distributed.wants_launch(options.device))
     point = _resume_point(Path(last) if last is not None else None, options.project)
     device = options.device or point.options.device
-    amp = point.options.amp if options.amp is None else options.amp  # the run's own unless --amp/--no-amp
-    # Only rank 0 writes the end of a run: no processes to start for it.
+    # Only rank 0 writes the end of a run: no processes to start for it. amp stays None unless
+    # --amp/--no-amp is given now: then _amp takes the resumed run's own setting and says so.
     return TrainPlan(
-        dataclasses.replace(point.options, device=device, amp=amp),
+        dataclasses.replace(point.options, device=device, amp=options.amp),
         point,
         launch=distributed.wants_launch(device) and not point.ending,
     )
@@ -590,9 +590,16 @@ def _trainer(
     )
 
 
-def _amp(options: TrainOptions, device: torch.device, notes: list[str]) -> tuple[TrainOptions, AmpMode]:
-    """The run's AMP mode, decided once; opt.yaml records whether it is on, so --resume keeps it."""
-    amp = resolve_amp(device, options.amp)
+def _amp(
+    options: TrainOptions, device: torch.device, notes: list[str], resume: ResumePoint | None
+) -> tuple[TrainOptions, AmpMode]:
+    """The run's AMP mode, decided once; opt.yaml records whether it is on, so --resume keeps it
+    (unless --amp/--no-amp is given again)."""
+    saved = resume.options.amp if resume is not None and options.amp is None else None
+    amp = resolve_amp(device, options.amp if saved is None else saved)
+    if saved is not None:
+        kept = f"as the resumed run trained ({amp.reason})" if amp.enabled else "the resumed run trained without it"
+        amp = dataclasses.replace(amp, reason=kept)
     if options.amp and not amp.enabled:
         notes.append(f"--amp is off on this machine: {amp.reason}; training in fp32")
     return dataclasses.replace(options, amp=amp.enabled), amp
@@ -603,7 +610,7 @@ def _train(
 ) -> TrainResult:
     notes: list[str] = []
     options, resume = _checked_options(plan.options, context, device, notes), plan.resume
-    options, amp = _amp(options, device, notes)
+    options, amp = _amp(options, device, notes, resume)
     reporter.info(amp.describe())
     _seed(options.seed + context.rank)
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
