@@ -63,6 +63,13 @@ class AmpMode:
     def enabled(self) -> bool:
         return self.dtype is not None
 
+    @property
+    def name(self) -> str:
+        """fp16, bf16 or off: how opt.yaml names the mode a run trained with."""
+        if not self.enabled:
+            return "off"
+        return "bf16" if self.dtype == torch.bfloat16 else "fp16"
+
     def describe(self) -> str:
         """The line a run prints before its first epoch."""
         if not self.enabled:

@@ -109,20 +109,22 @@ def _finished_run(result) -> Path:
     return run
 
 
-def _opt_amp(run: Path) -> object:
-    return yaml.safe_load((run / "opt.yaml").read_text())["amp"]
+def _opt_amp(run: Path) -> tuple[object, object]:
+    """opt.yaml's request (--amp, --no-amp, neither) and the mode the run trained with."""
+    saved = yaml.safe_load((run / "opt.yaml").read_text())
+    return saved["amp"], saved["amp_mode"]
 
 
 def test_cli_amp_and_no_amp_both_train_say_so_and_record_it(shapes: Path, tmp_path: Path, bf16_cpu: None) -> None:
     on = _cli_train(shapes, tmp_path / "on", "--amp")
     assert "AMP: bf16 autocast (CPU has AVX-512 BF16)" in on.stderr
-    assert _opt_amp(_finished_run(on)) is True
+    assert _opt_amp(_finished_run(on)) == (True, "bf16")
     off = _cli_train(shapes, tmp_path / "off", "--no-amp")
     assert "AMP off: --no-amp" in off.stderr and "AMP: bf16" not in off.stderr
-    assert _opt_amp(_finished_run(off)) is False
+    assert _opt_amp(_finished_run(off)) == (False, "off")
     default = _cli_train(shapes, tmp_path / "default")
     assert "AMP off: bf16 on a CPU is opt-in; --amp turns it on" in " ".join(default.stderr.split())
-    assert _opt_amp(_finished_run(default)) is False
+    assert _opt_amp(_finished_run(default)) == (None, "off")  # a resume on CUDA resolves None to fp16 there
 
 
 def test_amp_on_a_cpu_without_bf16_is_a_note_not_an_error(
@@ -133,7 +135,7 @@ def test_amp_on_a_cpu_without_bf16_is_a_note_not_an_error(
     stderr = " ".join(result.stderr.split())
     assert "AMP off: this CPU has neither AMX-BF16 nor AVX-512 BF16" in stderr
     assert "Note: --amp is off on this machine" in stderr and "training in fp32" in stderr
-    assert _opt_amp(_finished_run(result)) is False
+    assert _opt_amp(_finished_run(result)) == (True, "off")  # asked for; a CPU with bf16 would use it
 
 
 def test_a_resumed_run_keeps_its_amp_setting_unless_one_is_given(
@@ -159,5 +161,18 @@ def test_a_resumed_run_keeps_its_amp_setting_unless_one_is_given(
     reporter = SilentReporter()
     reporter.info = said.append  # type: ignore[method-assign]
     train(plan_training(TrainOptions(), resume=True, last=last), reporter)  # no flag: the run's own setting
-    assert "AMP: bf16 autocast (as the resumed run trained (CPU has AVX-512 BF16))" in said  # the default is off
-    assert _opt_amp(tmp_path / "exp") is True
+    assert "AMP: bf16 autocast (CPU has AVX-512 BF16; the resumed run's --amp)" in said  # the default is off
+    assert _opt_amp(tmp_path / "exp") == (True, "bf16")
+
+
+def test_a_resumed_run_resolves_its_request_on_the_device_it_lands_on() -> None:
+    """An fp16 CUDA run without --amp, resumed on a bf16 CPU, trains in fp32 there: bf16 stays opt-in."""
+
+    def point(saved: TrainOptions) -> train_run.ResumePoint:
+        return train_run.ResumePoint(Path("last.pt"), checkpoint=None, options=saved, start_epoch=1, bests={})  # type: ignore[arg-type]
+
+    notes: list[str] = []
+    options, amp = train_run._amp(TrainOptions(), torch.device("cpu"), notes, point(TrainOptions(amp_mode="fp16")))
+    assert (options.amp, options.amp_mode, amp.enabled) == (None, "off", False)
+    options, amp = train_run._amp(TrainOptions(), torch.device("cpu"), notes, point(TrainOptions(amp=False)))
+    assert (options.amp, amp.describe()) == (False, "AMP off: the resumed run's --no-amp")

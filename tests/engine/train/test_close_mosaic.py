@@ -120,7 +120,7 @@ def test_a_run_closes_mosaic_records_its_recipe_and_resumes_both(
     assert plan.options.recipe is not None and plan.options.recipe.header() == header  # repeated, not decided again
     reporter = _Lines()
     train(plan, reporter)
-    assert header in reporter.lines and "AMP off: the resumed run trained without it" in reporter.lines
+    assert header in reporter.lines
     assert [any(epoch) for epoch in probes[1].epochs] == [False, False]  # resumed into the closed phase
 
 

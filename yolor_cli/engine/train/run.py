@@ -102,7 +102,8 @@ class TrainOptions:
     sync_bn: bool = False
     single_cls: bool = False
     sparsity: float = 0.0
-    amp: bool | None = None  # None: fp16 on CUDA, fp32 on CPU (resolve_amp); a run resolves it once (see _amp)
+    amp: bool | None = None  # --amp/--no-amp as asked; None: fp16 on CUDA, fp32 on CPU (resolve_amp, see _amp)
+    amp_mode: str | None = None  # what the run trained with (fp16, bf16, off): for opt.yaml's reader only
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
@@ -259,7 +260,7 @@ def plan_training(options: TrainOptions, *, resume: bool = False, last: str | Pa
     point = _resume_point(Path(last) if last is not None else None, options.project)
     device = options.device or point.options.device
     # Only rank 0 writes the end of a run: no processes to start for it. amp stays None unless
-    # --amp/--no-amp is given now: then _amp takes the resumed run's own setting and says so.
+    # --amp/--no-amp is given now: then _amp takes the resumed run's own request and says so.
     return TrainPlan(
         dataclasses.replace(point.options, device=device, amp=options.amp),
         point,
@@ -594,16 +595,20 @@ def _trainer(
 def _amp(
     options: TrainOptions, device: torch.device, notes: list[str], resume: ResumePoint | None
 ) -> tuple[TrainOptions, AmpMode]:
-    """The run's AMP mode, decided once; opt.yaml records whether it is on, so --resume keeps it
-    (unless --amp/--no-amp is given again)."""
-    saved = resume.options.amp if resume is not None and options.amp is None else None
-    amp = resolve_amp(device, options.amp if saved is None else saved)
-    if saved is not None:
-        kept = f"as the resumed run trained ({amp.reason})" if amp.enabled else "the resumed run trained without it"
-        amp = dataclasses.replace(amp, reason=kept)
-    if options.amp and not amp.enabled:
+    """The run's AMP mode, decided once. opt.yaml keeps the request (--amp, --no-amp or neither), not
+    the mode: a run resumed on another device resolves the same request there (an fp16 CUDA run
+    resumed on a CPU does not turn into bf16 unasked), and a --amp/--no-amp given now wins."""
+    requested, kept = options.amp, False
+    if requested is None and resume is not None and resume.options.amp is not None:
+        requested, kept = resume.options.amp, True
+    amp = resolve_amp(device, requested)
+    if kept:
+        flag = "--amp" if requested else "--no-amp"
+        reason = f"{amp.reason}; the resumed run's {flag}" if requested else f"the resumed run's {flag}"
+        amp = dataclasses.replace(amp, reason=reason)
+    if requested and not amp.enabled:
         notes.append(f"--amp is off on this machine: {amp.reason}; training in fp32")
-    return dataclasses.replace(options, amp=amp.enabled), amp
+    return dataclasses.replace(options, amp=requested, amp_mode=amp.name), amp
 
 
 def _train(
