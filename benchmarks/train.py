@@ -1,8 +1,8 @@
 """Training-step throughput and peak memory on this CPU: yolor_csp_tiny at 320 (batch 16) and
 yolor_csp at 320 (batch 8). A step is forward, loss, backward, optimiser step and EMA update on one
-fixed batch (no data loading). Ours runs twice: in fp32 and with the forward autocast to bf16 (the
-default of ``yolor train`` on a CPU with AMX-BF16 or AVX-512 BF16; forced here, so a CPU without
-them shows what it would cost). Prints a table and writes JSON.
+fixed batch (no data loading). Ours runs twice: in fp32 and with the forward autocast to bf16
+(``yolor train --amp`` on a CPU with AMX-BF16 or AVX-512 BF16; forced here, so a CPU without them
+shows what it would cost). Prints a table and writes JSON.
 
     python benchmarks/train.py [--repeats 5] [--rounds 3] [--threads 2] [--official-repo PATH]
 

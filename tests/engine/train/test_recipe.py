@@ -49,9 +49,10 @@ def test_the_threshold_counts_batches() -> None:
 
 def test_what_the_user_gives_wins_over_auto() -> None:
     hyp = dataclasses.replace(load_hyp(), lr0=0.003, momentum=0.85, warmup_bias_lr=0.05)
-    own_hyp = _auto(hyp=hyp, hyp_given=True)
-    assert (own_hyp.optimizer, own_hyp.lr0, own_hyp.momentum, own_hyp.warmup_bias_lr) == ("adamw", 0.003, 0.85, 0.05)
-    assert _auto(hyp=hyp, hyp_given=False).lr0 == 0.001111  # a default hyp is not a choice
+    own_hyp = _auto(hyp=hyp, hyp_given=True)  # a short run: the hyp's values are SGD's, AdamW keeps its own
+    assert (own_hyp.optimizer, own_hyp.lr0, own_hyp.momentum, own_hyp.warmup_bias_lr) == ("adamw", 0.001111, 0.9, 0.0)
+    assert "the --hyp lr0 and momentum are for SGD" in own_hyp.reason
+    assert _auto(hyp=hyp, hyp_given=False).lr0 == 0.001111
     long_own = _auto(epochs=3000, hyp=hyp, hyp_given=True)
     assert (long_own.optimizer, long_own.lr0, long_own.momentum) == ("sgd", 0.003, 0.85)
     accumulated = _auto(nominal_batch_size=64)

@@ -7,10 +7,11 @@ are 330 batches, about 80 steps of 64, a third of them in warmup. ``auto`` follo
 ``optimizer=auto``: YOLOR's recipe from :data:`AUTO_SGD_MIN_ITERATIONS` iterations on; below, AdamW
 with a learning rate fit to the class count, a step per batch and a warmup bounded by the run.
 
-What the user gives wins over auto's choices: ``--optimizer sgd|adam|adamw`` (then the hyp's lr0 and
-momentum, a nominal batch of 64, YOLOR's warmup: the recipe of earlier versions), ``--nominal-batch-size``,
-and the lr0, momentum and warmup bias lr of a ``--hyp`` file. The resolved :class:`Recipe` is stored
-in opt.yaml and the checkpoints, so a resumed run repeats it exactly. No torch here: the command
+What the user gives wins over auto's choices: ``--optimizer sgd|adam|adamw`` (then the hyp's lr0
+and momentum, a nominal batch of 64, YOLOR's warmup: the recipe of earlier versions),
+``--nominal-batch-size``, and, for the long-run SGD recipe, the lr0, momentum and warmup bias lr of
+a ``--hyp`` file. The resolved :class:`Recipe` is stored in opt.yaml and the checkpoints, so a
+resumed run repeats it exactly. No torch here: the command
 line reads the choices from this module.
 """
 
@@ -33,7 +34,8 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}  # as torch s
 AUTO = "auto"
 OPTIMIZER_CHOICES = (AUTO, *OPTIMIZERS)
 # Ultralytics' optimizer=auto threshold (ultralytics/engine/trainer.py, build_optimizer): SGD above
-# 10,000 iterations, AdamW below. We count iterations as batches (epochs x ceil(images / batch)).
+# 10,000 iterations, AdamW below. Ultralytics counts optimiser steps at its nominal batch of 64; we
+# count batches (epochs x ceil(images / batch)), since auto's AdamW makes a step per batch.
 AUTO_SGD_MIN_ITERATIONS = 10_000
 # Ultralytics' learning rate for AdamW under auto: round(0.002 * 5 / (4 + nc), 6), fit to the class count.
 AUTO_LR_NUMERATOR = 0.002 * 5
@@ -125,7 +127,8 @@ def decide_recipe(
     """The recipe for a run of ``epochs`` over ``train_images`` at ``batch_size`` (total over processes).
 
     ``hyp_given``: the hyp was chosen by the user, so its lr0, momentum and warmup bias lr win over
-    auto's; ``nominal_batch_size`` (None: not given) wins over auto's choice of accumulation.
+    auto's SGD values (auto's AdamW keeps its own: the hyps' values are SGD's);
+    ``nominal_batch_size`` (None: not given) wins over auto's choice of accumulation.
     """
     if optimizer not in OPTIMIZER_CHOICES:
         raise YolorError(f"unknown optimizer {optimizer!r}", hint=f"choose one of {', '.join(OPTIMIZER_CHOICES)}")
@@ -156,17 +159,20 @@ def decide_recipe(
             reason=f"{iterations:,} iterations >= {AUTO_SGD_MIN_ITERATIONS:,}: YOLOR's recipe",
             **common,
         )
+    # The hyp's lr0, momentum and warmup bias lr are SGD values in every bundled hyp (lr0 0.01 is about
+    # 9x an AdamW lr for 5 classes), so auto's AdamW keeps its own, as Ultralytics' auto does;
+    # --optimizer adamw takes them from the hyp.
     return Recipe(
         optimizer="adamw",
-        lr0=hyp.lr0 if hyp_given else fitted_lr(nc),
-        momentum=hyp.momentum if hyp_given else AUTO_BETA1,
-        warmup_bias_lr=hyp.warmup_bias_lr if hyp_given else AUTO_WARMUP_BIAS_LR,
+        lr0=fitted_lr(nc),
+        momentum=AUTO_BETA1,
+        warmup_bias_lr=AUTO_WARMUP_BIAS_LR,
         nominal_batch_size=nominal_batch_size or batch_size,
         warmup_iterations=short_warmup_iterations(hyp.warmup_epochs, batches, iterations),
         auto=True,
         reason=(
             f"{iterations:,} iterations < {AUTO_SGD_MIN_ITERATIONS:,}: AdamW with a step per batch "
-            f"(lr {'from --hyp' if hyp_given else f'fit to {nc} classes'})"
+            f"(lr fit to {nc} classes{'; the --hyp lr0 and momentum are for SGD' if hyp_given else ''})"
         ),
         **common,
     )

@@ -513,7 +513,8 @@ def default_hooks(
     per_process: int,
     reporter: Reporter,
 ) -> list[TrainHook]:
-    """Everything a run does around its loop (rank 0's hooks; the other ranks get none)."""
+    """Everything a run writes and reports around its loop: rank 0's hooks (other ranks get only
+    :func:`_every_rank_hooks`)."""
     hooks: list[TrainHook] = [
         ValidationHook(
             data,

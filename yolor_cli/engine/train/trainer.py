@@ -5,8 +5,9 @@ one AMP path (:func:`~yolor_cli.engine.runtime.resolve_amp`: the forward autocas
 ``GradScaler(enabled=...)``, to bf16 on a CPU with bf16 hardware when asked, or not at all; the loss, the
 weights, the optimiser state and the EMA stay fp32). Validation, checkpoints, the
 results table and progress are hooks; which hooks exist is decided once, when they are built.
-Under DDP every process steps; only rank 0 is given hooks (and a reporter that shows anything), and
-shares its stop decision (and the per-class APs that ``--image-weights`` needs) with the others
+Under DDP every process steps; rank 0 is given the hooks that validate, write and report (and a
+reporter that shows anything), every rank the few that change how it trains (``--close-mosaic``), and
+rank 0 shares its stop decision (and the per-class APs that ``--image-weights`` needs) with the others
 after each epoch.
 """
 
@@ -127,7 +128,8 @@ class Trainer:
         amp: AmpMode | None = None,
     ) -> None:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share.
-        ``hooks`` run as given: under DDP, rank 0 gets them and the other ranks none.
+        ``hooks`` run as given: under DDP, rank 0 gets the writing and reporting ones, every rank those
+        that change how it trains.
         ``optimizer``: sgd, adam or adamw; ``warmup_iterations`` (None: YOLOR's, from the hyp) as the
         run's recipe decided (:mod:`yolor_cli.engine.train.recipe`). ``amp`` None is the device's
         automatic mode (as ``yolor train`` without ``--amp``/``--no-amp``)."""
