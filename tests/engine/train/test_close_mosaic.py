@@ -107,13 +107,14 @@ def test_a_run_closes_mosaic_records_its_recipe_and_resumes_both(
     assert probes[0].loader.num_workers == 2 and probes[0].loader.persistent_workers
     assert [all(epoch) for epoch in probes[0].epochs] == [True, True, False]  # epochs 3-4 are closed
     assert not any(probes[0].epochs[2])
-    header = "optimizer auto → AdamW lr 0.002, no accumulation: 12 iterations, warmup 6"  # 4 x 3 batches
+    header = "optimizer auto → AdamW lr 0.002, no accumulation, scale 0.5: 12 iterations, warmup 6"  # 4 x 3 batches
     assert header in reporter.lines and "closing mosaic: epochs 3-4 train without mosaic and mixup" in reporter.lines
     run = tmp_path / "runs" / "exp"
     saved = yaml.safe_load((run / "opt.yaml").read_text())
     assert (saved["optimizer"], saved["nominal_batch_size"], saved["close_mosaic"]) == ("adamw", 4, 2)
     assert saved["recipe"]["lr0"] == 0.002 and saved["recipe"]["auto"] is True
-    assert yaml.safe_load((run / "hyp.yaml").read_text())["lr0"] == 0.002  # the hyp the run trained with
+    trained = yaml.safe_load((run / "hyp.yaml").read_text())  # the hyp the run trained with
+    assert (trained["lr0"], trained["scale"]) == (0.002, 0.5)
     assert load_checkpoint(run / "weights" / "last.pt").epoch == 1  # the crash came before epoch 2's checkpoint
 
     plan = plan_training(TrainOptions(project=str(tmp_path / "runs")), resume=True)

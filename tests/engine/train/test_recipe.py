@@ -23,7 +23,8 @@ def test_a_short_run_gets_adamw_at_the_measured_lr_with_a_step_per_batch() -> No
     assert (recipe.optimizer, recipe.lr0, recipe.momentum, recipe.nominal_batch_size) == ("adamw", 0.002, 0.937, 16)
     assert recipe.warmup_bias_lr == load_hyp().warmup_bias_lr
     assert recipe.warmup_iterations == 100  # YOLOR's: 3 epochs of 11 batches, at least 100, at most half the run
-    assert recipe.header() == "optimizer auto → AdamW lr 0.002, no accumulation: 330 iterations, warmup 100"
+    assert recipe.scale == 0.5  # milder scale augmentation for a short run
+    assert recipe.header() == "optimizer auto → AdamW lr 0.002, no accumulation, scale 0.5: 330 iterations, warmup 100"
     assert "330 iterations < 10,000" in recipe.reason
 
 
@@ -36,6 +37,7 @@ def test_a_long_run_keeps_yolors_recipe() -> None:
     assert recipe.iterations == 12_900
     assert (recipe.optimizer, recipe.lr0, recipe.momentum, recipe.nominal_batch_size) == ("sgd", 0.01, 0.937, 64)
     assert recipe.warmup_iterations == 129 and recipe.warmup_bias_lr == load_hyp().warmup_bias_lr  # 3 epochs of 43
+    assert recipe.scale is None  # YOLOR's augmentation for a long run
     assert recipe.header() == (
         "optimizer auto → SGD lr 0.01, nominal batch 64 (YOLOR recipe): 12,900 iterations, warmup 129"
     )
@@ -57,6 +59,7 @@ def test_what_the_user_gives_wins_over_auto() -> None:
         0.05,
     )
     assert "the --hyp lr0 is for SGD" in own_hyp.reason
+    assert own_hyp.scale is None and own_hyp.applied_to(hyp).scale == hyp.scale  # a --hyp keeps its augmentation
     long_own = _auto(epochs=3000, hyp=hyp, hyp_given=True)
     assert (long_own.optimizer, long_own.lr0, long_own.momentum) == ("sgd", 0.003, 0.85)
     accumulated = _auto(nominal_batch_size=64)
@@ -83,7 +86,9 @@ def test_a_recipe_round_trips_through_a_dict_and_sets_the_hyp() -> None:
     recipe = _auto()
     assert Recipe.from_dict(dataclasses.asdict(recipe)) == recipe
     hyp = recipe.applied_to(load_hyp())
-    assert (hyp.lr0, hyp.momentum, hyp.warmup_bias_lr, hyp.scale) == (0.002, 0.937, 0.1, load_hyp().scale)
+    assert (hyp.lr0, hyp.momentum, hyp.warmup_bias_lr, hyp.scale) == (0.002, 0.937, 0.1, 0.5)
+    saved = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "scale"}  # a recipe saved before scale
+    assert Recipe.from_dict(saved).scale is None
 
 
 def test_the_command_line_takes_adam_as_an_alias_and_refuses_a_contradiction() -> None:

@@ -628,6 +628,7 @@ def _train(
     _recipe_notes(options, recipe, notes)
     reporter.info(recipe.header())
     hyp = recipe.applied_to(hyp)
+    dataset.hyp = hyp  # auto's short-run augmentation; set before the loader starts its workers
     options = dataclasses.replace(
         options,
         data=str(data_path),
