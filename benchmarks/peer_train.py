@@ -11,6 +11,7 @@ its COCO-style AP). Prints a table and writes JSON.
 
     python benchmarks/peer_train.py --work /tmp/peer [--epochs 30] [--img-size 320]
         [--ultralytics-python /tmp/ulvenv/bin/python] [--skimage-data DIR] [--cases auto,adam,n,yolov8n]
+        [--variant objects|clutter]
 
 ``--ultralytics-python`` is the Python of a venv with Ultralytics installed; its ``yolo`` beside it runs.
 """
@@ -26,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from photo_data import make_photo_voc  # the sibling script (benchmarks run from benchmarks/)
+from photo_data import VARIANTS, make_photo_voc  # the sibling script (benchmarks run from benchmarks/)
 from rich.console import Console
 from rich.table import Table
 
@@ -39,10 +40,10 @@ OURS = {  # case -> extra options of `yolor train`
 }
 
 
-def prepare(work: Path, images: int, skimage_data: Path | None) -> Path:
+def prepare(work: Path, images: int, skimage_data: Path | None, variant: str) -> Path:
     voc = work / "voc"
     if not (voc / "data.yaml").exists():
-        make_photo_voc(voc, images=images, seed=0, data=skimage_data)
+        make_photo_voc(voc, images=images, seed=0, data=skimage_data, variant=variant)
         yolor("dataset", "prepare", "--root", str(voc), "--val", "0.2", "--test", "0.1", "--seed", "0")
     return voc
 
@@ -111,9 +112,10 @@ def main() -> None:
     parser.add_argument("--cases", default="auto,adam,n,yolov8n")
     parser.add_argument("--ultralytics-python", type=Path)
     parser.add_argument("--skimage-data", type=Path)
+    parser.add_argument("--variant", choices=VARIANTS, default="objects", help="which photo set (photo_data.py)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
-    voc = prepare(args.work, args.images, args.skimage_data)
+    voc = prepare(args.work, args.images, args.skimage_data, args.variant)
     rows = {}
     for case in args.cases.split(","):
         if case == "yolov8n":
@@ -127,7 +129,8 @@ def main() -> None:
         print(json.dumps({case: rows[case]}), file=sys.stderr)
     train, val = (len((voc / f"{split}.txt").read_text().split()) for split in ("train", "val"))
     table = Table(
-        title=f"From scratch, {args.epochs} epochs at {args.img_size} px, photo set ({train} train / {val} val)"
+        title=f"From scratch, {args.epochs} epochs at {args.img_size} px, "
+        f"photo set '{args.variant}' ({train} train / {val} val)"
     )
     for header in ("case", "mAP50", "mAP50-95", "wall s", "recipe"):
         table.add_column(header, justify="left" if header in ("case", "recipe") else "right")
@@ -135,7 +138,7 @@ def main() -> None:
         table.add_row(case, f"{row['map50']:.3f}", f"{row['map']:.3f}", f"{row['seconds']:.0f}", row["recipe"])
     Console().print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"epochs": args.epochs, "img_size": args.img_size, "rows": rows}, indent=2))
+    args.output.write_text(json.dumps({"variant": args.variant, "epochs": args.epochs, "img_size": args.img_size, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
