@@ -105,6 +105,8 @@ class TrainOptions:
     sparsity: float = 0.0
     amp: bool | None = None  # --amp/--no-amp as asked; None: fp16 on CUDA, fp32 on CPU (resolve_amp, see _amp)
     amp_mode: str | None = None  # what the run trained with (fp16, bf16, off): for opt.yaml's reader only
+    teacher: str | None = None
+    distill_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
