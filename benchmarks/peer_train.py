@@ -138,7 +138,8 @@ def main() -> None:
         table.add_row(case, f"{row['map50']:.3f}", f"{row['map']:.3f}", f"{row['seconds']:.0f}", row["recipe"])
     Console().print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"variant": args.variant, "epochs": args.epochs, "img_size": args.img_size, "rows": rows}, indent=2))
+    summary = {"variant": args.variant, "epochs": args.epochs, "img_size": args.img_size, "rows": rows}
+    args.output.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
