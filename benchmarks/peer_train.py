@@ -10,7 +10,7 @@ is its own validation of its final model on the val split (ours: COCO's 101-poin
 its COCO-style AP). Prints a table and writes JSON.
 
     python benchmarks/peer_train.py --work /tmp/peer [--epochs 30] [--img-size 320]
-        [--ultralytics-python /tmp/ulvenv/bin/python] [--skimage-data DIR] [--cases auto,adam,n,yolov8n]
+        [--ultralytics-python /tmp/ulvenv/bin/python] [--skimage-data DIR] [--cases auto,adam,n,yolov8n,no-close-mosaic]
         [--variant objects|clutter]
 
 ``--ultralytics-python`` is the Python of a venv with Ultralytics installed; its ``yolo`` beside it runs.
@@ -37,6 +37,7 @@ OURS = {  # case -> extra options of `yolor train`
     "auto": ["--cfg", "yolor_csp_tiny"],
     "adam": ["--cfg", "yolor_csp_tiny", *ADAM_FLAGS],
     "n": ["--cfg", "yolor_csp_n"],
+    "no-close-mosaic": ["--cfg", "yolor_csp_tiny", "--close-mosaic", "0"],  # what --close-mosaic 10 adds
 }
 
 
@@ -138,7 +139,8 @@ def main() -> None:
         table.add_row(case, f"{row['map50']:.3f}", f"{row['map']:.3f}", f"{row['seconds']:.0f}", row["recipe"])
     Console().print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"variant": args.variant, "epochs": args.epochs, "img_size": args.img_size, "rows": rows}, indent=2))
+    summary = {"variant": args.variant, "epochs": args.epochs, "img_size": args.img_size, "rows": rows}
+    args.output.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

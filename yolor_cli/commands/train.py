@@ -130,6 +130,25 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            "--teacher",
+            help="Distil from this checkpoint (e.g. the unpruned model a pruned --weights came from): "
+            "same classes and detection heads; it is evaluated once at the start.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--distill-weight",
+            help="Weight of the distillation term in the loss, above 0 (the run header shows the one used); "
+            "needs --teacher.",
+            show_default=False,
+        ),
+    ] = None,
     noval: Annotated[bool, typer.Option("--noval", help="Validate only after the last epoch.")] = False,
     nosave: Annotated[bool, typer.Option("--nosave", help="Write only the final last.pt.")] = False,
     period: Annotated[int, typer.Option("--period", min=0, help="Validate from this epoch on.")] = 0,
@@ -180,6 +199,8 @@ def train_command(
         single_cls=single_cls,
         sparsity=sparsity,
         amp=amp,
+        teacher=str(teacher) if teacher else None,
+        distill_weight=distill_weight,
         noval=noval,
         nosave=nosave,
         period=period,

@@ -347,6 +347,8 @@ class TensorBoardHook(TrainHook):
 
     def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
         scalars = {f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, state.mean_losses.tolist())}
+        if state.mean_distill is not None:  # --teacher: the weighted distillation term beside the labels' loss
+            scalars["train/distill_loss"] = state.mean_distill
         if state.metrics is not None:
             scalars.update({f"metrics/{name}": getattr(state.metrics, name) for name in METRIC_NAMES})
         if state.val_losses is not None:

@@ -1,7 +1,8 @@
 """``yolor train`` as an engine call: options, data, model, run folder, hooks, resume, DDP.
 
 The loop itself is :mod:`yolor_cli.engine.train.trainer`; what a run writes around it is
-:mod:`yolor_cli.engine.train.hooks`; how it optimises is :mod:`yolor_cli.engine.train.recipe`.
+:mod:`yolor_cli.engine.train.hooks`; how it optimises is :mod:`yolor_cli.engine.train.recipe`; what
+``--teacher`` adds is :mod:`yolor_cli.engine.train.distill`.
 Without ``--data`` a run uses the built-in demo data and the demo profile (:data:`DEMO_DEFAULTS`,
 :data:`DEMO_RECIPE`), chosen so that a CPU reaches a useful mAP in minutes.
 """
@@ -28,6 +29,7 @@ from yolor_cli.engine.data.prepare import prepare_dataset
 from yolor_cli.engine.data.sampling import RectBlockSampler, WeightedImageSampler
 from yolor_cli.engine.data.synth import synthesize
 from yolor_cli.engine.errors import DataError, MissingDependencyError, YolorError
+from yolor_cli.engine.evaluate.evaluator import evaluate_model
 from yolor_cli.engine.evaluate.plots import plot_labels
 from yolor_cli.engine.files import atomic_write, interrupts_deferred
 from yolor_cli.engine.model.bundled import load_cfg
@@ -37,6 +39,7 @@ from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import AmpMode, resolve_amp
 from yolor_cli.engine.train import distributed
+from yolor_cli.engine.train.distill import DEFAULT_DISTILL_WEIGHT, Distiller, check_distill_options
 from yolor_cli.engine.train.hooks import (
     DEFAULT_CLOSE_MOSAIC,
     METRIC_NAMES,
@@ -105,8 +108,8 @@ class TrainOptions:
     sparsity: float = 0.0
     amp: bool | None = None  # --amp/--no-amp as asked; None: fp16 on CUDA, fp32 on CPU (resolve_amp, see _amp)
     amp_mode: str | None = None  # what the run trained with (fp16, bf16, off): for opt.yaml's reader only
-    teacher: str | None = None
-    distill_weight: float = 1.0
+    teacher: str | None = None  # --teacher: a checkpoint to distil from (a resumed run reloads it)
+    distill_weight: float = DEFAULT_DISTILL_WEIGHT  # the distillation term's factor in the loss
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
@@ -127,7 +130,9 @@ class TrainOptions:
     @classmethod
     def resolve(cls, **given: Any) -> TrainOptions:
         """Options from the command line, where None means "not given": the demo profile fills those
-        when there is no --data, the usual defaults otherwise. ``adam=True`` is ``optimizer="adam"``."""
+        when there is no --data, the usual defaults otherwise. ``adam=True`` is ``optimizer="adam"``;
+        ``distill_weight`` needs a ``teacher``."""
+        check_distill_options(given.get("teacher"), given.get("distill_weight"))
         values = {k: v for k, v in given.items() if v is not None and k != "adam"}
         if given.get("adam"):
             if values.get("optimizer", "adam") != "adam":
@@ -148,6 +153,8 @@ class TrainResult:
     transferred: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
     is_main: bool = True  # False in the other DDP processes, which print nothing
+    # --teacher: its precision, recall, map50 and map on the val split at the start (None: --noval or no teacher)
+    teacher_metrics: dict[str, float] | None = None
 
 
 def cache_dir() -> Path:
@@ -261,6 +268,13 @@ def plan_training(options: TrainOptions, *, resume: bool = False, last: str | Pa
     if not resume:
         return TrainPlan(options, launch=distributed.wants_launch(options.device))
     point = _resume_point(Path(last) if last is not None else None, options.project)
+    teacher = point.options.teacher
+    if teacher and not point.ending and not Path(teacher).is_file():
+        raise YolorError(
+            f"the resumed run distils from the teacher {teacher}, which is gone",
+            hint="put the teacher back at that path (opt.yaml records it), or start a new run with "
+            f"--weights {point.path} --teacher ANOTHER.pt",
+        )
     device = options.device or point.options.device
     # Only rank 0 writes the end of a run: no processes to start for it. amp stays None unless
     # --amp/--no-amp is given now: then _amp takes the resumed run's own request and says so.
@@ -407,6 +421,40 @@ def _new_model(
     if ckpt.nc != data.nc:
         notes.append(f"{options.weights} has {ckpt.nc} classes, the data {data.nc}: the detection heads start anew")
     return model, transfer_weights(model, ckpt.best_state())
+
+
+def _distiller(options: TrainOptions, model: DarknetModel, data: DataConfig, hyp: Hyp) -> Distiller | None:
+    """--teacher: the teacher loaded and checked against the student and the data before any epoch."""
+    if not options.teacher:
+        return None
+    return Distiller.from_checkpoint(
+        options.teacher, student=model, names=list(data.names), hyp=hyp, weight=options.distill_weight
+    )
+
+
+def _teacher_metrics(
+    distiller: Distiller,
+    data: DataConfig,
+    options: TrainOptions,
+    batch_size: int,
+    device: torch.device,
+    reporter: Reporter,
+) -> dict[str, float] | None:
+    """The teacher on the val split, once, as validation will score the student (None with --noval):
+    the figures a distilled student is measured against."""
+    if options.noval:
+        return None
+    result, _ = evaluate_model(
+        distiller.teacher,
+        data,
+        task="val",
+        img_size=options.test_img_size or options.img_size,
+        batch_size=batch_size,
+        device=device,
+    )
+    m = result.metrics
+    reporter.info(f"teacher {distiller.source}: mAP50 {m.map50:.3f}, mAP50-95 {m.map:.3f}")
+    return {"precision": m.precision, "recall": m.recall, "map50": m.map50, "map": m.map}
 
 
 def _check_labels(dataset: DetectionDataset, data: DataConfig) -> None:
@@ -571,6 +619,7 @@ def _trainer(
     recipe: Recipe,
     reporter: Reporter,
     amp: AmpMode,
+    distiller: Distiller | None,
 ) -> Trainer:
     return Trainer(
         model,
@@ -592,6 +641,7 @@ def _trainer(
         image_weighting=weighting,
         sparsity=options.sparsity,
         amp=amp,
+        distiller=distiller,
     )
 
 
@@ -625,10 +675,13 @@ def _train(
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
         data_path, data, hyp = _load_data(options, reporter)
         model, transferred = _model(options, resume, data, notes)
+        distiller = _distiller(options, model, data, hyp)
         dataset = _train_dataset(options, data, hyp, model.max_stride, context, reporter)
     recipe = _recipe(options, dataset, data, hyp)
     _recipe_notes(options, recipe, notes)
     reporter.info(recipe.header())
+    if distiller is not None:
+        reporter.info(f"distilling from the teacher {distiller.source}, weight {distiller.weight:g}")
     hyp = recipe.applied_to(hyp)
     dataset.hyp = hyp  # auto's short-run augmentation; set before the loader starts its workers
     options = dataclasses.replace(
@@ -648,6 +701,9 @@ def _train(
     else:
         save_dir, hooks = resume.save_dir if resume is not None else Path(options.project) / options.name, []
     hooks = [*_every_rank_hooks(options, dataset, reporter), *hooks]
+    teacher_metrics = None
+    if distiller is not None and context.is_main:
+        teacher_metrics = _teacher_metrics(distiller, data, options, per_process * 2, device, reporter)
     trainer = _trainer(
         model,
         hyp,
@@ -660,6 +716,7 @@ def _train(
         recipe,
         reporter,
         amp,
+        distiller,
     )
     start_epoch = 0
     if resume is not None:
@@ -677,4 +734,5 @@ def _train(
         transferred=transferred,
         notes=notes,
         is_main=context.is_main,
+        teacher_metrics=teacher_metrics,
     )

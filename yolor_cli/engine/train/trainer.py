@@ -5,10 +5,13 @@ one AMP path (:func:`~yolor_cli.engine.runtime.resolve_amp`: the forward autocas
 ``GradScaler(enabled=...)``, to bf16 on a CPU with bf16 hardware when asked, or not at all; the loss, the
 weights, the optimiser state and the EMA stay fp32). Validation, checkpoints, the
 results table and progress are hooks; which hooks exist is decided once, when they are built.
-Under DDP every process steps; rank 0 is given the hooks that validate, write and report (and a
-reporter that shows anything), every rank the few that change how it trains (``--close-mosaic``), and
-rank 0 shares its stop decision (and the per-class APs that ``--image-weights`` needs) with the others
-after each epoch.
+With ``--teacher`` (:mod:`yolor_cli.engine.train.distill`), each step also runs the teacher on the
+same images and adds the weighted distillation term to the loss before the backward pass; the progress
+line shows it (``distill``), results.csv keeps its columns (``total`` stays the labels' loss).
+Under DDP every process steps (each with its own teacher); rank 0 is given the hooks that validate,
+write and report (and a reporter that shows anything), every rank the few that change how it trains
+(``--close-mosaic``), and rank 0 shares its stop decision (and the per-class APs that
+``--image-weights`` needs) with the others after each epoch.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
 from yolor_cli.engine.runtime import AmpMode, resolve_amp
+from yolor_cli.engine.train.distill import Distiller
 from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
 from yolor_cli.engine.train.loss import YolorLoss
 from yolor_cli.engine.train.optim import NOMINAL_BATCH_SIZE, ModelEMA, Warmup, build_optimizer, cosine_lambda
 
 LOSS_NAMES = ("box", "obj", "cls", "total")
 PROGRESS_FIELDS = ("gpu_mem", *LOSS_NAMES, "targets", "img_size")  # the seed's columns after Epoch
+DISTILL_FIELD = "distill"  # after "total" in the progress line of a run with a teacher
 MULTI_SCALE_RANGE = (0.5, 1.5)
 
 
@@ -56,6 +61,7 @@ class TrainState:
     mean_losses: np.ndarray = field(default_factory=lambda: np.zeros(len(LOSS_NAMES)))
     metrics: Metrics | None = None
     val_losses: np.ndarray | None = None  # box, obj, cls, total on the validation set
+    mean_distill: float | None = None  # the epoch's mean weighted distillation term, with a teacher
     fitness: float | None = None
     stop: bool = False
 
@@ -126,13 +132,15 @@ class Trainer:
         image_weighting: ImageWeighting | None = None,
         sparsity: float = 0.0,
         amp: AmpMode | None = None,
+        distiller: Distiller | None = None,
     ) -> None:
         """``batch_size`` is the total over all processes; ``loader`` gives this process's share.
         ``hooks`` run as given: under DDP, rank 0 gets the writing and reporting ones, every rank those
         that change how it trains.
         ``optimizer``: sgd, adam or adamw; ``warmup_iterations`` (None: YOLOR's, from the hyp) as the
         run's recipe decided (:mod:`yolor_cli.engine.train.recipe`). ``amp`` None is the device's
-        automatic mode (as ``yolor train`` without ``--amp``/``--no-amp``)."""
+        automatic mode (as ``yolor train`` without ``--amp``/``--no-amp``). ``distiller``: a teacher to
+        distil from (moved to ``device`` here)."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         # Channels-last: measured 1.2-1.5x faster forward+backward for yolor_csp on CPU (benchmarks/train.py).
@@ -167,6 +175,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp.scaler)
         self.ema = ModelEMA(model)
         self.loss = YolorLoss(model, hyp)
+        self.distiller = distiller.to(device) if distiller is not None else None
+        self.last_distill: torch.Tensor | None = None  # the last step's weighted distillation term, per image
         self.rng = np.random.default_rng(seed)
         self.finished_epoch = -1  # the last epoch whose hooks ran (what Ctrl-C saves)
 
@@ -201,10 +211,17 @@ class Trainer:
 
     def run_step(self, images: torch.Tensor, targets: torch.Tensor, state: TrainState) -> torch.Tensor:
         self.warmup.apply(self.optimizer, state.iteration, self.lr_factor(state.epoch))
+        images = self._images(images)
         with torch.autocast(self.device.type, dtype=self.amp.dtype, enabled=self.amp.enabled):
-            raw = self.train_model(self._images(images))
+            raw = self.train_model(images)
+            teacher = self.distiller.teacher_maps(images) if self.distiller is not None else None
         # The loss outside autocast, on fp32 predictions: its exp, IoU and BCE need fp32's precision.
-        loss, items = self.loss([p.float() for p in raw], targets.to(self.device))
+        raw = [p.float() for p in raw]
+        loss, items = self.loss(raw, targets.to(self.device))
+        if self.distiller is not None and teacher is not None:
+            distill, distill_items = self.distiller.loss(raw, teacher)
+            loss = loss + self.distiller.weight * distill
+            self.last_distill = self.distiller.weight * distill_items[3]
         # DDP averages gradients over processes; scaling by their number keeps the step of the total batch.
         loss = loss * self.distributed.world_size
         if not torch.isfinite(loss):
@@ -279,24 +296,35 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):  # DistributedSampler and the image-weight sampler draw anew per epoch
             sampler.set_epoch(state.epoch)
         self.model.train()
-        totals = np.zeros(len(LOSS_NAMES))
+        totals, distill_total = np.zeros(len(LOSS_NAMES)), 0.0
         description = f"{state.epoch + 1}/{state.epochs}"
-        batches = self.reporter.track(self.loader, description, total=len(self.loader), fields=PROGRESS_FIELDS)
+        batches = self.reporter.track(self.loader, description, total=len(self.loader), fields=self.progress_fields)
         for batch, (images, targets, _, _) in enumerate(batches):
             for hook in self.hooks:
                 hook.on_batch(self, state, batch, images, targets)
             totals += self.run_step(images, targets, state).cpu().numpy()
             mean = totals / (batch + 1)
             memory = torch.cuda.memory_reserved(self.device) / 1e9 if self.device.type == "cuda" else 0.0
-            self.reporter.update(
-                {
-                    "gpu_mem": f"{memory:.3g}G",
-                    **{name: f"{name} {value:.4f}" for name, value in zip(LOSS_NAMES, mean)},
-                    "targets": f"targets {len(targets)}",
-                    "img_size": f"size {images.shape[-1]}",
-                }
-            )
+            values = {
+                "gpu_mem": f"{memory:.3g}G",
+                **{name: f"{name} {value:.4f}" for name, value in zip(LOSS_NAMES, mean)},
+                "targets": f"targets {len(targets)}",
+                "img_size": f"size {images.shape[-1]}",
+            }
+            if self.last_distill is not None:
+                distill_total += float(self.last_distill)
+                values[DISTILL_FIELD] = f"{DISTILL_FIELD} {distill_total / (batch + 1):.4f}"
+            self.reporter.update(values)
         state.mean_losses = totals / max(len(self.loader), 1)
+        state.mean_distill = distill_total / max(len(self.loader), 1) if self.distiller is not None else None
+
+    @property
+    def progress_fields(self) -> tuple[str, ...]:
+        """The progress line's columns: the seed's, and the distillation term after the total when distilling."""
+        if self.distiller is None:
+            return PROGRESS_FIELDS
+        after_total = PROGRESS_FIELDS.index("total") + 1
+        return (*PROGRESS_FIELDS[:after_total], DISTILL_FIELD, *PROGRESS_FIELDS[after_total:])
 
     def learning_rates(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
