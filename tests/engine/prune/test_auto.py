@@ -300,6 +300,22 @@ def test_latency_targets_become_macs_targets(
 def test_distillation_reaches_each_fine_tune(shapes: Path, source: Path, tmp_path: Path) -> None:
     result = auto.auto_prune(_request(shapes, source, tmp_path, steps=1, final_epochs=0, distill=True))
     assert yaml.safe_load((result.run_dir / "step_1" / "opt.yaml").read_text())["teacher"] == str(source)
+    # An input read with --cfg is kept as an ordinary checkpoint, which the trainer loads as a teacher unaided.
+    request = _request(shapes, source, tmp_path, steps=1, epochs_per_step=0, distill=True, cfg="yolor_csp_tiny")
+    result = auto.auto_prune(dataclasses.replace(request, name="with_cfg"))
+    teacher = result.run_dir / "teacher.pt"
+    assert yaml.safe_load((result.run_dir / "final" / "opt.yaml").read_text())["teacher"] == str(teacher)
+    assert count_parameters(load_model(weights=teacher).model) == result.input.params
+
+
+def test_a_teacher_named_otherwise_than_the_data_is_refused_first(shapes: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
+    names = ["x", "y", "z"]
+    named = save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=names), tmp_path / "n.pt")
+    with pytest.raises(YolorError, match="names its classes otherwise than the data"):
+        auto.auto_prune(_request(shapes, named, tmp_path, distill=True))
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
 from yolor_cli.engine.train import distributed
+from yolor_cli.engine.train.distill import check_teacher
 from yolor_cli.engine.train.run import TrainOptions, plan_training, train
 
 OUTPUT_NAME = "pruned.pt"
@@ -290,6 +291,8 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     data = load_data_config(request.data)
     if model.nc != data.nc:
         raise YolorError(f"{request.weights} has {model.nc} classes but {request.data} has {data.nc}")
+    if request.distill:  # the trainer would refuse the teacher only at step 1's fine-tune
+        check_teacher(model, loaded.names, model, list(data.names), str(request.weights))
     reporter.info(f"Measuring the input model at {request.img_size} px")
     params, macs, latency = _cost(model, request.img_size)
     fraction, notes = target_fraction(request, latency)
