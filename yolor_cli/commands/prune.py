@@ -8,11 +8,29 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from yolor_cli.console import print_json, print_notes, stdout_console
-from yolor_cli.engine.prune.request import DEFAULT_AMOUNT, ConvTargets, GlobalTarget, LayerSpan, PruneRequest
-from yolor_cli.options import CfgOption, JsonOption, TrustPickleOption
+from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.engine.prune.request import (
+    AUTO_DEFAULT_PROJECT,
+    DEFAULT_AMOUNT,
+    AutoPruneRequest,
+    ConvTargets,
+    GlobalTarget,
+    LayerSpan,
+    PruneRequest,
+)
+from yolor_cli.options import (
+    CfgOption,
+    DataOption,
+    DeviceOption,
+    ExistOkOption,
+    JsonOption,
+    NameOption,
+    ProjectOption,
+    TrustPickleOption,
+)
 
 if TYPE_CHECKING:
+    from yolor_cli.engine.prune.auto import AutoPruneResult
     from yolor_cli.engine.prune.run import PruneResult
 
 app = typer.Typer(
@@ -218,3 +236,154 @@ def global_command(
         ),
         json_output,
     )
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
+    before, after = result.input, result.final
+    print_notes(result.notes)
+    if json_output:
+        print_json(
+            {
+                "params_before": before.params,
+                "params_after": after.params,
+                "macs_before": before.macs,
+                "macs_after": after.macs,
+                "latency_ms_before": before.latency_ms,
+                "latency_ms_after": after.latency_ms,
+                "map_before": before.map,
+                "map_after": after.map,
+                "map50_before": before.map50,
+                "map50_after": after.map50,
+                "steps": result.rows(),
+                "output": str(result.output),
+            }
+        )
+        return
+    console = stdout_console()
+    console.print(f"[b]Steps[/] (mAP on the val split; figures also in {result.run_dir / 'steps.csv'})")
+    table = Table()
+    for column in ("step", "Params", "GFLOPs", "latency ms", "pruned mAP50", "mAP50-95", "tuned mAP50", "mAP50-95"):
+        table.add_column(column, justify="right")
+    for record, label in [(r, str(r.step)) for r in (before, *result.steps)] + [(after, f"final ({after.step})")]:
+        table.add_row(
+            label,
+            f"{record.params:,}",
+            f"{record.gflops:.3f}",
+            f"{record.latency_ms:.1f}",
+            *(_figure(v, ".4f") for v in (record.map50_pruned, record.map_pruned, record.map50, record.map)),
+        )
+    console.print(table)
+    console.print(
+        f"Params {before.params:,} => {after.params:,}, GFLOPs {before.gflops:.3f} => {after.gflops:.3f}, "
+        f"latency {before.latency_ms:.1f} => {after.latency_ms:.1f} ms, "
+        f"mAP50-95 {_figure(before.map, '.4f')} => {_figure(after.map, '.4f')}"
+    )
+    console.print(f"Wrote [b]{result.output}[/]")
+
+
+@app.command("auto")
+def auto_command(
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Checkpoint to prune (ours, or official with --cfg); not needed with --resume.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    data: DataOption = None,
+    target_macs: Annotated[
+        float | None,
+        typer.Option("--target-macs", help="End at this fraction of the input's MACs (e.g. 0.5).", show_default=False),
+    ] = None,
+    target_latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--target-latency-ms",
+            help="Or: aim at this CPU latency (fused, batch 1), taken as proportional to the MACs.",
+            show_default=False,
+        ),
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", help="Largest allowed fall of mAP50-95 against the input (absolute).")
+    ] = AutoPruneRequest.max_drop,
+    steps: Annotated[int, typer.Option("--steps", help="Cuts to reach the target, each fine-tuned.")] = (
+        AutoPruneRequest.steps
+    ),
+    epochs_per_step: Annotated[
+        int, typer.Option("--epochs-per-step", help="Fine-tuning epochs after each cut.")
+    ] = AutoPruneRequest.epochs_per_step,
+    final_epochs: Annotated[
+        int, typer.Option("--final-epochs", help="Fine-tuning epochs of the kept model at the end.")
+    ] = AutoPruneRequest.final_epochs,
+    allocate: Annotated[
+        str,
+        typer.Option(
+            "--allocate",
+            help="global (channels ranked across the model) or sensitivity (per-layer amounts from a scan).",
+        ),
+    ] = AutoPruneRequest.allocate,
+    method: Annotated[
+        str, typer.Option("--method", help="Channel importance: l1, l2 or bn (BatchNorm scales).")
+    ] = AutoPruneRequest.method,
+    distill: Annotated[
+        bool, typer.Option("--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
+    ] = AutoPruneRequest.distill,
+    img_size: Annotated[
+        int, typer.Option("--img-size", min=32, help="Size to train, validate and measure GFLOPs and latency at.")
+    ] = AutoPruneRequest.img_size,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Fine-tuning batch size.")] = (
+        AutoPruneRequest.batch_size
+    ),
+    device: DeviceOption = AutoPruneRequest.device,
+    workers: Annotated[int, typer.Option("--workers")] = AutoPruneRequest.workers,
+    project: ProjectOption = AUTO_DEFAULT_PROJECT,
+    name: NameOption = AutoPruneRequest.name,
+    exist_ok: ExistOkOption = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --project/--name (the folder as on disk, e.g. --name exp2) where it "
+            "stopped, with its own options.",
+        ),
+    ] = False,
+    cfg: CfgOption = None,
+    trust_pickle: TrustPickleOption = False,
+    seed: Annotated[int, typer.Option("--seed")] = AutoPruneRequest.seed,
+    json_output: JsonOption = False,
+) -> None:
+    """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt."""
+    from yolor_cli.engine.prune.auto import auto_prune
+
+    request = AutoPruneRequest(
+        weights=weights,
+        data=data,
+        target_macs=target_macs,
+        target_latency_ms=target_latency_ms,
+        max_drop=max_drop,
+        steps=steps,
+        epochs_per_step=epochs_per_step,
+        final_epochs=final_epochs,
+        allocate=allocate,
+        method=method,
+        distill=distill,
+        img_size=img_size,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        project=project,
+        name=name,
+        exist_ok=exist_ok,
+        resume=resume,
+        cfg=cfg,
+        trust_pickle=trust_pickle,
+        seed=seed,
+    )
+    _render_auto(auto_prune(request, reporter=RichReporter()), json_output)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from yolor_cli.engine.errors import MissingDependencyError
 from yolor_cli.engine.evaluate.metrics import CONFIDENCE_GRID, RECALL_POINTS, Metrics
+from yolor_cli.engine.files import atomic_write
 
 PLOT_DPI = 150
 
@@ -150,5 +152,32 @@ def plot_labels(labels: np.ndarray, names: list[str], path: Path) -> Path:
     axes[2].set(xlabel="width", ylabel="height", title="box sizes")
     figure.tight_layout()
     figure.savefig(path, dpi=PLOT_DPI)
+    plt.close(figure)
+    return path
+
+
+def plot_prune_steps(rows: list[dict[str, Any]], path: Path, final: tuple[float, float] | None = None) -> Path:
+    """``yolor prune auto``'s trade-off: GFLOPs against mAP50-95, each step right after pruning and
+    after its fine-tune (numbered), and the final fine-tune's model. Written atomically: a run killed
+    while plotting keeps the previous picture."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    gflops = [row["gflops"] for row in rows]
+    tuned = [(g, row["map"]) for g, row in zip(gflops, rows) if row["map"] is not None]
+    pruned = [(g, row["map_pruned"]) for g, row in zip(gflops, rows) if row["step"] > 0]
+    if tuned:
+        axis.plot(*zip(*tuned), marker="o", linewidth=1.5, label="after fine-tuning")
+    if pruned:
+        axis.plot(*zip(*pruned), marker="x", linestyle="none", color="tab:red", label="after pruning")
+    for g, row in zip(gflops, rows):
+        point = (g, row["map"] if row["map"] is not None else row["map_pruned"])
+        axis.annotate(str(row["step"]), point, xytext=(4, 4), textcoords="offset points", fontsize=8)
+    if final is not None:
+        axis.plot(*final, marker="*", markersize=14, linestyle="none", color="tab:green", label="final fine-tune")
+    axis.set(xlabel="GFLOPs", ylabel="mAP@0.5:0.95")
+    axis.invert_xaxis()  # the run moves right to left: from the input model to the smallest
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=PLOT_DPI))
     plt.close(figure)
     return path

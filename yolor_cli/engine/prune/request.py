@@ -7,7 +7,7 @@ torch, so the command module builds requests without paying for the engine's imp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from yolor_cli.engine.errors import YolorError
@@ -112,3 +112,102 @@ class PruneRequest:
 
     def __post_init__(self) -> None:
         check_method(self.method)
+
+
+# ---- yolor prune auto ------------------------------------------------------------------------------
+
+ALLOCATIONS = ("global", "sensitivity")  # how a step's cut is shared among the layers
+AUTO_METHODS = ("l1", "l2", "bn")  # random ranking has no place in a run meant to keep accuracy
+AUTO_DEFAULT_PROJECT = Path("runs/prune")
+
+
+@dataclass(frozen=True)
+class AutoPruneRequest:
+    """One ``yolor prune auto`` run: prune in ``steps`` towards ``target_macs`` (a fraction of the input's
+    multiply-adds) or ``target_latency_ms`` (CPU, fused, batch 1), fine-tuning ``epochs_per_step`` after
+    each step and ``final_epochs`` at the end, and stop before a step loses more than ``max_drop`` of
+    mAP50-95 against the input.
+
+    With ``resume`` only ``project``/``name`` (the run folder, taken as is, not numbered), ``device`` and
+    ``workers`` are used: the run continues with the request saved in its folder, so ``weights``,
+    ``data`` and a target may be left out."""
+
+    weights: Path | None = None
+    data: Path | None = None
+    target_macs: float | None = None
+    target_latency_ms: float | None = None
+    max_drop: float = 0.01
+    steps: int = 4
+    epochs_per_step: int = 3
+    final_epochs: int = 10
+    allocate: str = "global"
+    method: str = "l1"
+    distill: bool = True
+    img_size: int = DEFAULT_IMG_SIZE
+    batch_size: int = 8
+    device: str = ""
+    workers: int = 8
+    project: Path = AUTO_DEFAULT_PROJECT
+    name: str = "exp"
+    exist_ok: bool = False
+    resume: bool = False
+    cfg: str | None = None
+    trust_pickle: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        if self.allocate not in ALLOCATIONS:
+            raise YolorError(f"unknown --allocate {self.allocate!r}", hint=f"choose one of {', '.join(ALLOCATIONS)}")
+        if self.method not in AUTO_METHODS:
+            raise YolorError(
+                f"--method {self.method!r} is not one prune auto ranks by",
+                hint=f"choose one of {', '.join(AUTO_METHODS)}",
+            )
+        if not self.resume:
+            self._check_inputs()
+
+    def _check_numbers(self) -> None:
+        if self.steps < 1:
+            raise YolorError(f"--steps {self.steps} is below 1", hint="e.g. --steps 4 reaches the target in 4 cuts")
+        for flag, value in (("--epochs-per-step", self.epochs_per_step), ("--final-epochs", self.final_epochs)):
+            if value < 0:
+                raise YolorError(f"{flag} {value} is negative", hint="0 skips that fine-tuning")
+        if self.max_drop < 0:
+            raise YolorError(
+                f"--max-drop {self.max_drop} is negative",
+                hint="it is the largest allowed fall of mAP50-95, e.g. 0.01; 0 allows none",
+            )
+        if self.batch_size < 1:
+            raise YolorError(f"--batch-size {self.batch_size} is below 1")
+        if self.workers < 0:
+            raise YolorError(f"--workers {self.workers} is negative")
+
+    def _check_inputs(self) -> None:
+        if self.weights is None or self.data is None:
+            given = (("--weights", self.weights), ("--data", self.data))
+            missing = " and ".join(flag for flag, value in given if value is None)
+            raise YolorError(f"prune auto needs {missing}", hint="or pass --resume to continue a run")
+        if (self.target_macs is None) == (self.target_latency_ms is None):
+            raise YolorError(
+                "give exactly one of --target-macs and --target-latency-ms",
+                hint="e.g. --target-macs 0.5 keeps half of the multiply-adds",
+            )
+        if self.target_macs is not None:
+            check_amount(self.target_macs, "--target-macs")
+        elif self.target_latency_ms is not None and self.target_latency_ms <= 0:
+            raise YolorError(f"--target-latency-ms {self.target_latency_ms} is not above 0")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON values (paths as text), for the run's state file."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> AutoPruneRequest:
+        known = {f.name for f in fields(cls)}
+        chosen: dict[str, object] = {k: v for k, v in values.items() if k in known}
+        for key in ("weights", "data", "project"):
+            if chosen.get(key) is not None:
+                chosen[key] = Path(str(chosen[key]))
+        return cls(**chosen)  # type: ignore[arg-type]

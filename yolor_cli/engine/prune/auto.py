@@ -1,0 +1,352 @@
+"""``yolor prune auto``: prune in steps towards a MACs (or CPU latency) target, fine-tune after each
+step with the normal trainer, and stop before a step costs more mAP50-95 than ``--max-drop`` allows.
+
+Step k of S brings the model to ``1 - k * (1 - target) / S`` of the input's MACs: small cuts with
+training in between lose less than one deep cut. Each step has three phases, each closed by an
+atomic write, so that ``--resume`` after Ctrl-C or kill -9 never redoes a finished one:
+
+1. prune the previous step's model (the input for step 1) -> ``step_K_pruned.pt``, then the step's
+   after-prune figures in ``auto.json``;
+2. fine-tune it in ``step_K/`` with ``yolor train``'s engine (same hooks, same checkpoint files): an
+   interrupted fine-tune continues through the trainer's own resume, a finished one (its last.pt
+   stripped) is not redone;
+3. validate -> ``step_K.pt``, then the after-fine-tune figures in ``auto.json`` (and steps.csv/png).
+
+The final fine-tune works the same way in ``final/`` and ends in ``pruned.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from yolor_cli.engine.config import DataConfig, load_data_config
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.evaluate.evaluator import evaluate_model
+from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolor_cli.engine.model.darknet import DarknetModel
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.prune.allocate import ALLOCATORS, AllocationContext
+from yolor_cli.engine.prune.pruning import check_supported, rebuild
+from yolor_cli.engine.prune.request import AutoPruneRequest
+from yolor_cli.engine.prune.run import latency_ms, measure
+from yolor_cli.engine.prune.steps import (
+    PLOT_NAME,
+    STATE_NAME,
+    AutoState,
+    StepRecord,
+    step_fraction,
+    target_fraction,
+    write_steps,
+)
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.train import distributed
+from yolor_cli.engine.train.distill import check_teacher
+from yolor_cli.engine.train.run import TrainOptions, plan_training, train
+
+OUTPUT_NAME = "pruned.pt"
+TEACHER_NAME = "teacher.pt"  # the input as an ordinary checkpoint, when it needed --cfg or --trust-pickle
+FINAL_NAME = "final"
+# A step asked to keep more than this of the current model's MACs prunes nothing: the previous step
+# already overshot its share (the MACs search lands within 5 %), and a cut of 1 % is within that noise.
+NOTHING_TO_PRUNE = 0.99
+
+
+@dataclass
+class AutoPruneResult:
+    run_dir: Path
+    input: StepRecord
+    steps: list[StepRecord]
+    final: StepRecord  # the kept model after the final fine-tune (its step: the kept step)
+    output: Path
+    notes: list[str]
+
+    def rows(self) -> list[dict[str, object]]:
+        return [self.input.row(), *(record.row() for record in self.steps)]
+
+
+def validate(
+    model: DarknetModel, data: DataConfig, request: AutoPruneRequest, device: torch.device, reporter: Reporter
+) -> tuple[float, float]:
+    """mAP50 and mAP50-95 on the val split with the shared evaluator, the same way for every model of
+    the run (the input's figures are the yardstick of --max-drop)."""
+    result, _ = evaluate_model(
+        model,
+        data,
+        task="val",
+        img_size=request.img_size,
+        batch_size=request.batch_size * 2,  # as the trainer validates
+        device=device,
+        workers=request.workers,
+        reporter=reporter,
+    )
+    return result.metrics.map50, result.metrics.map
+
+
+def _cost(model: DarknetModel, img_size: int) -> tuple[int, int, float]:
+    cost = measure(model, img_size, latency=False)
+    return cost.params, cost.macs, latency_ms(model, img_size)
+
+
+def _teacher_copied(request: AutoPruneRequest) -> bool:
+    """An input that needed --cfg or --trust-pickle to load is kept as an ordinary checkpoint in the run
+    folder, so that the trainer reads the teacher as it reads any of ours."""
+    return request.cfg is not None or request.trust_pickle
+
+
+class AutoRun:
+    """A run folder and its state: the steps, the final fine-tune and the files they leave."""
+
+    def __init__(
+        self, request: AutoPruneRequest, run_dir: Path, state: AutoState, data: DataConfig, reporter: Reporter
+    ) -> None:
+        self.request, self.dir, self.state, self.data, self.reporter = request, run_dir, state, data, reporter
+        self.allocator = ALLOCATORS[request.allocate]
+        self.context = AllocationContext(request, data, run_dir, reporter)
+        self.device = select_device(request.device)
+        self.plot_warned = False
+
+    # ---- files --------------------------------------------------------------------------------
+    def save(self) -> None:
+        self.state.save(self.dir)
+        if not write_steps(self.dir, self.state) and not self.plot_warned:
+            self.plot_warned = True
+            self.reporter.warning(f"{PLOT_NAME} needs matplotlib: pip install 'yolor-cli[plots]'")
+
+    def _write_model(self, model: DarknetModel, path: Path) -> None:
+        """An ordinary checkpoint: cfg text, plain state_dict, class names."""
+        save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=list(self.data.names)), path)
+
+    def teacher(self) -> str | None:
+        """The model the fine-tunes distil from: the input (None without --distill)."""
+        if not self.request.distill:
+            return None
+        return str(self.dir / TEACHER_NAME if _teacher_copied(self.request) else self.request.weights)
+
+    def _validate(self, model: DarknetModel) -> tuple[float, float]:
+        return validate(model, self.data, self.request, self.device, self.reporter)
+
+    # ---- the steps ----------------------------------------------------------------------------
+    def step(self, number: int) -> None:
+        record = self.state.step(number) or self._prune(number)
+        if not record.tuned:
+            self._tune(record)
+        if self.state.stopped is None and self.state.input.map - (record.map or 0.0) > self.request.max_drop:
+            self.state.stopped = number
+            self.save()
+
+    def _source(self, number: int) -> DarknetModel:
+        if number == 1:
+            request = self.request
+            return load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle).model
+        return load_model(weights=self.dir / f"step_{number - 1}.pt").model
+
+    def _prune(self, number: int) -> StepRecord:
+        model = self._source(number).eval()
+        steps, base = self.request.steps, self.state.input.macs
+        wanted = step_fraction(number, steps, self.state.target_fraction)
+        current = self.state.steps[-1].macs if self.state.steps else base
+        relative = wanted * base / current
+        self.reporter.info(f"Step {number}/{steps}: pruning to {wanted:.3f} of the input's MACs")
+        if relative >= NOTHING_TO_PRUNE:
+            self.state.note(f"step {number} pruned nothing: the model was already at {current / base:.3f} of the MACs")
+        else:
+            try:
+                model = rebuild(self.allocator.prune(model, relative, self.context))
+            except YolorError as error:
+                raise YolorError(
+                    f"step {number} (to {wanted:.3f} of the input's MACs, {relative:.3f} of the current "
+                    f"model's): {error.message}",
+                    hint=error.hint,
+                ) from None
+        self._write_model(model, self.dir / f"step_{number}_pruned.pt")
+        params, macs, latency = _cost(model, self.request.img_size)
+        map50, map_ = self._validate(model)
+        record = StepRecord(number, params, macs, latency, map50, map_)
+        self.state.steps.append(record)
+        self.save()
+        return record
+
+    def _tune(self, record: StepRecord) -> None:
+        name, epochs = f"step_{record.step}", self.request.epochs_per_step
+        pruned = self.dir / f"{name}_pruned.pt"
+        if epochs:
+            model = self._fine_tune(name, pruned, epochs)
+            figures = self._validate(model)
+        else:  # nothing to fine-tune: the pruned model is the step's model
+            model, figures = load_model(weights=pruned).model, (record.map50_pruned, record.map_pruned)
+        self._write_model(model, self.dir / f"{name}.pt")
+        record.map50, record.map = figures
+        self.save()
+
+    def _fine_tune(self, name: str, weights: Path, epochs: int) -> DarknetModel:
+        """Train ``weights`` for ``epochs`` in ``run_dir/name``, or continue or take that training as an
+        earlier attempt left it. Returns the trained model (its final EMA weights)."""
+        last = self.dir / name / "weights" / "last.pt"
+        if last.exists():
+            checkpoint = load_checkpoint(last)
+            if checkpoint.optimizer_state is None:  # the training ended (its files are stripped)
+                return model_from_checkpoint(checkpoint, str(last))
+            self.reporter.info(f"Continuing the fine-tune in {self.dir / name}")
+            plan = plan_training(TrainOptions(device=self.request.device), resume=True, last=last)
+        else:
+            self.reporter.info(f"Fine-tuning {epochs} epochs in {self.dir / name}")
+            plan = plan_training(self._train_options(name, weights, epochs))
+        for note in train(plan, self.reporter).notes:
+            self.state.note(note)
+        return model_from_checkpoint(load_checkpoint(last), str(last))
+
+    def _train_options(self, name: str, weights: Path, epochs: int) -> TrainOptions:
+        request = self.request
+        return TrainOptions(
+            data=str(request.data),
+            weights=str(weights),
+            epochs=epochs,
+            img_size=request.img_size,
+            batch_size=request.batch_size,
+            device=request.device,
+            workers=request.workers,
+            project=str(self.dir),
+            name=name,
+            exist_ok=True,  # a fine-tune killed before its first last.pt starts again in its folder
+            seed=request.seed,
+            noval=True,  # the run validates each fine-tuned model itself, as it did the input
+            teacher=self.teacher(),
+        )
+
+    # ---- the end ------------------------------------------------------------------------------
+    def check_something_kept(self) -> None:
+        first = self.state.step(1)
+        if self.state.stopped == 1 and first is not None and first.map is not None:
+            before = self.state.input.map
+            raise YolorError(
+                f"step 1 already falls too far: mAP50-95 {before:.4f} -> {first.map:.4f} (by {before - first.map:.4f}, "
+                f"more than --max-drop {self.request.max_drop}); nothing was kept and no {OUTPUT_NAME} written",
+                hint="allow more with --max-drop, cut in smaller steps (--steps), fine-tune longer "
+                "(--epochs-per-step), or aim at a milder target",
+            )
+
+    def finish(self) -> None:
+        """The final fine-tune of the kept step's model, then pruned.pt."""
+        if self.state.final is not None:
+            return
+        kept = self.state.kept()
+        source = self.dir / f"step_{kept.step}.pt"
+        if self.request.final_epochs:
+            model = self._fine_tune(FINAL_NAME, source, self.request.final_epochs)
+            map50, map_ = self._validate(model)
+        else:
+            model, (map50, map_) = load_model(weights=source).model, (kept.map50, kept.map)
+        self._write_model(model, self.dir / OUTPUT_NAME)
+        self.state.final = StepRecord(
+            kept.step, kept.params, kept.macs, kept.latency_ms, kept.map50 or 0.0, kept.map or 0.0, map50, map_
+        )
+        self.save()
+
+    def notes(self) -> list[str]:
+        state, request, final = self.state, self.request, self.state.final
+        assert final is not None and final.map is not None
+        notes = list(state.notes)
+        stopped = state.step(state.stopped) if state.stopped is not None else None
+        if stopped is not None and stopped.map is not None:
+            notes.append(
+                f"step {stopped.step} fell to mAP50-95 {stopped.map:.4f}, {state.input.map - stopped.map:.4f} below "
+                f"the input's {state.input.map:.4f} (more than --max-drop {request.max_drop}): the run stopped and "
+                f"kept step {final.step} ({final.macs / state.input.macs:.3f} of the MACs)"
+            )
+        if request.final_epochs and state.input.map - final.map > request.max_drop:
+            notes.append(
+                f"after the final fine-tune mAP50-95 is {final.map:.4f}, more than --max-drop {request.max_drop} "
+                f"below the input's {state.input.map:.4f}; step_{final.step}.pt had {final.map_pruned:.4f}"
+            )
+        wanted = request.target_latency_ms
+        if wanted is not None and final.latency_ms > wanted:
+            notes.append(
+                f"the pruned model measures {final.latency_ms:.1f} ms, still above --target-latency-ms {wanted} "
+                f"(the input: {state.input.latency_ms:.1f} ms): latency fell less than the MACs"
+            )
+        return notes
+
+    def result(self) -> AutoPruneResult:
+        assert self.state.final is not None
+        return AutoPruneResult(
+            self.dir, self.state.input, list(self.state.steps), self.state.final, self.dir / OUTPUT_NAME, self.notes()
+        )
+
+
+def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
+    """A new run: the input checked and measured (latency first: a latency target may refuse it before
+    any folder exists), then the run folder and its first state."""
+    assert request.weights is not None and request.data is not None  # the request checked them
+    loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
+    model = loaded.model.eval()
+    model.check_img_size(request.img_size)
+    check_supported(model)
+    ALLOCATORS[request.allocate].check(model, request)
+    data = load_data_config(request.data)
+    if model.nc != data.nc:
+        raise YolorError(f"{request.weights} has {model.nc} classes but {request.data} has {data.nc}")
+    if request.distill:  # the trainer would refuse the teacher only at step 1's fine-tune
+        check_teacher(model, loaded.names, model, list(data.names), str(request.weights))
+    reporter.info(f"Measuring the input model at {request.img_size} px")
+    params, macs, latency = _cost(model, request.img_size)
+    fraction, notes = target_fraction(request, latency)
+    run_dir = new_run_dir(request.project, request.name, request.exist_ok)
+    if (run_dir / STATE_NAME).exists():
+        raise YolorError(
+            f"{run_dir} holds a prune auto run already", hint="continue it with --resume, or drop --exist-ok"
+        )
+    map50, map_ = validate(model, data, request, select_device(request.device), reporter)
+    state = AutoState(request.to_dict(), fraction, StepRecord(0, params, macs, latency, map50, map_, map50, map_))
+    for note in [*loaded.notes, *notes]:
+        state.note(note)
+    run = AutoRun(request, run_dir, state, data, reporter)
+    if request.distill and _teacher_copied(request):
+        save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=loaded.names), run.teacher())
+    run.save()
+    return run
+
+
+RESUME_OWN = ("device", "workers", "project", "name", "exist_ok", "resume")  # taken from the resuming command
+
+
+def _resume(given: AutoPruneRequest, reporter: Reporter) -> AutoRun:
+    """The run in ``project/name`` (as on disk, not numbered), with its own request: a --device or
+    --workers given now wins (another machine), other options given now that differ from the run's
+    are named in a warning, not used."""
+    run_dir = Path(given.project) / given.name
+    state = AutoState.load(run_dir)
+    saved = AutoPruneRequest.from_dict(state.request)
+    workers = given.workers if given.workers != AutoPruneRequest.workers else saved.workers
+    request = dataclasses.replace(saved, device=given.device or saved.device, workers=workers)
+    ignored = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(AutoPruneRequest)
+        if f.name not in RESUME_OWN and getattr(given, f.name) not in (f.default, getattr(saved, f.name))
+    ]
+    if ignored:
+        reporter.warning(
+            f"--resume continues {run_dir} with its own options ({STATE_NAME}); ignored: {', '.join(ignored)}"
+        )
+    assert request.data is not None
+    return AutoRun(request, run_dir, state, load_data_config(request.data), reporter)
+
+
+def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> AutoPruneResult:
+    """Run (or with ``request.resume`` continue) ``yolor prune auto``; see the module's docstring."""
+    reporter = reporter or SilentReporter()
+    if distributed.wants_launch(request.device):
+        raise YolorError("prune auto fine-tunes in one process; give it one device", hint="e.g. --device 0")
+    run = _resume(request, reporter) if request.resume else _start(request, reporter)
+    for number in range(1, run.request.steps + 1):
+        if run.state.stopped is not None:
+            break
+        run.step(number)
+    run.check_something_kept()
+    run.finish()
+    return run.result()
