@@ -10,6 +10,8 @@ Two kinds, both leaving the detection-head convs whole (they keep their 3 * (5 +
   layer that reads an earlier layer besides the previous one ([route], [shortcut], and the
   [shift_channels] / [control_channels] that add implicit knowledge); a head conv or a [yolo] layer
   also ends a stage. A stage is a block of plain sequential convs, the natural span to thin evenly.
+  A chain of residual blocks couples convs of several stages into one group: each of those stages
+  then cuts the whole group (its own convs and their partners elsewhere).
 
 Amounts follow ``yolor prune conv``: each conv of a unit loses ``int(amount x channels)`` of its
 output channels, the least important first. A conv already cut through its coupling to an earlier
