@@ -3,13 +3,20 @@
 graph, prune, report, save; latency measurement off), then the pruned models' measured latency
 saving against their MACs saving. Prints a table and writes JSON.
 
+With ``--scan`` it also times ``yolor prune sensitivity --unit conv`` (CPU, ``--scan-amounts``) on
+``--scan-weights`` / ``--scan-data``, by default yolor_csp_tiny with fresh weights on a generated
+shapes set of 48 val images (offline). ``--scan-only`` times only the scan and writes its JSON beside
+``--output`` as ``NAME_scan.json``, so a scan alone never replaces the commands' figures.
+
     python benchmarks/prune.py [--img-size 640] [--repeats 5] [--threads 2]
+    python benchmarks/prune.py --scan-only [--scan-weights best.pt --scan-data data.yaml] [--scan-img-size 320]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -34,14 +41,88 @@ CASES = {
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "prune.json"
 
 
+DEFAULT_SCAN_AMOUNTS = "0.25,0.5,0.75"
+SCAN_VAL_IMAGES = 48
+
+
+def time_scan(args: argparse.Namespace, folder: Path) -> dict:
+    """One ``yolor prune sensitivity --unit conv`` run in a subprocess (imports included in ``wall_s``;
+    ``seconds`` is the command's own figure: load, preload, scan, files)."""
+    weights, data = args.scan_weights, args.scan_data
+    if weights is None:
+        torch.manual_seed(0)
+        weights = Path(folder) / "tiny.pt"
+        model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
+        save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), weights)
+    if data is None:
+        from yolor_cli.engine.data.prepare import prepare_dataset
+        from yolor_cli.engine.data.synth import synthesize
+
+        root = Path(folder) / "shapes"
+        synthesize(root, images=2 * SCAN_VAL_IMAGES, seed=0)
+        prepare_dataset(root, val=0.5, test=0.0, seed=0)
+        data = root / "data.yaml"
+    command = [
+        sys.executable,
+        "-m",
+        "yolor_cli",
+        "prune",
+        "sensitivity",
+        "-w",
+        str(weights),
+        "--data",
+        str(data),
+        "--img-size",
+        str(args.scan_img_size),
+        "--amounts",
+        args.scan_amounts,
+        "--unit",
+        "conv",
+        "--device",
+        "cpu",
+        "--output",
+        str(Path(folder) / "scan"),
+        "--json",
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+    wall = time.perf_counter() - start
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "weights": str(args.scan_weights) if args.scan_weights else "yolor_csp_tiny (fresh weights)",
+        "img_size": args.scan_img_size,
+        "amounts": args.scan_amounts,
+        "images": report["images"],
+        "units": len({trial["unit"] for trial in report["trials"]} | {s["unit"] for s in report["skipped"]}),
+        "trials": len(report["trials"]),
+        "seconds": report["seconds"],
+        "wall_s": wall,
+        "base_map": report["base"]["map"],
+        "safest": report["safest"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--img-size", type=int, default=640)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--scan", action="store_true", help="also time yolor prune sensitivity")
+    parser.add_argument("--scan-only", action="store_true", help="time only yolor prune sensitivity")
+    parser.add_argument("--scan-weights", type=Path, help="checkpoint to scan (default: fresh yolor_csp_tiny)")
+    parser.add_argument("--scan-data", type=Path, help="data.yaml to scan on (default: generated shapes)")
+    parser.add_argument("--scan-img-size", type=int, default=320)
+    parser.add_argument("--scan-amounts", default=DEFAULT_SCAN_AMOUNTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scan_only:
+        with tempfile.TemporaryDirectory() as folder:
+            scan = time_scan(args, Path(folder))
+        _print_scan(scan, args.threads)
+        _write(args, {"scan": scan}, args.output.with_name(f"{args.output.stem}_scan.json"))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "yolor_csp_nc1.pt"
@@ -102,15 +183,32 @@ def main() -> None:
             f"{row['saving_ratio']:.2f}",
         )
     Console(width=160).print(table)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
+    results: dict = {"cases": rows}
+    if args.scan:
+        with tempfile.TemporaryDirectory() as folder:
+            results["scan"] = time_scan(args, Path(folder))
+        _print_scan(results["scan"], args.threads)
+    _write(args, results, args.output)
+
+
+def _print_scan(scan: dict, threads: int) -> None:
+    Console(width=160).print(
+        f"prune sensitivity --unit conv --amounts {scan['amounts']} on {scan['weights']} at {scan['img_size']} px, "
+        f"{scan['images']} val images, CPU {threads} threads: {scan['units']} units, {scan['trials']} trials in "
+        f"{scan['seconds']:.1f} s ({scan['wall_s']:.1f} s with the process start); safest: {', '.join(scan['safest'])}"
+    )
+
+
+def _write(args: argparse.Namespace, results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
         json.dumps(
             {
                 "machine": platform.processor() or platform.machine(),
                 "torch": torch.__version__,
                 "threads": args.threads,
-                "img_size": args.img_size,
-                "cases": rows,
+                **({"img_size": args.img_size} if "cases" in results else {}),
+                **results,
             },
             indent=2,
         )

@@ -12,11 +12,14 @@ from yolor_cli.console import RichReporter, print_json, print_notes, stdout_cons
 from yolor_cli.engine.prune.request import (
     AUTO_DEFAULT_PROJECT,
     DEFAULT_AMOUNT,
+    DEFAULT_SENSITIVITY_AMOUNTS,
     AutoPruneRequest,
     ConvTargets,
     GlobalTarget,
     LayerSpan,
     PruneRequest,
+    SensitivityRequest,
+    parse_amounts,
 )
 from yolor_cli.options import (
     CfgOption,
@@ -32,6 +35,7 @@ from yolor_cli.options import (
 if TYPE_CHECKING:
     from yolor_cli.engine.prune.auto import AutoPruneResult
     from yolor_cli.engine.prune.run import PruneResult
+    from yolor_cli.engine.prune.sensitivity import SensitivityResult
 
 app = typer.Typer(
     help="Prune channels of a trained model (the result is an ordinary checkpoint).", no_args_is_help=True
@@ -387,3 +391,114 @@ def auto_command(
         seed=seed,
     )
     _render_auto(auto_prune(request, reporter=RichReporter()), json_output)
+
+
+def _render_sensitivity(result: SensitivityResult) -> None:
+    scan = result.scan
+    console = stdout_console()
+    base_gmacs = scan.base_macs / 1e9
+    console.print(
+        f"[b]Unpruned[/] at {result.img_size} px on {result.images} val images: mAP50 {scan.base_map50:.3f}, "
+        f"mAP50-95 {scan.base_map:.3f}, {base_gmacs:.3f} GMACs, {scan.base_params:,} params"
+    )
+    table = Table(
+        title=f"Each {result.unit} pruned alone ({result.method}), cheapest first: mAP50-95 lost per GMAC saved",
+        title_justify="left",
+    )
+    for column in ("rank", result.unit, "amount", "mAP50", "mAP50-95", "mAP50-95 drop", "GMACs saved", "params saved"):
+        table.add_column(column, justify="left" if column == result.unit else "right")
+    table.add_column("drop / GMAC", justify="right")
+    for rank, trial in enumerate(scan.ranked(), 1):
+        saved = trial.macs_saved / 1e9
+        table.add_row(
+            str(rank),
+            trial.unit.name,
+            f"{trial.amount:g}",
+            f"{trial.map50:.3f}",
+            f"{trial.map:.3f}",
+            f"{trial.map_drop:+.3f}",
+            f"{saved:.3f} ({saved / base_gmacs:.1%})",
+            f"{trial.params_saved:,}",
+            f"{trial.cost:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"Safest to prune: [b]{', '.join(scan.safest())}[/] (least mAP50-95 lost per GMAC saved over their amounts)"
+    )
+    console.print(
+        f"{len(scan.trials)} trials in {result.seconds:.1f} s. "
+        f"Wrote [b]{result.output}[/] ({', '.join(f.name for f in result.files)})"
+    )
+
+
+@app.command("sensitivity")
+def sensitivity_command(
+    weights: RequiredWeights,
+    data: Annotated[Path, typer.Option("--data", help="data.yaml whose val split scores the trials.", dir_okay=False)],
+    amounts: Annotated[
+        str,
+        typer.Option("--amounts", help="Comma-separated fractions of each conv's channels to remove, one trial each."),
+    ] = ",".join(f"{a:g}" for a in DEFAULT_SENSITIVITY_AMOUNTS),
+    unit: Annotated[
+        str,
+        typer.Option(
+            "--unit",
+            help="What is pruned alone: conv (one conv with its coupled convs) or stage (the convs between "
+            "two route/shortcut joins).",
+        ),
+    ] = SensitivityRequest.unit,
+    cfg: CfgOption = None,
+    method: Annotated[
+        str, typer.Option("--method", help="Channel importance: l1, l2, or bn (BatchNorm scales).")
+    ] = SensitivityRequest.method,
+    img_size: Annotated[
+        int, typer.Option("--img-size", min=32, help="Evaluation size (also the size MACs are counted at).")
+    ] = SensitivityRequest.img_size,
+    max_images: Annotated[
+        int | None,
+        typer.Option(
+            "--max-images",
+            min=1,
+            help="Score on this many val images, spread over the split (default: all; all are held in memory).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = SensitivityRequest.batch_size,
+    device: DeviceOption = SensitivityRequest.device,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for sensitivity.csv/.json/.png (default: NAME_sensitivity/ beside the weights). "
+            "It must be new, empty, or hold only an earlier scan's files.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = False,
+) -> None:
+    """Prune each conv (or stage) alone at each amount, without fine-tuning, and rank what it costs."""
+    from yolor_cli.engine.prune.sensitivity import run_sensitivity
+
+    request = SensitivityRequest(
+        weights=weights,
+        data=data,
+        cfg=cfg,
+        amounts=parse_amounts(amounts),
+        unit=unit,
+        method=method,
+        img_size=img_size,
+        max_images=max_images,
+        batch_size=batch_size,
+        device=device,
+        output=output,
+        trust_pickle=trust_pickle,
+    )
+    result = run_sensitivity(request, RichReporter())
+    print_notes(result.notes)
+    if json_output:
+        print_json(result.payload())
+        return
+    _render_sensitivity(result)

@@ -179,5 +179,37 @@ def plot_prune_steps(rows: list[dict[str, Any]], path: Path, final: tuple[float,
     axis.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
     atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=PLOT_DPI))
+
+
+def plot_sensitivity(units: list[str], amounts: list[float], drops: np.ndarray, path: Path) -> Path:
+    """Heat map of a pruning sensitivity scan: one row per unit, one column per amount, the cell the
+    mAP50-95 lost by pruning that unit alone by that amount (``drops`` is units x amounts; NaN where
+    the amount pruned nothing, drawn grey). Red is lost accuracy; a rise, within the noise of a small
+    split, is drawn white like no change, so the colour scale is spent on losses."""
+    plt = _pyplot()
+    height = max(3.0, 0.28 * len(units) + 1.5)
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.1 * len(amounts) + 2.5), height))
+    colours = plt.get_cmap("Reds").with_extremes(bad="lightgrey")
+    finite = drops[np.isfinite(drops)]
+    top = max(float(finite.max()) if finite.size else 0.0, 1e-3)
+    image = axis.imshow(np.ma.masked_invalid(drops), cmap=colours, vmin=0, vmax=top, aspect="auto")
+    axis.set_xticks(range(len(amounts)), [f"{amount:g}" for amount in amounts])
+    axis.set_yticks(range(len(units)), units, fontsize=7 if len(units) > 30 else 9)
+    axis.set(xlabel="amount (fraction of each conv's channels removed)", title="mAP50-95 drop, each unit pruned alone")
+    if len(units) * len(amounts) <= 400:
+        for (row, column), value in np.ndenumerate(drops):
+            if np.isfinite(value):
+                axis.text(
+                    column,
+                    row,
+                    f"{value:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6 if len(units) > 30 else 8,
+                    color="white" if value > 0.6 * top else "black",
+                )
+    figure.colorbar(image, label="mAP50-95 drop")
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
     plt.close(figure)
     return path

@@ -211,3 +211,66 @@ class AutoPruneRequest:
             if chosen.get(key) is not None:
                 chosen[key] = Path(str(chosen[key]))
         return cls(**chosen)  # type: ignore[arg-type]
+
+
+SENSITIVITY_UNITS = ("conv", "stage")
+SENSITIVITY_METHODS = ("l1", "l2", "bn")  # a random ranking would measure the draw, not the layer
+DEFAULT_SENSITIVITY_AMOUNTS = (0.25, 0.5, 0.75)
+SENSITIVITY_BATCH_SIZE = 32
+
+
+def parse_amounts(text: str) -> tuple[float, ...]:
+    """``--amounts 0.25,0.5,0.75`` as numbers (checked by :class:`SensitivityRequest`)."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise YolorError(
+            f"--amounts {text!r} is not a comma-separated list of numbers", hint="e.g. --amounts 0.25,0.5,0.75"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SensitivityRequest:
+    """One ``yolor prune sensitivity`` scan: each unit of kind ``unit`` pruned alone by each of
+    ``amounts`` (no fine-tuning) and scored on the val split of ``data``. ``output`` None writes to
+    ``NAME_sensitivity/`` beside the weights; ``max_images`` None evaluates every val image."""
+
+    weights: Path
+    data: Path
+    cfg: str | None = None
+    amounts: tuple[float, ...] = DEFAULT_SENSITIVITY_AMOUNTS
+    unit: str = "conv"
+    method: str = "l1"
+    img_size: int = DEFAULT_IMG_SIZE
+    max_images: int | None = None
+    batch_size: int = SENSITIVITY_BATCH_SIZE
+    device: str = ""
+    output: Path | None = None
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.amounts:
+            raise YolorError("--amounts is empty", hint="e.g. --amounts 0.25,0.5,0.75")
+        for amount in self.amounts:
+            if not 0 < amount < 1:
+                raise YolorError(
+                    f"--amounts {amount:g} is outside (0, 1)", hint="e.g. --amounts 0.25,0.5,0.75 removes 25, 50, 75 %"
+                )
+        repeated = sorted({amount for amount in self.amounts if self.amounts.count(amount) > 1})
+        if repeated:
+            raise YolorError(f"--amounts {', '.join(f'{a:g}' for a in repeated)} given more than once")
+        if self.unit not in SENSITIVITY_UNITS:
+            raise YolorError(f"unknown --unit {self.unit!r}", hint=f"choose one of {', '.join(SENSITIVITY_UNITS)}")
+        if self.method == "random":
+            raise YolorError(
+                "--method random cannot measure sensitivity: the loss would depend on the draw, not on the layer",
+                hint=f"choose one of {', '.join(SENSITIVITY_METHODS)}",
+            )
+        if self.method not in SENSITIVITY_METHODS:
+            raise YolorError(
+                f"unknown pruning method {self.method!r}", hint=f"choose one of {', '.join(SENSITIVITY_METHODS)}"
+            )
+        if self.max_images is not None and self.max_images < 1:
+            raise YolorError(f"--max-images {self.max_images} must be at least 1")
+        if self.batch_size < 1:
+            raise YolorError(f"--batch-size {self.batch_size} must be at least 1")

@@ -8,6 +8,7 @@ pruned or re-classed model be saved as plain tensors plus text and rebuilt anywh
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -24,6 +25,17 @@ DEFAULT_INPUT_CHANNELS = 3
 PRIOR_OBJECTS_PER_IMAGE = 8
 PRIOR_IMAGE_SIZE = 640
 PRIOR_CLASS_PROBABILITY = 0.6
+
+
+@dataclass
+class ForwardState:
+    """A forward pass stopped between two modules: ``x`` the last output (the input images before
+    module 0), ``kept`` the earlier outputs that later modules read (by module index), and ``levels``
+    the detection levels produced so far."""
+
+    x: torch.Tensor
+    kept: dict[int, torch.Tensor] = field(default_factory=dict)
+    levels: list = field(default_factory=list)
 
 
 class DarknetModel(nn.Module):
@@ -83,9 +95,17 @@ class DarknetModel(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
-        kept: dict[int, torch.Tensor] = {}
-        levels = []
-        for index, module in enumerate(self.module_list):
+        return self.outputs(self.run_modules(ForwardState(x), 0, len(self.module_list)))
+
+    def run_modules(self, state: ForwardState, start: int, stop: int) -> ForwardState:
+        """Run modules ``start .. stop-1`` from ``state`` (taken just before module ``start``).
+
+        ``state`` itself is left as it was, so one state can be resumed many times: evaluating
+        pruned variants of a model resumes them all from the unpruned model's state at the first
+        module they changed (``yolor prune sensitivity``)."""
+        x, kept, levels = state.x, dict(state.kept), list(state.levels)
+        for index in range(start, stop):
+            module = self.module_list[index]
             if isinstance(module, FeatureLayer):
                 x = module(x, [kept[j] for j in module.sources])
             elif isinstance(module, YoloLayer):
@@ -94,10 +114,25 @@ class DarknetModel(nn.Module):
                 x = module(x)
             if index in self._needed:
                 kept[index] = x
+        return ForwardState(x, kept, levels)
+
+    def outputs(self, state: ForwardState):
+        """What :meth:`forward` returns once every module ran: the raw levels in train mode,
+        ``(decoded, raw)`` in eval mode."""
         if self.training:
-            return levels
-        decoded, raw = zip(*levels)
+            return state.levels
+        decoded, raw = zip(*state.levels)
         return torch.cat(decoded, 1), list(raw)
+
+    def needed_after(self, index: int) -> set[int]:
+        """The outputs of modules before ``index`` that modules from ``index`` on read."""
+        return {
+            j
+            for module in list(self.module_list)[index:]
+            if isinstance(module, FeatureLayer)
+            for j in module.sources
+            if j < index
+        }
 
     # ---- transforms ---------------------------------------------------------------------------
     @torch.no_grad()
