@@ -179,6 +179,8 @@ def plot_prune_steps(rows: list[dict[str, Any]], path: Path, final: tuple[float,
     axis.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
     atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=PLOT_DPI))
+    plt.close(figure)
+    return path
 
 
 def plot_sensitivity(units: list[str], amounts: list[float], drops: np.ndarray, path: Path) -> Path:
