@@ -21,7 +21,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_
 from yolor_cli.engine.model.darknet import build_model, count_parameters
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.model.summary import count_gflops
-from yolor_cli.engine.prune import auto
+from yolor_cli.engine.prune import auto, sensitivity_allocation
 from yolor_cli.engine.prune.allocate import Allocator
 from yolor_cli.engine.prune.request import AutoPruneRequest
 from yolor_cli.engine.prune.steps import CSV_COLUMNS
@@ -344,8 +344,8 @@ def test_requests_are_checked_when_built(
 def test_cli_errors_come_before_any_work(shapes: Path, source: Path, tmp_path: Path) -> None:
     from tests.test_cli import invoke
 
-    result = invoke(*_cli_args(shapes, source, tmp_path, "--target-macs", "0.5", "--allocate", "sensitivity"))
-    assert result.exit_code == 1 and "--allocate sensitivity is not available in this build" in result.stderr
+    result = invoke(*_cli_args(shapes, source, tmp_path, "--target-macs", "1.5"))
+    assert result.exit_code == 1 and "--target-macs 1.5 is outside (0, 1)" in " ".join(result.stderr.split())
     assert not (tmp_path / "runs").exists()
     result = invoke(*_cli_args(shapes, source, tmp_path, "--target-macs", "0.5", "--target-latency-ms", "3"))
     assert result.exit_code == 1 and "exactly one of --target-macs and --target-latency-ms" in result.stderr
@@ -358,3 +358,41 @@ def test_cli_errors_come_before_any_work(shapes: Path, source: Path, tmp_path: P
     assert result.exit_code == 1 and "holds a prune auto run already" in result.stderr
     result = invoke("prune", "auto", "--resume", "--project", str(tmp_path / "runs"), "--name", "taken")
     assert result.exit_code == 1 and "auto.json is damaged" in " ".join(result.stderr.split())
+
+
+def test_sensitivity_allocation_scans_once_and_lands_each_step_on_its_share(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans: list[Path] = []
+    real_scan = sensitivity_allocation.run_sensitivity
+
+    def counting_scan(request, reporter=None):
+        scans.append(request.output)
+        return real_scan(request, reporter)
+
+    monkeypatch.setattr(sensitivity_allocation, "run_sensitivity", counting_scan)
+    result = auto.auto_prune(_request(shapes, source, tmp_path, allocate="sensitivity", final_epochs=0))
+    run = tmp_path / "runs" / "exp"
+    assert scans == [run / "sensitivity"]  # one scan of the input for the whole run
+    assert (run / "sensitivity" / "sensitivity.json").exists() and (run / "allocation.json").exists()
+    plan = json.loads((run / "allocation.json").read_text())
+    assert plan["cuts"] and all(0 < cut["amount"] <= sensitivity_allocation.MAX_AMOUNT for cut in plan["cuts"])
+    for record, share in zip(result.steps, (0.75, 0.5)):
+        assert abs(record.macs / result.input.macs / share - 1) <= 0.05
+    # A resumed run reads its plan back: no second scan, the plan file untouched.
+    written = (run / "allocation.json").stat().st_mtime_ns
+    auto.auto_prune(dataclasses.replace(_request(shapes, source, tmp_path, allocate="sensitivity"), resume=True))
+    assert scans == [run / "sensitivity"] and (run / "allocation.json").stat().st_mtime_ns == written
+
+
+def test_greedy_amounts_spend_the_budget_on_the_cheapest_loss_per_mac() -> None:
+    Level = sensitivity_allocation.Level
+    levels = {
+        "cheap": [Level(0, 0, 0), Level(0.25, 0.0, 100), Level(0.5, 0.01, 200), Level(0.75, 0.5, 300)],
+        "dear": [Level(0, 0, 0), Level(0.25, 0.2, 100), Level(0.5, 0.3, 200), Level(0.75, 0.4, 300)],
+    }
+    assert sensitivity_allocation.greedy_amounts(levels, 150) == {"cheap": 0.5}
+    # The cheap unit's last level costs more per MAC than the dear unit's first: the dear one goes first.
+    assert sensitivity_allocation.greedy_amounts(levels, 300) == {"cheap": 0.5, "dear": 0.25}
+    everything = sensitivity_allocation.greedy_amounts(levels, 10**6)
+    assert everything == {"cheap": 0.75, "dear": 0.75}  # a budget beyond the scan uses every level

@@ -107,7 +107,7 @@ class AutoRun:
     ) -> None:
         self.request, self.dir, self.state, self.data, self.reporter = request, run_dir, state, data, reporter
         self.allocator = ALLOCATORS[request.allocate]
-        self.context = AllocationContext(request, data, run_dir, reporter)
+        self.context = AllocationContext(request, data, run_dir, reporter, state.target_fraction)
         self.device = select_device(request.device)
         self.plot_warned = False
 

@@ -1,0 +1,238 @@
+"""``yolor prune auto --allocate sensitivity``: share the cut among the layers by what each one costs.
+
+The global ranking compares channel norms across layers, which says nothing about how much a layer
+matters to the detections. Here a sensitivity scan of the input model (each coupled conv group pruned
+alone at 0.25, 0.5 and 0.75, scored on the val split: :mod:`yolor_cli.engine.prune.sensitivity`)
+prices every cut in mAP50-95 lost per MACs saved, and the run spends its MACs budget on the cheapest:
+
+1. **Plan, once per run.** Starting from no cut, the unit whose next amount adds the least loss per
+   MAC saved moves up a level, until the scan's savings add up to the run's target. The savings of
+   cuts made together are not the sum of their savings alone (a conv that loses inputs and outputs
+   saves less than both counted apart), so the planned amounts are then scaled by one factor, found
+   by bisection on a copy of the input, until the input pruned by all of them lands on the target.
+   The scan (``sensitivity/``) and the plan (``allocation.json``) stay in the run folder, so a
+   resumed run neither scans nor plans again.
+2. **Each step** prunes every planned unit towards the same share ``f`` of its planned cut (widths
+   ``original x (1 - amount x f)``), ``f`` found by bisection so that the step lands on its MACs
+   share; a step that the plan cannot reach (rounding, or coupling) takes the rest with the global
+   ranking and says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.model.darknet import DarknetModel
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.model.summary import ConvMacs
+from yolor_cli.engine.prune.pruning import ChannelPruner, check_no_grouped_convs, conv_of, prune_global
+from yolor_cli.engine.prune.request import (
+    DEFAULT_SENSITIVITY_AMOUNTS,
+    AutoPruneRequest,
+    GlobalTarget,
+    SensitivityRequest,
+)
+from yolor_cli.engine.prune.sensitivity import JSON_NAME, run_sensitivity
+from yolor_cli.engine.prune.units import PruneUnit, prune_unit
+from yolor_cli.engine.reporting import Reporter
+
+SCAN_FOLDER = "sensitivity"
+PLAN_NAME = "allocation.json"
+MAX_AMOUNT = 0.9  # no unit loses more of its channels: beyond it layers collapse
+SCALE_LIMIT = 3.0  # the planned amounts may be scaled up to this factor to land on the target
+BISECTION_STEPS = 14
+TOLERANCE = 0.02  # a step's MACs within 2 % of its share end the search
+
+
+@dataclass(frozen=True)
+class PlannedCut:
+    unit: PruneUnit
+    amount: float  # of the unit's original channels, after scaling
+    width: int  # the unit's original width (its convs are coupled, so they share it)
+
+
+@dataclass(frozen=True)
+class Plan:
+    cuts: list[PlannedCut]
+    scale: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "cuts": [
+                {"unit": cut.unit.name, "convs": list(cut.unit.convs), "amount": cut.amount, "width": cut.width}
+                for cut in self.cuts
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Plan:
+        cuts = [
+            PlannedCut(PruneUnit(row["unit"], tuple(row["convs"])), float(row["amount"]), int(row["width"]))
+            for row in values["cuts"]
+        ]
+        return cls(cuts, float(values["scale"]))
+
+
+@dataclass(frozen=True)
+class Level:
+    amount: float
+    drop: float  # mAP50-95 lost, a rise counted as none
+    saved: int  # MACs saved
+
+
+def check_sensitivity(model: DarknetModel) -> None:
+    """The scan prunes conv by conv, which cannot keep a grouped conv's groups aligned."""
+    check_no_grouped_convs(model)
+
+
+def read_scan(path: Path) -> tuple[dict[str, list[Level]], dict[str, PruneUnit]]:
+    """Each unit's levels from a scan's json, in rising amount with the unpruned level first, and the units."""
+    payload = json.loads(path.read_text())
+    levels: dict[str, list[Level]] = {}
+    units: dict[str, PruneUnit] = {}
+    for row in payload["trials"]:
+        units[row["unit"]] = PruneUnit(row["unit"], tuple(row["convs"]))
+        levels.setdefault(row["unit"], [Level(0.0, 0.0, 0)]).append(
+            Level(float(row["amount"]), max(float(row["map_drop"]), 0.0), int(row["macs_saved"]))
+        )
+    return {name: sorted(rows, key=lambda level: level.amount) for name, rows in levels.items()}, units
+
+
+def greedy_amounts(levels: dict[str, list[Level]], wanted_saving: int) -> dict[str, float]:
+    """Move the unit whose next level costs least (extra loss per extra MAC saved) up one level at a
+    time, until the scan's savings add up to ``wanted_saving``; every unit may be used up."""
+    position = dict.fromkeys(levels, 0)
+    saved = 0
+    while saved < wanted_saving:
+        best, best_cost = None, math.inf
+        for name, at in position.items():
+            if at + 1 >= len(levels[name]):
+                continue
+            here, nxt = levels[name][at], levels[name][at + 1]
+            gain = nxt.saved - here.saved
+            if gain <= 0:
+                continue
+            cost = max(nxt.drop - here.drop, 0.0) / gain
+            if cost < best_cost:
+                best, best_cost = name, cost
+        if best is None:
+            break
+        here, nxt = levels[best][position[best]], levels[best][position[best] + 1]
+        saved += nxt.saved - here.saved
+        position[best] += 1
+    return {name: levels[name][at].amount for name, at in position.items() if at}
+
+
+def _unit_width(model: DarknetModel, unit: PruneUnit) -> int:
+    return conv_of(model, unit.convs[0]).out_channels
+
+
+def prune_towards(model: DarknetModel, cuts: list[PlannedCut], share: float, method: str) -> DarknetModel:
+    """A copy of ``model`` with every planned unit cut to ``width x (1 - amount x share)`` channels
+    (a unit already at or below that width is left alone)."""
+    pruner = ChannelPruner(copy.deepcopy(model), method=method)
+    for cut in cuts:
+        wanted = max(1, round(cut.width * (1 - min(cut.amount * share, MAX_AMOUNT))))
+        now = _unit_width(pruner.model, cut.unit)
+        if wanted < now:
+            # int(amount x now) channels go: aim just above the count so that the floor lands on it
+            prune_unit(pruner, cut.unit, min((now - wanted + 0.5) / now, 0.999))
+    return pruner.model
+
+
+def _bisect(low: float, high: float, macs_at: Callable[[float], int], wanted: int) -> tuple[float, int]:
+    """The share in [low, high] whose MACs are closest to ``wanted`` (MACs fall as the share rises)."""
+    best = (high, macs_at(high))
+    if best[1] > wanted:
+        return best
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        macs = macs_at(middle)
+        if abs(macs - wanted) < abs(best[1] - wanted) or (macs <= wanted and best[1] > wanted):
+            best = (middle, macs)
+        if abs(macs / wanted - 1) <= TOLERANCE:
+            break
+        low, high = (middle, high) if macs > wanted else (low, middle)
+    return best
+
+
+class SensitivityAllocation:
+    """The plan of one run folder, made on first use (scan, greedy choice, scaling) and then read back."""
+
+    def __init__(self, run_dir: Path, request: AutoPruneRequest, target_fraction: float, reporter: Reporter) -> None:
+        self.run_dir, self.request, self.target, self.reporter = run_dir, request, target_fraction, reporter
+        self._plan: Plan | None = None
+
+    def plan(self) -> Plan:
+        if self._plan is None:
+            path = self.run_dir / PLAN_NAME
+            self._plan = Plan.from_dict(json.loads(path.read_text())) if path.exists() else self._make_plan(path)
+        return self._plan
+
+    def _scan(self) -> Path:
+        scan_json = self.run_dir / SCAN_FOLDER / JSON_NAME
+        if not scan_json.exists():
+            request = self.request
+            self.reporter.info("Scanning each conv group's sensitivity (once per run; kept in sensitivity/)")
+            run_sensitivity(
+                SensitivityRequest(
+                    weights=Path(request.weights),
+                    data=Path(request.data),
+                    cfg=request.cfg,
+                    amounts=DEFAULT_SENSITIVITY_AMOUNTS,
+                    unit="conv",
+                    method=request.method,
+                    img_size=request.img_size,
+                    device=request.device,
+                    output=self.run_dir / SCAN_FOLDER,
+                    trust_pickle=request.trust_pickle,
+                ),
+                self.reporter,
+            )
+        return scan_json
+
+    def _make_plan(self, path: Path) -> Plan:
+        levels, scanned = read_scan(self._scan())
+        request = self.request
+        model = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle).model.eval()
+        base = ConvMacs(model)()
+        wanted = round(self.target * base)
+        amounts = greedy_amounts(levels, base - wanted)
+        if not amounts:
+            raise YolorError("the sensitivity scan found no cut to plan", hint="use --allocate global")
+        units = [scanned[name] for name in amounts]
+        raw = [PlannedCut(unit, amounts[unit.name], _unit_width(model, unit)) for unit in units]
+
+        def macs_at(scale: float) -> int:
+            return ConvMacs(prune_towards(model, raw, scale, request.method))()
+
+        scale, _ = _bisect(0.0, SCALE_LIMIT, macs_at, wanted)
+        plan = Plan([PlannedCut(cut.unit, min(cut.amount * scale, MAX_AMOUNT), cut.width) for cut in raw], scale)
+        payload = json.dumps(plan.to_dict(), indent=2).encode()
+        atomic_write(path, lambda stream: stream.write(payload))
+        return plan
+
+    def prune(self, model: DarknetModel, relative: float) -> DarknetModel:
+        """``model`` brought to ``relative`` x its MACs along the plan, the rest (if any) globally."""
+        plan = self.plan()
+        current = ConvMacs(model)()
+        wanted = round(relative * current)
+        method = self.request.method
+        share, macs = _bisect(0.0, 1.0, lambda s: ConvMacs(prune_towards(model, plan.cuts, s, method))(), wanted)
+        pruned = prune_towards(model, plan.cuts, share, method)
+        if macs / wanted - 1 > TOLERANCE:
+            self.reporter.warning(
+                f"the sensitivity plan reaches {macs / current:.3f} of the current MACs, not {relative:.3f}: "
+                "the global ranking takes the rest"
+            )
+            pruned = prune_global(pruned, GlobalTarget(target_macs=wanted / macs), method=self.request.method)
+        return pruned
