@@ -8,7 +8,11 @@ With ``--scan`` it also times ``yolor prune sensitivity --unit conv`` (CPU, ``--
 shapes set of 48 val images (offline). ``--scan-only`` times only the scan and writes its JSON beside
 ``--output`` as ``NAME_scan.json``, so a scan alone never replaces the commands' figures.
 
-    python benchmarks/prune.py [--img-size 640] [--repeats 5] [--threads 2]
+``--auto WORK`` then runs ``prune_auto.py`` on the demo (its input trained first, in WORK): the
+``yolor prune auto --target-macs 0.5`` table against the unpruned reference, with and without
+distillation (about half an hour on a 2-core CPU).
+
+    python benchmarks/prune.py [--img-size 640] [--repeats 5] [--threads 2] [--auto WORK]
     python benchmarks/prune.py --scan-only [--scan-weights best.pt --scan-data data.yaml] [--scan-img-size 320]
 """
 
@@ -115,7 +119,11 @@ def main() -> None:
     parser.add_argument("--scan-data", type=Path, help="data.yaml to scan on (default: generated shapes)")
     parser.add_argument("--scan-img-size", type=int, default=320)
     parser.add_argument("--scan-amounts", default=DEFAULT_SCAN_AMOUNTS)
+    parser.add_argument("--auto", type=Path, metavar="WORK", help="also run prune_auto.py on the demo in WORK")
     args = parser.parse_args()
+    if args.auto is not None:  # first, so its subprocesses have the threads to themselves
+        script = Path(__file__).with_name("prune_auto.py")
+        subprocess.run([sys.executable, str(script), "--work", str(args.auto)], check=True)
     torch.set_num_threads(args.threads)
     if args.scan_only:
         with tempfile.TemporaryDirectory() as folder:
