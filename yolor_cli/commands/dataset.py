@@ -156,7 +156,7 @@ def prepare(
     )
     _render(result, json_output)
     if not json_output:
-        stdout_console().print(f"Wrote [b]{result.root / 'data.yaml'}[/]")
+        stdout_console().print(f"Wrote [b]{escape(str(result.root / 'data.yaml'))}[/]")
 
 
 @app.command()
@@ -185,4 +185,4 @@ def synth(
         f"Generated {result.images} images in [b]{result.root}[/] ({result.background_images} without objects)."
     )
     console.print("Objects: " + ", ".join(f"{name} {count}" for name, count in result.objects.items()))
-    console.print(f"Next: [b]yolor dataset prepare --root {result.root}[/]")
+    console.print(f"Next: [b]yolor dataset prepare --root {escape(str(result.root))}[/]")

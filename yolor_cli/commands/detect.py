@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
@@ -124,5 +125,5 @@ def detect_command(
     console.print(
         f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
         f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
-        f"{speed['nms']:.1f} ms NMS per image. Results in [b]{result.save_dir}[/]"
+        f"{speed['nms']:.1f} ms NMS per image. Results in [b]{escape(str(result.save_dir))}[/]"
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
@@ -114,7 +115,7 @@ def _render(result: PruneResult, json_output: bool) -> None:
     row("Latency ms (CPU, fused, batch 1)", before.latency_ms, after.latency_ms, ".1f")
     console.print(totals)
     console.print(f"Params {before.params:,} => {after.params:,}")
-    console.print(f"Wrote [b]{result.output}[/]" if result.output else "Dry run: nothing written.")
+    console.print(f"Wrote [b]{escape(str(result.output))}[/]" if result.output else "Dry run: nothing written.")
 
 
 def _run(request: PruneRequest, json_output: bool) -> None:
@@ -268,7 +269,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
         )
         return
     console = stdout_console()
-    console.print(f"[b]Steps[/] (mAP on the val split; figures also in {result.run_dir / 'steps.csv'})")
+    console.print(f"[b]Steps[/] (mAP on the val split; figures also in {escape(str(result.run_dir / 'steps.csv'))})")
     table = Table()
     for column in ("step", "Params", "GFLOPs", "latency ms", "pruned mAP50", "mAP50-95", "tuned mAP50", "mAP50-95"):
         table.add_column(column, justify="right")
@@ -286,7 +287,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
         f"latency {before.latency_ms:.1f} => {after.latency_ms:.1f} ms, "
         f"mAP50-95 {_figure(before.map, '.4f')} => {_figure(after.map, '.4f')}"
     )
-    console.print(f"Wrote [b]{result.output}[/]")
+    console.print(f"Pruned model: [b]{escape(str(result.output))}[/]")
 
 
 @app.command("auto")
@@ -423,11 +424,12 @@ def _render_sensitivity(result: SensitivityResult) -> None:
         )
     console.print(table)
     console.print(
-        f"Safest to prune: [b]{', '.join(scan.safest())}[/] (least mAP50-95 lost per GMAC saved over their amounts)"
+        f"Safest to prune: [b]{escape(', '.join(scan.safest()))}[/] "
+        "(least mAP50-95 lost per GMAC saved over their amounts)"
     )
     console.print(
         f"{len(scan.trials)} trials in {result.seconds:.1f} s. "
-        f"Wrote [b]{result.output}[/] ({', '.join(f.name for f in result.files)})"
+        f"Wrote [b]{escape(str(result.output))}[/] ({escape(', '.join(f.name for f in result.files))})"
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
 from yolor_cli.engine.train.recipe import OPTIMIZER_CHOICES
@@ -230,4 +231,4 @@ def train_command(
         return
     console = stdout_console()
     summary = "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
-    console.print(f"Trained {result.epochs_run} epochs. {summary}\nResults in [b]{result.save_dir}[/]")
+    console.print(f"Trained {result.epochs_run} epochs. {summary}\nResults in [b]{escape(str(result.save_dir))}[/]")

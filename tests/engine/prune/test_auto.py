@@ -328,6 +328,8 @@ def test_a_teacher_named_otherwise_than_the_data_is_refused_first(shapes: Path, 
         ({"epochs_per_step": -1}, "--epochs-per-step -1 is negative"),
         ({"final_epochs": -2}, "--final-epochs -2 is negative"),
         ({"max_drop": -0.1}, "--max-drop -0.1 is negative"),
+        ({"max_drop": float("nan")}, "--max-drop nan is not a number"),
+        ({"target_macs": None, "target_latency_ms": float("nan")}, "--target-latency-ms nan is not a number above 0"),
         ({"allocate": "layers"}, "unknown --allocate 'layers'"),
         ({"method": "random"}, "--method 'random' is not one prune auto ranks by"),
         ({"weights": None}, "prune auto needs --weights"),
@@ -371,17 +373,20 @@ def test_sensitivity_allocation_scans_once_and_lands_each_step_on_its_share(
         return real_scan(request, reporter)
 
     monkeypatch.setattr(sensitivity_allocation, "run_sensitivity", counting_scan)
-    result = auto.auto_prune(_request(shapes, source, tmp_path, allocate="sensitivity", final_epochs=0))
+    # 96 px, not the 64 px probe that ConvMacs counts at: the plan must not mix the two MACs units
+    request = _request(shapes, source, tmp_path, allocate="sensitivity", final_epochs=0, img_size=96)
+    result = auto.auto_prune(request)
     run = tmp_path / "runs" / "exp"
     assert scans == [run / "sensitivity"]  # one scan of the input for the whole run
     assert (run / "sensitivity" / "sensitivity.json").exists() and (run / "allocation.json").exists()
     plan = json.loads((run / "allocation.json").read_text())
-    assert plan["cuts"] and all(0 < cut["amount"] <= sensitivity_allocation.MAX_AMOUNT for cut in plan["cuts"])
+    assert len(plan["cuts"]) > 1 and all(0 < cut["amount"] <= sensitivity_allocation.MAX_AMOUNT for cut in plan["cuts"])
+    assert plan["scale"] < sensitivity_allocation.SCALE_LIMIT  # the plan itself reaches the target
     for record, share in zip(result.steps, (0.75, 0.5)):
         assert abs(record.macs / result.input.macs / share - 1) <= 0.05
     # A resumed run reads its plan back: no second scan, the plan file untouched.
     written = (run / "allocation.json").stat().st_mtime_ns
-    auto.auto_prune(dataclasses.replace(_request(shapes, source, tmp_path, allocate="sensitivity"), resume=True))
+    auto.auto_prune(dataclasses.replace(request, resume=True))
     assert scans == [run / "sensitivity"] and (run / "allocation.json").stat().st_mtime_ns == written
 
 
@@ -396,3 +401,52 @@ def test_greedy_amounts_spend_the_budget_on_the_cheapest_loss_per_mac() -> None:
     assert sensitivity_allocation.greedy_amounts(levels, 300) == {"cheap": 0.5, "dear": 0.25}
     everything = sensitivity_allocation.greedy_amounts(levels, 10**6)
     assert everything == {"cheap": 0.75, "dear": 0.75}  # a budget beyond the scan uses every level
+
+
+def test_the_final_fine_tune_is_guarded_too(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # input 0.5; steps 0.45 and 0.42 (within 0.1); the final fine-tune 0.3 (0.2 below): step 2's model is kept
+    _scripted_maps(monkeypatch, [0.5, 0.45, 0.42, 0.3])
+    request = _request(shapes, source, tmp_path, epochs_per_step=0, final_epochs=1, max_drop=0.1)
+    result = auto.auto_prune(request)
+    run = result.run_dir
+    assert (result.final.step, result.final.map) == (2, 0.42)
+    kept, written = load_checkpoint(run / "step_2.pt"), load_checkpoint(run / "pruned.pt")
+    assert all(torch.equal(kept.model_state[k], v) for k, v in written.model_state.items())
+    assert any("the final fine-tune fell to mAP50-95 0.3000" in note for note in result.notes)
+
+
+def test_a_kill_while_the_input_is_validated_leaves_no_run_folder(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(*args: object) -> None:
+        raise SimulatedKill
+
+    monkeypatch.setattr(auto, "validate", killed)
+    with pytest.raises(SimulatedKill):
+        auto.auto_prune(_request(shapes, source, tmp_path))
+    assert not (tmp_path / "runs").exists()  # nothing half made: the next start is a clean one
+
+
+def test_resume_without_a_name_takes_the_newest_unfinished_run(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scripted_maps(monkeypatch, [0.5, 0.5, 0.5, 0.5] * 2)
+    finished = auto.auto_prune(_request(shapes, source, tmp_path, epochs_per_step=0, final_epochs=0))
+    real_tune = auto.AutoRun._tune
+
+    def killed_in_step_2(self, record):
+        if record.step == 2:
+            raise SimulatedKill
+        real_tune(self, record)
+
+    monkeypatch.setattr(auto.AutoRun, "_tune", killed_in_step_2)
+    with pytest.raises(SimulatedKill):
+        auto.auto_prune(_request(shapes, source, tmp_path, epochs_per_step=0, final_epochs=0))
+    monkeypatch.setattr(auto.AutoRun, "_tune", real_tune)
+    resumed = auto.auto_prune(AutoPruneRequest(project=tmp_path / "runs", resume=True))
+    assert finished.run_dir.name == "exp" and resumed.run_dir.name == "exp2"
+    assert (resumed.run_dir / "pruned.pt").exists()
+    again = auto.auto_prune(AutoPruneRequest(project=tmp_path / "runs", name="exp", resume=True))
+    assert any("had finished: nothing was done" in note for note in again.notes)

@@ -166,6 +166,11 @@ def test_cli_scan_writes_its_files_and_reads_the_model_once(
     text = " ".join(table.stdout.split())
     assert "Safest to prune:" in text and "conv 1+3" in text and "drop / GMAC" in text
     assert all(row["amount"] == "0.5" for row in csv.DictReader((output / "sensitivity.csv").open()))
+    # A folder name that reads like Rich markup is printed as it is, not styled away or an error.
+    odd = tmp_path / "scan[/b][red]"
+    named = invoke("prune", "sensitivity", *common, "--amounts", "0.5", "-o", str(odd))
+    assert named.exit_code == 0, named.output
+    assert str(odd) in " ".join(named.stdout.split()) and (odd / "sensitivity.csv").exists()
 
 
 @pytest.mark.parametrize(
@@ -203,3 +208,6 @@ def test_cli_refuses_bad_options_and_foreign_output_folders(weights: Path, shape
     result = invoke(*common, "-o", str(mine))
     assert result.exit_code == 1 and "already holds other files (notes.txt)" in " ".join(result.stderr.split())
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    (tmp_path / "notes.txt").write_text("a file")
+    result = invoke(*common, "-o", str(tmp_path / "notes.txt" / "scan"))
+    assert result.exit_code == 1 and "which is a file" in " ".join(result.stderr.split())

@@ -207,6 +207,9 @@ def test_a_teacher_with_other_classes_or_detection_heads_is_refused(shapes: Path
     other_anchors = _save(build_model(cfg, nc=3), tmp_path / "anchors.pt")
     assert "other anchors than the student at level 0" in refusal(other_anchors)
     assert refusal(tmp_path / "absent.pt") == f"teacher weights not found: {tmp_path / 'absent.pt'}"
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(b"\x00not a checkpoint" * 20)
+    assert refusal(noise).startswith(f"the teacher {noise} cannot be loaded on its own: ")
     # the checks themselves, on models (a yolor_p6 checkpoint would be 150 MB to write and read back)
     with pytest.raises(YolorError, match="has 4 detection levels, the student 3"):
         check_teacher(_tiny(cfg="yolor_p6"), NAMES, student, NAMES, "p6.pt")

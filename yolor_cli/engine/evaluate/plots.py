@@ -212,6 +212,6 @@ def plot_sensitivity(units: list[str], amounts: list[float], drops: np.ndarray, 
                 )
     figure.colorbar(image, label="mAP50-95 drop")
     figure.tight_layout()
-    figure.savefig(path, dpi=PLOT_DPI)
+    atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=PLOT_DPI))
     plt.close(figure)
     return path

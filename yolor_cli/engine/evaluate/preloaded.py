@@ -189,12 +189,15 @@ class SharedPrefix:
         if self.states is None or start < self.start:
             self.start, self.states = 0, None
         if start != self.start:
+            # One batch at a time, each earlier state dropped as it moves on: a float copy of every
+            # image at once would be 4x the uint8 preload, outside the budget.
+            pending, moved = self.states, []
+            self.states = None
             with torch.inference_mode():
-                self.states = [
-                    self._trimmed(self.fused.run_modules(state, self.start, start), start)
-                    for state in (self.states or [self._initial(batch) for batch in self.split.batches])
-                ]
-            self.start = start
+                for batch in self.split.batches:
+                    state = pending.pop(0) if pending is not None else self._initial(batch)
+                    moved.append(self._trimmed(self.fused.run_modules(state, self.start, start), start))
+            self.states, self.start = moved, start
         return self.states
 
     def _initial(self, batch: PreloadedBatch) -> ForwardState:

@@ -18,6 +18,8 @@ The final fine-tune works the same way in ``final/`` and ends in ``pruned.pt``.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +84,7 @@ def validate(
         img_size=request.img_size,
         batch_size=request.batch_size * 2,  # as the trainer validates
         device=device,
-        workers=request.workers,
+        workers=min(request.workers, os.cpu_count() or 1),  # as the trainer caps its loader's
         reporter=reporter,
     )
     return result.metrics.map50, result.metrics.map
@@ -136,7 +138,7 @@ class AutoRun:
         record = self.state.step(number) or self._prune(number)
         if not record.tuned:
             self._tune(record)
-        if self.state.stopped is None and self.state.input.map - (record.map or 0.0) > self.request.max_drop:
+        if self.state.stopped is None and self._too_far(record.map):
             self.state.stopped = number
             self.save()
 
@@ -231,6 +233,10 @@ class AutoRun:
                 "(--epochs-per-step), or aim at a milder target",
             )
 
+    def _too_far(self, map_: float | None) -> bool:
+        """Whether mAP50-95 ``map_`` falls more than --max-drop below the input's."""
+        return self.state.input.map - (map_ or 0.0) > self.request.max_drop
+
     def finish(self) -> None:
         """The final fine-tune of the kept step's model, then pruned.pt."""
         if self.state.final is not None:
@@ -240,6 +246,13 @@ class AutoRun:
         if self.request.final_epochs:
             model = self._fine_tune(FINAL_NAME, source, self.request.final_epochs)
             map50, map_ = self._validate(model)
+            if self._too_far(map_) and not self._too_far(kept.map):  # the guard holds for the end too
+                self.state.note(
+                    f"the final fine-tune fell to mAP50-95 {map_:.4f}, more than --max-drop {self.request.max_drop} "
+                    f"below the input's {self.state.input.map:.4f}: {OUTPUT_NAME} is step {kept.step}'s model "
+                    f"({kept.map:.4f}), the last within the limit (the fine-tuned one stays in {FINAL_NAME}/)"
+                )
+                model, (map50, map_) = load_model(weights=source).model, (kept.map50, kept.map)
         else:
             model, (map50, map_) = load_model(weights=source).model, (kept.map50, kept.map)
         self._write_model(model, self.dir / OUTPUT_NAME)
@@ -258,11 +271,6 @@ class AutoRun:
                 f"step {stopped.step} fell to mAP50-95 {stopped.map:.4f}, {state.input.map - stopped.map:.4f} below "
                 f"the input's {state.input.map:.4f} (more than --max-drop {request.max_drop}): the run stopped and "
                 f"kept step {final.step} ({final.macs / state.input.macs:.3f} of the MACs)"
-            )
-        if request.final_epochs and state.input.map - final.map > request.max_drop:
-            notes.append(
-                f"after the final fine-tune mAP50-95 is {final.map:.4f}, more than --max-drop {request.max_drop} "
-                f"below the input's {state.input.map:.4f}; step_{final.step}.pt had {final.map_pruned:.4f}"
             )
         wanted = request.target_latency_ms
         if wanted is not None and final.latency_ms > wanted:
@@ -296,12 +304,14 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     reporter.info(f"Measuring the input model at {request.img_size} px")
     params, macs, latency = _cost(model, request.img_size)
     fraction, notes = target_fraction(request, latency)
-    run_dir = new_run_dir(request.project, request.name, request.exist_ok)
-    if (run_dir / STATE_NAME).exists():
+    if request.exist_ok and (Path(request.project) / request.name / STATE_NAME).exists():
         raise YolorError(
-            f"{run_dir} holds a prune auto run already", hint="continue it with --resume, or drop --exist-ok"
+            f"{Path(request.project) / request.name} holds a prune auto run already",
+            hint="continue it with --resume, or drop --exist-ok",
         )
+    # Validated before the run folder exists: a run killed here leaves nothing half made to resume.
     map50, map_ = validate(model, data, request, select_device(request.device), reporter)
+    run_dir = new_run_dir(request.project, request.name, request.exist_ok)
     state = AutoState(request.to_dict(), fraction, StepRecord(0, params, macs, latency, map50, map_, map50, map_))
     for note in [*loaded.notes, *notes]:
         state.note(note)
@@ -315,11 +325,29 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
 RESUME_OWN = ("device", "workers", "project", "name", "exist_ok", "resume")  # taken from the resuming command
 
 
+def _run_to_resume(project: Path, name: str) -> Path:
+    """``project/name``; with ``--name`` left at its default, the newest unfinished run under
+    ``project`` instead (as ``yolor train --resume`` takes the newest last.pt), when there is one."""
+    named = project / name
+    if name != AutoPruneRequest.name:
+        return named
+    unfinished = []
+    for path in project.glob(f"*/{STATE_NAME}"):
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("final") is None:
+                unfinished.append(path)
+        except (OSError, ValueError, AttributeError):
+            continue  # a damaged state is named when its own folder is resumed
+    if not unfinished:
+        return named
+    return max(unfinished, key=lambda path: path.stat().st_mtime).parent
+
+
 def _resume(given: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     """The run in ``project/name`` (as on disk, not numbered), with its own request: a --device or
     --workers given now wins (another machine), other options given now that differ from the run's
     are named in a warning, not used."""
-    run_dir = Path(given.project) / given.name
+    run_dir = _run_to_resume(Path(given.project), given.name)
     state = AutoState.load(run_dir)
     saved = AutoPruneRequest.from_dict(state.request)
     workers = given.workers if given.workers != AutoPruneRequest.workers else saved.workers
@@ -343,6 +371,8 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
     if distributed.wants_launch(request.device):
         raise YolorError("prune auto fine-tunes in one process; give it one device", hint="e.g. --device 0")
     run = _resume(request, reporter) if request.resume else _start(request, reporter)
+    if run.state.final is not None:
+        run.state.note(f"{run.dir} had finished: nothing was done (give --name to resume another run)")
     for number in range(1, run.request.steps + 1):
         if run.state.stopped is not None:
             break

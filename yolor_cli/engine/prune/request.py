@@ -7,6 +7,7 @@ torch, so the command module builds requests without paying for the engine's imp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -117,7 +118,10 @@ class PruneRequest:
 # ---- yolor prune auto ------------------------------------------------------------------------------
 
 ALLOCATIONS = ("global", "sensitivity")  # how a step's cut is shared among the layers
-AUTO_METHODS = ("l1", "l2", "bn")  # random ranking has no place in a run meant to keep accuracy
+# The rankings that measure something about a channel: a random one has no place in a run meant to
+# keep accuracy, nor in a scan, whose losses would measure the draw rather than the layer.
+RANKED_METHODS = ("l1", "l2", "bn")
+AUTO_METHODS = RANKED_METHODS
 AUTO_DEFAULT_PROJECT = Path("runs/prune")
 
 
@@ -173,6 +177,8 @@ class AutoPruneRequest:
         for flag, value in (("--epochs-per-step", self.epochs_per_step), ("--final-epochs", self.final_epochs)):
             if value < 0:
                 raise YolorError(f"{flag} {value} is negative", hint="0 skips that fine-tuning")
+        if not math.isfinite(self.max_drop):  # a NaN would switch the guard off silently
+            raise YolorError(f"--max-drop {self.max_drop} is not a number", hint="e.g. --max-drop 0.01")
         if self.max_drop < 0:
             raise YolorError(
                 f"--max-drop {self.max_drop} is negative",
@@ -195,8 +201,10 @@ class AutoPruneRequest:
             )
         if self.target_macs is not None:
             check_amount(self.target_macs, "--target-macs")
-        elif self.target_latency_ms is not None and self.target_latency_ms <= 0:
-            raise YolorError(f"--target-latency-ms {self.target_latency_ms} is not above 0")
+        elif self.target_latency_ms is not None and not (
+            math.isfinite(self.target_latency_ms) and self.target_latency_ms > 0
+        ):
+            raise YolorError(f"--target-latency-ms {self.target_latency_ms} is not a number above 0")
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON values (paths as text), for the run's state file."""
@@ -214,7 +222,7 @@ class AutoPruneRequest:
 
 
 SENSITIVITY_UNITS = ("conv", "stage")
-SENSITIVITY_METHODS = ("l1", "l2", "bn")  # a random ranking would measure the draw, not the layer
+SENSITIVITY_METHODS = RANKED_METHODS
 DEFAULT_SENSITIVITY_AMOUNTS = (0.25, 0.5, 0.75)
 SENSITIVITY_BATCH_SIZE = 32
 

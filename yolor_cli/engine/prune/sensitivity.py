@@ -220,6 +220,9 @@ def check_output_folder(folder: Path) -> None:
     earlier scan's files (which it replaces): anything else there might be the user's, so it refuses."""
     if folder.exists() and not folder.is_dir():
         raise YolorError(f"--output {folder} is a file; the scan writes a folder", hint="choose another --output")
+    blocking = next((parent for parent in folder.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:  # found now, not by the mkdir after the whole scan
+        raise YolorError(f"--output {folder} lies under {blocking}, which is a file", hint="choose another --output")
     if folder.is_dir():
         foreign = sorted(path.name for path in folder.iterdir() if path.name not in OUR_FILES)
         if foreign:

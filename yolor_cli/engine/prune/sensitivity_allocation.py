@@ -6,10 +6,11 @@ alone at 0.25, 0.5 and 0.75, scored on the val split: :mod:`yolor_cli.engine.pru
 prices every cut in mAP50-95 lost per MACs saved, and the run spends its MACs budget on the cheapest:
 
 1. **Plan, once per run.** Starting from no cut, the unit whose next amount adds the least loss per
-   MAC saved moves up a level, until the scan's savings add up to the run's target. The savings of
-   cuts made together are not the sum of their savings alone (a conv that loses inputs and outputs
-   saves less than both counted apart), so the planned amounts are then scaled by one factor, found
-   by bisection on a copy of the input, until the input pruned by all of them lands on the target.
+   MAC saved moves up a level, until the scan's savings add up to the run's target. The planned
+   amounts are then scaled by one factor, found by bisection on a copy of the input, until the input
+   pruned by all of them lands on the target. Cuts made together save less than the sum of their
+   savings alone (a conv that loses inputs and outputs), so when even the largest factor falls short
+   the budget grows by a quarter and more units join the plan.
    The scan (``sensitivity/``) and the plan (``allocation.json``) stay in the run folder, so a
    resumed run neither scans nor plans again.
 2. **Each step** prunes every planned unit towards the same share ``f`` of its planned cut (widths
@@ -50,6 +51,7 @@ MAX_AMOUNT = 0.9  # no unit loses more of its channels: beyond it layers collaps
 SCALE_LIMIT = 3.0  # the planned amounts may be scaled up to this factor to land on the target
 BISECTION_STEPS = 14
 TOLERANCE = 0.02  # a step's MACs within 2 % of its share end the search
+BUDGET_ROUNDS, BUDGET_GROWTH = 8, 1.25  # how often, and by how much, the plan's budget may grow
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,15 @@ def check_sensitivity(model: DarknetModel) -> None:
     check_no_grouped_convs(model)
 
 
-def read_scan(path: Path) -> tuple[dict[str, list[Level]], dict[str, PruneUnit]]:
-    """Each unit's levels from a scan's json, in rising amount with the unpruned level first, and the units."""
+@dataclass(frozen=True)
+class ScanLevels:
+    levels: dict[str, list[Level]]  # each unit's, in rising amount, the unpruned level first
+    units: dict[str, PruneUnit]
+    base_macs: int  # the unpruned model's MACs at the scan's image size: the unit of every ``saved``
+
+
+def read_scan(path: Path) -> ScanLevels:
+    """A scan's json as levels per unit."""
     payload = json.loads(path.read_text())
     levels: dict[str, list[Level]] = {}
     units: dict[str, PruneUnit] = {}
@@ -104,7 +113,8 @@ def read_scan(path: Path) -> tuple[dict[str, list[Level]], dict[str, PruneUnit]]
         levels.setdefault(row["unit"], [Level(0.0, 0.0, 0)]).append(
             Level(float(row["amount"]), max(float(row["map_drop"]), 0.0), int(row["macs_saved"]))
         )
-    return {name: sorted(rows, key=lambda level: level.amount) for name, rows in levels.items()}, units
+    ordered = {name: sorted(rows, key=lambda level: level.amount) for name, rows in levels.items()}
+    return ScanLevels(ordered, units, int(payload["base"]["macs"]))
 
 
 def greedy_amounts(levels: dict[str, list[Level]], wanted_saving: int) -> dict[str, float]:
@@ -201,21 +211,31 @@ class SensitivityAllocation:
         return scan_json
 
     def _make_plan(self, path: Path) -> Plan:
-        levels, scanned = read_scan(self._scan())
+        scan = read_scan(self._scan())
         request = self.request
         model = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle).model.eval()
-        base = ConvMacs(model)()
-        wanted = round(self.target * base)
-        amounts = greedy_amounts(levels, base - wanted)
-        if not amounts:
-            raise YolorError("the sensitivity scan found no cut to plan", hint="use --allocate global")
-        units = [scanned[name] for name in amounts]
-        raw = [PlannedCut(unit, amounts[unit.name], _unit_width(model, unit)) for unit in units]
+        # The budget in the scan's own MACs (counted at --img-size); the scaling below compares
+        # ConvMacs counts at its probe size, for which only the ratio to the unpruned count matters.
+        budget = (1 - self.target) * scan.base_macs
+        wanted = round(self.target * ConvMacs(model)())
+        for _ in range(BUDGET_ROUNDS):
+            amounts = greedy_amounts(scan.levels, round(budget))
+            if not amounts:
+                raise YolorError("the sensitivity scan found no cut to plan", hint="use --allocate global")
+            raw = [
+                PlannedCut(scan.units[name], amount, _unit_width(model, scan.units[name]))
+                for name, amount in amounts.items()
+            ]
 
-        def macs_at(scale: float) -> int:
-            return ConvMacs(prune_towards(model, raw, scale, request.method))()
+            def macs_at(scale: float, cuts: list[PlannedCut] = raw) -> int:
+                return ConvMacs(prune_towards(model, cuts, scale, request.method))()
 
-        scale, _ = _bisect(0.0, SCALE_LIMIT, macs_at, wanted)
+            scale, macs = _bisect(0.0, SCALE_LIMIT, macs_at, wanted)
+            if macs <= wanted * (1 + TOLERANCE) or len(amounts) == len(scan.levels) and scale == SCALE_LIMIT:
+                break
+            # Cuts made together save less than the sum of their savings alone (a conv that loses both
+            # inputs and outputs): widen the plan to more units rather than deepen the same ones.
+            budget *= BUDGET_GROWTH
         plan = Plan([PlannedCut(cut.unit, min(cut.amount * scale, MAX_AMOUNT), cut.width) for cut in raw], scale)
         payload = json.dumps(plan.to_dict(), indent=2).encode()
         atomic_write(path, lambda stream: stream.write(payload))

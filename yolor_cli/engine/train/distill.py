@@ -176,7 +176,14 @@ class Distiller:
         path = Path(path)
         if not path.exists():
             raise CheckpointError(f"teacher weights not found: {path}", hint="--teacher takes a .pt that yolor wrote")
-        loaded = load_model(weights=path, trust_pickle=trust_pickle)
+        try:
+            loaded = load_model(weights=path, trust_pickle=trust_pickle)
+        except YolorError as error:  # the loader's hints (--cfg, --trust-pickle) are about --weights
+            raise CheckpointError(
+                f"the teacher {path} cannot be loaded on its own: {error.message}",
+                hint="--teacher takes a checkpoint that yolor wrote; an official or pickled file becomes "
+                "one with `yolor export --weights FILE --cfg C --format pt` (add --trust-pickle for a pickle)",
+            ) from None
         check_teacher(loaded.model, loaded.names, student, names, str(path))
         return cls(loaded.model, hyp, weight=weight, source=str(path))
 
