@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -70,18 +70,25 @@ LatencyOption = Annotated[
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 
 
+def _cost_keys(before: Any, after: Any) -> dict[str, Any]:
+    """The JSON keys every prune command shares: params, MACs and latency before and after."""
+    return {
+        "params_before": before.params,
+        "params_after": after.params,
+        "macs_before": before.macs,
+        "macs_after": after.macs,
+        "latency_ms_before": before.latency_ms,
+        "latency_ms_after": after.latency_ms,
+    }
+
+
 def _render(result: PruneResult, json_output: bool) -> None:
     before, after = result.before, result.after
     print_notes(result.notes)
     if json_output:
         print_json(
             {
-                "params_before": before.params,
-                "params_after": after.params,
-                "macs_before": before.macs,
-                "macs_after": after.macs,
-                "latency_ms_before": before.latency_ms,
-                "latency_ms_after": after.latency_ms,
+                **_cost_keys(before, after),
                 "img_size": result.img_size,
                 "output": str(result.output) if result.output else None,
                 "layers": [
@@ -253,12 +260,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
     if json_output:
         print_json(
             {
-                "params_before": before.params,
-                "params_after": after.params,
-                "macs_before": before.macs,
-                "macs_after": after.macs,
-                "latency_ms_before": before.latency_ms,
-                "latency_ms_after": after.latency_ms,
+                **_cost_keys(before, after),
                 "map_before": before.map,
                 "map_after": after.map,
                 "map50_before": before.map50,

@@ -123,6 +123,16 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
     )
 
 
+def evaluation_dataset(
+    data: DataConfig, task: str, img_size: int, batch_size: int, stride: int, reporter: Reporter | None
+) -> DetectionDataset:
+    """A split as every evaluation reads it: rectangular batches with the evaluation padding, so that
+    each way of scoring a model (here, preloaded, during training) sees the same pixels."""
+    return build_dataset(
+        data, task, img_size=img_size, batch_size=batch_size, rect=True, stride=stride, pad=EVAL_PAD, reporter=reporter
+    )
+
+
 def evaluate_model(
     model: DarknetModel,
     data: DataConfig,
@@ -146,16 +156,7 @@ def evaluate_model(
             f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
             hint="evaluate with the data the model was trained on, or fix names in the data file",
         )
-    dataset = build_dataset(
-        data,
-        task,
-        img_size=img_size,
-        batch_size=batch_size,
-        rect=True,
-        stride=model.max_stride,
-        pad=EVAL_PAD,
-        reporter=reporter,
-    )
+    dataset = evaluation_dataset(data, task, img_size, batch_size, model.max_stride, reporter)
     predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
     results, losses = predict_dataset(
         predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter, loss=loss

@@ -25,9 +25,9 @@ from yolor_cli.engine.boxes import Letterbox
 from yolor_cli.engine.config import DataConfig
 from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.labels import ImageRecord
-from yolor_cli.engine.data.loader import build_dataloader, build_dataset
+from yolor_cli.engine.data.loader import build_dataloader
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.evaluate.evaluator import EVAL_PAD, ground_truth
+from yolor_cli.engine.evaluate.evaluator import EVAL_PAD, evaluation_dataset, ground_truth
 from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, evaluate_detections
 from yolor_cli.engine.evaluate.request import EVAL_BATCH_SIZE, EVAL_CONF, EVAL_IOU
 from yolor_cli.engine.infer.predictor import Predictor
@@ -85,16 +85,7 @@ class PreloadedSplit:
         if max_images is not None and max_images < 1:
             raise YolorError(f"--max-images {max_images} must be at least 1")
         reporter = reporter or SilentReporter()
-        dataset = build_dataset(
-            data,
-            task,
-            img_size=img_size,
-            batch_size=batch_size,
-            rect=True,
-            stride=stride,
-            pad=EVAL_PAD,
-            reporter=reporter,
-        )
+        dataset = evaluation_dataset(data, task, img_size, batch_size, stride, reporter)
         if max_images is not None and max_images < len(dataset):
             dataset = DetectionDataset(
                 _spread(dataset.records, max_images),
