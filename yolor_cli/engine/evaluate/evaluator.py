@@ -123,6 +123,16 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
     )
 
 
+def check_model_classes(
+    model: DarknetModel,
+    data: DataConfig,
+    hint: str = "evaluate with the data the model was trained on, or fix names in the data file",
+) -> None:
+    """A model scored on data with another class count would be scored against the wrong classes."""
+    if model.nc != data.nc:
+        raise YolorError(f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}", hint=hint)
+
+
 def evaluation_dataset(
     data: DataConfig, task: str, img_size: int, batch_size: int, stride: int, reporter: Reporter | None
 ) -> DetectionDataset:
@@ -151,11 +161,7 @@ def evaluate_model(
     reporter: Reporter | None = None,
 ) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
     model.check_img_size(img_size)
-    if model.nc != data.nc:
-        raise YolorError(
-            f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
-            hint="evaluate with the data the model was trained on, or fix names in the data file",
-        )
+    check_model_classes(model, data)
     dataset = evaluation_dataset(data, task, img_size, batch_size, model.max_stride, reporter)
     predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
     results, losses = predict_dataset(

@@ -18,7 +18,6 @@ The final fine-tune works the same way in ``final/`` and ends in ``pruned.pt``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.evaluate.evaluator import evaluate_model
+from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_model
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
@@ -297,8 +296,7 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     check_supported(model)
     ALLOCATORS[request.allocate].check(model, request)
     data = load_data_config(request.data)
-    if model.nc != data.nc:
-        raise YolorError(f"{request.weights} has {model.nc} classes but {request.data} has {data.nc}")
+    check_model_classes(model, data, hint="prune with the data the model was trained on")
     if request.distill:  # the trainer would refuse the teacher only at step 1's fine-tune
         check_teacher(model, loaded.names, model, list(data.names), str(request.weights))
     reporter.info(f"Measuring the input model at {request.img_size} px")
@@ -334,9 +332,9 @@ def _run_to_resume(project: Path, name: str) -> Path:
     unfinished = []
     for path in project.glob(f"*/{STATE_NAME}"):
         try:
-            if json.loads(path.read_text(encoding="utf-8")).get("final") is None:
+            if AutoState.load(path.parent).final is None:
                 unfinished.append(path)
-        except (OSError, ValueError, AttributeError):
+        except YolorError:
             continue  # a damaged state is named when its own folder is resumed
     if not unfinished:
         return named

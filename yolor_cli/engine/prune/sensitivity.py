@@ -28,6 +28,7 @@ import numpy as np
 
 from yolor_cli.engine.config import load_data_config
 from yolor_cli.engine.errors import MissingDependencyError, YolorError
+from yolor_cli.engine.evaluate.evaluator import check_model_classes
 from yolor_cli.engine.evaluate.plots import plot_sensitivity, require_matplotlib
 from yolor_cli.engine.evaluate.preloaded import PreloadedSplit, SharedPrefix, evaluate_preloaded
 from yolor_cli.engine.files import atomic_write
@@ -245,11 +246,7 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
     loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
     model.check_img_size(request.img_size)
-    if model.nc != data.nc:
-        raise YolorError(
-            f"{data.source} has nc={data.nc} but the model was built for nc={model.nc}",
-            hint="scan with the data the model was trained on",
-        )
+    check_model_classes(model, data, hint="scan with the data the model was trained on")
     check_supported(model)
     check_no_grouped_convs(model)
     units = prune_units(model, request.unit, pruner=ChannelPruner(model, method=request.method))

@@ -34,7 +34,7 @@ from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.model.summary import ConvMacs
-from yolor_cli.engine.prune.pruning import ChannelPruner, check_no_grouped_convs, conv_of, prune_global
+from yolor_cli.engine.prune.pruning import ChannelPruner, conv_of, prune_global
 from yolor_cli.engine.prune.request import (
     DEFAULT_SENSITIVITY_AMOUNTS,
     AutoPruneRequest,
@@ -89,11 +89,6 @@ class Level:
     amount: float
     drop: float  # mAP50-95 lost, a rise counted as none
     saved: int  # MACs saved
-
-
-def check_sensitivity(model: DarknetModel) -> None:
-    """The scan prunes conv by conv, which cannot keep a grouped conv's groups aligned."""
-    check_no_grouped_convs(model)
 
 
 @dataclass(frozen=True)
