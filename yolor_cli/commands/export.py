@@ -22,9 +22,10 @@ from yolor_cli.options import (
 
 if TYPE_CHECKING:
     from yolor_cli.engine.deploy.export import Check, ExportResult
+    from yolor_cli.engine.deploy.int8 import Int8Report
 
 MEGABYTE = 1024 * 1024
-FORMAT_NAMES = ("onnx", "torchscript", "pt")  # the engine's FORMATS, without importing torch for completion
+FORMAT_NAMES = ("onnx", "openvino", "torchscript", "pt")  # the engine's FORMATS, without importing torch for completion
 
 
 def complete_formats(incomplete: str) -> list[str]:
@@ -48,11 +49,37 @@ def _check_json(check: Check) -> dict[str, Any]:
     }
 
 
+def _int8_json(report: Int8Report) -> dict[str, Any]:
+    return {
+        "runtime": report.runtime,
+        "method": report.method,
+        "calib_images": report.calib_images,
+        "max_drop": report.max_drop,
+        "map_fp32": round(report.map_fp32, 5),
+        "map50_fp32": round(report.map50_fp32, 5),
+        "map_int8": round(report.map_int8, 5),
+        "map50_int8": round(report.map50_int8, 5),
+        "drop": round(report.drop, 5),
+        "latency_ms_fp32": round(report.latency_ms_fp32, 3),
+        "latency_ms_int8": round(report.latency_ms_int8, 3),
+        "speedup": round(report.speedup, 3),
+    }
+
+
+def _int8_top_level(result: ExportResult) -> dict[str, Any]:
+    """The INT8 figures at the top of --json, from the first INT8 file (each file has its own too)."""
+    if not result.int8:
+        return {}
+    first = _int8_json(result.int8[0])
+    return {key: first[key] for key in ("map_fp32", "map_int8", "latency_ms_fp32", "latency_ms_int8")}
+
+
 def _render(result: ExportResult, json_output: bool) -> None:
     print_notes(result.notes)
     if json_output:
         print_json(
             {
+                **_int8_top_level(result),
                 "weights": str(result.weights),
                 "weights_bytes": result.weights_bytes,
                 "img_size": result.img_size,
@@ -73,6 +100,7 @@ def _render(result: ExportResult, json_output: bool) -> None:
                         "size_bytes": f.size_bytes,
                         "seconds": round(f.seconds, 3),
                         "checks": [_check_json(c) for c in f.checks],
+                        **({"int8": _int8_json(f.int8)} if f.int8 is not None else {}),
                     }
                     for f in result.files
                 ],
@@ -118,11 +146,41 @@ def _render(result: ExportResult, json_output: bool) -> None:
                 verdict,
             )
     console.print(checks)
+    if result.int8:
+        _render_int8(result)
     dynamic = "" if result.dynamic == "none" else f", dynamic {result.dynamic}"
     console.print(
-        f"{result.img_size} px, batch {result.batch}{dynamic}, {'fp16' if result.half else 'fp32'}; "
+        f"{result.img_size} px, batch {result.batch}{dynamic}, {_precision(result)}; "
         f"input 'images' RGB float [0, 1], output (batch, N, {5 + result.nc}) boxes in input pixels."
     )
+
+
+def _precision(result: ExportResult) -> str:
+    if result.int8:
+        return "INT8 (head decoding in float)"
+    return "fp16" if result.half else "fp32"
+
+
+def _render_int8(result: ExportResult) -> None:
+    table = Table(
+        title="INT8 accuracy check on the val split (the file is written only within --max-drop)", title_justify="left"
+    )
+    for column in ("format", "runtime", "calib images", "mAP50-95 fp32", "mAP50-95 INT8", "drop", "ms fp32", "ms INT8"):
+        table.add_column(column, justify="left" if column in ("format", "runtime") else "right")
+    table.add_column("speed-up", justify="right")
+    for report in result.int8:
+        table.add_row(
+            report.format,
+            report.runtime,
+            str(report.calib_images),
+            f"{report.map_fp32:.4f}",
+            f"{report.map_int8:.4f}",
+            f"{report.drop:+.4f} (max {report.max_drop})",
+            f"{report.latency_ms_fp32:.1f}",
+            f"{report.latency_ms_int8:.1f}",
+            f"{report.speedup:.2f}x",
+        )
+    stdout_console().print(table)
 
 
 def export_command(
@@ -141,7 +199,8 @@ def export_command(
         typer.Option(
             "--format",
             "-f",
-            help="onnx, torchscript, pt, or several comma-separated (pt = stripped deployment checkpoint).",
+            help="onnx, openvino, torchscript, pt, or several comma-separated (pt = stripped deployment "
+            "checkpoint; openvino = an IR folder, needs the openvino extra).",
             autocompletion=complete_formats,
         ),
     ] = ExportRequest.formats,
@@ -179,10 +238,26 @@ def export_command(
     device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = ExportRequest.device,
     names_file: NamesFileOption = ExportRequest.names_file,
     data: DataOption = ExportRequest.data,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Post-training INT8 of the onnx / openvino file, calibrated on --data's training images and "
+            "written only if its mAP50-95 on the val split stays within --max-drop of fp32.",
+        ),
+    ] = ExportRequest.int8,
+    calib_images: Annotated[
+        int, typer.Option("--calib-images", min=1, help="Training images to calibrate INT8 ranges on.")
+    ] = ExportRequest.calib_images,
+    max_drop: Annotated[
+        float,
+        typer.Option("--max-drop", min=0.0, help="Largest mAP50-95 loss (absolute) an INT8 file may have."),
+    ] = ExportRequest.max_drop,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = ExportRequest.trust_pickle,
 ) -> None:
-    """Export to ONNX / TorchScript / a stripped .pt, verified with onnxruntime, OpenCV DNN and torch.jit."""
+    """Export to ONNX / OpenVINO / TorchScript / a stripped .pt, verified on their runtimes; --int8 quantizes
+    and keeps the file only if its mAP held."""
     from yolor_cli.engine.deploy.export import export
 
     request = ExportRequest(
@@ -202,5 +277,8 @@ def export_command(
         names_file=names_file,
         data=data,
         trust_pickle=trust_pickle,
+        int8=int8,
+        calib_images=calib_images,
+        max_drop=max_drop,
     )
     _render(export(request, reporter=RichReporter()), json_output)

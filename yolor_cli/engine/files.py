@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import tempfile
@@ -119,6 +120,37 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+    return path
+
+
+def atomic_folder(path: Path, write: Callable[[Path], None], check: Callable[[Path], None] | None = None) -> Path:
+    """:func:`atomic_write` for a file set that lives in one folder (an OpenVINO IR: .xml + .bin).
+
+    ``write`` fills a temporary folder beside ``path``; ``check`` reads it back; only then does it
+    take ``path``'s place. An existing folder is moved aside first and removed once the new one is
+    in place, so a crash leaves either the old or the new folder, never a mix of both.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old: Path | None = None
+    try:
+        os.chmod(temp, 0o777 & ~_UMASK)
+        write(temp)
+        if check is not None:
+            check(temp)
+        with interrupts_deferred():
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old / path.name)
+            os.replace(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        if old is not None and not path.exists():  # put the previous folder back
+            os.replace(old / path.name, path)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -13,6 +13,7 @@ import copy
 import io
 import json
 import re
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,10 +26,13 @@ import torch
 from torch import nn
 
 from yolor_cli import __version__
+from yolor_cli.engine.config import load_data_config
+from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Report, export_int8, ir_stem
 from yolor_cli.engine.deploy.request import DEFAULT_OPSET, ExportRequest
 from yolor_cli.engine.errors import YolorError, first_line
-from yolor_cli.engine.files import atomic_write, check_output
-from yolor_cli.engine.infer import onnx_model
+from yolor_cli.engine.files import atomic_folder, atomic_write, check_output
+from yolor_cli.engine.infer import onnx_model, openvino_model
+from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, OPENVINO_SUFFIX
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.model.class_names import resolve_names
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
@@ -36,9 +40,11 @@ from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import select_device
 
-FORMATS = ("onnx", "torchscript", "pt")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "pt": ".pt"}
+FORMATS = ("onnx", "openvino", "torchscript", "pt")
+# An OpenVINO IR is two files (NAME.xml, NAME.bin), so it is written as one folder.
+SUFFIXES = {"onnx": ".onnx", "openvino": OPENVINO_FOLDER_SUFFIX, "torchscript": ".torchscript", "pt": ".pt"}
 DEPLOY_STEM_SUFFIX = "_deploy"  # best.pt -> best_deploy.pt, so the stripped file never shadows its source
+INT8_STEM_SUFFIX = "_int8"  # best.pt -> best_int8.onnx, best_int8_openvino_model/
 FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in input pixels)
 # fp16 keeps ~3 significant digits: box coordinates of hundreds of pixels differ by tenths, so half
 # files are judged on |diff| / (1 + |reference|).
@@ -79,6 +85,7 @@ class ExportedFile:
     size_bytes: int
     seconds: float
     checks: list[Check]
+    int8: Int8Report | None = None
 
 
 @dataclass
@@ -95,6 +102,7 @@ class ExportResult:
     names: list[str] | None  # None when neither the checkpoint nor --names / --data name the classes
     files: list[ExportedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    int8: list[Int8Report] = field(default_factory=list)  # the accuracy checks of the INT8 files written
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -144,7 +152,10 @@ def parse_formats(text: str) -> list[str]:
 
 
 def _with_suffix(path: Path, suffix: str) -> Path:
-    """``model`` or ``model.onnx`` -> ``model.onnx``; a dotted stem (``model.v1.5``) keeps its dots."""
+    """``model`` or ``model.onnx`` -> ``model.onnx``; a dotted stem (``model.v1.5``) keeps its dots;
+    ``m_openvino_model`` stays as it is for the OpenVINO folder."""
+    if path.name.endswith(OPENVINO_FOLDER_SUFFIX):
+        path = path.with_name(path.name[: -len(OPENVINO_FOLDER_SUFFIX)] or "model")
     base = path.with_suffix("") if path.suffix.lower() in SUFFIXES.values() else path
     return base.with_name(base.name + suffix)
 
@@ -155,20 +166,24 @@ def _names_a_file(path: Path) -> bool:
     return bool(path.suffix) and re.fullmatch(r"\.v?\d+", path.suffix, flags=re.IGNORECASE) is None
 
 
-def output_paths(weights: Path, formats: list[str], output: Path | None, overwrite: bool = False) -> dict[str, Path]:
+def output_paths(
+    weights: Path, formats: list[str], output: Path | None, overwrite: bool = False, int8: bool = False
+) -> dict[str, Path]:
     """Where each format goes: ``--output`` exactly as typed for one format and a name with a suffix
     (``m.ts``, ``model.onnx``: what people type; not a version such as ``model.v2``); else ``--output``
     with each format's suffix; by default NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the
     weights, numbered together (NAME_2.onnx, NAME_2.torchscript...) rather than overwriting anything.
-    An existing file is replaced only with ``overwrite``; the input weights never."""
-    if output is not None and len(formats) == 1 and _names_a_file(output):
+    An existing file is replaced only with ``overwrite``; the input weights never. INT8 files are
+    NAME_int8.onnx and NAME_int8_openvino_model/ by default."""
+    if output is not None and len(formats) == 1 and (_names_a_file(output) or formats == ["openvino"]):
         paths = {formats[0]: output}
     elif output is not None:
         paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
     else:
 
         def default(name: str, number: int) -> Path:
-            stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (f"_{number}" if number > 1 else "")
+            stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (INT8_STEM_SUFFIX if int8 else "")
+            stem += f"_{number}" if number > 1 else ""
             return weights.with_name(stem + SUFFIXES[name])
 
         number = 1
@@ -299,6 +314,24 @@ def _export_onnx(
     return checks
 
 
+def _export_openvino(
+    onnx_file: Path, path: Path, verifier: _Verifier, metadata: dict[str, str], dynamic_batch: bool
+) -> list[Check]:
+    """An fp32 IR converted from the verified ONNX file, verified again on OpenVINO in fp32 (the CPU
+    plugin would otherwise compute in bf16 where the CPU has it, and differ by more than 1e-3)."""
+    model = openvino_model.onnx_to_ir(onnx_file, {**metadata, "precision": "fp32"})
+    xml_name = ir_stem(path) + OPENVINO_SUFFIX
+    checks: list[Check] = []
+
+    def check(folder: Path) -> None:
+        run = openvino_model.ir_runner(folder / xml_name, "fp32")
+        checks.extend(verifier.run("openvino", lambda x: run(x.numpy()), first_only=not dynamic_batch))
+        _raise_on_failure("OpenVINO", checks, False)
+
+    atomic_folder(path, lambda folder: openvino_model.save_ir(model, folder / xml_name), check)
+    return checks
+
+
 @contextlib.contextmanager
 def _quiet_torchscript() -> Iterator[None]:
     """torch 2.14 marks torch.jit deprecated on every call, and the tracer notes that channel counts
@@ -375,21 +408,58 @@ def _export_pt(
     return checks
 
 
-def export(request: ExportRequest, *, reporter: Reporter | None = None) -> ExportResult:
-    """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime."""
-    reporter = reporter or SilentReporter()
-    chosen = parse_formats(request.formats)
+def _check_request(request: ExportRequest, chosen: list[str]) -> None:
+    """Refuse option combinations that cannot work, before any file is made."""
     if request.batch < 1:
         raise YolorError(f"--batch {request.batch} must be at least 1")
-    if "onnx" in chosen:
+    if {"onnx", "openvino"} & set(chosen):
         onnx_model.check_available(request.simplify)
         onnx_model.check_opset(request.opset)
+    if "openvino" in chosen:
+        openvino_model.require_openvino()
+        if request.half:
+            raise YolorError(
+                "--half does not apply to --format openvino",
+                hint="export fp32; OpenVINO computes it in bf16 at run time where the CPU has it "
+                "(yolor eval / detect --half)",
+            )
+    if not request.int8:
+        return
+    others = [name for name in chosen if name not in INT8_FORMATS]
+    if others:
+        raise YolorError(f"--int8 applies to onnx and openvino, not {', '.join(others)}", hint="--format onnx,openvino")
+    if request.data is None:
+        raise YolorError(
+            "--int8 needs --data: INT8 ranges are calibrated on its training images and the file is "
+            "checked on its val split"
+        )
+    if request.half:
+        raise YolorError("--int8 and --half exclude each other", hint="drop --half")
+    if request.calib_images < 1:
+        raise YolorError(f"--calib-images {request.calib_images} must be at least 1")
+    if request.max_drop < 0:
+        raise YolorError(f"--max-drop {request.max_drop} must be 0 or more (an absolute mAP50-95 drop)")
+    if request.dynamic_size:
+        raise YolorError("--int8 files are calibrated and checked at one input size", hint="drop --dynamic-size")
+
+
+def export(request: ExportRequest, *, reporter: Reporter | None = None) -> ExportResult:
+    """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime; with
+    ``int8``, quantize the onnx / openvino files and keep those whose mAP held."""
+    reporter = reporter or SilentReporter()
+    chosen = parse_formats(request.formats)
+    _check_request(request, chosen)
     weights = Path(request.weights)
-    paths = output_paths(weights, chosen, Path(request.output) if request.output else None, request.overwrite)
+    paths = output_paths(
+        weights, chosen, Path(request.output) if request.output else None, request.overwrite, request.int8
+    )
+    data_config = load_data_config(request.data) if request.int8 and request.data is not None else None
     target = select_device(request.device)
     loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
     model.check_img_size(request.img_size)
+    if data_config is not None and data_config.nc != model.nc:
+        raise YolorError(f"{data_config.source} has nc={data_config.nc} but the model has nc={model.nc}")
     names = resolve_names(loaded.names, loaded.nc, names_file=request.names_file, data=request.data)
     half, img_size, batch = request.half, request.img_size, request.batch
     dynamic_batch = request.dynamic or request.dynamic_size
@@ -422,42 +492,100 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
     example = example.half() if half else example
     metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
     result.notes.extend(_device_notes(chosen, target, half))
-    for name in reporter.track(chosen, "Exporting", total=len(chosen)):
-        start = time.perf_counter()
-        path = paths[name]
-        try:
-            if name == "onnx":
-                checks = _export_onnx(
-                    deploy,
-                    example,
-                    path,
-                    verifier,
-                    metadata,
-                    opset=request.opset,
-                    dynamic_batch=dynamic_batch,
-                    dynamic_size=request.dynamic_size,
-                    simplify=request.simplify,
-                    half=half,
-                )
-            elif name == "torchscript":
-                checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
-            else:
-                checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
-        except YolorError as error:
-            if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
-                written = ", ".join(str(f.path) for f in result.files)
-                raise type(error)(f"{error.message} (already written and verified: {written})", error.hint) from None
-            raise
-        result.files.append(
-            ExportedFile(
-                format=name,
-                path=path,
-                size_bytes=path.stat().st_size,
-                seconds=time.perf_counter() - start,
-                checks=checks,
-            )
+
+    def write_onnx(path: Path) -> list[Check]:
+        return _export_onnx(
+            deploy,
+            example,
+            path,
+            verifier,
+            metadata,
+            opset=request.opset,
+            dynamic_batch=dynamic_batch,
+            dynamic_size=request.dynamic_size,
+            simplify=request.simplify,
+            half=half,
         )
+
+    with tempfile.TemporaryDirectory(prefix="yolor-export-") as scratch:
+        # The fp32 ONNX file OpenVINO converts and INT8 quantizes: the one written, or a verified scratch copy.
+        fp32_onnx = Path(scratch) / "fp32.onnx"
+        if request.int8 or ("openvino" in chosen and "onnx" not in chosen):
+            write_onnx(fp32_onnx)
+        if request.int8:
+            assert data_config is not None
+            start = time.perf_counter()
+            reports, notes = export_int8(
+                fp32_onnx,
+                chosen,
+                paths,
+                metadata,
+                data=data_config,
+                img_size=img_size,
+                batch=batch,
+                calib_images=request.calib_images,
+                max_drop=request.max_drop,
+                reporter=reporter,
+            )
+            result.notes.extend(notes)
+            result.int8 = reports
+            seconds = (time.perf_counter() - start) / max(len(reports), 1)
+            for report in reports:
+                path = paths[report.format]
+                checks = [_int8_check(shapes[0], report)]
+                result.files.append(ExportedFile(report.format, path, _size(path), seconds, checks, report))
+            return result
+        for name in reporter.track(chosen, "Exporting", total=len(chosen)):
+            start = time.perf_counter()
+            path = paths[name]
+            try:
+                if name == "onnx":
+                    checks = write_onnx(path)
+                elif name == "openvino":
+                    source = paths["onnx"] if "onnx" in chosen else fp32_onnx
+                    checks = _export_openvino(source, path, verifier, metadata, dynamic_batch)
+                elif name == "torchscript":
+                    checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
+                else:
+                    checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
+            except YolorError as error:
+                if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
+                    written = ", ".join(str(f.path) for f in result.files)
+                    raise type(error)(
+                        f"{error.message} (already written and verified: {written})", error.hint
+                    ) from None
+                raise
+            result.files.append(
+                ExportedFile(
+                    format=name,
+                    path=path,
+                    size_bytes=_size(path),
+                    seconds=time.perf_counter() - start,
+                    checks=checks,
+                )
+            )
     return result
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder (an OpenVINO IR)."""
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size
+
+
+def _int8_check(shape: tuple[int, ...], report: Int8Report) -> Check:
+    """The fp32 file the INT8 one was made from was verified against PyTorch; the INT8 file itself is
+    judged by mAP (its outputs differ from fp32 by design), which the check's detail says."""
+    return Check(
+        runtime=report.runtime,
+        input_shape=shape,
+        ran=True,
+        max_abs_diff=report.max_abs_diff,
+        agrees=report.passed,
+        required=False,
+        detail=f"INT8, judged by mAP50-95 on val: {report.map_int8:.4f} against fp32 {report.map_fp32:.4f}",
+    )
 
 
 def _device_notes(formats: list[str], target: torch.device, half: bool) -> list[str]:

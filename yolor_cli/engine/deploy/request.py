@@ -12,6 +12,8 @@ from pathlib import Path
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 
 DEFAULT_OPSET = 17
+DEFAULT_CALIB_IMAGES = 300  # training images INT8 ranges are calibrated on (NNCF's default subset size)
+DEFAULT_MAX_DROP = 0.01  # absolute mAP50-95 an INT8 file may lose against fp32 and still be written
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class ExportRequest:
 
     weights: Path
     cfg: str | None = None
-    formats: str = "onnx"  # one or more of onnx, torchscript, pt, comma-separated
+    formats: str = "onnx"  # one or more of onnx, openvino, torchscript, pt, comma-separated
     img_size: int = DEFAULT_IMG_SIZE
     batch: int = 1
     dynamic: bool = False  # dynamic batch axis
@@ -34,3 +36,6 @@ class ExportRequest:
     names_file: Path | None = None
     data: Path | None = None
     trust_pickle: bool = False
+    int8: bool = False  # post-training INT8 of the onnx / openvino files, calibrated on ``data``
+    calib_images: int = DEFAULT_CALIB_IMAGES
+    max_drop: float = DEFAULT_MAX_DROP

@@ -22,9 +22,11 @@ from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusio
 from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
 from yolor_cli.engine.evaluate.request import EVAL_BATCH_SIZE, EVAL_CONF, EVAL_IOU, EvalRequest
 from yolor_cli.engine.files import atomic_write, check_regular_file
+from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_exported
 from yolor_cli.engine.infer.predictor import Detections, Predictor
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.engine.model.darknet import DarknetModel
+from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
@@ -124,7 +126,7 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
 
 
 def check_model_classes(
-    model: DarknetModel,
+    model: DarknetModel | ExportedDetector,
     data: DataConfig,
     hint: str = "evaluate with the data the model was trained on, or fix names in the data file",
 ) -> None:
@@ -170,6 +172,37 @@ def evaluate_model(
     evaluated = _score(results, list(data.names), metric, task)
     evaluated.speed_ms = predictor.timing.per_image_ms()
     evaluated.losses = losses
+    return evaluated, results
+
+
+def evaluate_exported(
+    detector: ExportedDetector,
+    data: DataConfig,
+    *,
+    task: str = "val",
+    img_size: int = DEFAULT_IMG_SIZE,
+    batch_size: int = EVAL_BATCH_SIZE,
+    conf: float = EVAL_CONF,
+    iou: float = EVAL_IOU,
+    metric: str = "coco",
+    reporter: Reporter | None = None,
+) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+    """An exported file scored as :func:`evaluate_model` scores a checkpoint. A file of one input size
+    sees every image letterboxed to that square (rectangular batches would not fit it); a file with
+    dynamic height and width gets the same rectangular batches as PyTorch."""
+    check_model_classes(detector, data, hint="evaluate with the data the model was exported for")
+    if detector.fixed_size is not None:
+        height, width = detector.fixed_size
+        if height != width:
+            raise YolorError(f"{detector.path} takes {height}x{width} inputs; yolor eval scores square inputs only")
+        dataset = build_dataset(data, task, img_size=height, batch_size=batch_size, reporter=reporter)
+    else:
+        check_stride_multiple(img_size, detector.stride)
+        dataset = evaluation_dataset(data, task, img_size, batch_size, detector.stride, reporter)
+    predictor = Predictor(detector, conf=conf, iou=iou)
+    results, _ = predict_dataset(predictor, dataset, batch_size=batch_size, reporter=reporter)
+    evaluated = _score(results, list(data.names), metric, task)
+    evaluated.speed_ms = predictor.timing.per_image_ms()
     return evaluated, results
 
 
@@ -265,6 +298,9 @@ def _evaluate_weights(
     request: EvalRequest, data_config: DataConfig, reporter: Reporter | None
 ) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]], list[str]]:
     """Load ``request.weights`` and evaluate it; also returns the detections and the loader's notes."""
+    assert request.weights is not None
+    if is_exported(request.weights):
+        return _evaluate_exported_file(request, data_config, reporter)
     loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     if request.single_cls and loaded.nc != 1:  # the data file is not at fault: the flag made it one class
         raise YolorError(
@@ -285,6 +321,35 @@ def _evaluate_weights(
         reporter=reporter,
     )
     return result, results, loaded.notes
+
+
+def _evaluate_exported_file(
+    request: EvalRequest, data_config: DataConfig, reporter: Reporter | None
+) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]], list[str]]:
+    """An .onnx file or OpenVINO IR from ``yolor export``, INT8 ones included, on its own runtime."""
+    detector = load_exported(request.weights, select_device(request.device))  # type: ignore[arg-type]
+    if request.single_cls and detector.nc != 1:
+        raise YolorError(f"--single-cls makes the data one class but the exported model has {detector.nc}")
+    notes = list(detector.notes) + (
+        ["--cfg is not used with an exported file (it carries its graph)"] if request.cfg else []
+    )
+    if detector.fixed_size is not None and detector.fixed_size != (request.img_size, request.img_size):
+        notes.append(
+            f"{detector.path.name} takes {detector.fixed_size[0]}x{detector.fixed_size[1]} inputs only; "
+            f"evaluating at that size instead of --img-size {request.img_size}"
+        )
+    result, results = evaluate_exported(
+        detector,
+        data_config,
+        task=request.task,
+        img_size=request.img_size,
+        batch_size=request.batch_size,
+        conf=request.conf,
+        iou=request.iou,
+        metric=request.metric,
+        reporter=reporter,
+    )
+    return result, results, notes
 
 
 def _write_extras(

@@ -15,7 +15,7 @@ from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.drawing import class_name, draw_boxes
-from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_exported
 from yolor_cli.engine.infer.predictor import Detections, Predictor
 from yolor_cli.engine.infer.request import DetectRequest
 from yolor_cli.engine.model.class_names import resolve_class_filter, resolve_names
@@ -199,8 +199,8 @@ def detect(request: DetectRequest, *, reporter: Reporter | None = None) -> Detec
 def _predictor_for(request: DetectRequest) -> tuple[Predictor, list[str] | None, list[str]]:
     """The model (a checkpoint or an exported .onnx file) with its thresholds, class names and notes."""
     weights = Path(request.weights)
-    if weights.suffix.lower() == ".onnx":
-        model, nc, checkpoint_names, notes = _load_onnx(weights, request.cfg, request.img_size, request.device)
+    if is_exported(weights):
+        model, nc, checkpoint_names, notes = _load_exported(weights, request.cfg, request.img_size, request.device)
     else:
         loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
         loaded.model.check_img_size(request.img_size)
@@ -226,17 +226,17 @@ def _remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _load_onnx(
+def _load_exported(
     path: Path, cfg: str | None, img_size: int, device: str
-) -> tuple[OnnxDetector, int, list[str] | None, list[str]]:
-    """An exported file runs on onnxruntime; its metadata replaces the checkpoint's cfg and names."""
-    model = OnnxDetector.load(path, select_device(device))
-    notes = list(model.notes) + (["--cfg is not used with an .onnx file (it carries its graph)"] if cfg else [])
+) -> tuple[ExportedDetector, int, list[str] | None, list[str]]:
+    """An exported file runs on its runtime; its metadata replaces the checkpoint's cfg and names."""
+    model = load_exported(path, select_device(device))
+    notes = list(model.notes) + (["--cfg is not used with an exported file (it carries its graph)"] if cfg else [])
     if model.fixed_size is not None:
         if model.fixed_size != (img_size, img_size):
             height, width = model.fixed_size
             notes.append(
-                f"{path.name} takes {height}x{width} inputs only (exported without --dynamic-size); "
+                f"{model.path.name} takes {height}x{width} inputs only (exported without --dynamic-size); "
                 f"using that instead of --img-size {img_size}"
             )
     else:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import functools
 import importlib
 import io
-import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
+from yolor_cli.engine.infer.exported import ExportedDetector, parse_metadata
 
 INSTALL_HINT = "pip install 'yolor-cli[export]'"
 INPUT_NAME = "images"
@@ -34,7 +34,6 @@ OUTPUT_NAME = "output"
 # Ops some runtimes reject; in-place slice assignment in the official YOLO layer produced ScatterND,
 # which TensorRT refuses. Our layers never emit them, and an export that does is refused.
 REJECTED_OPS = frozenset({"ScatterND"})
-DEFAULT_STRIDE = 32  # YOLOR's largest stride, for ONNX files without our metadata
 
 
 def require(module: str) -> ModuleType:
@@ -182,19 +181,15 @@ def opencv_runner(path: Path, half: bool) -> Callable[[np.ndarray], np.ndarray]:
 
 
 @dataclass
-class OnnxDetector:
-    """An exported ``.onnx`` file as ``yolor detect`` runs it: float [0, 1] batches in, decoded
-    (bs, N, 5+nc) out, with the names, stride and input size its metadata records."""
+class OnnxDetector(ExportedDetector):
+    """An exported ``.onnx`` file run by onnxruntime (CPU, or CUDA with onnxruntime-gpu)."""
 
-    path: Path
-    session: Any
-    names: list[str] | None
-    nc: int
-    stride: int
-    fixed_batch: int | None  # None when the batch axis is dynamic
-    fixed_size: tuple[int, int] | None  # (h, w); None when height and width are dynamic
-    input_dtype: np.dtype
-    notes: list[str]
+    session: Any = None
+    input_dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime"
 
     @classmethod
     def load(cls, path: Path, device: torch.device) -> OnnxDetector:
@@ -222,48 +217,24 @@ class OnnxDetector:
                 "'output' (batch, N, 5 + nc)",
             )
         metadata = session.get_modelmeta().custom_metadata_map
+        width = outputs[0].shape[-1]
+        names, nc, stride = parse_metadata(path, metadata, width if isinstance(width, int) else None)
         shape = inputs[0].shape
-        try:
-            nc = int(metadata["nc"]) if "nc" in metadata else int(outputs[0].shape[-1]) - 5
-            stride = int(metadata.get("stride", DEFAULT_STRIDE))
-            names = json.loads(metadata["names"]) if "names" in metadata else None
-        except (TypeError, ValueError):
-            raise YolorError(
-                f"{path} has unreadable metadata (nc, stride or names)", hint="export it again with yolor export"
-            ) from None
-        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
-            raise YolorError(
-                f"{path}: its 'names' metadata is not a list of class names", hint="export it again with yolor export"
-            )
-        if nc < 1 or stride < 1:
-            raise YolorError(f"{path} has nc={nc}, stride={stride}: not a detector's output")
-        fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        fixed_size = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+        input_dtype = _input_dtype(session)
         return cls(
             path=path,
-            session=session,
             names=names,
             nc=nc,
             stride=stride,
-            fixed_batch=fixed_batch,
-            fixed_size=fixed_size,
-            input_dtype=_input_dtype(session),
+            fixed_batch=shape[0] if isinstance(shape[0], int) else None,
+            fixed_size=(shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None,
+            precision=metadata.get("precision", "fp16" if input_dtype == np.float16 else "fp32"),
             notes=[]
             if providers[0] == "CUDAExecutionProvider" or device.type != "cuda"
             else ["this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); running on CPU"],
+            session=session,
+            input_dtype=input_dtype,
         )
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        batch = images.float().cpu().numpy().astype(self.input_dtype)
-        count = len(batch)
-        if self.fixed_batch is None:
-            outputs = [self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]]
-        else:  # a fixed batch: run in chunks of that size, padding the last one with blank images
-            outputs = []
-            for start in range(0, count, self.fixed_batch):
-                chunk = batch[start : start + self.fixed_batch]
-                padding = self.fixed_batch - len(chunk)
-                if padding:
-                    chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
-                outputs.append(self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})[0])
-        return torch.from_numpy(np.concatenate(outputs)[:count].astype(np.float32))
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.astype(self.input_dtype)})[0]

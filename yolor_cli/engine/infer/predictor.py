@@ -15,7 +15,7 @@ import torch
 
 from yolor_cli.engine.boxes import Letterbox, non_max_suppression
 from yolor_cli.engine.data.augment import letterbox
-from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.infer.exported import ExportedDetector
 from yolor_cli.engine.infer.request import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from yolor_cli.engine.model.darknet import DarknetModel
 
@@ -57,7 +57,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: DarknetModel | OnnxDetector,
+        model: DarknetModel | ExportedDetector,
         *,
         device: torch.device | str = "cpu",
         conf: float = DEFAULT_CONF,
@@ -73,10 +73,10 @@ class Predictor:
         self.timing = Timing()
         self.last_raw: list[torch.Tensor] = []  # the raw maps of the last batch (validation losses use them)
         self.fixed_size: tuple[int, int] | None = None  # (h, w) of a model that takes one input size only
-        self.onnx: OnnxDetector | None = None
-        if isinstance(model, OnnxDetector):  # onnxruntime picks its own device; it takes float [0, 1] batches
+        self.exported: ExportedDetector | None = None
+        if isinstance(model, ExportedDetector):  # its runtime picks its own device; it takes float [0, 1] batches
             self.device, self.half, self.stride = torch.device("cpu"), False, model.stride
-            self.onnx, self.fixed_size = model, model.fixed_size
+            self.exported, self.fixed_size = model, model.fixed_size
             return
         device = torch.device(device)
         if fuse or half:  # work on a copy: the caller's model (a live training model, say) stays as it was
@@ -106,7 +106,7 @@ class Predictor:
         batch = images.to(self.device, non_blocking=True)
         batch = (batch.half() if self.half else batch.float()) / 255.0
         after_pre = _now(self.device)
-        decoded, self.last_raw = (self.onnx(batch), []) if self.onnx is not None else self.model(batch)
+        decoded, self.last_raw = (self.exported(batch), []) if self.exported is not None else self.model(batch)
         after_model = _now(self.device)
         kept = non_max_suppression(
             decoded.float(),

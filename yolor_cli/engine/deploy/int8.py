@@ -1,0 +1,209 @@
+"""``yolor export --int8``: quantize, then keep the file only if its mAP held.
+
+INT8 files cannot be verified the way float exports are (outputs equal to PyTorch's within 1e-3):
+they differ by design. What matters is detection accuracy, so the quantized file and the fp32 file it
+came from are both scored on the val split by the shared evaluator, with the same pre-processing, and
+the INT8 file takes its place on disk only when mAP50-95 fell by at most ``--max-drop``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yolor_cli.engine.config import DataConfig
+from yolor_cli.engine.deploy import quantize
+from yolor_cli.engine.deploy.latency import median_latency_ms
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.evaluate.evaluator import EvalResult, evaluate_exported
+from yolor_cli.engine.files import atomic_folder, atomic_write
+from yolor_cli.engine.infer import onnx_model, openvino_model
+from yolor_cli.engine.infer.exported import (
+    OPENVINO_FOLDER_SUFFIX,
+    OPENVINO_SUFFIX,
+    ExportedDetector,
+    load_exported,
+)
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+
+INT8_FORMATS = ("onnx", "openvino")
+CPU = torch.device("cpu")  # both INT8 runtimes run on the CPU
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
+METHODS = {
+    "onnx": "onnxruntime QDQ: uint8 activations, int8 per-channel weights, MinMax ranges",
+    "openvino": "NNCF post-training: mixed preset, fast bias correction",
+}
+
+
+class AccuracyGateError(YolorError):
+    """A quantized file whose mAP fell further than ``--max-drop`` allows; it was not written."""
+
+
+@dataclass
+class Int8Report:
+    """What one INT8 file was measured at before it was kept (or refused)."""
+
+    format: str
+    runtime: str
+    method: str
+    calib_images: int
+    max_drop: float
+    map_fp32: float
+    map50_fp32: float
+    map_int8: float
+    map50_int8: float
+    latency_ms_fp32: float  # the fp32 .onnx on onnxruntime, the baseline every INT8 file is compared with
+    latency_ms_int8: float
+    max_abs_diff: float  # against the fp32 file on the calibration batch: informative, INT8 differs by design
+    written: bool = False
+
+    @property
+    def drop(self) -> float:
+        return self.map_fp32 - self.map_int8
+
+    @property
+    def passed(self) -> bool:
+        # a hair of tolerance, so a drop printed as 0.010 against --max-drop 0.01 is not refused
+        return self.drop <= self.max_drop + 1e-9
+
+    @property
+    def speedup(self) -> float:
+        return self.latency_ms_fp32 / self.latency_ms_int8 if self.latency_ms_int8 else float("nan")
+
+
+def _score(detector: ExportedDetector, data: DataConfig, img_size: int, reporter: Reporter) -> EvalResult:
+    return evaluate_exported(detector, data, img_size=img_size, reporter=reporter)[0]
+
+
+def _latency(detector: ExportedDetector, batches: list[np.ndarray]) -> float:
+    return median_latency_ms(detector.run_batch, batches)
+
+
+def export_int8(
+    fp32_onnx: Path,
+    formats: list[str],
+    paths: dict[str, Path],
+    metadata: dict[str, str],
+    *,
+    data: DataConfig,
+    img_size: int,
+    batch: int,
+    calib_images: int,
+    max_drop: float,
+    reporter: Reporter | None = None,
+) -> tuple[list[Int8Report], list[str]]:
+    """Quantize the verified fp32 ``fp32_onnx`` into each of ``formats`` and write those that pass.
+
+    Returns the reports of the files written and notes; raises :class:`AccuracyGateError` naming
+    both figures when any file failed the gate (after writing those that passed)."""
+    reporter = reporter or SilentReporter()
+    if max_drop < 0:
+        raise YolorError(f"--max-drop {max_drop} must be 0 or more (an absolute mAP50-95 drop, e.g. 0.01)")
+    batches = quantize.calibration_batches(data, (img_size, img_size), calib_images, batch, reporter)
+    used = sum(len(b) for b in batches)
+    notes = quantize.calibration_note(calib_images, used)
+    reporter.info(f"INT8 calibration on {used} {quantize.CALIB_SPLIT} images; scoring the fp32 file on val")
+    fp32 = load_exported(fp32_onnx, CPU)
+    reference = _score(fp32, data, img_size, reporter)
+    fp32_latency = _latency(fp32, batches[:1])
+    fp32_output = fp32.run_batch(batches[0])
+    reports, refused = [], []
+    for name in formats:
+        target = paths[name]
+        with tempfile.TemporaryDirectory(prefix=".yolor-int8-", dir=target.parent) as scratch:
+            candidate, write = _quantized(name, fp32_onnx, Path(scratch), target, metadata, batches, used)
+            detector = load_exported(candidate, CPU)
+            scored = _score(detector, data, img_size, reporter)
+            report = Int8Report(
+                format=name,
+                runtime=RUNTIMES[name],
+                method=METHODS[name],
+                calib_images=used,
+                max_drop=max_drop,
+                map_fp32=reference.metrics.map,
+                map50_fp32=reference.metrics.map50,
+                map_int8=scored.metrics.map,
+                map50_int8=scored.metrics.map50,
+                latency_ms_fp32=fp32_latency,
+                latency_ms_int8=_latency(detector, batches[:1]),
+                max_abs_diff=float(np.abs(detector.run_batch(batches[0]) - fp32_output).max()),
+            )
+            if report.passed:
+                write(_with_figures(metadata, report))
+                report.written = True
+                reports.append(report)
+            else:
+                refused.append(report)
+    if refused:
+        raise _gate_error(refused, reports)
+    return reports, notes
+
+
+def _with_figures(metadata: dict[str, str], report: Int8Report) -> dict[str, str]:
+    """The file records how it was made and what it scored, for whoever finds it later."""
+    return {
+        **metadata,
+        "precision": "int8",
+        "quantization": report.method,
+        "calib_images": str(report.calib_images),
+        "int8_check": json.dumps(
+            {"map_fp32": round(report.map_fp32, 5), "map_int8": round(report.map_int8, 5), "split": "val"}
+        ),
+    }
+
+
+def _quantized(
+    name: str,
+    fp32_onnx: Path,
+    scratch: Path,
+    target: Path,
+    metadata: dict[str, str],
+    batches: list[np.ndarray],
+    used: int,
+) -> tuple[Path, Callable[[dict[str, str]], None]]:
+    """The quantized file in ``scratch`` (what the gate scores) and how to write it to ``target``."""
+    if name == "onnx":
+        candidate = scratch / target.name
+        quantize.quantize_onnx(fp32_onnx, candidate, batches)
+
+        def write_onnx(final: dict[str, str]) -> None:
+            data = onnx_model.finish_onnx(candidate.read_bytes(), final, simplify=False)
+            atomic_write(target, lambda stream: stream.write(data))
+
+        return candidate, write_onnx
+    model = quantize.quantize_openvino(openvino_model.onnx_to_ir(fp32_onnx, metadata), batches)
+    openvino_model.write_metadata(model, {**metadata, "precision": "int8"})
+    xml = scratch / f"{ir_stem(target)}{OPENVINO_SUFFIX}"
+    openvino_model.save_ir(model, xml)
+
+    def write_ir(final: dict[str, str]) -> None:
+        openvino_model.write_metadata(model, final)
+        atomic_folder(target, lambda folder: openvino_model.save_ir(model, folder / xml.name))
+
+    return xml, write_ir
+
+
+def ir_stem(folder: Path) -> str:
+    """``best_int8_openvino_model`` -> ``best_int8``: the IR files inside are named as the model."""
+    suffix = OPENVINO_FOLDER_SUFFIX
+    return folder.name[: -len(suffix)] if folder.name.endswith(suffix) and folder.name != suffix else folder.name
+
+
+def _gate_error(refused: list[Int8Report], written: list[Int8Report]) -> AccuracyGateError:
+    worst = refused[0]
+    figures = "; ".join(
+        f"{r.format}: mAP50-95 {r.map_int8:.4f} INT8 against {r.map_fp32:.4f} fp32, a drop of {r.drop:.4f}"
+        for r in refused
+    )
+    kept = f" (written: {', '.join(r.format for r in written)})" if written else ""
+    return AccuracyGateError(
+        f"INT8 accuracy check failed, {figures}, more than --max-drop {worst.max_drop}; "
+        f"the INT8 file was not written{kept}",
+        hint="calibrate on more images (--calib-images), try the other --format, or accept more with --max-drop",
+    )
