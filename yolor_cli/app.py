@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from yolor_cli import __version__
 from yolor_cli.commands import dataset, info, prune
+from yolor_cli.commands.benchmark import benchmark_command
 from yolor_cli.commands.detect import detect_command
 from yolor_cli.commands.eval import eval_command
 from yolor_cli.commands.export import export_command
@@ -86,6 +87,7 @@ def root(
     ctx.meta[DEBUG_KEY] = debug
 
 
+app.command(name="benchmark")(benchmark_command)
 app.add_typer(dataset.app, name="dataset")
 app.command(name="detect")(detect_command)
 app.command(name="eval")(eval_command)

@@ -34,6 +34,17 @@ WeightsOption = Annotated[
         show_default=False,
     ),
 ]
+# What eval and detect run: a checkpoint, or a file from yolor export (an OpenVINO IR is a folder).
+ModelWeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg; or a file from yolor export "
+        "(.onnx, INT8 included; .torchscript; an OpenVINO _openvino_model folder or .xml).",
+        show_default=False,
+    ),
+]
 NcOption = Annotated[
     int | None,
     typer.Option(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.files import atomic_folder, atomic_write
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -68,3 +70,24 @@ def test_written_files_get_the_usual_permissions_and_a_failed_check_keeps_the_ol
     with pytest.raises(ValueError, match="does not run"):
         atomic_write(target, lambda stream: stream.write(b"bad"), reject)
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_atomic_folder_replaces_a_folder_whole_and_keeps_it_when_the_check_fails(tmp_path: Path) -> None:
+    target = tmp_path / "m_openvino_model"
+
+    def write(version: str) -> Callable[[Path], None]:
+        return lambda folder: (folder / "m.xml").write_text(version)
+
+    atomic_folder(target, write("one"))
+    assert (target / "m.xml").read_text() == "one"
+
+    def refuse(folder: Path) -> None:
+        assert (folder / "m.xml").read_text() == "two"  # the check reads the new files before they take over
+        raise YolorError("does not agree")
+
+    with pytest.raises(YolorError, match="does not agree"):
+        atomic_folder(target, write("two"), refuse)
+    assert (target / "m.xml").read_text() == "one"
+    atomic_folder(target, write("three"))
+    assert (target / "m.xml").read_text() == "three"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m_openvino_model"]  # no temporary folder left

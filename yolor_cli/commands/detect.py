@@ -34,8 +34,8 @@ def detect_command(
         typer.Option(
             "--weights",
             "-w",
-            help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg; or an .onnx file from yolor export.",
-            dir_okay=False,
+            help="Checkpoint (.pt): ours, or an official YOLOR one with --cfg; or a file from yolor export "
+            "(.onnx, INT8 included; .torchscript; an OpenVINO _openvino_model folder or .xml).",
         ),
     ],
     cfg: CfgOption = None,

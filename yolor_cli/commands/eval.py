@@ -19,10 +19,10 @@ from yolor_cli.options import (
     ImgSizeOption,
     IouOption,
     JsonOption,
+    ModelWeightsOption,
     NameOption,
     ProjectOption,
     TrustPickleOption,
-    WeightsOption,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def eval_command(
     data: Annotated[
         Path, typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).", dir_okay=False)
     ],
-    weights: WeightsOption = None,
+    weights: ModelWeightsOption = None,
     cfg: CfgOption = None,
     img_size: ImgSizeOption = EvalRequest.img_size,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = EvalRequest.batch_size,

@@ -227,8 +227,8 @@ def export_command(
             "--output",
             "-o",
             help="File path (one format: written as named) or stem (each format adds its suffix). "
-            "Default: NAME.onnx, NAME.torchscript, NAME_deploy.pt beside the weights, never overwriting.",
-            dir_okay=False,
+            "Default: NAME.onnx, NAME_openvino_model/, NAME.torchscript, NAME_deploy.pt (NAME_int8.onnx, "
+            "NAME_int8_openvino_model/ with --int8) beside the weights, never overwriting.",
             show_default=False,
         ),
     ] = ExportRequest.output,

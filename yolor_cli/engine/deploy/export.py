@@ -8,15 +8,13 @@ renamed into place. A failed export therefore never leaves a bad file behind or 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
 import re
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,14 @@ from torch import nn
 
 from yolor_cli import __version__
 from yolor_cli.engine.config import load_data_config
-from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Report, export_int8, ir_stem
+from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Maker, Int8Report, export_int8, ir_stem
 from yolor_cli.engine.deploy.request import DEFAULT_OPSET, ExportRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.files import atomic_folder, atomic_write, check_output
 from yolor_cli.engine.infer import onnx_model, openvino_model
 from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, OPENVINO_SUFFIX
+from yolor_cli.engine.infer.torchscript_model import METADATA_FILE as TORCHSCRIPT_METADATA_FILE
+from yolor_cli.engine.infer.torchscript_model import quiet_torchscript
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.model.class_names import resolve_names
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
@@ -50,7 +50,6 @@ FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in 
 # files are judged on |diff| / (1 + |reference|).
 HALF_RELATIVE_TOLERANCE = 1e-2
 VERIFY_SEED = 0
-TORCHSCRIPT_METADATA = "yolor.json"  # the extra file inside a .torchscript archive
 
 
 class DeployModel(nn.Module):
@@ -332,16 +331,6 @@ def _export_openvino(
     return checks
 
 
-@contextlib.contextmanager
-def _quiet_torchscript() -> Iterator[None]:
-    """torch 2.14 marks torch.jit deprecated on every call, and the tracer notes that channel counts
-    are constants (they are: a Darknet model's widths are fixed); neither is news to the user."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        yield
-
-
 def _export_torchscript(
     deploy: nn.Module,
     example: torch.Tensor,
@@ -353,15 +342,15 @@ def _export_torchscript(
 ) -> list[Check]:
     # The grid is made on the trace's device, which TorchScript records: the file runs on that device type.
     extra = {**metadata, "device": device.type}
-    with torch.no_grad(), _quiet_torchscript():
+    with torch.no_grad(), quiet_torchscript():
         traced = torch.jit.trace(deploy, example, check_trace=False)
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA: json.dumps(extra)})
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(extra)})
     data = buffer.getvalue()
     checks: list[Check] = []
 
     def check(written: Path) -> None:
-        with _quiet_torchscript():
+        with quiet_torchscript():
             loaded = torch.jit.load(str(written), map_location=device)
 
         def call(x: torch.Tensor) -> np.ndarray:
@@ -515,10 +504,8 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
         if request.int8:
             assert data_config is not None
             start = time.perf_counter()
-            reports, notes = export_int8(
+            maker = Int8Maker(
                 fp32_onnx,
-                chosen,
-                paths,
                 metadata,
                 data=data_config,
                 img_size=img_size,
@@ -527,6 +514,8 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
                 max_drop=request.max_drop,
                 reporter=reporter,
             )
+            reports = export_int8(maker, chosen, paths)
+            notes = maker.notes
             result.notes.extend(notes)
             result.int8 = reports
             seconds = (time.perf_counter() - start) / max(len(reports), 1)

@@ -85,64 +85,91 @@ def _latency(detector: ExportedDetector, batches: list[np.ndarray]) -> float:
     return median_latency_ms(detector.run_batch, batches)
 
 
-def export_int8(
-    fp32_onnx: Path,
-    formats: list[str],
-    paths: dict[str, Path],
-    metadata: dict[str, str],
-    *,
-    data: DataConfig,
-    img_size: int,
-    batch: int,
-    calib_images: int,
-    max_drop: float,
-    reporter: Reporter | None = None,
-) -> tuple[list[Int8Report], list[str]]:
-    """Quantize the verified fp32 ``fp32_onnx`` into each of ``formats`` and write those that pass.
+class Int8Maker:
+    """Quantizes one verified fp32 ONNX file into INT8 files and checks each against it.
 
-    Returns the reports of the files written and notes; raises :class:`AccuracyGateError` naming
-    both figures when any file failed the gate (after writing those that passed)."""
-    reporter = reporter or SilentReporter()
-    if max_drop < 0:
-        raise YolorError(f"--max-drop {max_drop} must be 0 or more (an absolute mAP50-95 drop, e.g. 0.01)")
-    batches = quantize.calibration_batches(data, (img_size, img_size), calib_images, batch, reporter)
-    used = sum(len(b) for b in batches)
-    notes = quantize.calibration_note(calib_images, used)
-    reporter.info(f"INT8 calibration on {used} {quantize.CALIB_SPLIT} images; scoring the fp32 file on val")
-    fp32 = load_exported(fp32_onnx, CPU)
-    reference = _score(fp32, data, img_size, reporter)
-    fp32_latency = _latency(fp32, batches[:1])
-    fp32_output = fp32.run_batch(batches[0])
-    reports, refused = [], []
-    for name in formats:
-        target = paths[name]
+    The calibration images and the fp32 file's score are worked out once, at first need, and shared
+    by every INT8 file made from it (``yolor export --format onnx,openvino --int8``, the two INT8
+    rows of ``yolor benchmark``)."""
+
+    def __init__(
+        self,
+        fp32_onnx: Path,
+        metadata: dict[str, str],
+        *,
+        data: DataConfig,
+        img_size: int,
+        batch: int,
+        calib_images: int,
+        max_drop: float,
+        reporter: Reporter | None = None,
+    ) -> None:
+        if max_drop < 0:
+            raise YolorError(f"--max-drop {max_drop} must be 0 or more (an absolute mAP50-95 drop, e.g. 0.01)")
+        self.fp32_onnx, self.metadata, self.data = fp32_onnx, metadata, data
+        self.img_size, self.batch, self.calib_images, self.max_drop = img_size, batch, calib_images, max_drop
+        self.reporter = reporter or SilentReporter()
+        self.notes: list[str] = []
+        self._batches: list[np.ndarray] | None = None
+        self._reference: tuple[EvalResult, float, np.ndarray] | None = None
+
+    @property
+    def batches(self) -> list[np.ndarray]:
+        if self._batches is None:
+            self._batches = quantize.calibration_batches(
+                self.data, (self.img_size, self.img_size), self.calib_images, self.batch, self.reporter
+            )
+            used = sum(len(b) for b in self._batches)
+            self.notes.extend(quantize.calibration_note(self.calib_images, used))
+        return self._batches
+
+    def reference(self) -> tuple[EvalResult, float, np.ndarray]:
+        """The fp32 file's score, latency and output on the first calibration batch."""
+        if self._reference is None:
+            fp32 = load_exported(self.fp32_onnx, CPU)
+            scored = _score(fp32, self.data, self.img_size, self.reporter)
+            self._reference = (scored, _latency(fp32, self.batches[:1]), fp32.run_batch(self.batches[0]))
+        return self._reference
+
+    def make(self, name: str, target: Path) -> Int8Report:
+        """Quantize into ``name``'s format, score, and write ``target`` only if the gate passed; the
+        report says which (``written``)."""
+        used = sum(len(b) for b in self.batches)
+        self.reporter.info(f"INT8 {name}: calibrating on {used} {quantize.CALIB_SPLIT} images, checking on val")
+        reference, fp32_latency, fp32_output = self.reference()
         with tempfile.TemporaryDirectory(prefix=".yolor-int8-", dir=target.parent) as scratch:
-            candidate, write = _quantized(name, fp32_onnx, Path(scratch), target, metadata, batches, used)
+            candidate, write = _quantized(name, self.fp32_onnx, Path(scratch), target, self.metadata, self.batches)
             detector = load_exported(candidate, CPU)
-            scored = _score(detector, data, img_size, reporter)
+            scored = _score(detector, self.data, self.img_size, self.reporter)
             report = Int8Report(
                 format=name,
                 runtime=RUNTIMES[name],
                 method=METHODS[name],
                 calib_images=used,
-                max_drop=max_drop,
+                max_drop=self.max_drop,
                 map_fp32=reference.metrics.map,
                 map50_fp32=reference.metrics.map50,
                 map_int8=scored.metrics.map,
                 map50_int8=scored.metrics.map50,
                 latency_ms_fp32=fp32_latency,
-                latency_ms_int8=_latency(detector, batches[:1]),
-                max_abs_diff=float(np.abs(detector.run_batch(batches[0]) - fp32_output).max()),
+                latency_ms_int8=_latency(detector, self.batches[:1]),
+                max_abs_diff=float(np.abs(detector.run_batch(self.batches[0]) - fp32_output).max()),
             )
             if report.passed:
-                write(_with_figures(metadata, report))
+                write(_with_figures(self.metadata, report))
                 report.written = True
-                reports.append(report)
-            else:
-                refused.append(report)
+        return report
+
+
+def export_int8(maker: Int8Maker, formats: list[str], paths: dict[str, Path]) -> list[Int8Report]:
+    """Each of ``formats`` made by ``maker``; those that pass are written. Raises
+    :class:`AccuracyGateError` naming both figures when any failed (after writing those that passed)."""
+    reports = [maker.make(name, paths[name]) for name in formats]
+    written = [report for report in reports if report.written]
+    refused = [report for report in reports if not report.written]
     if refused:
-        raise _gate_error(refused, reports)
-    return reports, notes
+        raise _gate_error(refused, written)
+    return written
 
 
 def _with_figures(metadata: dict[str, str], report: Int8Report) -> dict[str, str]:
@@ -165,7 +192,6 @@ def _quantized(
     target: Path,
     metadata: dict[str, str],
     batches: list[np.ndarray],
-    used: int,
 ) -> tuple[Path, Callable[[dict[str, str]], None]]:
     """The quantized file in ``scratch`` (what the gate scores) and how to write it to ``target``."""
     if name == "onnx":

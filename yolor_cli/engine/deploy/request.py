@@ -39,3 +39,25 @@ class ExportRequest:
     int8: bool = False  # post-training INT8 of the onnx / openvino files, calibrated on ``data``
     calib_images: int = DEFAULT_CALIB_IMAGES
     max_drop: float = DEFAULT_MAX_DROP
+
+
+BENCHMARK_FORMATS = ("pytorch", "onnx", "onnx-int8", "openvino", "openvino-int8", "torchscript")
+BENCHMARK_IMG_SIZE = 640  # what deployments run; the latency targets are quoted at it
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """One ``yolor benchmark`` run: each format made from ``weights``, scored on ``data``'s val split
+    and timed on the same images."""
+
+    weights: Path
+    data: Path
+    cfg: str | None = None
+    formats: str = ",".join(BENCHMARK_FORMATS)
+    img_size: int = BENCHMARK_IMG_SIZE
+    batch: int = 1
+    device: str = "cpu"
+    min_map: float | None = None  # exit 1 when a format that ran scores mAP50-95 below this
+    output: Path | None = None  # benchmark.csv; None: beside the weights
+    calib_images: int = DEFAULT_CALIB_IMAGES
+    trust_pickle: bool = False

@@ -200,6 +200,23 @@ def evaluate_exported(
         check_stride_multiple(img_size, detector.stride)
         dataset = evaluation_dataset(data, task, img_size, batch_size, detector.stride, reporter)
     predictor = Predictor(detector, conf=conf, iou=iou)
+    return evaluate_predictor(
+        predictor, dataset, data, task=task, batch_size=batch_size, metric=metric, reporter=reporter
+    )
+
+
+def evaluate_predictor(
+    predictor: Predictor,
+    dataset: DetectionDataset,
+    data: DataConfig,
+    *,
+    task: str = "val",
+    batch_size: int = EVAL_BATCH_SIZE,
+    metric: str = "coco",
+    reporter: Reporter | None = None,
+) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+    """Any model behind a :class:`Predictor` on a dataset already built, so that several models
+    (``yolor benchmark``'s formats) are scored on the very same letterboxed images."""
     results, _ = predict_dataset(predictor, dataset, batch_size=batch_size, reporter=reporter)
     evaluated = _score(results, list(data.names), metric, task)
     evaluated.speed_ms = predictor.timing.per_image_ms()

@@ -20,6 +20,7 @@ from yolor_cli.engine.errors import YolorError
 DEFAULT_STRIDE = 32  # YOLOR's largest stride, for files without our metadata
 OPENVINO_SUFFIX = ".xml"  # an IR is NAME.xml (the graph) beside NAME.bin (the weights)
 OPENVINO_FOLDER_SUFFIX = "_openvino_model"  # the folder ``yolor export --format openvino`` writes
+EXPORTED_SUFFIXES = (".onnx", ".torchscript")
 
 
 @dataclass
@@ -104,18 +105,22 @@ def openvino_xml(path: Path) -> Path | None:
 
 def is_exported(path: Path) -> bool:
     """Whether ``--weights`` names an exported file rather than a checkpoint."""
-    return path.suffix.lower() == ".onnx" or openvino_xml(path) is not None
+    return path.suffix.lower() in EXPORTED_SUFFIXES or openvino_xml(path) is not None
 
 
 def load_exported(path: Path, device: torch.device, precision: str | None = None) -> ExportedDetector:
-    """The runtime for ``path``: onnxruntime for .onnx, OpenVINO for an IR. ``precision`` ("bf16"
-    or "fp32") is what OpenVINO computes the file's float parts in; onnxruntime runs a file in its
-    own precision."""
+    """The runtime for ``path``: onnxruntime for .onnx, OpenVINO for an IR, torch.jit for .torchscript.
+    ``precision`` ("bf16" or "fp32") is what OpenVINO computes the file's float parts in; the other
+    runtimes run a file in its own precision."""
     xml = openvino_xml(path)
     if xml is not None:
         from yolor_cli.engine.infer.openvino_model import OpenVinoDetector
 
         return OpenVinoDetector.load(xml, device, precision)
+    if path.suffix.lower() == ".torchscript":
+        from yolor_cli.engine.infer.torchscript_model import TorchScriptDetector
+
+        return TorchScriptDetector.load(path, device)
     from yolor_cli.engine.infer.onnx_model import OnnxDetector
 
     return OnnxDetector.load(path, device)

@@ -1,0 +1,201 @@
+"""``yolor export --int8``: quantized files, the mAP gate, and eval / detect running them.
+
+A tiny model with formula weights scores mAP 0 on real labels, which would make any gate pass. So
+the val labels here are the fp32 file's own three best boxes per image: fp32 scores near 1, and an
+INT8 file scores what it keeps of the fp32 behaviour, which the gate then judges.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.conftest import fill_deterministic, make_shapes_dataset
+from tests.test_cli import invoke
+from yolor_cli.engine.boxes import xyxy_to_xywhn
+from yolor_cli.engine.config import load_data_config
+from yolor_cli.engine.data.labels import label_path_for
+from yolor_cli.engine.data.loader import build_dataset
+from yolor_cli.engine.deploy import quantize
+from yolor_cli.engine.deploy.export import ExportRequest, export
+from yolor_cli.engine.deploy.int8 import AccuracyGateError
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.infer.exported import is_exported, load_exported, openvino_xml
+from yolor_cli.engine.infer.onnx_model import OnnxDetector
+from yolor_cli.engine.infer.predictor import Predictor
+from yolor_cli.engine.model.bundled import load_cfg
+from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+from yolor_cli.engine.model.darknet import build_model
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+IMG = 64
+NAMES = ["circle", "rectangle", "triangle"]
+PSEUDO_BOXES = 3  # fp32 detections per val image that become its labels
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _write_pseudo_labels(data_yaml: Path, fp32_onnx: Path) -> None:
+    """Each val image's labels := the fp32 file's best boxes on it, found as the gate's evaluation
+    finds them (square letterbox at the file's size)."""
+    data = load_data_config(data_yaml)
+    dataset = build_dataset(data, "val", img_size=IMG, batch_size=1)
+    predictor = Predictor(OnnxDetector.load(fp32_onnx, CPU), conf=0.0, iou=0.45)
+    for index, record in enumerate(dataset.records):
+        sample = dataset[index]
+        detections = predictor(sample.image[None], [sample.geometry])[0]
+        best = np.argsort(-detections.scores)[:PSEUDO_BOXES]
+        boxes = detections.boxes[best].copy()
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, record.width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, record.height)
+        rows = xyxy_to_xywhn(boxes, record.width, record.height)
+        lines = [
+            f"{int(cls)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+            for (cx, cy, w, h), cls in zip(rows, detections.classes[best])
+            if w > 0 and h > 0
+        ]
+        label_path_for(record.image).write_text("".join(f"{line}\n" for line in lines))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Weights, a data.yaml with pseudo-labelled val images, and one whose only training image
+    (what calibration reads) is flat gray: ranges calibrated on it clip every real image."""
+    root = tmp_path_factory.mktemp("int8")
+    voc = make_shapes_dataset(root / "voc", images=12, seed=7, val=0.5)
+    torch.manual_seed(0)
+    model = fill_deterministic(build_model(load_cfg("yolor_csp_tiny"), nc=len(NAMES)))
+    weights = root / "tiny.pt"
+    save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=NAMES), weights)
+    fp32 = export(ExportRequest(weights=weights, formats="onnx", img_size=IMG, output=root / "fp32.onnx"))
+    data_yaml = voc / "data.yaml"
+    _write_pseudo_labels(data_yaml, fp32.files[0].path)
+    gray = voc / "images" / "gray_calibration.jpg"
+    cv2.imwrite(str(gray), np.full((IMG, IMG, 3), 114, np.uint8))
+    label_path_for(gray).write_text("")
+    (voc / "gray.txt").write_text(f"{gray}\n")
+    gray_yaml = voc / "gray.yaml"
+    config = yaml.safe_load(data_yaml.read_text())
+    gray_yaml.write_text(yaml.safe_dump({**config, "train": "gray.txt"}))
+    return {"root": root, "weights": weights, "data": data_yaml, "gray": gray_yaml, "voc": voc}
+
+
+def _export_json(*args: str) -> tuple[int, dict, str]:
+    result = invoke("export", *args, "--json")
+    payload = json.loads(result.stdout) if result.exit_code == 0 else {}
+    return result.exit_code, payload, " ".join(result.stderr.split())
+
+
+def test_decoding_is_found_from_the_graph_and_left_in_float(project: dict[str, Path]) -> None:
+    proto = onnx.load(str(project["root"] / "fp32.onnx"))
+    excluded = set(quantize.onnx_decode_nodes(proto))
+    kinds = {node.op_type for node in proto.graph.node if node.name in excluded}
+    assert {"Sigmoid", "Pow", "Concat"} <= kinds and "Conv" not in kinds
+    convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+    assert convs and not excluded & {node.name for node in convs}
+
+
+def test_onnx_int8_is_written_within_the_gate_and_eval_reproduces_its_figure(project: dict[str, Path]) -> None:
+    output = project["root"] / "model_int8.onnx"
+    code, payload, stderr = _export_json(
+        "-w", str(project["weights"]), "--int8", "--data", str(project["data"]), "--img-size", str(IMG),
+        "--max-drop", "1", "-o", str(output),
+    )  # fmt: skip
+    assert code == 0, stderr
+    for key in ("map_fp32", "map_int8", "latency_ms_fp32", "latency_ms_int8"):
+        assert isinstance(payload[key], float) and payload[key] >= 0
+    assert payload["map_fp32"] > 0.8  # the pseudo labels are the fp32 file's own boxes
+    assert payload["files"][0]["path"] == str(output) and payload["files"][0]["int8"]["calib_images"] == 6
+    proto = onnx.load(str(output))
+    kinds = [node.op_type for node in proto.graph.node]
+    assert "QuantizeLinear" in kinds and "DequantizeLinear" in kinds and "Sigmoid" in kinds
+    metadata = {entry.key: entry.value for entry in proto.metadata_props}
+    assert metadata["precision"] == "int8" and json.loads(metadata["names"]) == NAMES
+    assert json.loads(metadata["int8_check"])["map_int8"] == payload["map_int8"]
+    # the INT8 file runs in yolor eval as any exported file, and scores what the export measured
+    result = invoke("eval", "-w", str(output), "--data", str(project["data"]), "--img-size", str(IMG), "--json")
+    assert result.exit_code == 0, result.output
+    assert round(json.loads(result.stdout)["map"], 5) == payload["map_int8"]
+    detected = invoke(
+        "detect", "-w", str(output), "--source", str(project["voc"] / "images"), "--img-size", str(IMG),
+        "--project", str(project["root"] / "det"), "--conf", "0.01", "--json",
+    )  # fmt: skip
+    assert detected.exit_code == 0, detected.output
+    assert json.loads(detected.stdout)["images"] == 13
+
+
+def test_the_gate_refuses_a_file_calibrated_on_one_gray_image(project: dict[str, Path]) -> None:
+    output = project["root"] / "refused_int8.onnx"
+    code, _, stderr = _export_json(
+        "-w", str(project["weights"]), "--int8", "--data", str(project["gray"]), "--img-size", str(IMG),
+        "--calib-images", "1", "-o", str(output),
+    )  # fmt: skip
+    assert code == 1
+    assert "INT8 accuracy check failed" in stderr and "--max-drop 0.01" in stderr
+    figures = [float(word.rstrip(",")) for word in stderr.split() if word.rstrip(",").replace(".", "", 1).isdigit()]
+    assert len(figures) >= 3  # the INT8 figure, the fp32 figure and the drop
+    assert not output.exists() and not list(output.parent.glob(".yolor-int8-*"))
+    with pytest.raises(AccuracyGateError, match=r"mAP50-95 \d\.\d{4} INT8 against \d\.\d{4} fp32"):
+        export(
+            ExportRequest(
+                weights=project["weights"], formats="onnx", img_size=IMG, output=output, data=project["gray"],
+                int8=True, calib_images=1,
+            )
+        )  # fmt: skip
+
+
+def test_int8_option_errors_are_one_message(project: dict[str, Path]) -> None:
+    weights = str(project["weights"])
+    cases = [
+        (["--int8"], "--int8 needs --data"),
+        (["--int8", "--data", str(project["data"]), "--format", "torchscript"], "--int8 applies to onnx and openvino"),
+        (["--int8", "--data", str(project["data"]), "--half"], "--int8 and --half exclude each other"),
+        (["--int8", "--data", str(project["data"]), "--dynamic-size"], "one input size"),
+    ]
+    for extra, message in cases:
+        result = invoke("export", "-w", weights, "--img-size", str(IMG), *extra)
+        assert result.exit_code == 1 and message in " ".join(result.stderr.split()), (extra, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_exported_paths_are_recognised() -> None:
+    assert is_exported(Path("m.onnx")) and is_exported(Path("m.torchscript")) and is_exported(Path("m.xml"))
+    assert not is_exported(Path("m.pt"))
+
+
+def test_an_openvino_folder_with_two_graphs_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "m_openvino_model"
+    folder.mkdir()
+    with pytest.raises(YolorError, match="holds no OpenVINO .xml"):
+        openvino_xml(folder)
+    (folder / "a.xml").write_text("")
+    (folder / "b.xml").write_text("")
+    with pytest.raises(YolorError, match="holds 2 .xml files"):
+        load_exported(folder, CPU)
+
+
+def test_torchscript_files_run_in_eval(project: dict[str, Path]) -> None:
+    output = project["root"] / "model.torchscript"
+    export(ExportRequest(weights=project["weights"], formats="torchscript", img_size=IMG, output=output))
+    from_file = invoke("eval", "-w", str(output), "--data", str(project["data"]), "--img-size", str(IMG), "--json")
+    assert from_file.exit_code == 0, from_file.output
+    payload = json.loads(from_file.stdout)
+    # the labels are the fp32 ONNX file's boxes; the TorchScript file agrees with it to 1e-3, and the
+    # formula weights' near-equal scores let NMS break a few ties differently, so not exactly 1
+    assert payload["images"] == 6 and payload["map"] > 0.5

@@ -1,0 +1,164 @@
+"""``yolor benchmark``: size, mAP and latency of every deployment format of one model, in one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from yolor_cli.console import RichReporter, print_error, print_json, stdout_console
+from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, BenchmarkRequest
+from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, TrustPickleOption
+
+if TYPE_CHECKING:
+    from yolor_cli.engine.deploy.benchmark import BenchmarkResult, BenchmarkRow
+
+MEGABYTE = 1024 * 1024
+FAILED_MARK = "✗"
+
+
+def complete_formats(incomplete: str) -> list[str]:
+    """Shell completion for --formats, also after a comma (onnx,open<TAB>)."""
+    done, _, current = incomplete.rpartition(",")
+    taken = set(done.split(",")) if done else set()
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in BENCHMARK_FORMATS if name.startswith(current) and name not in taken]
+
+
+def _row_json(row: BenchmarkRow) -> dict[str, Any]:
+    return {
+        "format": row.format,
+        "ok": row.ok,
+        "precision": row.precision,
+        "size_bytes": row.size_bytes,
+        "map": row.map,
+        "map50": row.map50,
+        "latency_ms": row.latency_ms,
+        "fps": row.fps,
+        "speedup": row.speedup,
+        "reason": row.reason,
+    }
+
+
+def _number(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _render(result: BenchmarkResult, json_output: bool) -> None:
+    if json_output:
+        print_json(
+            {
+                "weights": str(result.weights),
+                "data": str(result.data),
+                "img_size": result.img_size,
+                "batch": result.batch,
+                "device": result.device,
+                "images": result.images,
+                "min_map": result.min_map,
+                "below_min_map": [row.format for row in result.below_min_map],
+                "csv": str(result.csv) if result.csv else None,
+                "seconds": round(result.seconds, 1),
+                "rows": [_row_json(row) for row in result.rows],
+            }
+        )
+        return
+    table = Table(
+        title=f"{escape(str(result.weights))} on {result.images} val images, {result.img_size} px, "
+        f"batch {result.batch}, {result.device}",
+        title_justify="left",
+    )
+    for column in ("format", "precision", "size MB", "mAP50-95", "mAP50", "latency ms", "FPS", "speed-up"):
+        table.add_column(column, justify="left" if column in ("format", "precision") else "right")
+    for row in result.rows:
+        if not row.ok:
+            table.add_row(row.format, "", "", f"[red]{FAILED_MARK}[/]", f"[red]{escape(row.reason)}[/]", "", "", "")
+            continue
+        low = row in result.below_min_map
+        table.add_row(
+            row.format,
+            row.precision,
+            _number(row.size_bytes / MEGABYTE if row.size_bytes is not None else None, "{:.1f}"),
+            f"[red]{row.map:.4f}[/]" if low else _number(row.map, "{:.4f}"),
+            _number(row.map50, "{:.4f}"),
+            _number(row.latency_ms, "{:.1f}"),
+            _number(row.fps, "{:.1f}"),
+            _number(row.speedup, "{:.2f}x"),
+        )
+    console = stdout_console()
+    console.print(table)
+    console.print(
+        f"Median latency after warm-up; speed-up against PyTorch fp32. Written: {escape(str(result.csv))} "
+        f"({result.seconds:.0f} s)"
+    )
+
+
+def benchmark_command(
+    weights: Annotated[
+        Path,
+        typer.Option(
+            "--weights", "-w", help="Checkpoint to benchmark (ours, or an official one with --cfg).", dir_okay=False
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="data.yaml: its val split is scored, its train split calibrates INT8.", dir_okay=False
+        ),
+    ],
+    cfg: CfgOption = None,
+    formats: Annotated[
+        str,
+        typer.Option("--formats", help="Comma-separated formats to make and measure.", autocompletion=complete_formats),
+    ] = BenchmarkRequest.formats,
+    img_size: ImgSizeOption = BenchmarkRequest.img_size,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per timed run.")] = BenchmarkRequest.batch,
+    device: Annotated[
+        str, typer.Option("--device", help="Where PyTorch and TorchScript run: cpu, or a GPU: 0.")
+    ] = BenchmarkRequest.device,
+    min_map: Annotated[
+        float | None,
+        typer.Option(
+            "--min-map",
+            min=0.0,
+            max=1.0,
+            help="Exit 1 when a format that ran scores mAP50-95 below this.",
+            show_default=False,
+        ),
+    ] = BenchmarkRequest.min_map,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where benchmark.csv goes (a file, or a folder). Default: beside the weights.",
+            show_default=False,
+        ),
+    ] = BenchmarkRequest.output,
+    json_output: JsonOption = False,
+    trust_pickle: TrustPickleOption = BenchmarkRequest.trust_pickle,
+) -> None:
+    """Make every deployment format of a model, score each on the val split and time it: one table."""
+    from yolor_cli.engine.deploy.benchmark import run_benchmark
+
+    request = BenchmarkRequest(
+        weights=weights,
+        data=data,
+        cfg=cfg,
+        formats=formats,
+        img_size=img_size,
+        batch=batch,
+        device=device,
+        min_map=min_map,
+        output=output,
+        trust_pickle=trust_pickle,
+    )
+    result = run_benchmark(request, reporter=RichReporter())
+    _render(result, json_output)
+    low = result.below_min_map
+    if low:
+        figures = ", ".join(f"{row.format} {row.map:.4f}" for row in low)
+        print_error(f"mAP50-95 below --min-map {result.min_map}: {figures}")
+        raise typer.Exit(1)

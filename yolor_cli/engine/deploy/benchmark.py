@@ -1,0 +1,292 @@
+"""``yolor benchmark``: every deployment format of one model, made here, scored and timed alike.
+
+Each format is made by ``yolor export``'s engine (so it is verified, and INT8 files are calibrated as
+the export calibrates them), then scored on the val split and timed, all on the same letterboxed
+images: square at ``--img-size``, because exported files take one input size. A format that cannot be
+made or run here becomes a row that says why, not a failed run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolor_cli.engine.config import DataConfig, load_data_config
+from yolor_cli.engine.data.loader import build_dataset
+from yolor_cli.engine.deploy.export import ExportRequest, export
+from yolor_cli.engine.deploy.int8 import Int8Maker
+from yolor_cli.engine.deploy.latency import median_latency_ms
+from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, BenchmarkRequest
+from yolor_cli.engine.errors import YolorError, first_line
+from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_predictor
+from yolor_cli.engine.evaluate.request import EVAL_CONF, EVAL_IOU
+from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.infer import onnx_model
+from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, load_exported
+from yolor_cli.engine.infer.predictor import Predictor
+from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.runtime import select_device
+
+CSV_NAME = "benchmark.csv"
+TIMED_IMAGES = 20  # val images each format is timed on, one batch at a time, in the same order
+TIMED_RUNS = 20
+EXPORTS = {"onnx": "onnx", "openvino": "openvino", "torchscript": "torchscript"}  # benchmark name: --format
+INT8_NAMES = {"onnx-int8": "onnx", "openvino-int8": "openvino"}
+PRECISIONS = {"onnx-int8": "int8", "openvino-int8": "int8"}
+CSV_COLUMNS = (
+    "format",
+    "status",
+    "precision",
+    "size_mb",
+    "map50_95",
+    "map50",
+    "latency_ms",
+    "fps",
+    "speedup",
+    "reason",
+)
+MEGABYTE = 1024 * 1024
+
+
+@dataclass
+class BenchmarkRow:
+    format: str
+    ok: bool = False
+    precision: str = "fp32"
+    size_bytes: int | None = None
+    map: float | None = None  # mAP50-95
+    map50: float | None = None
+    latency_ms: float | None = None  # median per batch
+    fps: float | None = None  # images per second at that latency
+    speedup: float | None = None  # against PyTorch fp32; None without a PyTorch row
+    reason: str = ""  # why the format could not be made or run
+
+
+@dataclass
+class BenchmarkResult:
+    weights: Path
+    data: Path
+    img_size: int
+    batch: int
+    device: str
+    images: int  # val images scored
+    rows: list[BenchmarkRow] = field(default_factory=list)
+    csv: Path | None = None
+    min_map: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def below_min_map(self) -> list[BenchmarkRow]:
+        """Formats that ran and scored below ``--min-map``."""
+        if self.min_map is None:
+            return []
+        return [row for row in self.rows if row.ok and row.map is not None and row.map < self.min_map]
+
+
+def parse_benchmark_formats(text: str) -> list[str]:
+    formats = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in formats if name not in BENCHMARK_FORMATS]
+    if unknown or not formats:
+        raise YolorError(
+            f"unknown benchmark format {', '.join(unknown) or repr(text)}",
+            hint=f"use one or more of {', '.join(BENCHMARK_FORMATS)}, comma-separated",
+        )
+    return list(dict.fromkeys(formats))
+
+
+def _file_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size
+
+
+class _Bench:
+    """The shared images, the fp32 ONNX file the INT8 formats are made from, and the steps every
+    format goes through."""
+
+    def __init__(self, request: BenchmarkRequest, data: DataConfig, scratch: Path, reporter: Reporter) -> None:
+        self.request, self.data, self.scratch, self.reporter = request, data, scratch, reporter
+        self.dataset = build_dataset(data, "val", img_size=request.img_size, batch_size=1, reporter=reporter)
+        images = [
+            self.dataset[index].image.numpy().astype(np.float32) / 255.0
+            for index in range(min(TIMED_IMAGES, len(self.dataset)))
+        ]
+        images = [images[i % len(images)] for i in range(max(len(images), request.batch))]
+        self.batches = [
+            np.stack(images[start : start + request.batch])
+            for start in range(0, len(images) - request.batch + 1, request.batch)
+        ]
+        self._fp32_onnx: Path | None = None
+        self._maker: Int8Maker | None = None
+
+    def export(self, name: str, device: torch.device) -> Path:
+        """The file of one non-INT8 format, made by the export engine (and so verified) in scratch."""
+        export_format = EXPORTS[name]
+        exported = export(
+            ExportRequest(
+                weights=self.request.weights,
+                cfg=self.request.cfg,
+                formats=export_format,
+                img_size=self.request.img_size,
+                batch=self.request.batch,
+                output=self.scratch / name,
+                overwrite=True,
+                device=str(device) if export_format == "torchscript" else "cpu",
+                data=self.request.data,
+                trust_pickle=self.request.trust_pickle,
+            )
+        )
+        return exported.files[0].path
+
+    def fp32_onnx(self) -> Path:
+        if self._fp32_onnx is None:
+            self._fp32_onnx = self.export("onnx", torch.device("cpu"))
+        return self._fp32_onnx
+
+    def maker(self) -> Int8Maker:
+        """One INT8 maker for both INT8 formats: one calibration set, one fp32 reference score."""
+        if self._maker is None:
+            source = self.fp32_onnx()
+            self._maker = Int8Maker(
+                source,
+                onnx_model.read_metadata(source.read_bytes()),
+                data=self.data,
+                img_size=self.request.img_size,
+                batch=self.request.batch,
+                calib_images=self.request.calib_images,
+                max_drop=float("inf"),  # the benchmark reports the INT8 mAP; it does not refuse the file
+                reporter=self.reporter,
+            )
+        return self._maker
+
+    def time(self, row: BenchmarkRow, run: Callable[[np.ndarray], Any]) -> None:
+        row.latency_ms = median_latency_ms(run, self.batches, runs=TIMED_RUNS)
+        row.fps = 1000.0 * self.request.batch / row.latency_ms
+        row.ok = True
+
+    def measure(self, row: BenchmarkRow, predictor: Predictor, run: Callable[[np.ndarray], Any]) -> None:
+        scored, _ = evaluate_predictor(predictor, self.dataset, self.data, batch_size=self.request.batch)
+        row.map, row.map50 = scored.metrics.map, scored.metrics.map50
+        self.time(row, run)
+
+
+def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None) -> BenchmarkResult:
+    """What ``yolor benchmark`` does: each format made, scored and timed; the CSV written."""
+    reporter = reporter or SilentReporter()
+    start = time.perf_counter()
+    formats = parse_benchmark_formats(request.formats)
+    if request.batch < 1:
+        raise YolorError(f"--batch {request.batch} must be at least 1")
+    weights = Path(request.weights)
+    csv_path = Path(request.output) if request.output is not None else weights.parent / CSV_NAME
+    if csv_path.is_dir():
+        csv_path = csv_path / CSV_NAME
+    data = load_data_config(request.data)
+    device = select_device(request.device)
+    loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
+    loaded.model.check_img_size(request.img_size)
+    check_model_classes(loaded.model, data)
+    scratch_folder = tempfile.TemporaryDirectory(prefix="yolor-benchmark-")
+    bench = _Bench(request, data, Path(scratch_folder.name), reporter)
+    result = BenchmarkResult(
+        weights=weights,
+        data=Path(request.data),
+        img_size=request.img_size,
+        batch=request.batch,
+        device=str(device),
+        images=len(bench.dataset),
+        min_map=request.min_map,
+    )
+    with scratch_folder:
+        for name in reporter.track(formats, "Benchmarking", total=len(formats)):
+            row = BenchmarkRow(format=name, precision=PRECISIONS.get(name, "fp32"))
+            try:
+                if name == "pytorch":
+                    _pytorch(row, bench, loaded.model, weights, device)
+                elif name in INT8_NAMES:
+                    _int8(row, bench)
+                else:
+                    _exported(row, bench, device)
+            except YolorError as error:
+                row.reason = error.message
+            except Exception as error:  # a runtime's own failure is this format's finding, not the run's end
+                row.reason = f"{type(error).__name__}: {first_line(error)}"
+            if not row.ok:
+                reporter.warning(f"{name}: {row.reason}")
+            result.rows.append(row)
+    baseline = next((row for row in result.rows if row.format == "pytorch" and row.ok), None)
+    for row in result.rows:
+        if row.ok and baseline is not None and baseline.latency_ms and row.latency_ms:
+            row.speedup = baseline.latency_ms / row.latency_ms
+    result.csv = write_csv(result, csv_path)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _pytorch(row: BenchmarkRow, bench: _Bench, model: Any, weights: Path, device: torch.device) -> None:
+    row.size_bytes = weights.stat().st_size
+    predictor = Predictor(model, device=device, conf=EVAL_CONF, iou=EVAL_IOU)
+
+    def run(batch: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return predictor.model(torch.from_numpy(batch).to(device))
+
+    bench.measure(row, predictor, run)
+
+
+def _exported(row: BenchmarkRow, bench: _Bench, device: torch.device) -> None:
+    path = bench.fp32_onnx() if row.format == "onnx" else bench.export(row.format, device)
+    row.size_bytes = _file_size(path)
+    detector = load_exported(path, device if row.format == "torchscript" else torch.device("cpu"), "fp32")
+    row.precision = detector.precision
+    bench.measure(row, Predictor(detector, conf=EVAL_CONF, iou=EVAL_IOU), detector.run_batch)
+
+
+def _int8(row: BenchmarkRow, bench: _Bench) -> None:
+    """Made and scored by the INT8 maker, with the export's own protocol (same square val images);
+    timed here, on the images every format is timed on."""
+    target = bench.scratch / (row.format + ("" if row.format == "onnx-int8" else OPENVINO_FOLDER_SUFFIX))
+    if row.format == "onnx-int8":
+        target = target.with_suffix(".onnx")
+    report = bench.maker().make(INT8_NAMES[row.format], target)
+    row.size_bytes = _file_size(target)
+    row.map, row.map50 = report.map_int8, report.map50_int8
+    detector = load_exported(target, torch.device("cpu"), "fp32")
+    bench.time(row, detector.run_batch)
+
+
+def write_csv(result: BenchmarkResult, path: Path) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in result.rows:
+        writer.writerow(
+            [
+                row.format,
+                "ok" if row.ok else "failed",
+                row.precision,
+                _round(row.size_bytes / MEGABYTE if row.size_bytes is not None else None, 2),
+                _round(row.map, 4),
+                _round(row.map50, 4),
+                _round(row.latency_ms, 2),
+                _round(row.fps, 1),
+                _round(row.speedup, 2),
+                row.reason,
+            ]
+        )
+    data = buffer.getvalue().encode()
+    return atomic_write(path, lambda stream: stream.write(data))
+
+
+def _round(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
