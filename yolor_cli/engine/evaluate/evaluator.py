@@ -28,7 +28,7 @@ from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
-from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.runtime import InferencePrecision, resolve_inference_precision, select_device
 
 EVAL_PAD = 0.5  # extra half stride around rectangular batches, as the official test.py uses
 JSON_BOX_DECIMALS = 3
@@ -50,6 +50,7 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     losses: np.ndarray | None = None  # box, obj, cls, total of the training loss, when asked for
+    precision: InferencePrecision | None = None  # what the model ran in; None when no model ran
 
 
 def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -159,17 +160,22 @@ def evaluate_model(
     fuse: bool = True,
     loss: LossFunction | None = None,
     reporter: Reporter | None = None,
+    precision: InferencePrecision | None = None,
 ) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+    """Score ``model`` on a split. It runs in fp32 unless ``precision`` (or ``half``, fp16 on CUDA)
+    says otherwise: validation and pruning compare figures across calls, so only ``yolor eval``
+    resolves the automatic precision (:func:`resolve_inference_precision`)."""
     model.check_img_size(img_size)
     check_model_classes(model, data)
     dataset = evaluation_dataset(data, task, img_size, batch_size, model.max_stride, reporter)
-    predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
+    predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse, precision=precision)
     results, losses = predict_dataset(
         predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter, loss=loss
     )
     evaluated = _score(results, list(data.names), metric, task)
     evaluated.speed_ms = predictor.timing.per_image_ms()
     evaluated.losses = losses
+    evaluated.precision = predictor.precision
     return evaluated, results
 
 
@@ -271,6 +277,8 @@ def _evaluate_weights(
             f"--single-cls makes the data one class but the model has {loaded.nc}",
             hint="drop --single-cls or evaluate a model trained with it",
         )
+    device = select_device(request.device)
+    precision = resolve_inference_precision(device, request.half)
     result, results = evaluate_model(
         loaded.model,
         data_config,
@@ -280,11 +288,12 @@ def _evaluate_weights(
         conf=request.conf,
         iou=request.iou,
         metric=request.metric,
-        device=select_device(request.device),
+        device=device,
         workers=request.workers,
         reporter=reporter,
+        precision=precision,
     )
-    return result, results, loaded.notes
+    return result, results, loaded.notes + ([precision.note] if precision.note else [])
 
 
 def _write_extras(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from yolor_cli.engine.boxes import xyxy_to_xywhn
 from yolor_cli.engine.data.images import write_image
@@ -23,7 +24,7 @@ from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
-from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.runtime import PRECISION_NAMES, InferencePrecision, resolve_inference_precision, select_device
 
 VIDEO_CODEC = "mp4v"
 MAX_SKIPPED_NAMED = 3  # unreadable inputs named in the error when every input was skipped
@@ -39,6 +40,7 @@ class DetectResult:
     written: list[Path] = field(default_factory=list)
     speed_ms: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    precision: InferencePrecision | None = None  # what the model ran in
     # Output stem per input file: inputs of one name from different folders must not overwrite each other.
     stems: dict[Path, str] = field(default_factory=dict)
 
@@ -193,29 +195,48 @@ def detect(request: DetectRequest, *, reporter: Reporter | None = None) -> Detec
         raise
     result.speed_ms = predictor.timing.per_image_ms()
     result.notes = notes
+    result.precision = predictor.precision
     return result
 
 
 def _predictor_for(request: DetectRequest) -> tuple[Predictor, list[str] | None, list[str]]:
     """The model (a checkpoint or an exported .onnx file) with its thresholds, class names and notes."""
     weights = Path(request.weights)
+    device = select_device(request.device)
     if weights.suffix.lower() == ".onnx":
         model, nc, checkpoint_names, notes = _load_onnx(weights, request.cfg, request.img_size, request.device)
+        precision = _onnx_precision(model, request.half, notes)
     else:
         loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
         loaded.model.check_img_size(request.img_size)
         model, nc, checkpoint_names, notes = loaded.model, loaded.nc, loaded.names, loaded.notes
+        precision = resolve_inference_precision(device, request.half)
+        notes = notes + ([precision.note] if precision.note else [])
     names = resolve_names(checkpoint_names, nc, names_file=request.names_file, data=request.data)
     keep = resolve_class_filter(list(request.classes) if request.classes else None, names, nc)
     predictor = Predictor(
         model,
-        device=select_device(request.device),
+        device=device,
         conf=request.conf,
         iou=request.iou,
         max_det=request.max_det,
         classes=keep,
+        precision=precision,
     )
+    if predictor.precision is None:  # an ONNX file: the predictor leaves naming its type to the caller
+        predictor.precision = precision
     return predictor, names, notes
+
+
+def _onnx_precision(model: OnnxDetector, half: bool | None, notes: list[str]) -> InferencePrecision:
+    """An exported file runs in the type it was exported in; ``--half``/``--no-half`` cannot change
+    that, and saying so (in ``notes``) beats silently ignoring the flag."""
+    dtype = torch.float16 if model.input_dtype == np.float16 else torch.float32
+    precision = InferencePrecision(dtype, f"{model.path.name} was exported in {PRECISION_NAMES[dtype]}")
+    if half is not None:
+        flag = "--half" if half else "--no-half"
+        notes.append(f"{flag} does not apply to an .onnx file: it runs in the precision it was exported in")
+    return precision
 
 
 def _remove_if_empty(folders: list[Path]) -> None:
