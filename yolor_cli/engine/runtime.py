@@ -162,10 +162,10 @@ FP32 = InferencePrecision(torch.float32, "default")
 def resolve_inference_precision(device: torch.device, requested: bool | None = None) -> InferencePrecision:
     """The precision of inference on ``device``: ``requested`` True/False is ``--half``/``--no-half``,
     None is automatic. A CPU with bf16 in hardware runs bf16 unless refused: inference has no
-    gradients to lose, and on the demo model mAP moved by under 0.01 while the forward ran about 2x
-    faster (benchmarks/precision.py). CUDA keeps fp16 as an opt-in, as before. Without bf16 hardware
-    oneDNN emulates bf16 and is slower than fp32, so ``--half`` is noted and ignored, not an error: a
-    script that passes it runs on every machine."""
+    gradients to lose, and on the demo model mAP50-95 moved by 0.0006 while the forward ran 1.9x
+    (yolor_csp_tiny) to 2.9x (yolor_csp) faster (benchmarks/precision.py). CUDA keeps fp16 as an
+    opt-in, as before. Without bf16 hardware oneDNN emulates bf16 and is slower than fp32, so
+    ``--half`` is noted and ignored, not an error: a script that passes it runs on every machine."""
     if requested is False:
         return InferencePrecision(torch.float32, "--no-half")
     if device.type == "cuda":
