@@ -77,3 +77,13 @@ NamesFileOption = Annotated[
 ProjectOption = Annotated[Path, typer.Option("--project", help="Folder that holds the run folders.")]
 NameOption = Annotated[str, typer.Option("--name", help="Run folder name; name2, name3... if it exists.")]
 ExistOkOption = Annotated[bool, typer.Option("--exist-ok", help="Reuse the run folder if it exists.")]
+HalfOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--half/--no-half",
+        help="Inference precision. Default: bf16 on a CPU with AMX-BF16 or AVX-512 BF16, else fp32. "
+        "--half: fp16 on CUDA, bf16 on such a CPU (ignored on other CPUs); --no-half: fp32. "
+        "An .onnx file runs in the precision it was exported in.",
+        show_default=False,
+    ),
+]

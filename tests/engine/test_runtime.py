@@ -1,4 +1,5 @@
-"""The AMP mode a run gets: fp16 with a scaler on CUDA, bf16 on a CPU with bf16 hardware, else fp32."""
+"""The AMP mode a run gets (fp16 with a scaler on CUDA, bf16 on a CPU with bf16 hardware, else fp32),
+and the precision inference runs in."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from yolor_cli.engine import runtime
-from yolor_cli.engine.runtime import cpu_bf16_feature, resolve_amp
+from yolor_cli.engine.runtime import cpu_bf16_feature, resolve_amp, resolve_inference_precision
 
 CPU = torch.device("cpu")
 
@@ -68,3 +69,38 @@ def test_cuda_keeps_fp16_with_the_grad_scaler(monkeypatch: pytest.MonkeyPatch) -
     assert amp.describe() == "AMP: fp16 autocast with gradient scaling (CUDA)"
     assert not resolve_amp(torch.device("cuda:0"), False).enabled
     assert not resolve_amp(torch.device("meta")).enabled  # no autocast path for other device types
+
+
+# ---- inference precision --------------------------------------------------------------------------
+
+
+def test_inference_on_a_cpu_with_bf16_hardware_is_bf16_unless_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _torch_sees(monkeypatch, {"avx512_bf16"})
+    auto = resolve_inference_precision(CPU, None)
+    assert (auto.dtype, auto.name, auto.note) == (torch.bfloat16, "bf16", None)
+    assert auto.describe() == "bf16 (CPU has AVX-512 BF16; --no-half for fp32)"
+    asked = resolve_inference_precision(CPU, True)
+    assert (asked.name, asked.reason, asked.note) == ("bf16", "CPU has AVX-512 BF16, --half", None)
+    refused = resolve_inference_precision(CPU, False)
+    assert (refused.dtype, refused.describe()) == (torch.float32, "fp32 (--no-half)")
+
+
+def test_inference_on_a_cpu_without_bf16_hardware_is_fp32_and_half_is_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    _torch_sees(monkeypatch, {"avx2", "avx512f"})
+    auto = resolve_inference_precision(CPU, None)
+    assert (auto.name, auto.note) == ("fp32", None)
+    assert "AMX-BF16" in auto.reason and "AVX-512 BF16" in auto.reason  # names what is missing
+    asked = resolve_inference_precision(CPU, True)  # not an error: a script passing --half runs anywhere
+    assert asked.name == "fp32" and asked.reason.startswith("--half ignored")
+    assert asked.note is not None and "--half is ignored" in asked.note and "fp32" in asked.note
+    assert resolve_inference_precision(CPU, False).name == "fp32"
+
+
+def test_inference_on_cuda_keeps_fp16_as_an_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    _torch_sees(monkeypatch, {"amx_bf16"})  # the CPU's features do not matter for a GPU
+    gpu = torch.device("cuda:0")
+    assert resolve_inference_precision(gpu, True).dtype == torch.float16
+    assert resolve_inference_precision(gpu, None).dtype == torch.float32
+    assert resolve_inference_precision(gpu, False).dtype == torch.float32
+    for requested in (None, True):
+        assert resolve_inference_precision(torch.device("meta"), requested).name == "fp32"

@@ -17,6 +17,7 @@ from yolor_cli.options import (
     DataOption,
     DeviceOption,
     ExistOkOption,
+    HalfOption,
     ImgSizeOption,
     IouOption,
     JsonOption,
@@ -43,6 +44,7 @@ def detect_command(
     iou: IouOption = DetectRequest.iou,
     img_size: ImgSizeOption = DetectRequest.img_size,
     device: DeviceOption = DetectRequest.device,
+    half: HalfOption = DetectRequest.half,
     classes: Annotated[
         list[str] | None,
         typer.Option(
@@ -99,10 +101,11 @@ def detect_command(
         name=name,
         exist_ok=exist_ok,
         trust_pickle=trust_pickle,
+        half=half,
     )
     result = detect(request, reporter=RichReporter())
     print_notes(result.notes)
-    speed = result.speed_ms
+    speed, precision = result.speed_ms, result.precision
     if json_output:
         print_json(
             {
@@ -111,6 +114,8 @@ def detect_command(
                 "video_frames": result.video_frames,
                 "detections": dict(result.detections),
                 "speed_ms": speed,
+                "inference_precision": precision.name if precision else None,
+                "inference_precision_reason": precision.reason if precision else None,
                 "unreadable": [{"path": str(u.path), "reason": u.reason} for u in result.unreadable],
             }
         )
@@ -125,5 +130,7 @@ def detect_command(
     console.print(
         f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
         f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
-        f"{speed['nms']:.1f} ms NMS per image. Results in [b]{escape(str(result.save_dir))}[/]"
+        f"{speed['nms']:.1f} ms NMS per image"
+        + (f", in {escape(precision.describe())}" if precision else "")
+        + f". Results in [b]{escape(str(result.save_dir))}[/]"
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
@@ -16,6 +17,7 @@ from yolor_cli.options import (
     ConfOption,
     DeviceOption,
     ExistOkOption,
+    HalfOption,
     ImgSizeOption,
     IouOption,
     JsonOption,
@@ -71,6 +73,9 @@ def _payload(result: EvalResult) -> dict:
             for c in m.per_class
         ],
         "speed_ms": result.speed_ms,
+        # "precision" is the metric above; these say what the model ran in (null for --predictions).
+        "inference_precision": result.precision.name if result.precision else None,
+        "inference_precision_reason": result.precision.reason if result.precision else None,
         "files": [str(f) for f in result.files],
     }
 
@@ -115,6 +120,8 @@ def _render(result: EvalResult) -> None:
             f"Speed per image: {s['preprocess']:.1f} ms pre-process, {s['inference']:.1f} ms inference, "
             f"{s['nms']:.1f} ms NMS"
         )
+    if result.precision is not None:
+        console.print(f"Inference precision: {escape(result.precision.describe())}")
 
 
 def eval_command(
@@ -158,6 +165,7 @@ def eval_command(
     ] = EvalRequest.single_cls,
     device: DeviceOption = EvalRequest.device,
     workers: Annotated[int, typer.Option("--workers", min=0)] = EvalRequest.workers,
+    half: HalfOption = EvalRequest.half,
     project: ProjectOption = EvalRequest.project,
     name: NameOption = EvalRequest.name,
     exist_ok: ExistOkOption = EvalRequest.exist_ok,
@@ -190,6 +198,7 @@ def eval_command(
         exist_ok=exist_ok,
         single_cls=single_cls,
         trust_pickle=trust_pickle,
+        half=half,
     )
     result = run_eval(request, reporter=RichReporter())
     print_notes(result.notes)

@@ -92,6 +92,7 @@ def _render(result: ExportResult, json_output: bool) -> None:
                 "names": result.names,
                 "max_abs_diff": result.max_abs_diff,
                 "tolerance": result.tolerance,
+                "precision": result.precision,
                 "opencv_dnn": result.opencv_dnn(),
                 "files": [
                     {
@@ -99,6 +100,8 @@ def _render(result: ExportResult, json_output: bool) -> None:
                         "path": str(f.path),
                         "size_bytes": f.size_bytes,
                         "seconds": round(f.seconds, 3),
+                        "precision": f.precision,
+                        "tolerance": f.tolerance.as_dict(),
                         "checks": [_check_json(c) for c in f.checks],
                         **({"int8": _int8_json(f.int8)} if f.int8 is not None else {}),
                     }
@@ -149,16 +152,15 @@ def _render(result: ExportResult, json_output: bool) -> None:
     if result.int8:
         _render_int8(result)
     dynamic = "" if result.dynamic == "none" else f", dynamic {result.dynamic}"
+    precisions = set(result.precision.values())
+    if len(precisions) == 1:
+        precision = precisions.pop()
+    else:  # bf16 TorchScript beside fp16 ONNX, say
+        precision = ", ".join(f"{name} {kind}" for name, kind in result.precision.items())
     console.print(
-        f"{result.img_size} px, batch {result.batch}{dynamic}, {_precision(result)}; "
+        f"{result.img_size} px, batch {result.batch}{dynamic}, {precision}; "
         f"input 'images' RGB float [0, 1], output (batch, N, {5 + result.nc}) boxes in input pixels."
     )
-
-
-def _precision(result: ExportResult) -> str:
-    if result.int8:
-        return "INT8 (head decoding in float)"
-    return "fp16" if result.half else "fp32"
 
 
 def _render_int8(result: ExportResult) -> None:
@@ -219,7 +221,12 @@ def export_command(
         int, typer.Option("--opset", help="ONNX opset (11 to the exporter's newest).")
     ] = ExportRequest.opset,
     half: Annotated[
-        bool, typer.Option("--half", help="fp16 weights and input (meant for GPU runtimes).")
+        bool,
+        typer.Option(
+            "--half",
+            help="fp16 weights and input (meant for GPU runtimes); on a CPU with AMX-BF16 or AVX-512 BF16 "
+            "the TorchScript file is bf16 instead, which that CPU runs fast.",
+        ),
     ] = ExportRequest.half,
     output: Annotated[
         Path | None,

@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from tests.conftest import fill_deterministic, make_shapes_dataset
+from yolor_cli.engine import runtime
 from yolor_cli.engine.deploy.export import (
+    BF16_RELATIVE_TOLERANCE,
+    HALF_RELATIVE_TOLERANCE,
     DeployModel,
     ExportRequest,
     VerificationError,
@@ -34,6 +37,7 @@ ort = pytest.importorskip("onnxruntime")
 
 IMG = 64
 FP32_TOLERANCE = 1e-3  # the issue's limit, restated here so that loosening the module's constant fails a test
+BF16_TOLERANCE = 5e-2  # bf16's, restated likewise (measured in the module's comment)
 NAMES = ["circle", "rectangle", "triangle"]
 
 
@@ -146,16 +150,62 @@ def test_pt_is_stripped_loads_safely_and_half_halves_it(trained_like: Path, tmp_
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_half_files_are_fp16_and_agree_within_fp16_precision(trained_like: Path, tmp_path: Path) -> None:
+def test_half_files_are_fp16_and_agree_within_fp16_precision(
+    trained_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "_torch_cpu_flags", lambda: {"avx2"})  # a CPU without bf16: all fp16
     result = export(
         ExportRequest(weights=trained_like, formats="onnx,torchscript", img_size=IMG, half=True, output=tmp_path / "h")
     )
-    assert {f.format for f in result.files} == {"onnx", "torchscript"} and result.tolerance["kind"] == "relative"
+    assert {f.format for f in result.files} == {"onnx", "torchscript"}
+    assert result.tolerance == {"kind": "relative", "value": HALF_RELATIVE_TOLERANCE}
+    assert result.precision == {"onnx": "fp16", "torchscript": "fp16"}
     assert all(check.agrees for f in result.files for check in f.checks if check.required)
+    assert any("fp16 ONNX and TorchScript files are made" in note for note in result.notes)
     session = ort.InferenceSession(str(tmp_path / "h.onnx"))
     assert session.get_inputs()[0].type == "tensor(float16)"
-    module = torch.jit.load(str(tmp_path / "h.torchscript"))
+    extra = {TORCHSCRIPT_METADATA: ""}
+    module = torch.jit.load(str(tmp_path / "h.torchscript"), _extra_files=extra)
     assert {p.dtype for p in module.parameters()} == {torch.float16}
+    assert json.loads(extra[TORCHSCRIPT_METADATA])["precision"] == "fp16"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_half_on_a_cpu_with_bf16_writes_bf16_torchscript_beside_fp16_onnx(
+    trained_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if runtime.cpu_bf16_feature() is None:
+        pytest.skip("this CPU has no bf16 hardware: --half writes fp16 TorchScript here")
+    from tests.test_cli import invoke
+
+    output = tmp_path / "h"
+    result = invoke(
+        "export", "-w", str(trained_like), "--img-size", str(IMG), "--half", "--format", "onnx,torchscript",
+        "-o", str(output), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["precision"] == {"onnx": "fp16", "torchscript": "bf16"}
+    assert payload["tolerance"] == {"kind": "relative", "value": BF16_RELATIVE_TOLERANCE}  # the loosest file's
+    by_format = {f["format"]: f for f in payload["files"]}
+    assert by_format["onnx"]["tolerance"]["value"] == HALF_RELATIVE_TOLERANCE
+    checks = by_format["torchscript"]["checks"]
+    assert checks and all(c["ran"] and c["agrees"] and c["max_rel_diff"] <= BF16_TOLERANCE for c in checks)
+    notes = " ".join(result.stderr.split())
+    assert "the TorchScript file is bf16" in notes and "the fp16 ONNX file is made" in notes
+    extra = {TORCHSCRIPT_METADATA: ""}
+    module = torch.jit.load(str(output.with_suffix(".torchscript")), _extra_files=extra)
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    assert json.loads(extra[TORCHSCRIPT_METADATA])["precision"] == "bf16"
+    # An independent run on a new input: float32 boxes (decoded in float32) within bf16's limit.
+    images = np.random.default_rng(4).random((1, 3, IMG, IMG), dtype=np.float32)
+    with torch.no_grad():
+        output_tensor = module(torch.from_numpy(images).bfloat16())
+    assert output_tensor.dtype == torch.float32
+    reference = _reference(trained_like, images)
+    relative = np.abs(output_tensor.numpy() - reference) / (1 + np.abs(reference))
+    assert relative.max() <= BF16_TOLERANCE
+    assert ort.InferenceSession(str(output.with_suffix(".onnx"))).get_inputs()[0].type == "tensor(float16)"
 
 
 def test_pruned_model_exports_and_agrees_everywhere(trained_like: Path, tmp_path: Path) -> None:
@@ -268,6 +318,7 @@ def test_detect_runs_the_onnx_file_with_its_names(trained_like: Path, tmp_path: 
                 "--project",
                 str(tmp_path / "det"),
                 "--json",
+                *(["--no-half"] if weights.suffix == ".pt" else []),  # fp32, as the file: the same detections
             )
             assert result.exit_code == 0, result.output
             runs[weights.suffix] = json.loads(result.stdout)

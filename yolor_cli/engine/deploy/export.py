@@ -38,7 +38,7 @@ from yolor_cli.engine.model.class_names import resolve_names
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
-from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.runtime import PRECISION_NAMES, cpu_bf16_feature, select_device
 
 FORMATS = ("onnx", "openvino", "torchscript", "pt")
 # An OpenVINO IR is two files (NAME.xml, NAME.bin), so it is written as one folder.
@@ -49,7 +49,32 @@ FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in 
 # fp16 keeps ~3 significant digits: box coordinates of hundreds of pixels differ by tenths, so half
 # files are judged on |diff| / (1 + |reference|).
 HALF_RELATIVE_TOLERANCE = 1e-2
+# bf16 keeps 8 significant bits to fp16's 11, so its differences are about 8x larger. Measured on
+# random inputs (|diff| / (1 + |reference|), worst of 3 seeds): random-init yolor_csp_tiny 4.3e-4 and
+# yolor_csp 4.9e-4 at 640 px, a trained pruned yolor_csp 1.5e-3, the trained demo yolor_csp_tiny
+# 1.8e-2 and the formula-weight tiny model of the tests 1.7e-2 (fp16 on the last two: 2.2e-3). The
+# limit leaves 2.7x over the worst of these (fp16's leaves 4.5x over its 2.2e-3).
+BF16_RELATIVE_TOLERANCE = 5e-2
 VERIFY_SEED = 0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The limit a file's checks must meet: ``absolute`` |diff| for fp32 files, ``relative``
+    |diff| / (1 + |reference|) for fp16 and bf16 ones."""
+
+    kind: str
+    value: float
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"kind": self.kind, "value": self.value}
+
+
+TOLERANCES = {
+    torch.float32: Tolerance("absolute", FP32_TOLERANCE),
+    torch.float16: Tolerance("relative", HALF_RELATIVE_TOLERANCE),
+    torch.bfloat16: Tolerance("relative", BF16_RELATIVE_TOLERANCE),
+}
 
 
 class DeployModel(nn.Module):
@@ -84,6 +109,8 @@ class ExportedFile:
     size_bytes: int
     seconds: float
     checks: list[Check]
+    precision: str = "fp32"  # fp32, fp16, bf16 or int8: the type of the file's weights and input
+    tolerance: Tolerance = TOLERANCES[torch.float32]
     int8: Int8Report | None = None
 
 
@@ -129,10 +156,17 @@ class ExportResult:
 
     @property
     def tolerance(self) -> dict[str, float | str]:
-        """The limit every required check met: absolute for fp32 files, relative for fp16 ones."""
-        if self.half:
-            return {"kind": "relative", "value": HALF_RELATIVE_TOLERANCE}
-        return {"kind": "absolute", "value": FP32_TOLERANCE}
+        """The limit every required check met: absolute for fp32 files, relative for fp16 and bf16
+        ones (the loosest, when a bf16 TorchScript file sits beside fp16 ones)."""
+        if not self.half:
+            return TOLERANCES[torch.float32].as_dict()
+        relative = [f.tolerance.value for f in self.files if f.tolerance.kind == "relative"]
+        return Tolerance("relative", max(relative, default=HALF_RELATIVE_TOLERANCE)).as_dict()
+
+    @property
+    def precision(self) -> dict[str, str]:
+        """Each written format's precision: fp16 ONNX beside bf16 TorchScript, say."""
+        return {f.format: f.precision for f in self.files}
 
 
 class VerificationError(YolorError):
@@ -194,8 +228,8 @@ def output_paths(
     return paths
 
 
-def compare(check: Check, reference: np.ndarray, output: np.ndarray, half: bool) -> None:
-    """Fill ``check`` with the differences and the verdict (fp32: absolute, fp16: relative)."""
+def compare(check: Check, reference: np.ndarray, output: np.ndarray, tolerance: Tolerance) -> None:
+    """Fill ``check`` with the differences and the verdict (fp32: absolute, fp16 and bf16: relative)."""
     if output.shape != reference.shape:
         check.agrees = False
         check.detail = f"output shape {tuple(output.shape)}, expected {tuple(reference.shape)}"
@@ -203,16 +237,16 @@ def compare(check: Check, reference: np.ndarray, output: np.ndarray, half: bool)
     difference = np.abs(output.astype(np.float64) - reference.astype(np.float64))
     check.max_abs_diff = float(difference.max()) if difference.size else 0.0
     check.max_rel_diff = float((difference / (1.0 + np.abs(reference))).max()) if difference.size else 0.0
-    check.agrees = check.max_rel_diff <= HALF_RELATIVE_TOLERANCE if half else check.max_abs_diff <= FP32_TOLERANCE
+    measured = check.max_rel_diff if tolerance.kind == "relative" else check.max_abs_diff
+    check.agrees = measured <= tolerance.value
 
 
 class _Verifier:
     """Fixed inputs and the fp32 PyTorch outputs every exported file is compared with."""
 
-    def __init__(self, reference_model: nn.Module, shapes: list[tuple[int, ...]], half: bool) -> None:
+    def __init__(self, reference_model: nn.Module, shapes: list[tuple[int, ...]]) -> None:
         generator = torch.Generator().manual_seed(VERIFY_SEED)
         self.inputs = [torch.rand(shape, generator=generator) for shape in shapes]
-        self.half = half
         parameter = next(reference_model.parameters())
         with torch.no_grad():
             self.references = [reference_model(x.to(parameter.device)).float().cpu().numpy() for x in self.inputs]
@@ -221,6 +255,7 @@ class _Verifier:
         self,
         runtime: str,
         call: Callable[[torch.Tensor], np.ndarray],
+        tolerance: Tolerance,
         *,
         required: bool = True,
         first_only: bool = False,
@@ -237,21 +272,21 @@ class _Verifier:
                     break
                 continue
             check.ran = True
-            compare(check, reference, output, self.half)
+            compare(check, reference, output, tolerance)
             checks.append(check)
         return checks
 
 
-def _raise_on_failure(name: str, checks: list[Check], half: bool) -> None:
+def _raise_on_failure(name: str, checks: list[Check], tolerance: Tolerance) -> None:
     for check in checks:
         if not check.required or check.agrees:
             continue
         shape = "x".join(map(str, check.input_shape))
         if check.ran and check.max_abs_diff is not None:
-            if half:
-                what = f"differs from PyTorch by {check.max_rel_diff:.3g} relative (limit {HALF_RELATIVE_TOLERANCE})"
+            if tolerance.kind == "relative":
+                what = f"differs from PyTorch by {check.max_rel_diff:.3g} relative (limit {tolerance.value})"
             else:
-                what = f"differs from PyTorch by {check.max_abs_diff:.3g} (limit {FP32_TOLERANCE})"
+                what = f"differs from PyTorch by {check.max_abs_diff:.3g} (limit {tolerance.value})"
         else:
             what = f"failed ({check.detail})"
         raise VerificationError(
@@ -291,8 +326,9 @@ def _export_onnx(
     dynamic_batch: bool,
     dynamic_size: bool,
     simplify: bool,
-    half: bool,
+    dtype: torch.dtype,
 ) -> list[Check]:
+    tolerance, half = TOLERANCES[dtype], dtype == torch.float16
     data = onnx_model.model_to_onnx(
         deploy, example, opset=opset, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size
     )
@@ -301,12 +337,14 @@ def _export_onnx(
 
     def check(written: Path) -> None:
         run = onnx_model.onnxruntime_runner(written)
-        checks.extend(verifier.run("onnxruntime", lambda x: run(x.numpy())))
-        _raise_on_failure("ONNX", checks, half)
+        checks.extend(verifier.run("onnxruntime", lambda x: run(x.numpy()), tolerance))
+        _raise_on_failure("ONNX", checks, tolerance)
         # OpenCV DNN is reported, not required: its ONNX importer lags behind onnxruntime.
         run_cv = onnx_model.opencv_runner(written, half)
         checks.extend(
-            verifier.run("opencv-dnn", lambda x: run_cv(x.numpy()), required=False, first_only=not dynamic_batch)
+            verifier.run(
+                "opencv-dnn", lambda x: run_cv(x.numpy()), tolerance, required=False, first_only=not dynamic_batch
+            )
         )
 
     atomic_write(path, lambda stream: stream.write(data), check)
@@ -324,8 +362,9 @@ def _export_openvino(
 
     def check(folder: Path) -> None:
         run = openvino_model.ir_runner(folder / xml_name, "fp32")
-        checks.extend(verifier.run("openvino", lambda x: run(x.numpy()), first_only=not dynamic_batch))
-        _raise_on_failure("OpenVINO", checks, False)
+        tolerance = TOLERANCES[torch.float32]
+        checks.extend(verifier.run("openvino", lambda x: run(x.numpy()), tolerance, first_only=not dynamic_batch))
+        _raise_on_failure("OpenVINO", checks, tolerance)
 
     atomic_folder(path, lambda folder: openvino_model.save_ir(model, folder / xml_name), check)
     return checks
@@ -338,10 +377,11 @@ def _export_torchscript(
     verifier: _Verifier,
     metadata: dict[str, str],
     device: torch.device,
-    half: bool,
+    dtype: torch.dtype,
 ) -> list[Check]:
     # The grid is made on the trace's device, which TorchScript records: the file runs on that device type.
-    extra = {**metadata, "device": device.type}
+    extra = {**metadata, "device": device.type, "precision": PRECISION_NAMES[dtype]}
+    tolerance = TOLERANCES[dtype]
     with torch.no_grad(), quiet_torchscript():
         traced = torch.jit.trace(deploy, example, check_trace=False)
         buffer = io.BytesIO()
@@ -355,11 +395,10 @@ def _export_torchscript(
 
         def call(x: torch.Tensor) -> np.ndarray:
             with torch.no_grad():
-                x = x.to(device)
-                return loaded(x.half() if half else x).float().cpu().numpy()
+                return loaded(x.to(device=device, dtype=dtype)).float().cpu().numpy()
 
-        checks.extend(verifier.run("torchscript", call))
-        _raise_on_failure("TorchScript", checks, half)
+        checks.extend(verifier.run("torchscript", call, tolerance))
+        _raise_on_failure("TorchScript", checks, tolerance)
 
     atomic_write(path, lambda stream: stream.write(data), check)
     return checks
@@ -390,8 +429,9 @@ def _export_pt(
             with torch.no_grad():
                 return rebuilt(x).numpy()
 
-        checks.extend(verifier.run("yolor-cli", call, first_only=True))
-        _raise_on_failure("pt", checks, half)
+        tolerance = TOLERANCES[torch.float16 if half else torch.float32]
+        checks.extend(verifier.run("yolor-cli", call, tolerance, first_only=True))
+        _raise_on_failure("pt", checks, tolerance)
 
     save_checkpoint(stripped, path, check)
     return checks
@@ -473,19 +513,26 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
         shapes.append((batch + 1, model.input_channels, img_size, img_size))
     if request.dynamic_size:
         shapes.append((batch, model.input_channels, img_size + model.max_stride, img_size))
-    verifier = _Verifier(fused, shapes, half)  # fp32 references, before any cast to half
-    deploy = copy.deepcopy(fused).to(target)
-    if half:
-        deploy = deploy.half()
-    example = verifier.inputs[0].to(target)
-    example = example.half() if half else example
-    metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
-    result.notes.extend(_device_notes(chosen, target, half))
+    verifier = _Verifier(fused, shapes)  # fp32 references, before any cast to half
+    bf16_feature = cpu_bf16_feature() if half and target.type == "cpu" else None
+    dtypes = _file_dtypes(half, bf16_feature is not None)
+    deployed: dict[torch.dtype, nn.Module] = {}
 
-    def write_onnx(path: Path) -> list[Check]:
+    def deploy(dtype: torch.dtype) -> nn.Module:
+        if dtype not in deployed:
+            deployed[dtype] = copy.deepcopy(fused).to(device=target, dtype=dtype)
+        return deployed[dtype]
+
+    metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
+    result.notes.extend(_device_notes(chosen, target, dtypes, bf16_feature))
+
+    def example(dtype: torch.dtype) -> torch.Tensor:
+        return verifier.inputs[0].to(device=target, dtype=dtype)
+
+    def write_onnx(path: Path, dtype: torch.dtype) -> list[Check]:
         return _export_onnx(
-            deploy,
-            example,
+            deploy(dtype),
+            example(dtype),
             path,
             verifier,
             metadata,
@@ -493,14 +540,14 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
             dynamic_batch=dynamic_batch,
             dynamic_size=request.dynamic_size,
             simplify=request.simplify,
-            half=half,
+            dtype=dtype,
         )
 
     with tempfile.TemporaryDirectory(prefix="yolor-export-") as scratch:
         # The fp32 ONNX file OpenVINO converts and INT8 quantizes: the one written, or a verified scratch copy.
         fp32_onnx = Path(scratch) / "fp32.onnx"
         if request.int8 or ("openvino" in chosen and "onnx" not in chosen):
-            write_onnx(fp32_onnx)
+            write_onnx(fp32_onnx, torch.float32)
         if request.int8:
             assert data_config is not None
             start = time.perf_counter()
@@ -515,34 +562,41 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
                 reporter=reporter,
             )
             reports = export_int8(maker, chosen, paths)
-            notes = maker.notes
-            result.notes.extend(notes)
+            result.notes.extend(maker.notes)
             result.int8 = reports
             seconds = (time.perf_counter() - start) / max(len(reports), 1)
             for report in reports:
                 path = paths[report.format]
-                checks = [_int8_check(shapes[0], report)]
-                result.files.append(ExportedFile(report.format, path, _size(path), seconds, checks, report))
+                result.files.append(
+                    ExportedFile(
+                        format=report.format,
+                        path=path,
+                        size_bytes=_size(path),
+                        seconds=seconds,
+                        checks=[_int8_check(shapes[0], report)],
+                        precision="int8",
+                        int8=report,
+                    )
+                )
             return result
         for name in reporter.track(chosen, "Exporting", total=len(chosen)):
             start = time.perf_counter()
-            path = paths[name]
+            path, dtype = paths[name], dtypes[name]
             try:
                 if name == "onnx":
-                    checks = write_onnx(path)
+                    checks = write_onnx(path, dtype)
                 elif name == "openvino":
                     source = paths["onnx"] if "onnx" in chosen else fp32_onnx
                     checks = _export_openvino(source, path, verifier, metadata, dynamic_batch)
                 elif name == "torchscript":
-                    checks = _export_torchscript(deploy, example, path, verifier, metadata, target, half)
+                    checks = _export_torchscript(deploy(dtype), example(dtype), path, verifier, metadata, target, dtype)
                 else:
                     checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
             except YolorError as error:
                 if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
                     written = ", ".join(str(f.path) for f in result.files)
-                    raise type(error)(
-                        f"{error.message} (already written and verified: {written})", error.hint
-                    ) from None
+                    message = f"{error.message} (already written and verified: {written})"
+                    raise type(error)(message, error.hint) from None
                 raise
             result.files.append(
                 ExportedFile(
@@ -551,6 +605,8 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
                     size_bytes=_size(path),
                     seconds=time.perf_counter() - start,
                     checks=checks,
+                    precision=PRECISION_NAMES[dtype],
+                    tolerance=TOLERANCES[dtype],
                 )
             )
     return result
@@ -577,12 +633,35 @@ def _int8_check(shape: tuple[int, ...], report: Int8Report) -> Check:
     )
 
 
-def _device_notes(formats: list[str], target: torch.device, half: bool) -> list[str]:
+def _file_dtypes(half: bool, cpu_bf16: bool) -> dict[str, torch.dtype]:
+    """The type of each format's weights and input. ``--half`` means fp16, except for TorchScript
+    traced on a CPU with bf16 hardware, which runs bf16 convolutions fast and fp16 ones slowly. ONNX
+    stays fp16, as onnxruntime has no bf16 convolutions on CPU; the .pt keeps its fp16 weights."""
+    reduced = torch.float16 if half else torch.float32
+    torchscript = torch.bfloat16 if half and cpu_bf16 else reduced
+    return {"onnx": reduced, "openvino": torch.float32, "torchscript": torchscript, "pt": reduced}
+
+
+def _device_notes(
+    formats: list[str], target: torch.device, dtypes: dict[str, torch.dtype], bf16_feature: str | None
+) -> list[str]:
     notes = []
-    if half and target.type == "cpu" and {"onnx", "torchscript"} & set(formats):
+    if target.type == "cpu" and "torchscript" in formats and dtypes["torchscript"] == torch.bfloat16:
         notes.append(
-            "--half on CPU: the fp16 files are made and checked here, but CPU runtimes gain "
-            "little or nothing from fp16; it is meant for GPUs"
+            f"--half on a CPU with {bf16_feature}: the TorchScript file is bf16, which this CPU runs in "
+            "hardware (boxes are decoded in float32)"
+        )
+    fp16_files = [
+        label
+        for name, label in (("onnx", "ONNX"), ("torchscript", "TorchScript"))
+        if name in formats and dtypes[name] == torch.float16
+    ]
+    if target.type == "cpu" and fp16_files:
+        notes.append(
+            f"--half on CPU: the fp16 {' and '.join(fp16_files)} {'files are' if len(fp16_files) > 1 else 'file is'} "
+            "made and checked here, but CPU "
+            "runtimes gain little or nothing from fp16; it is meant for GPUs"
+            + ("" if bf16_feature is None else " (onnxruntime has no bf16 convolutions on CPU)")
         )
     if target.type == "cuda" and "torchscript" in formats:
         notes.append("the TorchScript file is traced on the GPU and runs on CUDA devices only")

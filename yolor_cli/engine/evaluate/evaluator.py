@@ -22,7 +22,7 @@ from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusio
 from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
 from yolor_cli.engine.evaluate.request import EVAL_BATCH_SIZE, EVAL_CONF, EVAL_IOU, EvalRequest
 from yolor_cli.engine.files import atomic_write, check_regular_file
-from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_exported
+from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_for_inference
 from yolor_cli.engine.infer.predictor import Detections, Predictor
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.engine.model.darknet import DarknetModel
@@ -30,7 +30,7 @@ from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
-from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.runtime import InferencePrecision, resolve_inference_precision, select_device
 
 EVAL_PAD = 0.5  # extra half stride around rectangular batches, as the official test.py uses
 JSON_BOX_DECIMALS = 3
@@ -52,6 +52,7 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     losses: np.ndarray | None = None  # box, obj, cls, total of the training loss, when asked for
+    precision: InferencePrecision | None = None  # what the model ran in; None when no model ran
 
 
 def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -161,17 +162,22 @@ def evaluate_model(
     fuse: bool = True,
     loss: LossFunction | None = None,
     reporter: Reporter | None = None,
+    precision: InferencePrecision | None = None,
 ) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]]]:
+    """Score ``model`` on a split. It runs in fp32 unless ``precision`` (or ``half``, fp16 on CUDA)
+    says otherwise: validation and pruning compare figures across calls, so only ``yolor eval``
+    resolves the automatic precision (:func:`resolve_inference_precision`)."""
     model.check_img_size(img_size)
     check_model_classes(model, data)
     dataset = evaluation_dataset(data, task, img_size, batch_size, model.max_stride, reporter)
-    predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse)
+    predictor = Predictor(model, device=device, conf=conf, iou=iou, half=half, fuse=fuse, precision=precision)
     results, losses = predict_dataset(
         predictor, dataset, batch_size=batch_size, workers=workers, reporter=reporter, loss=loss
     )
     evaluated = _score(results, list(data.names), metric, task)
     evaluated.speed_ms = predictor.timing.per_image_ms()
     evaluated.losses = losses
+    evaluated.precision = predictor.precision
     return evaluated, results
 
 
@@ -324,6 +330,8 @@ def _evaluate_weights(
             f"--single-cls makes the data one class but the model has {loaded.nc}",
             hint="drop --single-cls or evaluate a model trained with it",
         )
+    device = select_device(request.device)
+    precision = resolve_inference_precision(device, request.half)
     result, results = evaluate_model(
         loaded.model,
         data_config,
@@ -333,23 +341,25 @@ def _evaluate_weights(
         conf=request.conf,
         iou=request.iou,
         metric=request.metric,
-        device=select_device(request.device),
+        device=device,
         workers=request.workers,
         reporter=reporter,
+        precision=precision,
     )
-    return result, results, loaded.notes
+    return result, results, loaded.notes + ([precision.note] if precision.note else [])
 
 
 def _evaluate_exported_file(
     request: EvalRequest, data_config: DataConfig, reporter: Reporter | None
 ) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]], list[str]]:
-    """An .onnx file or OpenVINO IR from ``yolor export``, INT8 ones included, on its own runtime."""
-    detector = load_exported(request.weights, select_device(request.device))  # type: ignore[arg-type]
+    """An .onnx file, OpenVINO IR or .torchscript file from ``yolor export``, INT8 ones included, on
+    its own runtime."""
+    assert request.weights is not None
+    detector, precision, notes = load_for_inference(request.weights, select_device(request.device), request.half)
     if request.single_cls and detector.nc != 1:
         raise YolorError(f"--single-cls makes the data one class but the exported model has {detector.nc}")
-    notes = list(detector.notes) + (
-        ["--cfg is not used with an exported file (it carries its graph)"] if request.cfg else []
-    )
+    if request.cfg:
+        notes.append("--cfg is not used with an exported file (it carries its graph)")
     if detector.fixed_size is not None and detector.fixed_size != (request.img_size, request.img_size):
         notes.append(
             f"{detector.path.name} takes {detector.fixed_size[0]}x{detector.fixed_size[1]} inputs only; "
@@ -366,6 +376,7 @@ def _evaluate_exported_file(
         metric=request.metric,
         reporter=reporter,
     )
+    result.precision = precision
     return result, results, notes
 
 

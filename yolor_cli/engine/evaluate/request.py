@@ -40,3 +40,4 @@ class EvalRequest:
     exist_ok: bool = False
     single_cls: bool = False
     trust_pickle: bool = False
+    half: bool | None = None  # --half / --no-half; None: bf16 where the CPU has it, else fp32

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from yolor_cli.engine.boxes import xyxy_to_xywhn
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.drawing import class_name, draw_boxes
-from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_exported
+from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_for_inference
 from yolor_cli.engine.infer.predictor import Detections, Predictor
 from yolor_cli.engine.infer.request import DetectRequest
 from yolor_cli.engine.model.class_names import resolve_class_filter, resolve_names
@@ -23,7 +24,7 @@ from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
-from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.runtime import InferencePrecision, resolve_inference_precision, select_device
 
 VIDEO_CODEC = "mp4v"
 MAX_SKIPPED_NAMED = 3  # unreadable inputs named in the error when every input was skipped
@@ -39,6 +40,7 @@ class DetectResult:
     written: list[Path] = field(default_factory=list)
     speed_ms: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    precision: InferencePrecision | None = None  # what the model ran in
     # Output stem per input file: inputs of one name from different folders must not overwrite each other.
     stems: dict[Path, str] = field(default_factory=dict)
 
@@ -193,28 +195,36 @@ def detect(request: DetectRequest, *, reporter: Reporter | None = None) -> Detec
         raise
     result.speed_ms = predictor.timing.per_image_ms()
     result.notes = notes
+    result.precision = predictor.precision
     return result
 
 
 def _predictor_for(request: DetectRequest) -> tuple[Predictor, list[str] | None, list[str]]:
     """The model (a checkpoint or an exported .onnx file) with its thresholds, class names and notes."""
     weights = Path(request.weights)
+    device = select_device(request.device)
     if is_exported(weights):
-        model, nc, checkpoint_names, notes = _load_exported(weights, request.cfg, request.img_size, request.device)
+        model, precision, notes = _load_exported(weights, request.cfg, request.img_size, device, request.half)
+        nc, checkpoint_names = model.nc, model.names
     else:
         loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
         loaded.model.check_img_size(request.img_size)
         model, nc, checkpoint_names, notes = loaded.model, loaded.nc, loaded.names, loaded.notes
+        precision = resolve_inference_precision(device, request.half)
+        notes = notes + ([precision.note] if precision.note else [])
     names = resolve_names(checkpoint_names, nc, names_file=request.names_file, data=request.data)
     keep = resolve_class_filter(list(request.classes) if request.classes else None, names, nc)
     predictor = Predictor(
         model,
-        device=select_device(request.device),
+        device=device,
         conf=request.conf,
         iou=request.iou,
         max_det=request.max_det,
         classes=keep,
+        precision=precision,
     )
+    if predictor.precision is None:  # an exported file: the predictor leaves naming its type to the caller
+        predictor.precision = precision
     return predictor, names, notes
 
 
@@ -227,11 +237,12 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 def _load_exported(
-    path: Path, cfg: str | None, img_size: int, device: str
-) -> tuple[ExportedDetector, int, list[str] | None, list[str]]:
+    path: Path, cfg: str | None, img_size: int, device: torch.device, half: bool | None
+) -> tuple[ExportedDetector, InferencePrecision, list[str]]:
     """An exported file runs on its runtime; its metadata replaces the checkpoint's cfg and names."""
-    model = load_exported(path, select_device(device))
-    notes = list(model.notes) + (["--cfg is not used with an exported file (it carries its graph)"] if cfg else [])
+    model, precision, notes = load_for_inference(path, device, half)
+    if cfg:
+        notes.append("--cfg is not used with an exported file (it carries its graph)")
     if model.fixed_size is not None:
         if model.fixed_size != (img_size, img_size):
             height, width = model.fixed_size
@@ -241,4 +252,4 @@ def _load_exported(
             )
     else:
         check_stride_multiple(img_size, model.stride)
-    return model, model.nc, model.names, notes
+    return model, precision, notes

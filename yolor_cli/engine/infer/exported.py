@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.runtime import InferencePrecision, resolve_inference_precision
 
 DEFAULT_STRIDE = 32  # YOLOR's largest stride, for files without our metadata
 OPENVINO_SUFFIX = ".xml"  # an IR is NAME.xml (the graph) beside NAME.bin (the weights)
@@ -124,3 +125,31 @@ def load_exported(path: Path, device: torch.device, precision: str | None = None
     from yolor_cli.engine.infer.onnx_model import OnnxDetector
 
     return OnnxDetector.load(path, device)
+
+
+FILE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def load_for_inference(
+    path: Path, device: torch.device, half: bool | None
+) -> tuple[ExportedDetector, InferencePrecision, list[str]]:
+    """An exported file as eval and detect run it, the precision to report and the notes to show.
+
+    OpenVINO computes an IR's float layers in whatever it is told, so ``--half/--no-half`` choose bf16
+    or fp32 as for a checkpoint. onnxruntime and TorchScript run a file in the type it was exported
+    in; a ``--half``/``--no-half`` given with one is noted, not silently dropped."""
+    notes: list[str] = []
+    if openvino_xml(path) is not None:
+        chosen = resolve_inference_precision(torch.device("cpu"), half)
+        detector = load_exported(path, device, chosen.name)
+        notes.extend([chosen.note] if chosen.note else [])
+        reason = f"OpenVINO, {chosen.reason}"
+    else:
+        detector = load_exported(path, device)
+        if half is not None:
+            flag = "--half" if half else "--no-half"
+            notes.append(f"{flag} does not apply to {path.name}: it runs in the precision it was exported in")
+        reason = f"{path.name} was exported so ({detector.runtime})"
+    dtype = FILE_DTYPES.get(detector.precision, torch.float32)
+    label = None if detector.precision in ("fp32", "fp16", "bf16") else detector.precision
+    return detector, InferencePrecision(dtype, reason, label=label), notes + list(detector.notes)

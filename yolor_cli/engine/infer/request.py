@@ -37,3 +37,4 @@ class DetectRequest:
     name: str = "exp"
     exist_ok: bool = False
     trust_pickle: bool = False
+    half: bool | None = None  # --half / --no-half; None: bf16 where the CPU has it, else fp32

@@ -7,6 +7,8 @@ official ``models/models.py`` so official state_dicts load key for key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -134,6 +136,16 @@ class YoloLayer(nn.Module):
         self.level = level
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32), persistent=False)
 
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> YoloLayer:
+        """Anchors stay float32 when the model goes to bf16: bf16 rounds an anchor of 459 px to 460
+        (decoding is in float32 then, see :meth:`decode`). fp16 holds these integers exactly, so
+        ``.half()`` still casts them, and exported fp16 graphs keep their fp16 constants."""
+        anchors = self.anchors
+        super()._apply(fn, recurse)
+        if self.anchors.dtype == torch.bfloat16:
+            self.anchors = anchors.to(device=self.anchors.device, dtype=torch.float32)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         bs, _, ny, nx = x.shape
         p = x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
@@ -142,7 +154,13 @@ class YoloLayer(nn.Module):
         return self.decode(p), p
 
     def decode(self, p: torch.Tensor) -> torch.Tensor:
-        """Raw map (bs, na, ny, nx, no) -> (bs, na*ny*nx, no): cx, cy, w, h in pixels, scores."""
+        """Raw map (bs, na, ny, nx, no) -> (bs, na*ny*nx, no): cx, cy, w, h in pixels, scores.
+
+        A bf16 map is decoded in float32: bf16 keeps 8 significant bits, so a centre near 600 px would
+        land on a 4-px step. fp16 (11 bits, a 0.5-px step there) and fp32 maps decode in their own
+        type, which keeps the exported fp16 and fp32 graphs as they were."""
+        if p.dtype == torch.bfloat16:
+            p = p.float()
         bs, _, ny, nx, _ = p.shape
         # float32 ranges, then cast: a half-precision Range cannot be exported to ONNX
         ys = torch.arange(ny, device=p.device, dtype=torch.float32).to(p.dtype)
