@@ -7,6 +7,15 @@ export time and its verified max |diff| are reported too. Prints a table and wri
 
 ``--dynamo`` also times torch's dynamo-based exporter (``torch.onnx.export(dynamo=True)``, needs
 ``pip install onnxscript``) against the TorchScript-based one ``yolor export`` uses, at 640 px.
+
+``--deploy`` measures the deployment formats instead, each through ``yolor benchmark``'s engine (made,
+scored on the val split, timed at batch 1 on the same images): PyTorch fp32 and bf16, onnxruntime
+fp32 and INT8 (QDQ), OpenVINO fp32, bf16 and INT8 (NNCF), TorchScript. Cases: each ``--weights``
+checkpoint (trained: its mAP means something) at each ``--sizes``, and with ``--random-csp``
+yolor_csp with random weights, unpruned and pruned to half the MACs, at 640 px (latency only)::
+
+    python benchmarks/export.py --deploy --data DEMO/data.yaml --weights demo.pt --weights demo_pruned.pt \
+        --sizes 320,640 --random-csp
 """
 
 from __future__ import annotations
@@ -102,6 +111,124 @@ def compare_exporters(cfgs: list[str]) -> list[dict[str, object]]:
     return rows
 
 
+DEPLOY_FORMATS = "pytorch,pytorch-bf16,onnx,onnx-int8,openvino,openvino-bf16,openvino-int8,torchscript"  # every row
+DEPLOY_OUTPUT = Path(__file__).resolve().parent / "results" / "export_deploy.json"
+RANDOM_CALIB_IMAGES = 32  # random weights: the calibration only has to run, its accuracy means nothing
+
+
+def deploy_cases(args: argparse.Namespace, folder: Path) -> list[tuple[str, Path, int, int]]:
+    """(label, weights, img_size, calib images) for each measured case."""
+    from yolor_cli.engine.config import load_data_config
+    from yolor_cli.engine.deploy.request import DEFAULT_CALIB_IMAGES
+
+    cases = [
+        (f"{weights.stem}", weights, int(size), DEFAULT_CALIB_IMAGES)
+        for weights in args.weights or []
+        for size in args.sizes.split(",")
+    ]
+    if args.random_csp:
+        nc = load_data_config(args.data).nc
+        torch.manual_seed(0)
+        model = build_model(load_cfg("yolor_csp"), nc=nc)
+        source = folder / "yolor_csp_random.pt"
+        save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), source)
+        pruned = prune(
+            PruneRequest(source, GlobalTarget(target_macs=0.5), latency=False, output=folder / "yolor_csp_half.pt")
+        )
+        assert pruned.output is not None
+        cases += [(path.stem, path, 640, RANDOM_CALIB_IMAGES) for path in (source, pruned.output)]
+    return cases
+
+
+def measure_deploy(args: argparse.Namespace) -> None:
+    from yolor_cli.engine.deploy.benchmark import run_benchmark
+    from yolor_cli.engine.deploy.request import BenchmarkRequest
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for label, weights, img_size, calib in deploy_cases(args, Path(folder)):
+            start = time.perf_counter()
+            result = run_benchmark(
+                BenchmarkRequest(
+                    weights=weights,
+                    data=args.data,
+                    formats=args.formats,
+                    img_size=img_size,
+                    calib_images=calib,
+                    output=Path(folder) / f"{label}_{img_size}.csv",
+                )
+            )
+            by_format = {row.format: row for row in result.rows}
+            baseline = by_format.get("onnx")
+            for row in result.rows:
+                rows.append(
+                    {
+                        "case": label,
+                        "params": count_parameters(load_model(weights=weights).model),
+                        "img_size": img_size,
+                        "calib_images": calib,
+                        "format": row.format,
+                        "ok": row.ok,
+                        "precision": row.precision,
+                        "size_mb": row.size_bytes / 2**20 if row.size_bytes else None,
+                        "map": row.map,
+                        "map50": row.map50,
+                        "latency_ms": row.latency_ms,
+                        "speedup_vs_pytorch": row.speedup,
+                        "speedup_vs_onnxruntime_fp32": (
+                            baseline.latency_ms / row.latency_ms
+                            if baseline and baseline.ok and row.ok and row.latency_ms
+                            else None
+                        ),
+                        "reason": row.reason,
+                        "benchmark_seconds": result.seconds,
+                    }
+                )
+            print(
+                json.dumps({"case": label, "img_size": img_size, "seconds": time.perf_counter() - start}),
+                file=sys.stderr,
+            )
+    table = Table(
+        title=f"Deployment formats on this CPU, batch 1 ({torch.get_num_threads()} threads); mAP on the val split"
+    )
+    for column in ("case", "px", "format", "precision", "MB", "mAP50-95", "mAP50", "ms", "vs PyTorch", "vs ORT fp32"):
+        table.add_column(column, justify="right")
+
+    def number(value: float | None, pattern: str) -> str:
+        return "-" if value is None else pattern.format(value)
+
+    for row in rows:
+        table.add_row(
+            str(row["case"]),
+            str(row["img_size"]),
+            str(row["format"]),
+            str(row["precision"]) if row["ok"] else f"✗ {row['reason']}",
+            number(row["size_mb"], "{:.1f}"),
+            number(row["map"], "{:.4f}"),
+            number(row["map50"], "{:.4f}"),
+            number(row["latency_ms"], "{:.1f}"),
+            number(row["speedup_vs_pytorch"], "{:.2f}x"),
+            number(row["speedup_vs_onnxruntime_fp32"], "{:.2f}x"),
+        )
+    Console(width=170).print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    import openvino
+
+    args.output.write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "openvino": openvino.__version__,
+                "threads": torch.get_num_threads(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", action="append", help="bundled cfg names (default: yolor_csp_tiny, yolor_csp)")
@@ -109,8 +236,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--dynamo", action="store_true", help="also compare the two torch ONNX exporters")
+    parser.add_argument("--deploy", action="store_true", help="measure the deployment formats (INT8, bf16, OpenVINO)")
+    parser.add_argument("--data", type=Path, help="--deploy: data.yaml (val scores, train calibrates INT8)")
+    parser.add_argument("--weights", type=Path, action="append", help="--deploy: trained checkpoints to measure")
+    parser.add_argument("--sizes", default="320,640", help="--deploy: image sizes for the --weights cases")
+    parser.add_argument("--random-csp", action="store_true", help="--deploy: also yolor_csp, random, and half-pruned")
+    parser.add_argument("--formats", default=DEPLOY_FORMATS, help="--deploy: benchmark formats")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.deploy:
+        if args.data is None:
+            parser.error("--deploy needs --data")
+        if args.output == DEFAULT_OUTPUT:
+            args.output = DEPLOY_OUTPUT
+        measure_deploy(args)
+        return
     cfgs = args.cfg or ["yolor_csp_tiny", "yolor_csp"]
     exporters = compare_exporters(cfgs) if args.dynamo else None
     rows = []

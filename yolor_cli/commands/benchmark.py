@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_error, print_json, stdout_console
-from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, BenchmarkRequest
+from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
 from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, TrustPickleOption
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ def complete_formats(incomplete: str) -> list[str]:
     done, _, current = incomplete.rpartition(",")
     taken = set(done.split(",")) if done else set()
     prefix = f"{done}," if done else ""
-    return [prefix + name for name in BENCHMARK_FORMATS if name.startswith(current) and name not in taken]
+    names = BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS
+    return [prefix + name for name in names if name.startswith(current) and name not in taken]
 
 
 def _row_json(row: BenchmarkRow) -> dict[str, Any]:
@@ -111,7 +112,12 @@ def benchmark_command(
     cfg: CfgOption = None,
     formats: Annotated[
         str,
-        typer.Option("--formats", help="Comma-separated formats to make and measure.", autocompletion=complete_formats),
+        typer.Option(
+            "--formats",
+            help="Comma-separated formats to make and measure; also pytorch-bf16 and openvino-bf16 (the same "
+            "models computing in bf16, where the CPU has it).",
+            autocompletion=complete_formats,
+        ),
     ] = BenchmarkRequest.formats,
     img_size: ImgSizeOption = BenchmarkRequest.img_size,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per timed run.")] = BenchmarkRequest.batch,

@@ -139,3 +139,22 @@ def test_benchmark_marks_a_format_it_cannot_make(project: dict[str, Path], monke
     assert table.exit_code == 0 and (project["root"] / "benchmark.csv").is_file()
     bad = invoke("benchmark", "-w", str(project["weights"]), "--data", str(project["data"]), "--formats", "tflite")
     assert bad.exit_code == 1 and "unknown benchmark format tflite" in bad.stderr
+
+
+def test_benchmark_bf16_rows_run_where_the_cpu_has_bf16(project: dict[str, Path]) -> None:
+    from yolor_cli.engine.runtime import cpu_bf16_feature
+
+    result = benchmark_module.run_benchmark(
+        benchmark_module.BenchmarkRequest(
+            weights=project["weights"], data=project["data"], formats="pytorch,pytorch-bf16,openvino-bf16",
+            img_size=IMG, output=project["root"] / "bf16.csv",
+        )
+    )  # fmt: skip
+    pytorch, pytorch_bf16, openvino_bf16 = result.rows
+    assert pytorch.ok and pytorch.precision == "fp32"
+    if cpu_bf16_feature() is None:
+        assert not pytorch_bf16.ok and "bf16" in pytorch_bf16.reason
+        return
+    assert pytorch_bf16.ok and pytorch_bf16.precision == "bf16" and pytorch_bf16.speedup is not None
+    assert abs(pytorch_bf16.map50 - pytorch.map50) < 0.1  # formula weights: scores tie, so not exact
+    assert openvino_bf16.ok == openvino_model.bf16_supported()

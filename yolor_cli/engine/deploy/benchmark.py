@@ -25,24 +25,25 @@ from yolor_cli.engine.data.loader import build_dataset
 from yolor_cli.engine.deploy.export import ExportRequest, export
 from yolor_cli.engine.deploy.int8 import Int8Maker
 from yolor_cli.engine.deploy.latency import median_latency_ms
-from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, BenchmarkRequest
+from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_predictor
 from yolor_cli.engine.evaluate.request import EVAL_CONF, EVAL_IOU
 from yolor_cli.engine.files import atomic_write
-from yolor_cli.engine.infer import onnx_model
+from yolor_cli.engine.infer import onnx_model, openvino_model
 from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, load_exported
 from yolor_cli.engine.infer.predictor import Predictor
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
-from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.runtime import resolve_inference_precision, select_device
 
 CSV_NAME = "benchmark.csv"
 TIMED_IMAGES = 20  # val images each format is timed on, one batch at a time, in the same order
 TIMED_RUNS = 20
-EXPORTS = {"onnx": "onnx", "openvino": "openvino", "torchscript": "torchscript"}  # benchmark name: --format
+# benchmark name: the export --format it is made with (openvino-bf16 runs the fp32 IR in bf16)
+EXPORTS = {"onnx": "onnx", "openvino": "openvino", "openvino-bf16": "openvino", "torchscript": "torchscript"}
 INT8_NAMES = {"onnx-int8": "onnx", "openvino-int8": "openvino"}
-PRECISIONS = {"onnx-int8": "int8", "openvino-int8": "int8"}
+PRECISIONS = {"onnx-int8": "int8", "openvino-int8": "int8", "pytorch-bf16": "bf16", "openvino-bf16": "bf16"}
 CSV_COLUMNS = (
     "format",
     "status",
@@ -95,11 +96,12 @@ class BenchmarkResult:
 
 def parse_benchmark_formats(text: str) -> list[str]:
     formats = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in formats if name not in BENCHMARK_FORMATS]
+    known = BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS
+    unknown = [name for name in formats if name not in known]
     if unknown or not formats:
         raise YolorError(
             f"unknown benchmark format {', '.join(unknown) or repr(text)}",
-            hint=f"use one or more of {', '.join(BENCHMARK_FORMATS)}, comma-separated",
+            hint=f"use one or more of {', '.join(known)}, comma-separated",
         )
     return list(dict.fromkeys(formats))
 
@@ -211,7 +213,7 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
         for name in reporter.track(formats, "Benchmarking", total=len(formats)):
             row = BenchmarkRow(format=name, precision=PRECISIONS.get(name, "fp32"))
             try:
-                if name == "pytorch":
+                if name in ("pytorch", "pytorch-bf16"):
                     _pytorch(row, bench, loaded.model, weights, device)
                 elif name in INT8_NAMES:
                     _int8(row, bench)
@@ -235,20 +237,26 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
 
 def _pytorch(row: BenchmarkRow, bench: _Bench, model: Any, weights: Path, device: torch.device) -> None:
     row.size_bytes = weights.stat().st_size
-    predictor = Predictor(model, device=device, conf=EVAL_CONF, iou=EVAL_IOU)
+    precision = None
+    if row.format == "pytorch-bf16":
+        precision = resolve_inference_precision(device, True)
+        if precision.dtype != torch.bfloat16:
+            raise YolorError(precision.note or f"no bf16 here: {precision.reason}")
+    predictor = Predictor(model, device=device, conf=EVAL_CONF, iou=EVAL_IOU, precision=precision)
 
-    def run(batch: np.ndarray) -> Any:
-        with torch.inference_mode():
-            return predictor.model(torch.from_numpy(batch).to(device))
-
-    bench.measure(row, predictor, run)
+    bench.measure(row, predictor, lambda batch: predictor.forward(torch.from_numpy(batch)))
 
 
 def _exported(row: BenchmarkRow, bench: _Bench, device: torch.device) -> None:
+    compute = "fp32"
+    if row.format == "openvino-bf16":
+        if not openvino_model.bf16_supported():
+            raise YolorError("OpenVINO's CPU plugin reports no bf16 support on this CPU")
+        compute = "bf16"
     path = bench.fp32_onnx() if row.format == "onnx" else bench.export(row.format, device)
     row.size_bytes = _file_size(path)
-    detector = load_exported(path, device if row.format == "torchscript" else torch.device("cpu"), "fp32")
-    row.precision = detector.precision
+    detector = load_exported(path, device if row.format == "torchscript" else torch.device("cpu"), compute)
+    row.precision = PRECISIONS.get(row.format, detector.precision)
     bench.measure(row, Predictor(detector, conf=EVAL_CONF, iou=EVAL_IOU), detector.run_batch)
 
 

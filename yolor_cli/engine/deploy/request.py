@@ -42,6 +42,8 @@ class ExportRequest:
 
 
 BENCHMARK_FORMATS = ("pytorch", "onnx", "onnx-int8", "openvino", "openvino-int8", "torchscript")
+# Asked for by name only: the same files computing in bf16 where the CPU has it.
+EXTRA_BENCHMARK_FORMATS = ("pytorch-bf16", "openvino-bf16")
 BENCHMARK_IMG_SIZE = 640  # what deployments run; the latency targets are quoted at it
 
 

@@ -113,7 +113,8 @@ class Predictor:
 
     @property
     def bf16(self) -> bool:
-        return self.precision is not None and self.precision.dtype == torch.bfloat16
+        """A PyTorch model cast to bf16 (an exported file casts its own input, whatever it computes in)."""
+        return self.exported is None and self.precision is not None and self.precision.dtype == torch.bfloat16
 
     def prepare(self, image_bgr: np.ndarray, img_size: int) -> tuple[torch.Tensor, Letterbox]:
         """One BGR image -> CHW RGB uint8 tensor padded to a stride multiple (or to the model's one
@@ -125,14 +126,27 @@ class Predictor:
         chw = np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))
         return torch.from_numpy(chw), geometry
 
+    def to_model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """A float [0, 1] batch on the model's device, in its type and memory layout."""
+        batch = batch.to(self.device, non_blocking=True)
+        if self.bf16:
+            return batch.to(torch.bfloat16, memory_format=torch.channels_last)
+        return batch.half() if self.half else batch.float()
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The decoded (bs, N, 5+nc) output of a float [0, 1] batch, without NMS: what a latency
+        benchmark times."""
+        if self.exported is not None:
+            return self.exported(batch)
+        return self.model(self.to_model_input(batch))[0]
+
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, geometries: list[Letterbox]) -> list[Detections]:
         """``images`` (bs, 3, h, w) uint8 RGB as the loaders give them."""
         start = _now(self.device)
         batch = images.to(self.device, non_blocking=True)
-        batch = (batch.half() if self.half else batch.float()) / 255.0
-        if self.bf16:
-            batch = batch.to(torch.bfloat16, memory_format=torch.channels_last)
+        batch = self.to_model_input((batch.half() if self.half else batch.float()) / 255.0)
         after_pre = _now(self.device)
         decoded, self.last_raw = (self.exported(batch), []) if self.exported is not None else self.model(batch)
         after_model = _now(self.device)
