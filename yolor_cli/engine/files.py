@@ -85,6 +85,28 @@ def check_output(path: Path, source: Path, overwrite: bool) -> None:
         )
 
 
+def check_output_folder(path: Path, source: Path, overwrite: bool, suffixes: tuple[str, ...]) -> None:
+    """:func:`check_output` for an output that is a folder replaced whole (an OpenVINO IR): with
+    ``overwrite`` it may replace only a folder of the same kind, holding nothing but files with
+    ``suffixes``, so a mistyped ``--output`` can never wipe a folder of the user's."""
+    check_output(path, source, overwrite)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise YolorError(
+            f"--output {path} is a file; this format is written as a folder", hint="choose another --output"
+        )
+    if source.resolve().is_relative_to(path.resolve()):
+        raise YolorError(f"--output {path} holds the input weights", hint="choose another --output")
+    others = [item.name for item in path.iterdir() if not (item.is_file() and item.suffix.lower() in suffixes)]
+    if others:
+        raise YolorError(
+            f"--output {path} is a folder with other things in it ({', '.join(sorted(others)[:3])}); "
+            "it would be replaced whole",
+            hint="choose a new or an earlier export's folder for --output",
+        )
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None = None) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
@@ -121,6 +143,13 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable
             os.unlink(temp_name)
         raise
     return path
+
+
+def path_size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder (an OpenVINO IR is a folder)."""
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None], check: Callable[[Path], None] | None = None) -> Path:

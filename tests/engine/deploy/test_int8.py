@@ -1,8 +1,7 @@
 """``yolor export --int8``: quantized files, the mAP gate, and eval / detect running them.
 
-A tiny model with formula weights scores mAP 0 on real labels, which would make any gate pass. So
-the val labels here are the fp32 file's own three best boxes per image: fp32 scores near 1, and an
-INT8 file scores what it keeps of the fp32 behaviour, which the gate then judges.
+The val labels are the fp32 file's own best boxes (``pseudo_labels``): a formula-weight model scores
+mAP 0 on real labels, which would make any gate pass.
 """
 
 from __future__ import annotations
@@ -18,18 +17,14 @@ import torch
 import yaml
 
 from tests.conftest import fill_deterministic, make_shapes_dataset
+from tests.engine.deploy.pseudo_labels import write_pseudo_labels
 from tests.test_cli import invoke
-from yolor_cli.engine.boxes import xyxy_to_xywhn
-from yolor_cli.engine.config import load_data_config
 from yolor_cli.engine.data.labels import label_path_for
-from yolor_cli.engine.data.loader import build_dataset
 from yolor_cli.engine.deploy import quantize
 from yolor_cli.engine.deploy.export import ExportRequest, export
 from yolor_cli.engine.deploy.int8 import AccuracyGateError
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.exported import is_exported, load_exported, openvino_xml
-from yolor_cli.engine.infer.onnx_model import OnnxDetector
-from yolor_cli.engine.infer.predictor import Predictor
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model
@@ -39,7 +34,6 @@ pytest.importorskip("onnxruntime")
 
 IMG = 64
 NAMES = ["circle", "rectangle", "triangle"]
-PSEUDO_BOXES = 3  # fp32 detections per val image that become its labels
 CPU = torch.device("cpu")
 
 
@@ -49,28 +43,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _write_pseudo_labels(data_yaml: Path, fp32_onnx: Path) -> None:
-    """Each val image's labels := the fp32 file's best boxes on it, found as the gate's evaluation
-    finds them (square letterbox at the file's size)."""
-    data = load_data_config(data_yaml)
-    dataset = build_dataset(data, "val", img_size=IMG, batch_size=1)
-    predictor = Predictor(OnnxDetector.load(fp32_onnx, CPU), conf=0.0, iou=0.45)
-    for index, record in enumerate(dataset.records):
-        sample = dataset[index]
-        detections = predictor(sample.image[None], [sample.geometry])[0]
-        best = np.argsort(-detections.scores)[:PSEUDO_BOXES]
-        boxes = detections.boxes[best].copy()
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, record.width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, record.height)
-        rows = xyxy_to_xywhn(boxes, record.width, record.height)
-        lines = [
-            f"{int(cls)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
-            for (cx, cy, w, h), cls in zip(rows, detections.classes[best])
-            if w > 0 and h > 0
-        ]
-        label_path_for(record.image).write_text("".join(f"{line}\n" for line in lines))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +57,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict(), names=NAMES), weights)
     fp32 = export(ExportRequest(weights=weights, formats="onnx", img_size=IMG, output=root / "fp32.onnx"))
     data_yaml = voc / "data.yaml"
-    _write_pseudo_labels(data_yaml, fp32.files[0].path)
+    write_pseudo_labels(data_yaml, fp32.files[0].path, IMG)
     gray = voc / "images" / "gray_calibration.jpg"
     cv2.imwrite(str(gray), np.full((IMG, IMG, 3), 114, np.uint8))
     label_path_for(gray).write_text("")
@@ -102,13 +74,14 @@ def _export_json(*args: str) -> tuple[int, dict, str]:
     return result.exit_code, payload, " ".join(result.stderr.split())
 
 
-def test_decoding_is_found_from_the_graph_and_left_in_float(project: dict[str, Path]) -> None:
+def test_the_head_is_found_from_the_graph_and_left_in_float(project: dict[str, Path]) -> None:
     proto = onnx.load(str(project["root"] / "fp32.onnx"))
     excluded = set(quantize.onnx_decode_nodes(proto))
     kinds = {node.op_type for node in proto.graph.node if node.name in excluded}
-    assert {"Sigmoid", "Pow", "Concat"} <= kinds and "Conv" not in kinds
+    assert {"Sigmoid", "Pow", "Concat", "Conv"} <= kinds
     convs = [node for node in proto.graph.node if node.op_type == "Conv"]
-    assert convs and not excluded & {node.name for node in convs}
+    # the three head convolutions (one per [yolo] level), and no backbone or neck conv
+    assert len(excluded & {node.name for node in convs}) == 3 < len(convs)
 
 
 def test_onnx_int8_is_written_within_the_gate_and_eval_reproduces_its_figure(project: dict[str, Path]) -> None:
@@ -125,6 +98,12 @@ def test_onnx_int8_is_written_within_the_gate_and_eval_reproduces_its_figure(pro
     proto = onnx.load(str(output))
     kinds = [node.op_type for node in proto.graph.node]
     assert "QuantizeLinear" in kinds and "DequantizeLinear" in kinds and "Sigmoid" in kinds
+    # the head convolutions keep float weights (an initializer, not a DequantizeLinear output)
+    head = set(quantize.onnx_decode_nodes(onnx.load(str(project["root"] / "fp32.onnx"))))
+    floats = {initializer.name for initializer in proto.graph.initializer}
+    convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+    assert sorted(node.input[1] in floats for node in convs).count(True) == 3
+    assert all(node.input[1] in floats for node in convs if node.name in head)
     metadata = {entry.key: entry.value for entry in proto.metadata_props}
     assert metadata["precision"] == "int8" and json.loads(metadata["names"]) == NAMES
     assert json.loads(metadata["int8_check"])["map_int8"] == payload["map_int8"]

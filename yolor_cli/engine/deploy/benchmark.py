@@ -29,7 +29,7 @@ from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_F
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_predictor
 from yolor_cli.engine.evaluate.request import EVAL_CONF, EVAL_IOU
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, path_size
 from yolor_cli.engine.infer import onnx_model, openvino_model
 from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, load_exported
 from yolor_cli.engine.infer.predictor import Predictor
@@ -104,12 +104,6 @@ def parse_benchmark_formats(text: str) -> list[str]:
             hint=f"use one or more of {', '.join(known)}, comma-separated",
         )
     return list(dict.fromkeys(formats))
-
-
-def _file_size(path: Path) -> int:
-    if path.is_dir():
-        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
-    return path.stat().st_size
 
 
 class _Bench:
@@ -190,9 +184,7 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
     if request.batch < 1:
         raise YolorError(f"--batch {request.batch} must be at least 1")
     weights = Path(request.weights)
-    csv_path = Path(request.output) if request.output is not None else weights.parent / CSV_NAME
-    if csv_path.is_dir():
-        csv_path = csv_path / CSV_NAME
+    csv_path = _csv_path(request, weights)
     data = load_data_config(request.data)
     device = select_device(request.device)
     loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
@@ -235,6 +227,19 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
     return result
 
 
+def _csv_path(request: BenchmarkRequest, weights: Path) -> Path:
+    """``benchmark.csv`` beside the weights, in an ``--output`` folder, or an ``--output`` .csv file.
+    A CSV is rewritten by each run (it is the benchmark's own); anything else is never replaced."""
+    if request.output is None:
+        return weights.parent / CSV_NAME
+    path = Path(request.output)
+    if path.is_dir():
+        return path / CSV_NAME
+    if path.suffix.lower() != ".csv":
+        raise YolorError(f"--output {path} is not a .csv file", hint="name a folder, or a file ending in .csv")
+    return path
+
+
 def _pytorch(row: BenchmarkRow, bench: _Bench, model: Any, weights: Path, device: torch.device) -> None:
     row.size_bytes = weights.stat().st_size
     precision = None
@@ -244,7 +249,12 @@ def _pytorch(row: BenchmarkRow, bench: _Bench, model: Any, weights: Path, device
             raise YolorError(precision.note or f"no bf16 here: {precision.reason}")
     predictor = Predictor(model, device=device, conf=EVAL_CONF, iou=EVAL_IOU, precision=precision)
 
-    bench.measure(row, predictor, lambda batch: predictor.forward(torch.from_numpy(batch)))
+    def run(batch: np.ndarray) -> None:
+        predictor.forward(torch.from_numpy(batch))
+        if device.type == "cuda":  # CUDA runs asynchronously: time the work, not its launch
+            torch.cuda.synchronize(device)
+
+    bench.measure(row, predictor, run)
 
 
 def _exported(row: BenchmarkRow, bench: _Bench, device: torch.device) -> None:
@@ -254,8 +264,9 @@ def _exported(row: BenchmarkRow, bench: _Bench, device: torch.device) -> None:
             raise YolorError("OpenVINO's CPU plugin reports no bf16 support on this CPU")
         compute = "bf16"
     path = bench.fp32_onnx() if row.format == "onnx" else bench.export(row.format, device)
-    row.size_bytes = _file_size(path)
-    detector = load_exported(path, device if row.format == "torchscript" else torch.device("cpu"), compute)
+    row.size_bytes = path_size(path)
+    runtime_device = device if row.format == "torchscript" else torch.device("cpu")
+    detector = load_exported(path, runtime_device, compute, back_to_back=True)
     row.precision = PRECISIONS.get(row.format, detector.precision)
     bench.measure(row, Predictor(detector, conf=EVAL_CONF, iou=EVAL_IOU), detector.run_batch)
 
@@ -267,9 +278,9 @@ def _int8(row: BenchmarkRow, bench: _Bench) -> None:
     if row.format == "onnx-int8":
         target = target.with_suffix(".onnx")
     report = bench.maker().make(INT8_NAMES[row.format], target)
-    row.size_bytes = _file_size(target)
+    row.size_bytes = path_size(target)
     row.map, row.map50 = report.map_int8, report.map50_int8
-    detector = load_exported(target, torch.device("cpu"), "fp32")
+    detector = load_exported(target, torch.device("cpu"), "fp32", back_to_back=True)
     bench.time(row, detector.run_batch)
 
 

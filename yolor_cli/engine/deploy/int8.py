@@ -104,29 +104,27 @@ class Int8Maker:
         max_drop: float,
         reporter: Reporter | None = None,
     ) -> None:
-        if max_drop < 0:
-            raise YolorError(f"--max-drop {max_drop} must be 0 or more (an absolute mAP50-95 drop, e.g. 0.01)")
         self.fp32_onnx, self.metadata, self.data = fp32_onnx, metadata, data
         self.img_size, self.batch, self.calib_images, self.max_drop = img_size, batch, calib_images, max_drop
         self.reporter = reporter or SilentReporter()
         self.notes: list[str] = []
         self._batches: list[np.ndarray] | None = None
+        self.images_used = 0
         self._reference: tuple[EvalResult, float, np.ndarray] | None = None
 
     @property
     def batches(self) -> list[np.ndarray]:
         if self._batches is None:
-            self._batches = quantize.calibration_batches(
-                self.data, (self.img_size, self.img_size), self.calib_images, self.batch, self.reporter
+            self._batches, self.images_used = quantize.calibration_batches(
+                self.data, self.img_size, self.calib_images, self.batch, self.reporter
             )
-            used = sum(len(b) for b in self._batches)
-            self.notes.extend(quantize.calibration_note(self.calib_images, used))
+            self.notes.extend(quantize.calibration_note(self.calib_images, self.images_used))
         return self._batches
 
     def reference(self) -> tuple[EvalResult, float, np.ndarray]:
         """The fp32 file's score, latency and output on the first calibration batch."""
         if self._reference is None:
-            fp32 = load_exported(self.fp32_onnx, CPU)
+            fp32 = load_exported(self.fp32_onnx, CPU, back_to_back=True)
             scored = _score(fp32, self.data, self.img_size, self.reporter)
             self._reference = (scored, _latency(fp32, self.batches[:1]), fp32.run_batch(self.batches[0]))
         return self._reference
@@ -134,12 +132,14 @@ class Int8Maker:
     def make(self, name: str, target: Path) -> Int8Report:
         """Quantize into ``name``'s format, score, and write ``target`` only if the gate passed; the
         report says which (``written``)."""
-        used = sum(len(b) for b in self.batches)
+        batches = self.batches
+        used = self.images_used
         self.reporter.info(f"INT8 {name}: calibrating on {used} {quantize.CALIB_SPLIT} images, checking on val")
         reference, fp32_latency, fp32_output = self.reference()
+        target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".yolor-int8-", dir=target.parent) as scratch:
-            candidate, write = _quantized(name, self.fp32_onnx, Path(scratch), target, self.metadata, self.batches)
-            detector = load_exported(candidate, CPU)
+            candidate, write = _quantized(name, self.fp32_onnx, Path(scratch), target, self.metadata, batches)
+            detector = load_exported(candidate, CPU, back_to_back=True)
             scored = _score(detector, self.data, self.img_size, self.reporter)
             report = Int8Report(
                 format=name,
@@ -152,8 +152,8 @@ class Int8Maker:
                 map_int8=scored.metrics.map,
                 map50_int8=scored.metrics.map50,
                 latency_ms_fp32=fp32_latency,
-                latency_ms_int8=_latency(detector, self.batches[:1]),
-                max_abs_diff=float(np.abs(detector.run_batch(self.batches[0]) - fp32_output).max()),
+                latency_ms_int8=_latency(detector, batches[:1]),
+                max_abs_diff=float(np.abs(detector.run_batch(batches[0]) - fp32_output).max()),
             )
             if report.passed:
                 write(_with_figures(self.metadata, report))
@@ -164,7 +164,15 @@ class Int8Maker:
 def export_int8(maker: Int8Maker, formats: list[str], paths: dict[str, Path]) -> list[Int8Report]:
     """Each of ``formats`` made by ``maker``; those that pass are written. Raises
     :class:`AccuracyGateError` naming both figures when any failed (after writing those that passed)."""
-    reports = [maker.make(name, paths[name]) for name in formats]
+    reports: list[Int8Report] = []
+    for name in formats:
+        try:
+            reports.append(maker.make(name, paths[name]))
+        except YolorError as error:
+            done = [str(paths[report.format]) for report in reports if report.written]
+            if done:  # say what an earlier format did write, so nobody thinks it is all gone
+                raise type(error)(f"{error.message} (already written: {', '.join(done)})", error.hint) from None
+            raise
     written = [report for report in reports if report.written]
     refused = [report for report in reports if not report.written]
     if refused:

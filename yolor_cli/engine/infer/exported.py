@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.model.checkpoint import EXPORTED_SUFFIXES
 from yolor_cli.engine.runtime import InferencePrecision, resolve_inference_precision
 
 DEFAULT_STRIDE = 32  # YOLOR's largest stride, for files without our metadata
 OPENVINO_SUFFIX = ".xml"  # an IR is NAME.xml (the graph) beside NAME.bin (the weights)
 OPENVINO_FOLDER_SUFFIX = "_openvino_model"  # the folder ``yolor export --format openvino`` writes
-EXPORTED_SUFFIXES = (".onnx", ".torchscript")
 
 
 @dataclass
@@ -109,10 +109,14 @@ def is_exported(path: Path) -> bool:
     return path.suffix.lower() in EXPORTED_SUFFIXES or openvino_xml(path) is not None
 
 
-def load_exported(path: Path, device: torch.device, precision: str | None = None) -> ExportedDetector:
+def load_exported(
+    path: Path, device: torch.device, precision: str | None = None, *, back_to_back: bool = False
+) -> ExportedDetector:
     """The runtime for ``path``: onnxruntime for .onnx, OpenVINO for an IR, torch.jit for .torchscript.
     ``precision`` ("bf16" or "fp32") is what OpenVINO computes the file's float parts in; the other
-    runtimes run a file in its own precision."""
+    runtimes run a file in its own precision. ``back_to_back``: runs follow each other with nothing
+    between them (a latency measurement), so onnxruntime's worker threads may spin between runs, as
+    they do by default; ``yolor detect`` turns that off, as its pre-processing runs in between."""
     xml = openvino_xml(path)
     if xml is not None:
         from yolor_cli.engine.infer.openvino_model import OpenVinoDetector
@@ -124,7 +128,7 @@ def load_exported(path: Path, device: torch.device, precision: str | None = None
         return TorchScriptDetector.load(path, device)
     from yolor_cli.engine.infer.onnx_model import OnnxDetector
 
-    return OnnxDetector.load(path, device)
+    return OnnxDetector.load(path, device, spin=back_to_back)
 
 
 FILE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -135,12 +139,16 @@ def load_for_inference(
 ) -> tuple[ExportedDetector, InferencePrecision, list[str]]:
     """An exported file as eval and detect run it, the precision to report and the notes to show.
 
-    OpenVINO computes an IR's float layers in whatever it is told, so ``--half/--no-half`` choose bf16
-    or fp32 as for a checkpoint. onnxruntime and TorchScript run a file in the type it was exported
-    in; a ``--half``/``--no-half`` given with one is noted, not silently dropped."""
+    OpenVINO computes an IR's float layers in whatever it is told: fp32 unless ``--half`` asks for bf16
+    (not automatic, unlike a checkpoint: the IR was checked in fp32 when exported, INT8 ones by their
+    mAP, and ``yolor eval`` must reproduce that figure). onnxruntime and TorchScript run a file in the
+    type it was exported in; a ``--half``/``--no-half`` given with one is noted, not silently dropped."""
     notes: list[str] = []
     if openvino_xml(path) is not None:
-        chosen = resolve_inference_precision(torch.device("cpu"), half)
+        if half:
+            chosen = resolve_inference_precision(torch.device("cpu"), True)
+        else:
+            chosen = InferencePrecision(torch.float32, "as it was checked at export; --half for bf16")
         detector = load_exported(path, device, chosen.name)
         notes.extend([chosen.note] if chosen.note else [])
         reason = f"OpenVINO, {chosen.reason}"

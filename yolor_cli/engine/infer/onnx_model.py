@@ -192,7 +192,7 @@ class OnnxDetector(ExportedDetector):
         return "onnxruntime"
 
     @classmethod
-    def load(cls, path: Path, device: torch.device) -> OnnxDetector:
+    def load(cls, path: Path, device: torch.device, spin: bool = False) -> OnnxDetector:
         if not path.is_file():
             raise YolorError(f"ONNX file not found: {path}")
         ort = require("onnxruntime")
@@ -200,7 +200,7 @@ class OnnxDetector(ExportedDetector):
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            session = _session(str(path), providers, spin=False)
+            session = _session(str(path), providers, spin=spin)
         except Exception as error:  # onnxruntime raises its own exception types for unreadable graphs
             raise YolorError(f"{path} is not an ONNX model onnxruntime can run ({first_line(error)})") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()

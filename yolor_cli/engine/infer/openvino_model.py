@@ -113,14 +113,21 @@ class OpenVinoDetector(ExportedDetector):
         except Exception as error:
             raise YolorError(f"{xml} is not an OpenVINO model ({first_line(error)})") from None
         inputs, outputs = model.inputs, model.outputs
-        if len(inputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4 or len(outputs) < 1:
+        input_shape = inputs[0].get_partial_shape() if len(inputs) == 1 else None
+        output_shape = outputs[0].get_partial_shape() if outputs else None
+        if (
+            input_shape is None
+            or output_shape is None
+            or input_shape.rank.is_dynamic
+            or output_shape.rank.is_dynamic
+            or input_shape.rank.get_length() != 4
+            or output_shape.rank.get_length() != 3
+        ):
             raise YolorError(
                 f"{xml} is not a detector exported by yolor export",
                 hint="yolor runs OpenVINO files with one (batch, 3, H, W) input and a (batch, N, 5 + nc) output",
             )
         metadata = read_metadata(model)
-        input_shape = inputs[0].get_partial_shape()
-        output_shape = outputs[0].get_partial_shape()
         width = output_shape[2].get_length() if output_shape[2].is_static else None
         names, nc, stride = parse_metadata(xml, metadata, width)
         dims = [input_shape[i].get_length() if input_shape[i].is_static else None for i in range(4)]

@@ -169,7 +169,8 @@ def _unreadable(path: Path, error: Exception, trust_pickle: bool) -> CheckpointE
     if _is_onnx(header):
         return CheckpointError(
             f"{path} is an ONNX model, not a checkpoint",
-            hint="yolor detect runs .onnx files (name it .onnx); other commands need the .pt it was exported from",
+            hint="yolor eval and yolor detect run .onnx files (name it .onnx); train and prune need the .pt it "
+            "was exported from",
         )
     if _is_torch_file(header) and isinstance(error, pickle.UnpicklingError) and not trust_pickle:
         return CheckpointError(
@@ -209,7 +210,7 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
     if path.suffix.lower() in EXPORTED_SUFFIXES:
         raise CheckpointError(
             f"{path} is an exported model, not a checkpoint",
-            hint="yolor detect runs .onnx files; other commands need the .pt it was exported from",
+            hint="yolor eval and yolor detect run exported files; train and prune need the .pt it was exported from",
         )
     try:
         return _torch_load(path, trust_pickle)
