@@ -229,6 +229,82 @@ def measure_deploy(args: argparse.Namespace) -> None:
     )
 
 
+INTERLEAVED = (  # (label, export format, int8, what OpenVINO computes float layers in)
+    ("onnxruntime fp32", "onnx", False, None),
+    ("onnxruntime int8", "onnx", True, None),
+    ("openvino fp32", "openvino", False, "fp32"),
+    ("openvino bf16", "openvino", False, "bf16"),
+    ("openvino int8", "openvino", True, "fp32"),
+)
+
+
+def interleaved_latency(args: argparse.Namespace) -> None:
+    """The deployment runtimes timed in turn, ``--rounds`` times, so that a busy spell of a shared
+    machine hits each of them alike; each figure is the median over rounds of the median of
+    ``--repeats`` runs (one fixed letterboxed val image, batch 1, after warm-up)."""
+    from yolor_cli.engine.config import load_data_config
+    from yolor_cli.engine.data.loader import build_dataset
+    from yolor_cli.engine.deploy.latency import median_latency_ms
+    from yolor_cli.engine.infer.exported import load_exported
+
+    data = load_data_config(args.data)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for label, weights, img_size, calib in deploy_cases(args, Path(folder)):
+            image = build_dataset(data, "val", img_size=img_size, batch_size=1)[0].image.numpy()[None] / 255.0
+            runners = {}
+            for name, export_format, int8, compute in INTERLEAVED:
+                made = export(
+                    ExportRequest(
+                        weights=weights,
+                        formats=export_format,
+                        img_size=img_size,
+                        output=Path(folder) / f"{label}_{img_size}_{name.replace(' ', '_')}",
+                        data=args.data,
+                        int8=int8,
+                        calib_images=calib,
+                        max_drop=float("inf"),
+                    )
+                )
+                path = made.files[0].path
+                runners[name] = load_exported(path, torch.device("cpu"), compute, back_to_back=True).run_batch
+            rounds: dict[str, list[float]] = {name: [] for name in runners}
+            batch = [image.astype(np.float32)]
+            for _ in range(args.rounds):
+                for name, run in runners.items():
+                    rounds[name].append(median_latency_ms(run, batch, runs=args.repeats))
+            baseline = float(np.median(rounds["onnxruntime fp32"]))
+            for name, values in rounds.items():
+                latency = float(np.median(values))
+                rows.append(
+                    {
+                        "case": label,
+                        "img_size": img_size,
+                        "runtime": name,
+                        "latency_ms": latency,
+                        "round_medians_ms": values,
+                        "speedup_vs_onnxruntime_fp32": baseline / latency,
+                    }
+                )
+                print(json.dumps(rows[-1]), file=sys.stderr)
+    table = Table(title=f"Interleaved latency, batch 1, median of {args.rounds} rounds x {args.repeats} runs")
+    for column in ("case", "px", "runtime", "ms", "vs onnxruntime fp32", "round medians"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row["case"]),
+            str(row["img_size"]),
+            str(row["runtime"]),
+            f"{row['latency_ms']:.1f}",
+            f"{row['speedup_vs_onnxruntime_fp32']:.2f}x",
+            " ".join(f"{value:.1f}" for value in row["round_medians_ms"]),
+        )
+    Console(width=170).print(table)
+    output = args.output if args.output != DEFAULT_OUTPUT else DEFAULT_OUTPUT.with_name("export_latency.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", action="append", help="bundled cfg names (default: yolor_csp_tiny, yolor_csp)")
@@ -242,8 +318,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="320,640", help="--deploy: image sizes for the --weights cases")
     parser.add_argument("--random-csp", action="store_true", help="--deploy: also yolor_csp, random, and half-pruned")
     parser.add_argument("--formats", default=DEPLOY_FORMATS, help="--deploy: benchmark formats")
+    parser.add_argument("--interleaved", action="store_true", help="time the runtimes in turn (with --deploy's cases)")
+    parser.add_argument("--rounds", type=int, default=5, help="--interleaved: rounds of timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.interleaved:
+        if args.data is None:
+            parser.error("--interleaved needs --data")
+        interleaved_latency(args)
+        return
     if args.deploy:
         if args.data is None:
             parser.error("--deploy needs --data")
