@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,16 @@ def make_shapes_dataset(root: Path, *, images: int, seed: int, val: float) -> Pa
     synthesize(root, images=images, seed=seed)
     prepare_dataset(root, val=val, test=0.0, seed=0)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models at 64 px gain nothing from threads, and on a busy machine they cost several times
+    over; a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

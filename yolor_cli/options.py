@@ -8,6 +8,14 @@ from typing import Annotated
 import typer
 
 
+def complete_comma_list(incomplete: str, names: tuple[str, ...]) -> list[str]:
+    """Shell completion of a comma-separated list of names, also after a comma (onnx,tor<TAB>)."""
+    done, _, current = incomplete.rpartition(",")
+    taken = set(done.split(",")) if done else set()
+    prefix = f"{done}," if done else ""
+    return [prefix + name for name in names if name.startswith(current) and name not in taken]
+
+
 def complete_cfg(incomplete: str) -> list[str]:
     """Bundled model names for shell completion (paths are completed by the shell)."""
     from yolor_cli.engine.model.bundled import bundled_model_names

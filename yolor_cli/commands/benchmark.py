@@ -11,7 +11,7 @@ from rich.table import Table
 
 from yolor_cli.console import RichReporter, print_error, print_json, stdout_console
 from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
-from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, TrustPickleOption
+from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, TrustPickleOption, complete_comma_list
 
 if TYPE_CHECKING:
     from yolor_cli.engine.deploy.benchmark import BenchmarkResult, BenchmarkRow
@@ -22,11 +22,7 @@ FAILED_MARK = "✗"
 
 def complete_formats(incomplete: str) -> list[str]:
     """Shell completion for --formats, also after a comma (onnx,open<TAB>)."""
-    done, _, current = incomplete.rpartition(",")
-    taken = set(done.split(",")) if done else set()
-    prefix = f"{done}," if done else ""
-    names = BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS
-    return [prefix + name for name in names if name.startswith(current) and name not in taken]
+    return complete_comma_list(incomplete, BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS)
 
 
 def _row_json(row: BenchmarkRow) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from yolor_cli.options import (
     JsonOption,
     NamesFileOption,
     TrustPickleOption,
+    complete_comma_list,
 )
 
 if TYPE_CHECKING:
@@ -30,10 +31,7 @@ FORMAT_NAMES = ("onnx", "openvino", "torchscript", "pt")  # the engine's FORMATS
 
 def complete_formats(incomplete: str) -> list[str]:
     """Shell completion for --format, also after a comma (onnx,tor<TAB>)."""
-    done, _, current = incomplete.rpartition(",")
-    taken = set(done.split(",")) if done else set()
-    prefix = f"{done}," if done else ""
-    return [prefix + name for name in FORMAT_NAMES if name.startswith(current) and name not in taken]
+    return complete_comma_list(incomplete, FORMAT_NAMES)
 
 
 def _check_json(check: Check) -> dict[str, Any]:

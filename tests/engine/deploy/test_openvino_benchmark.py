@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,8 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 IMG = 64
+pytestmark = pytest.mark.usefixtures("one_thread")
 NAMES = ["circle", "rectangle", "triangle"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_an_onnx_model_renamed_pt_points_to_detect(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     onnx.save(onnx.helper.make_model(graph, producer_name="pytorch"), str(path))
     text = _assert_refused(_info(path), f"{path} is an ONNX model, not a checkpoint")
-    assert "yolor detect runs .onnx files" in text
+    assert "yolor eval and yolor detect run .onnx files" in text
 
 
 @pytest.mark.parametrize("seed", [0, 17])  # torch answers 0 with its weights_only advice, 17 with an IndexError

@@ -22,7 +22,7 @@ import torch
 
 from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.data.loader import build_dataset
-from yolor_cli.engine.deploy.export import ExportRequest, export
+from yolor_cli.engine.deploy.export import ExportRequest, export, parse_formats
 from yolor_cli.engine.deploy.int8 import Int8Maker
 from yolor_cli.engine.deploy.latency import median_latency_ms
 from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
@@ -92,18 +92,6 @@ class BenchmarkResult:
         if self.min_map is None:
             return []
         return [row for row in self.rows if row.ok and row.map is not None and row.map < self.min_map]
-
-
-def parse_benchmark_formats(text: str) -> list[str]:
-    formats = [part.strip().lower() for part in text.split(",") if part.strip()]
-    known = BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS
-    unknown = [name for name in formats if name not in known]
-    if unknown or not formats:
-        raise YolorError(
-            f"unknown benchmark format {', '.join(unknown) or repr(text)}",
-            hint=f"use one or more of {', '.join(known)}, comma-separated",
-        )
-    return list(dict.fromkeys(formats))
 
 
 class _Bench:
@@ -180,7 +168,7 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
     """What ``yolor benchmark`` does: each format made, scored and timed; the CSV written."""
     reporter = reporter or SilentReporter()
     start = time.perf_counter()
-    formats = parse_benchmark_formats(request.formats)
+    formats = parse_formats(request.formats, BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS, "benchmark")
     if request.batch < 1:
         raise YolorError(f"--batch {request.batch} must be at least 1")
     weights = Path(request.weights)

@@ -179,13 +179,14 @@ class VerificationError(YolorError):
     """An exported file that does not reproduce the PyTorch model."""
 
 
-def parse_formats(text: str) -> list[str]:
+def parse_formats(text: str, known: tuple[str, ...] = FORMATS, what: str = "export") -> list[str]:
+    """``onnx, TorchScript`` -> ["onnx", "torchscript"]: known names only, each once, in order."""
     formats = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in formats if name not in FORMATS]
+    unknown = [name for name in formats if name not in known]
     if unknown or not formats:
         raise YolorError(
-            f"unknown export format {', '.join(unknown) or repr(text)}",
-            hint=f"use one or more of {', '.join(FORMATS)}, comma-separated",
+            f"unknown {what} format {', '.join(unknown) or repr(text)}",
+            hint=f"use one or more of {', '.join(known)}, comma-separated",
         )
     return list(dict.fromkeys(formats))
 
