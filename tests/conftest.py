@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
+
+# Before torch loads: the two test workers and the commands tests start as subprocesses get one
+# OpenMP thread each, so together they use the 2 cores instead of fighting over them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
@@ -50,6 +55,17 @@ def make_shapes_dataset(root: Path, *, images: int, seed: int, val: float) -> Pa
     synthesize(root, images=images, seed=seed)
     prepare_dataset(root, val=val, test=0.0, seed=0)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread_per_worker() -> Iterator[None]:
+    """The suite runs on two pytest-xdist workers (pyproject's addopts); each keeps torch to one
+    thread, so the two never fight over the cores (tests use tiny models, which gain nothing from
+    threads). A test that needs threads sets them itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
