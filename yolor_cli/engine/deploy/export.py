@@ -26,12 +26,12 @@ from torch import nn
 from yolor_cli import __version__
 from yolor_cli.engine.config import load_data_config
 from yolor_cli.engine.deploy import quantize
-from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Maker, Int8Report, export_int8, ir_stem
+from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Maker, Int8Report, export_int8
 from yolor_cli.engine.deploy.request import DEFAULT_OPSET, ExportRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.files import atomic_folder, atomic_write, check_output, check_output_folder, path_size
 from yolor_cli.engine.infer import onnx_model, openvino_model
-from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, OPENVINO_SUFFIX
+from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, OPENVINO_SUFFIX, ir_stem
 from yolor_cli.engine.infer.torchscript_model import METADATA_FILE as TORCHSCRIPT_METADATA_FILE
 from yolor_cli.engine.infer.torchscript_model import quiet_torchscript
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint

@@ -24,17 +24,11 @@ from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.evaluate.evaluator import EvalResult, evaluate_exported
 from yolor_cli.engine.files import atomic_folder, atomic_write
 from yolor_cli.engine.infer import onnx_model, openvino_model
-from yolor_cli.engine.infer.exported import (
-    OPENVINO_FOLDER_SUFFIX,
-    OPENVINO_SUFFIX,
-    ExportedDetector,
-    load_exported,
-)
+from yolor_cli.engine.infer.exported import OPENVINO_SUFFIX, ExportedDetector, ir_stem, load_exported
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 INT8_FORMATS = ("onnx", "openvino")
 CPU = torch.device("cpu")  # both INT8 runtimes run on the CPU
-RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
 METHODS = {
     "onnx": "onnxruntime QDQ: uint8 activations, int8 per-channel weights, MinMax ranges",
     "openvino": "NNCF post-training: mixed preset, fast bias correction",
@@ -60,7 +54,6 @@ class Int8Report:
     map50_int8: float
     latency_ms_fp32: float  # the fp32 .onnx on onnxruntime, the baseline every INT8 file is compared with
     latency_ms_int8: float
-    max_abs_diff: float  # against the fp32 file on the calibration batch: informative, INT8 differs by design
     written: bool = False
 
     @property
@@ -110,7 +103,7 @@ class Int8Maker:
         self.notes: list[str] = []
         self._batches: list[np.ndarray] | None = None
         self.images_used = 0
-        self._reference: tuple[EvalResult, float, np.ndarray] | None = None
+        self._reference: tuple[EvalResult, float] | None = None
 
     @property
     def batches(self) -> list[np.ndarray]:
@@ -121,12 +114,11 @@ class Int8Maker:
             self.notes.extend(quantize.calibration_note(self.calib_images, self.images_used))
         return self._batches
 
-    def reference(self) -> tuple[EvalResult, float, np.ndarray]:
-        """The fp32 file's score, latency and output on the first calibration batch."""
+    def reference(self) -> tuple[EvalResult, float]:
+        """The fp32 file's score, and its latency on the first calibration batch."""
         if self._reference is None:
             fp32 = load_exported(self.fp32_onnx, CPU, back_to_back=True)
-            scored = _score(fp32, self.data, self.img_size, self.reporter)
-            self._reference = (scored, _latency(fp32, self.batches[:1]), fp32.run_batch(self.batches[0]))
+            self._reference = (_score(fp32, self.data, self.img_size, self.reporter), _latency(fp32, self.batches[:1]))
         return self._reference
 
     def make(self, name: str, target: Path) -> Int8Report:
@@ -135,7 +127,7 @@ class Int8Maker:
         batches = self.batches
         used = self.images_used
         self.reporter.info(f"INT8 {name}: calibrating on {used} {quantize.CALIB_SPLIT} images, checking on val")
-        reference, fp32_latency, fp32_output = self.reference()
+        reference, fp32_latency = self.reference()
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".yolor-int8-", dir=target.parent) as scratch:
             candidate, write = _quantized(name, self.fp32_onnx, Path(scratch), target, self.metadata, batches)
@@ -143,7 +135,7 @@ class Int8Maker:
             scored = _score(detector, self.data, self.img_size, self.reporter)
             report = Int8Report(
                 format=name,
-                runtime=RUNTIMES[name],
+                runtime=detector.runtime,
                 method=METHODS[name],
                 calib_images=used,
                 max_drop=self.max_drop,
@@ -153,7 +145,6 @@ class Int8Maker:
                 map50_int8=scored.metrics.map50,
                 latency_ms_fp32=fp32_latency,
                 latency_ms_int8=_latency(detector, batches[:1]),
-                max_abs_diff=float(np.abs(detector.run_batch(batches[0]) - fp32_output).max()),
             )
             if report.passed:
                 write(_with_figures(self.metadata, report))
@@ -221,12 +212,6 @@ def _quantized(
         atomic_folder(target, lambda folder: openvino_model.save_ir(model, folder / xml.name))
 
     return xml, write_ir
-
-
-def ir_stem(folder: Path) -> str:
-    """``best_int8_openvino_model`` -> ``best_int8``: the IR files inside are named as the model."""
-    suffix = OPENVINO_FOLDER_SUFFIX
-    return folder.name[: -len(suffix)] if folder.name.endswith(suffix) and folder.name != suffix else folder.name
 
 
 def _gate_error(refused: list[Int8Report], written: list[Int8Report]) -> AccuracyGateError:

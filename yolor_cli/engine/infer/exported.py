@@ -104,6 +104,12 @@ def openvino_xml(path: Path) -> Path | None:
     return None
 
 
+def ir_stem(folder: Path) -> str:
+    """``best_int8_openvino_model`` -> ``best_int8``: the IR files inside are named as the model."""
+    suffix = OPENVINO_FOLDER_SUFFIX
+    return folder.name[: -len(suffix)] if folder.name.endswith(suffix) and folder.name != suffix else folder.name
+
+
 def is_exported(path: Path) -> bool:
     """Whether ``--weights`` names an exported file rather than a checkpoint."""
     return path.suffix.lower() in EXPORTED_SUFFIXES or openvino_xml(path) is not None
