@@ -22,16 +22,17 @@ import torch
 
 from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.data.loader import build_dataset
-from yolor_cli.engine.deploy.export import ExportRequest, export, parse_formats
+from yolor_cli.engine.deploy.export import SUFFIXES, ExportRequest, export, parse_formats
 from yolor_cli.engine.deploy.int8 import Int8Maker
 from yolor_cli.engine.deploy.latency import median_latency_ms
+from yolor_cli.engine.deploy.quantize import float_batches
 from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_predictor
 from yolor_cli.engine.evaluate.request import EVAL_CONF, EVAL_IOU
 from yolor_cli.engine.files import atomic_write, path_size
 from yolor_cli.engine.infer import onnx_model, openvino_model
-from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, load_exported
+from yolor_cli.engine.infer.exported import load_exported
 from yolor_cli.engine.infer.predictor import Predictor
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -101,15 +102,7 @@ class _Bench:
     def __init__(self, request: BenchmarkRequest, data: DataConfig, scratch: Path, reporter: Reporter) -> None:
         self.request, self.data, self.scratch, self.reporter = request, data, scratch, reporter
         self.dataset = build_dataset(data, "val", img_size=request.img_size, batch_size=1, reporter=reporter)
-        images = [
-            self.dataset[index].image.numpy().astype(np.float32) / 255.0
-            for index in range(min(TIMED_IMAGES, len(self.dataset)))
-        ]
-        images = [images[i % len(images)] for i in range(max(len(images), request.batch))]
-        self.batches = [
-            np.stack(images[start : start + request.batch])
-            for start in range(0, len(images) - request.batch + 1, request.batch)
-        ]
+        self.batches = float_batches(self.dataset, list(range(min(TIMED_IMAGES, len(self.dataset)))), request.batch)
         self._fp32_onnx: Path | None = None
         self._maker: Int8Maker | None = None
 
@@ -262,10 +255,9 @@ def _exported(row: BenchmarkRow, bench: _Bench, device: torch.device) -> None:
 def _int8(row: BenchmarkRow, bench: _Bench) -> None:
     """Made and scored by the INT8 maker, with the export's own protocol (same square val images);
     timed here, on the images every format is timed on."""
-    target = bench.scratch / (row.format + ("" if row.format == "onnx-int8" else OPENVINO_FOLDER_SUFFIX))
-    if row.format == "onnx-int8":
-        target = target.with_suffix(".onnx")
-    report = bench.maker().make(INT8_NAMES[row.format], target)
+    export_format = INT8_NAMES[row.format]
+    target = bench.scratch / (row.format + SUFFIXES[export_format])
+    report = bench.maker().make(export_format, target)
     row.size_bytes = path_size(target)
     row.map, row.map50 = report.map_int8, report.map50_int8
     detector = load_exported(target, torch.device("cpu"), "fp32", back_to_back=True)

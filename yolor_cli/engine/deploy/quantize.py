@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from yolor_cli.engine.config import DataConfig
+from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.loader import build_dataset
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
 from yolor_cli.engine.infer import onnx_model
@@ -47,10 +48,16 @@ def calibration_batches(
     dataset = build_dataset(data, CALIB_SPLIT, img_size=img_size, batch_size=1, reporter=reporter)
     total = len(dataset)
     chosen = np.unique(np.linspace(0, total - 1, num=min(count, total)).round().astype(int))
-    images = [dataset[int(index)].image.numpy().astype(np.float32) / 255.0 for index in chosen]
+    return float_batches(dataset, [int(index) for index in chosen], batch), len(chosen)
+
+
+def float_batches(dataset: DetectionDataset, indices: list[int], batch: int) -> list[np.ndarray]:
+    """The letterboxed images at ``indices`` as float [0, 1] batches of ``batch`` images, the last one
+    filled up with the first images (a file with a fixed batch takes nothing smaller)."""
+    images = [dataset[index].image.numpy().astype(np.float32) / 255.0 for index in indices]
     filled = -(-len(images) // batch) * batch
     padded = [images[i % len(images)] for i in range(filled)]
-    return [np.stack(padded[start : start + batch]) for start in range(0, filled, batch)], len(images)
+    return [np.stack(padded[start : start + batch]) for start in range(0, filled, batch)]
 
 
 def calibration_note(requested: int, used: int) -> list[str]:
