@@ -114,9 +114,9 @@ def cpu_bf16_feature() -> str | None:
 def resolve_amp(device: torch.device, requested: bool | None = None) -> AmpMode:
     """The AMP mode of a run on ``device``: ``requested`` True/False is ``--amp``/``--no-amp``, None is
     automatic. CUDA: fp16 with a GradScaler (fp16's range needs it), on unless refused. A CPU with bf16
-    in hardware: bf16, whose fp32-sized exponent needs no scaler, only when asked for: on the demo
-    (10 epochs, seeds 0-3) fp32 ended at mAP50 0.92-0.95, bf16 three times at 0.92-0.97 but once at
-    0.77, so bf16 is not yet shown to train as well (see the README). Anything else trains in fp32."""
+    in hardware: bf16, whose fp32-sized exponent needs no scaler, only when asked for: on the demo one
+    bf16 seed fell far behind fp32, so bf16 is not yet shown to train as well
+    (benchmarks/README.md#demo). Anything else trains in fp32."""
     if requested is False:
         return AmpMode(None, False, "--no-amp")
     if device.type == "cuda":
@@ -164,8 +164,8 @@ FP32 = InferencePrecision(torch.float32, "default")
 def resolve_inference_precision(device: torch.device, requested: bool | None = None) -> InferencePrecision:
     """The precision of inference on ``device``: ``requested`` True/False is ``--half``/``--no-half``,
     None is automatic. A CPU with bf16 in hardware runs bf16 unless refused: inference has no
-    gradients to lose, and on the demo model mAP50-95 moved by 0.0006 while the forward ran 1.9x
-    (yolor_csp_tiny) to 2.9x (yolor_csp) faster (benchmarks/precision.py). CUDA keeps fp16 as an
+    gradients to lose, the mAP barely moves and the forward runs much faster
+    (benchmarks/README.md#precision). CUDA keeps fp16 as an
     opt-in, as before. Without bf16 hardware oneDNN emulates bf16 and is slower than fp32, so
     ``--half`` is noted and ignored, not an error: a script that passes it runs on every machine."""
     if requested is False:

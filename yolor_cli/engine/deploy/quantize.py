@@ -1,15 +1,14 @@
 """Post-training static INT8 quantization of exported files, calibrated on training images.
 
-Two libraries, both measured on this project's CPU (README, deployment table): onnxruntime's QDQ
-quantization writes an ``.onnx`` file any ONNX runtime reads, and OpenVINO + NNCF writes an IR that
-ran yolor_csp 3.4x faster than the fp32 onnxruntime file at 640 px, against 2.2x for the QDQ file.
+Two libraries: onnxruntime's QDQ quantization writes an ``.onnx`` file any ONNX runtime reads, and
+OpenVINO + NNCF writes an IR that runs fastest on a CPU (benchmarks/README.md#deploy).
 
 In both, the detection head stays in float: its decoding (sigmoid, grid offsets, anchor powers, the
 final concat), whose outputs are box coordinates in pixels and scores near 0 and 1 at once, which one
 8-bit scale cannot hold (quantizing it costs all of the mAP: onnxruntime issue 14233, for YOLOv5's
 head), and the convolutions that feed it, whose raw logits become those boxes and scores. Keeping
-those three small 1x1 convolutions in float halved the onnxruntime file's mAP50-95 loss on the demo
-model (640 px: 0.0101 -> 0.0047; 320 px: 0.0124 -> 0.0066). The head is found from the graph itself,
+those three small 1x1 convolutions in float cut the INT8 file's mAP loss substantially
+(benchmarks/README.md#deploy). The head is found from the graph itself,
 walking back from the output to the last convolutions, so it needs no layer names and holds for any
 cfg.
 """
@@ -143,7 +142,7 @@ def _quiet() -> Iterator[None]:
 
 def quantize_onnx(fp32: Path, output: Path, batches: list[np.ndarray]) -> None:
     """QDQ INT8: uint8 activations and int8 per-channel weights, the pair VNNI multiplies fast (int8
-    activations ran 2.6x slower than fp32 here), MinMax ranges over ``batches`` (its calibration
+    activations were slower than fp32, benchmarks/README.md#deploy), MinMax ranges over ``batches`` (its calibration
     keeps only a min and a max per tensor and image, so memory stays small). Not its
     ``CalibMaxIntermediateOutputs``: in onnxruntime 1.32 that option discards the collected images
     instead of merging them, so only the last few calibrated (and a multiple of it, none: "No data

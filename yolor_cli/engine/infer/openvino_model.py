@@ -1,9 +1,8 @@
 """OpenVINO IR files: made from our ONNX graphs, carrying the same metadata, run on the CPU.
 
 The only module that imports ``openvino`` (the ``openvino`` extra), so a missing package is reported
-in one place with the install hint. On this project's 2-core Xeon, OpenVINO ran yolor_csp at 640 px
-as fast as onnxruntime in fp32 and 3.4x faster in INT8 (see the README's deployment table), which is
-why the IR exists beside the ONNX file.
+in one place with the install hint. OpenVINO's INT8 runs faster on a CPU than onnxruntime's
+(benchmarks/README.md#deploy), which is why the IR exists beside the ONNX file.
 """
 
 from __future__ import annotations

@@ -62,10 +62,9 @@ class Predictor:
     A PyTorch model runs in ``precision`` (fp32 when neither it nor ``half`` is given; ``half`` is
     fp16 on CUDA, as validation while training asks for it). In bf16 the whole model is cast
     (weights, activations and input) and laid out channels-last rather than run under autocast,
-    which re-casts every weight on every call: on an AVX-512 BF16 CPU (benchmarks/precision.py, 640
-    px) that ran yolor_csp_tiny 1.9x faster than fp32 against autocast's 1.7x, and yolor_csp 2.9x
-    as autocast did, with half the weight memory. Boxes differ from fp32 by 0.05 px against
-    autocast's 0.03 on random-weight models, once anchors and decoding stay float32 (YoloLayer).
+    which re-casts every weight on every call: the cast ran at least as fast as autocast with half the
+    weight memory, and its boxes stay within a small fraction of a pixel of fp32 once anchors and
+    decoding stay float32 (YoloLayer; benchmarks/README.md#precision).
     An ONNX file runs in the type it was exported in; ``precision`` stays None for the caller to name.
     """
 

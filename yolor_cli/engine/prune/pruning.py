@@ -227,10 +227,10 @@ def rebuild(model: DarknetModel) -> DarknetModel:
     return fresh.eval()
 
 
-# Steps towards a MACs target: many small steps give faster models than one cut of the same MACs
-# (measured on yolor_csp: latency saving 0.96-1.03 of the MACs saving with these steps, 0.61-0.78 for
-# one cut). 20 steps rather than 30 keep `prune global` on yolor_csp under 10 s with the finer search.
-GLOBAL_STEPS = 20  # 4.5 % of the channels each (about 0.25 s each on yolor_csp)
+# Steps towards a MACs target: many small steps give faster models than one cut of the same MACs, and
+# 20 steps rather than 30 keep `prune global` on yolor_csp quick with the finer search
+# (benchmarks/README.md#prune).
+GLOBAL_STEPS = 20  # 4.5 % of the channels each
 # When the step that crosses the target lands more than GLOBAL_GOOD_ENOUGH from it, the search goes on
 # from the state before that step with steps of 1 % of the remaining channels.
 GLOBAL_FINE_RATIO, GLOBAL_FINE_STEPS = 0.1, 10

@@ -32,8 +32,8 @@ VAL_LOSS_NAMES = tuple(f"val_{name}" for name in LOSS_NAMES)
 RESULT_COLUMNS = ["epoch", *LOSS_NAMES, *METRIC_NAMES, *VAL_LOSS_NAMES, "lr0", "lr1", "lr2"]
 BATCH_PLOTS = 3  # train_batch0-2.jpg from the first batches of a new run
 PER_CLASS_TABLE_MAX = 50  # classes listed in the final validation table
-# --close-mosaic default: Ultralytics' close_mosaic=10. Measured on the clutter photo set (30 epochs,
-# benchmarks/peer_train.py): mAP50-95 0.630 with it, 0.585 with mosaic to the end.
+# --close-mosaic default: Ultralytics' close_mosaic=10; the last epochs without mosaic learned better
+# than mosaic to the end (benchmarks/README.md#peer-train).
 DEFAULT_CLOSE_MOSAIC = 10
 
 

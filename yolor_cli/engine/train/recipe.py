@@ -6,7 +6,7 @@ run on a small data set makes too few optimiser steps for it: 168 images at batc
 are 330 batches, about 80 steps of 64, a third of them in warmup. ``auto`` follows Ultralytics'
 ``optimizer=auto`` for the threshold: YOLOR's recipe from :data:`AUTO_SGD_MIN_ITERATIONS` iterations
 on; below, AdamW at :data:`AUTO_ADAMW_LR` with a step per batch and YOLOR's warmup, the values that
-learned best where we measured (benchmarks/peer_train.py and the demo, in the README).
+learned best where we measured (benchmarks/README.md#peer-train and #demo).
 
 What the user gives wins over auto's choices: ``--optimizer sgd|adam|adamw`` (then the hyp's lr0
 and momentum, a nominal batch of 64, YOLOR's warmup: the recipe of earlier versions),
@@ -38,15 +38,13 @@ OPTIMIZER_CHOICES = (AUTO, *OPTIMIZERS)
 # 10,000 iterations, AdamW below. Ultralytics counts optimiser steps at its nominal batch of 64; we
 # count batches (epochs x ceil(images / batch)), since auto's AdamW makes a step per batch.
 AUTO_SGD_MIN_ITERATIONS = 10_000
-# Auto's AdamW learning rate, by measurement (README, benchmarks/peer_train.py): on the photo set
-# (168 images, 5 classes, 30 epochs, scratch hyp) lr 0.002 with YOLOR's warmup reached mAP50-95 0.561
-# where Ultralytics' class-fitted lr (0.00111) with a 3 % warmup reached 0.476; on the demo, Adam at
-# 0.002 beat AdamW at the fitted 0.00143 on three seeds. Momentum (beta1) and the warmup bias lr are
-# the hyp's, as measured.
+# Auto's AdamW learning rate, by measurement: on the photo set and the demo, lr 0.002 with YOLOR's
+# warmup learned better than Ultralytics' class-fitted lr with its short warmup
+# (benchmarks/README.md#peer-train, #demo). Momentum (beta1) and the warmup bias lr are the hyp's.
 AUTO_ADAMW_LR = 0.002
-# Auto's scale augmentation for short runs (images scaled by 1 +- this), by measurement on the photo
-# set: 0.5 (the demo hyp's) reached mAP50-95 0.718 where YOLOR's 0.9 reached 0.561, all else equal; a
-# short run sees too few images to learn from objects shrunk to a tenth. A --hyp keeps its own.
+# Auto's scale augmentation for short runs (images scaled by 1 +- this): 0.5 (the demo hyp's) rather
+# than YOLOR's 0.9, because a short run sees too few images to learn from objects shrunk to a tenth
+# (benchmarks/README.md#peer-train). A --hyp keeps its own.
 AUTO_SHORT_SCALE = 0.5
 # YOLOR's SGD values (the official hyp.scratch.640.yaml), used by auto's long-run recipe unless --hyp is given.
 YOLOR_LR0 = 0.01

@@ -63,12 +63,10 @@ DEMO_VERSION = 1  # bump when the generated demo data changes, so caches are reb
 DEMO_HYP = "demo"  # the demo's hyp when none is given: YOLOR's scratch values, lr0 0.002, scale 0.5
 # The demo profile, for options the user leaves unset when training on the demo data.
 DEMO_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 8, "img_size": 320}
-# The demo's measured 10-epoch recipe, for a demo run of those 10 epochs (measured on a 2-core CPU,
-# see the README): Adam at the demo hyp's lr 0.002, no gradient accumulation, mosaic to the end reach
-# mAP50 ~0.95 in ~2.5 min, where YOLOR's SGD recipe is still near 0.05. --optimizer auto picks AdamW at
-# lr 0.002 with the same warmup there: mAP50 / mAP50-95 0.941/0.640, 0.950/0.651, 0.936/0.630 over seeds
-# 0-2 against Adam's 0.950/0.658, 0.939/0.641, 0.944/0.664, so the demo's default seed would fall below
-# 0.95 and the demo keeps Adam; a demo run of other --epochs uses auto.
+# The demo's 10-epoch recipe, for a demo run of those 10 epochs: Adam at the demo hyp's lr 0.002, no
+# gradient accumulation, mosaic to the end. YOLOR's SGD recipe barely starts learning in 10 epochs, and
+# --optimizer auto's AdamW scored a little lower over three seeds, so the demo keeps Adam
+# (benchmarks/README.md#demo); a demo run of other --epochs uses auto.
 DEMO_RECIPE: dict[str, Any] = {"optimizer": "adam", "nominal_batch_size": 8, "close_mosaic": 0}
 # Options of runs saved before --optimizer and --close-mosaic: they resume as they trained.
 LEGACY_OPTIONS: dict[str, Any] = {"close_mosaic": 0}

@@ -143,7 +143,7 @@ class Trainer:
         distil from (moved to ``device`` here)."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        # Channels-last: measured 1.2-1.5x faster forward+backward for yolor_csp on CPU (benchmarks/train.py).
+        # Channels-last: a faster forward+backward on CPU convolutions (benchmarks/README.md#train-step).
         self.model = model.to(device, memory_format=torch.channels_last)
         self.distributed = distributed
         self.train_model: nn.Module = self.model
