@@ -197,3 +197,17 @@ def test_a_failed_prepare_leaves_the_previous_split_whole(tmp_path: Path, monkey
         prepare_dataset(root, classes=["cat"], val=0.3, test=0.2, seed=5)
     assert {path: path.read_bytes() for path in small} == before
     assert not list(root.rglob("*.bak"))
+
+
+def test_an_image_id_of_a_skipped_image_is_reported_once(shapes: Path, tmp_path: Path) -> None:
+    """#17: an image_id naming a listed image that the scan skipped (missing here) was reported by
+    the scan and again as an unknown image_id; a truly unknown one is still reported."""
+    with (shapes / "val.txt").open("a") as stream:
+        stream.write(f"{shapes / 'images' / 'gone_away.jpg'}\n")
+    rows = [{"image_id": stem, "category_id": 0, "bbox": [1, 1, 5, 5], "score": 0.5} for stem in ("gone_away", "nope")]
+    predictions = tmp_path / "p.json"
+    predictions.write_text(json.dumps(rows))
+    result = invoke("eval", "--predictions", str(predictions), "--data", str(shapes / "data.yaml"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("gone_away") == 1, result.stderr
+    assert "1 image_id values name no val image" in result.stderr and "'nope'" in result.stderr
