@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from yolor_cli.console import RichReporter, print_error, print_notes, stderr_console, stdout_console
+from yolor_cli.console import RichReporter, markup, print_error, print_notes, stderr_console, stdout_console
 
 LONG_PATH = "/data/voc/JPEGImages/" + "very_long_image_name_" * 8 + "end.jpg"
 
@@ -45,7 +45,7 @@ def test_a_pipe_gets_every_path_on_one_line_and_no_padding(monkeypatch: pytest.M
     reporter.info(f"Reading {LONG_PATH}")
     print_error(f"image not found: {LONG_PATH}", hint=f"check {LONG_PATH}")
     print_notes([f"kept the previous version as {LONG_PATH}.bak"])
-    stdout_console().print(f"Wrote [b]{LONG_PATH}[/]")
+    stdout_console().print(markup("Wrote [b]{}[/]", LONG_PATH))
     rows = [line for line in err.getvalue().splitlines() if "│" in line and LONG_PATH in line]
     assert len(rows) == 1 and "corrupt image (truncated)" in rows[0]
     for expected in (
@@ -93,3 +93,52 @@ def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch, terminal: bool) 
     monkeypatch.setenv("NO_COLOR", "1")
     print_error("bad input")
     assert "31m" not in stream.getvalue() and "bad input" in stream.getvalue()
+
+
+HOSTILE = ["[/b]", "[bold]x", ":smile:", "[red]a[/red] \\", "[link=file:///etc]y[/link]"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_data_is_printed_verbatim_never_as_markup_or_emoji(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """A class or file name is data: every way this package prints shows it as it is (issue 20 #4)."""
+    out, err = _pipes(monkeypatch)
+    reporter = RichReporter()
+    reporter.info(f"info {text}")
+    reporter.warning(f"warn {text}")
+    reporter.table(f"title {text}", [f"head {text}"], [[f"cell {text}"]])
+    for _ in reporter.track([1], f"desc {text}"):
+        pass
+    for _ in reporter.track([1], f"epoch {text}", fields=["loss"]):
+        reporter.update({"loss": f"field {text}"})
+    print_error(f"error {text}", hint=f"hint {text}")
+    print_notes([f"note {text}"])
+    stdout_console().print(f"plain {text}")
+    stdout_console().print(markup("[b]Wrote[/] {} and {}", f"value {text}", text))
+    written = err.getvalue() + out.getvalue()
+    for expected in (
+        f"info {text}",
+        f"Warning: warn {text}",
+        f"title {text}",
+        f"head {text}",
+        f"cell {text}",
+        f"epoch {text} field {text}",
+        f"Error: error {text}",
+        f"Hint: hint {text}",
+        f"Note: note {text}",
+        f"plain {text}",
+        f"Wrote value {text} and {text}",
+    ):
+        assert expected in written, (expected, written)
+    assert "😄" not in written
+
+
+def test_markup_styles_only_its_template() -> None:
+    styled = markup("[b]Wrote[/] {}", "[red]x[/red]")
+    assert styled.plain == "Wrote [red]x[/red]"
+    assert [(span.start, span.end, span.style) for span in styled.spans] == [(0, 5, "bold")]
+
+
+def test_markup_keeps_the_styles_around_a_value_and_repeats_fields() -> None:
+    styled = markup("{0} [red]{1}[/] {0}", "a\\", "[b]")
+    assert styled.plain == "a\\ [b] a\\"
+    assert [(span.start, span.end, str(span.style)) for span in styled.spans] == [(3, 6, "red")]

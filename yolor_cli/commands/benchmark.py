@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from yolor_cli.console import RichReporter, print_error, print_json, stdout_console
+from yolor_cli.console import RichReporter, markup, print_error, print_json, stdout_console
 from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
 from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, TrustPickleOption, complete_comma_list
 
@@ -63,22 +63,26 @@ def _render(result: BenchmarkResult, json_output: bool) -> None:
         )
         return
     table = Table(
-        title=f"{escape(str(result.weights))} on {result.images} val images, {result.img_size} px, "
-        f"batch {result.batch}, {result.device}",
+        title=Text(
+            f"{result.weights} on {result.images} val images, {result.img_size} px, "
+            f"batch {result.batch}, {result.device}"
+        ),
         title_justify="left",
     )
     for column in ("format", "precision", "size MB", "mAP50-95", "mAP50", "latency ms", "FPS", "speed-up"):
         table.add_column(column, justify="left" if column in ("format", "precision") else "right")
     for row in result.rows:
         if not row.ok:
-            table.add_row(row.format, "", "", f"[red]{FAILED_MARK}[/]", f"[red]{escape(row.reason)}[/]", "", "", "")
+            table.add_row(
+                row.format, "", "", markup("[red]{}[/]", FAILED_MARK), markup("[red]{}[/]", row.reason), "", "", ""
+            )
             continue
         low = row in result.below_min_map
         table.add_row(
             row.format,
             row.precision,
             _number(row.size_bytes / MEGABYTE if row.size_bytes is not None else None, "{:.1f}"),
-            f"[red]{row.map:.4f}[/]" if low else _number(row.map, "{:.4f}"),
+            markup("[red]{}[/]", f"{row.map:.4f}") if low else _number(row.map, "{:.4f}"),
             _number(row.map50, "{:.4f}"),
             _number(row.latency_ms, "{:.1f}"),
             _number(row.fps, "{:.1f}"),
@@ -87,8 +91,7 @@ def _render(result: BenchmarkResult, json_output: bool) -> None:
     console = stdout_console()
     console.print(table)
     console.print(
-        f"Median latency after warm-up; speed-up against PyTorch fp32. Written: {escape(str(result.csv))} "
-        f"({result.seconds:.0f} s)"
+        f"Median latency after warm-up; speed-up against PyTorch fp32. Written: {result.csv} ({result.seconds:.0f} s)"
     )
 
 

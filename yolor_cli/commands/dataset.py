@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.options import JsonOption, NamesFileOption
 
 if TYPE_CHECKING:
@@ -94,12 +94,12 @@ def _render(result: DatasetResult, json_output: bool) -> None:
         table.add_column("class")
         table.add_column("objects", justify="right")
         for index, name in enumerate(result.classes):
-            table.add_row(str(index), name, str(result.objects_per_class.get(name, 0)))
+            table.add_row(str(index), Text(name), str(result.objects_per_class.get(name, 0)))
         console.print(table)
         console.print(f"Background images (no usable object): {result.backgrounds}")
     if result.skipped:
         for line in _skipped_lines(result.skipped, result.root):
-            console.print(escape(line))
+            console.print(line)
     else:
         console.print("Nothing was skipped.")
     print_notes(result.notes + [f"kept the previous version as {path}" for path in result.backups])
@@ -156,7 +156,7 @@ def prepare(
     )
     _render(result, json_output)
     if not json_output:
-        stdout_console().print(f"Wrote [b]{escape(str(result.root / 'data.yaml'))}[/]")
+        stdout_console().print(markup("Wrote [b]{}[/]", result.root / "data.yaml"))
 
 
 @app.command()
@@ -182,7 +182,12 @@ def synth(
         return
     console = stdout_console()
     console.print(
-        f"Generated {result.images} images in [b]{result.root}[/] ({result.background_images} without objects)."
+        markup(
+            "Generated {} images in [b]{}[/] ({} without objects).",
+            result.images,
+            result.root,
+            result.background_images,
+        )
     )
     console.print("Objects: " + ", ".join(f"{name} {count}" for name, count in result.objects.items()))
-    console.print(f"Next: [b]yolor dataset prepare --root {escape(str(result.root))}[/]")
+    console.print(markup("Next: [b]yolor dataset prepare --root {}[/]", result.root))

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.infer.request import DetectRequest
 from yolor_cli.options import (
     CfgOption,
@@ -125,12 +125,15 @@ def detect_command(
     table.add_column("class")
     table.add_column("count", justify="right")
     for class_label, count in sorted(result.detections.items()):
-        table.add_row(class_label, str(count))
+        table.add_row(Text(class_label), str(count))
     console.print(table)
     console.print(
-        f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
-        f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
-        f"{speed['nms']:.1f} ms NMS per image"
-        + (f", in {escape(precision.describe())}" if precision else "")
-        + f". Results in [b]{escape(str(result.save_dir))}[/]"
+        Text(
+            f"{result.images} images, {result.video_frames} video frames, {len(result.unreadable)} skipped; "
+            f"{speed['preprocess']:.1f} ms pre-process, {speed['inference']:.1f} ms inference, "
+            f"{speed['nms']:.1f} ms NMS per image"
+            + (f", in {precision.describe()}" if precision else "")
+            + ". Results in "
+        )
+        + markup("[b]{}[/]", result.save_dir)
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
 from yolor_cli.engine.evaluate.request import EvalRequest
@@ -104,7 +104,7 @@ def _render(result: EvalResult) -> None:
     )
     for c in m.per_class:
         table.add_row(
-            result.names[c.cls],
+            Text(result.names[c.cls]),
             str(c.images),
             str(c.instances),
             _fmt(c.precision),
@@ -121,7 +121,7 @@ def _render(result: EvalResult) -> None:
             f"{s['nms']:.1f} ms NMS"
         )
     if result.precision is not None:
-        console.print(f"Inference precision: {escape(result.precision.describe())}")
+        console.print(f"Inference precision: {result.precision.describe()}")
 
 
 def eval_command(

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.deploy.request import ExportRequest
 from yolor_cli.options import (
     CfgOption,
@@ -110,8 +110,9 @@ def _render(result: ExportResult, json_output: bool) -> None:
         return
     console = stdout_console()
     files = Table(
-        title=f"Exported from {escape(str(result.weights))} "
-        f"({result.weights_bytes / MEGABYTE:.1f} MB, {result.params:,} params)",
+        title=Text(
+            f"Exported from {result.weights} ({result.weights_bytes / MEGABYTE:.1f} MB, {result.params:,} params)"
+        ),
         title_justify="left",
     )
     for column, justify in (("format", "left"), ("file", "left"), ("MB", "right"), ("seconds", "right")):
@@ -119,7 +120,7 @@ def _render(result: ExportResult, json_output: bool) -> None:
     for exported in result.files:
         files.add_row(
             exported.format,
-            escape(str(exported.path)),
+            Text(str(exported.path)),
             f"{exported.size_bytes / MEGABYTE:.1f}",
             f"{exported.seconds:.1f}",
         )
@@ -130,15 +131,15 @@ def _render(result: ExportResult, json_output: bool) -> None:
     for exported in result.files:
         for check in exported.checks:
             if not check.ran:
-                verdict = f"[red]did not run[/] {escape(check.detail)}"
+                verdict = markup("[red]did not run[/] {}", check.detail)
             else:
-                verdict = "[green]agrees[/]" if check.agrees else "[yellow]differs[/]"
+                verdict = markup("[green]agrees[/]" if check.agrees else "[yellow]differs[/]")
                 if result.half and check.max_rel_diff is not None:
-                    verdict += f" (relative {check.max_rel_diff:.1e})"
+                    verdict.append(f" (relative {check.max_rel_diff:.1e})")
                 if check.detail:
-                    verdict += f" ({escape(check.detail)})"
+                    verdict.append(f" ({check.detail})")
             if not check.required:
-                verdict += " [dim](informative)[/]"
+                verdict.append(" (informative)", style="dim")
             checks.add_row(
                 exported.format,
                 check.runtime,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from rich.table import Table
+from rich.text import Text
 
-from yolor_cli.console import print_json, print_notes, stdout_console
+from yolor_cli.console import markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, NcOption, TrustPickleOption, WeightsOption
 
@@ -45,7 +46,7 @@ def info(
             }
         )
         return
-    table = Table(title=f"{loaded.model.cfg.source}", title_justify="left")
+    table = Table(title=Text(str(loaded.model.cfg.source)), title_justify="left")
     for column, justify in (
         ("#", "right"),
         ("type", "left"),
@@ -55,13 +56,15 @@ def info(
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in summary.rows:
-        table.add_row(str(row.index), row.type, row.sources, str(row.channels), f"{row.params:,}")
+        table.add_row(str(row.index), Text(row.type), Text(row.sources), str(row.channels), f"{row.params:,}")
     console = stdout_console()
     console.print(table)
     totals = Table.grid(padding=(0, 2))
-    totals.add_row("[b]params[/]", f"{summary.params:,}")
-    totals.add_row(f"[b]GFLOPs[/] @{img_size}", f"{summary.gflops:.2f}")
-    totals.add_row("[b]layers[/]", str(summary.layers))
-    totals.add_row("[b]classes[/]", str(summary.nc) + (f" ({', '.join(loaded.names)})" if loaded.names else ""))
-    totals.add_row("[b]strides[/]", ", ".join(f"{s:g}" for s in summary.strides))
+    totals.add_row(markup("[b]params[/]"), f"{summary.params:,}")
+    totals.add_row(markup("[b]GFLOPs[/] @{}", img_size), f"{summary.gflops:.2f}")
+    totals.add_row(markup("[b]layers[/]"), str(summary.layers))
+    totals.add_row(
+        markup("[b]classes[/]"), Text(str(summary.nc) + (f" ({', '.join(loaded.names)})" if loaded.names else ""))
+    )
+    totals.add_row(markup("[b]strides[/]"), ", ".join(f"{s:g}" for s in summary.strides))
     console.print(totals)

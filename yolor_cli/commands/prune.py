@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.prune.request import (
     AUTO_DEFAULT_PROJECT,
     DEFAULT_AMOUNT,
@@ -99,16 +99,19 @@ def _render(result: PruneResult, json_output: bool) -> None:
         )
         return
     console = stdout_console()
-    console.print("[b]Pruned layers[/] (their coupled layers follow them)")
+    console.print(markup("[b]Pruned layers[/] (their coupled layers follow them)"))
     layers = Table()
     for column in ("module", "channels before", "after", ""):
         layers.add_column(column, justify="right")
     for change in result.changes:
         layers.add_row(
-            str(change.module), str(change.before), str(change.after), "[red]collapsed[/]" if change.collapsed else ""
+            str(change.module),
+            str(change.before),
+            str(change.after),
+            markup("[red]collapsed[/]") if change.collapsed else "",
         )
     console.print(layers)
-    console.print(f"[b]Model at {result.img_size} px[/]")
+    console.print(markup("[b]Model at {} px[/]", result.img_size))
     totals = Table()
     for column in ("", "before", "after", "after/before"):
         totals.add_column(column, justify="right")
@@ -122,7 +125,7 @@ def _render(result: PruneResult, json_output: bool) -> None:
     row("Latency ms (CPU, fused, batch 1)", before.latency_ms, after.latency_ms, ".1f")
     console.print(totals)
     console.print(f"Params {before.params:,} => {after.params:,}")
-    console.print(f"Wrote [b]{escape(str(result.output))}[/]" if result.output else "Dry run: nothing written.")
+    console.print(markup("Wrote [b]{}[/]", result.output) if result.output else "Dry run: nothing written.")
 
 
 def _run(request: PruneRequest, json_output: bool) -> None:
@@ -271,7 +274,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
         )
         return
     console = stdout_console()
-    console.print(f"[b]Steps[/] (mAP on the val split; figures also in {escape(str(result.run_dir / 'steps.csv'))})")
+    console.print(markup("[b]Steps[/] (mAP on the val split; figures also in {})", result.run_dir / "steps.csv"))
     table = Table()
     for column in ("step", "Params", "GFLOPs", "latency ms", "pruned mAP50", "mAP50-95", "tuned mAP50", "mAP50-95"):
         table.add_column(column, justify="right")
@@ -289,7 +292,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
         f"latency {before.latency_ms:.1f} => {after.latency_ms:.1f} ms, "
         f"mAP50-95 {_figure(before.map, '.4f')} => {_figure(after.map, '.4f')}"
     )
-    console.print(f"Pruned model: [b]{escape(str(result.output))}[/]")
+    console.print(markup("Pruned model: [b]{}[/]", result.output))
 
 
 @app.command("auto")
@@ -401,8 +404,11 @@ def _render_sensitivity(result: SensitivityResult) -> None:
     console = stdout_console()
     base_gmacs = scan.base_macs / 1e9
     console.print(
-        f"[b]Unpruned[/] at {result.img_size} px on {result.images} val images: mAP50 {scan.base_map50:.3f}, "
-        f"mAP50-95 {scan.base_map:.3f}, {base_gmacs:.3f} GMACs, {scan.base_params:,} params"
+        markup(
+            "[b]Unpruned[/] {}",
+            f"at {result.img_size} px on {result.images} val images: mAP50 {scan.base_map50:.3f}, "
+            f"mAP50-95 {scan.base_map:.3f}, {base_gmacs:.3f} GMACs, {scan.base_params:,} params",
+        )
     )
     table = Table(
         title=f"Each {result.unit} pruned alone ({result.method}), cheapest first: mAP50-95 lost per GMAC saved",
@@ -415,7 +421,7 @@ def _render_sensitivity(result: SensitivityResult) -> None:
         saved = trial.macs_saved / 1e9
         table.add_row(
             str(rank),
-            trial.unit.name,
+            Text(trial.unit.name),
             f"{trial.amount:g}",
             f"{trial.map50:.3f}",
             f"{trial.map:.3f}",
@@ -426,12 +432,18 @@ def _render_sensitivity(result: SensitivityResult) -> None:
         )
     console.print(table)
     console.print(
-        f"Safest to prune: [b]{escape(', '.join(scan.safest()))}[/] "
-        "(least mAP50-95 lost per GMAC saved over their amounts)"
+        markup(
+            "Safest to prune: [b]{}[/] (least mAP50-95 lost per GMAC saved over their amounts)",
+            ", ".join(scan.safest()),
+        )
     )
     console.print(
-        f"{len(scan.trials)} trials in {result.seconds:.1f} s. "
-        f"Wrote [b]{escape(str(result.output))}[/] ({escape(', '.join(f.name for f in result.files))})"
+        markup(
+            "{} Wrote [b]{}[/] ({})",
+            f"{len(scan.trials)} trials in {result.seconds:.1f} s.",
+            result.output,
+            ", ".join(f.name for f in result.files),
+        )
     )
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
+from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.train.recipe import OPTIMIZER_CHOICES
 from yolor_cli.options import CfgOption, DeviceOption, ExistOkOption, JsonOption, NameOption, ProjectOption
 
@@ -231,4 +230,4 @@ def train_command(
         return
     console = stdout_console()
     summary = "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
-    console.print(f"Trained {result.epochs_run} epochs. {summary}\nResults in [b]{escape(str(result.save_dir))}[/]")
+    console.print(markup("Trained {} epochs. {}\nResults in [b]{}[/]", result.epochs_run, summary, result.save_dir))

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yolor_cli.engine.data.images import special_file_kind
+from yolor_cli.engine.data.names import normalise_class_name
 from yolor_cli.engine.data.skips import Skipped, SkipReason
 from yolor_cli.engine.data.voc import VocItem
 from yolor_cli.engine.errors import DataError
@@ -51,20 +53,28 @@ def infer_classes(items: Iterable[VocItem]) -> list[str]:
 
 
 def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
-    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given."""
+    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given.
+
+    Blank entries are dropped; each name is normalised as :mod:`names` says, so a name matches the
+    same name read from an XML file, and one that could not be one line of a names file is refused.
+    """
     if classes and names_file:
         raise DataError("pass either --classes or --names, not both")
     if names_file is not None:
         check_regular_file(names_file, "class names file")
         try:
-            names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()]
-        except OSError as exc:
+            raw = names_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read class names from {names_file}: {exc}") from None
+        origin = str(names_file)
     elif classes is not None:
-        names = [part.strip() for part in classes.split(",")]
+        raw, origin = classes.split(","), "--classes"
     else:
         return None
-    names = [name for name in names if name]
+    try:
+        names = [normalise_class_name(name) for name in raw if name.strip()]
+    except ValueError as error:
+        raise DataError(f"{origin}: {error}", hint="class names are single lines of printable text") from None
     if not names:
         raise DataError("the class list is empty")
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -129,13 +139,39 @@ def write_labels(
     keep_difficult: bool = False,
     reporter: Reporter | None = None,
 ) -> ConversionReport:
-    """One ``labels/<stem>.txt`` per item; an image without usable objects gets an empty file."""
+    """One ``labels/<stem>.txt`` per item; an image without usable objects gets an empty file.
+
+    Every file is converted (and the class list checked) before the first is written, and a file
+    whose content is already right is not touched: a prepared dataset may be read-only, and a second
+    run changes nothing (not even modification times, which the label cache keys on).
+    """
     reporter = reporter or SilentReporter()
     class_index = {name: index for index, name in enumerate(classes)}
     report = ConversionReport(classes=list(classes))
+    contents = {
+        item.stem: "".join(row.line() + "\n" for row in label_rows(item, class_index, keep_difficult, report))
+        for item in items
+    }
     labels_dir.mkdir(parents=True, exist_ok=True)
-    for item in reporter.track(items, "Writing YOLO labels"):
-        rows = label_rows(item, class_index, keep_difficult, report)
-        # Derived files, rewritten on every run: a plain write (no fsync per file) keeps this fast.
-        (labels_dir / f"{item.stem}.txt").write_text("".join(row.line() + "\n" for row in rows), encoding="utf-8")
+    for stem in reporter.track(list(contents), "Writing YOLO labels"):
+        write_if_changed(labels_dir / f"{stem}.txt", contents[stem])
     return report
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` unless ``path`` already holds exactly it; True when written.
+
+    Derived files: a plain write (no fsync per file) keeps thousands of them fast. A FIFO or other
+    special file in the way is refused, not opened (opening one would wait forever).
+    """
+    data = text.encode("utf-8")
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise DataError(f"{path} is {kind}, not a label file", hint="remove it and run the command again")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.write_bytes(data)
+    return True

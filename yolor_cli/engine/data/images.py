@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,20 +31,45 @@ class ImageInfo:
     height: int
 
 
+def special_file_kind(path: Path) -> str | None:
+    """What ``path`` is in words when it exists but is not a regular file ("a named pipe (FIFO)"),
+    else None. Checked before anything opens a listed file: opening a FIFO waits for a writer
+    forever, and a device may never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing or unreadable: the open that follows says so
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    return "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+
+
 def probe_image(path: Path) -> ImageInfo:
     """Size as OpenCV will decode it (EXIF orientation applied), checked without a full decode.
 
     Raises UnusableFile (a DataError) whose message is a short reason alone (callers name the file).
+    An image larger than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` twice over) is
+    one of them: decoding it would take gigabytes. Below that limit PIL only warns, and the image is
+    used (a large aerial photograph is data, not an attack).
     """
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise UnusableFile(SkipReason.NOT_A_FILE, kind)
     try:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:  # verify() leaves the object unusable; reopen for the header
-            width, height = image.size
-            if image.getexif().get(EXIF_ORIENTATION) in ROTATED_ORIENTATIONS:
-                width, height = height, width
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.verify()
+            with Image.open(path) as image:  # verify() leaves the object unusable; reopen for the header
+                width, height = image.size
+                if image.getexif().get(EXIF_ORIENTATION) in ROTATED_ORIENTATIONS:
+                    width, height = height, width
     except FileNotFoundError:
         raise UnusableFile(SkipReason.MISSING_IMAGE) from None
+    except Image.DecompressionBombError as exc:
+        raise UnusableFile(SkipReason.IMAGE_TOO_LARGE, _too_large_detail(str(exc))) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         # PIL names the file by its full path; the report names it already (relative to the root)
         raise UnusableFile(SkipReason.CORRUPT_IMAGE, str(exc).replace(str(path), path.name)) from None
@@ -51,8 +78,20 @@ def probe_image(path: Path) -> ImageInfo:
     return ImageInfo(width=width, height=height)
 
 
+def _too_large_detail(message: str) -> str:
+    """PIL's "Image size (900000000 pixels) exceeds limit of 178956970 pixels, could be
+    decompression bomb DOS attack." in fewer words; PIL's own text when it says something else."""
+    numbers = [int(word) for word in message.replace("(", " ").split() if word.isdigit()]
+    if len(numbers) >= 2:
+        return f"{numbers[0]:,} pixels, more than the {numbers[1]:,} that are decoded safely"
+    return message
+
+
 def read_image(path: Path) -> np.ndarray:
     """BGR uint8 (h, w, 3). Reads through numpy so non-ASCII paths work on every platform."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise DataError(f"cannot read image {path}: it is {kind}, not a regular file")
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:

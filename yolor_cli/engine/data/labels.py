@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolor_cli.engine.data.images import IMAGE_FOLDERS, is_image, probe_image
+from yolor_cli.engine.data.images import IMAGE_FOLDERS, is_image, probe_image, special_file_kind
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -120,6 +120,9 @@ def _check(image: Path, label: Path) -> dict:
         info = probe_image(image)
     except DataError as error:
         return {"ok": False, "reason": f"{image}: {error.message}; image skipped"}
+    kind = special_file_kind(label)
+    if kind is not None:  # never opened: a FIFO would wait for a writer forever
+        return {"ok": False, "reason": f"{label}: the label file is {kind}, not a regular file; image skipped"}
     rows, problems = _parse_label_file(label)
     return {
         "ok": True,
@@ -137,6 +140,8 @@ def cache_path_for(images: list[Path]) -> Path:
 
 
 def _load_cache(path: Path) -> dict[str, dict]:
+    if special_file_kind(path) is not None:  # not opened (a FIFO would hang); replaced when saved
+        return {}
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -2,7 +2,9 @@
 
 All three scan the VOC folder the same way and report what they skipped. Files the user may
 have edited (image lists, ImageSets, data.yaml, classes.names) are backed up as ``*.bak`` before
-a different version replaces them; re-running with the same inputs rewrites nothing.
+a different version replaces them; re-running with the same inputs rewrites nothing (label files
+included). Everything is decided and checked before the first file is written; the labels come
+next, and the small files that point at them last, so a failure leaves the previous version whole.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from yolor_cli.engine.data.convert import ConversionReport, infer_classes, write_labels
+from yolor_cli.engine.data.names import normalise_class_name
 from yolor_cli.engine.data.skips import Skipped, SkipReason, group_skipped
 from yolor_cli.engine.data.split import SPLIT_NAMES, Split, stratified_split
 from yolor_cli.engine.data.voc import VocItem, VocLayout, VocScan, find_layout, scan_voc
@@ -76,11 +79,14 @@ def _split(
     result: DatasetResult,
     classes: list[str] | None = None,
     keep_difficult: bool = False,
-) -> Split:
+) -> tuple[Split, dict[Path, str]]:
+    """The split and the ImageSets files that hold it (written by the caller, after every check)."""
     classes_of = {item.stem: _object_classes(item, classes, keep_difficult) for item in scan.items}
     split = stratified_split(classes_of, val=val, test=test, seed=seed)
-    for name, stems in split.as_dict().items():
-        _write(result, scan.layout.imagesets / f"{name}.txt", "".join(f"{stem}\n" for stem in stems))
+    files = {
+        scan.layout.imagesets / f"{name}.txt": "".join(f"{stem}\n" for stem in stems)
+        for name, stems in split.as_dict().items()
+    }
     result.images = {name: len(getattr(split, name)) for name in SPLIT_NAMES}
     every_class = set().union(*classes_of.values())
     for held_out in ("val", "test"):
@@ -88,7 +94,15 @@ def _split(
         missing = sorted(every_class - set().union(*(classes_of[stem] for stem in stems))) if stems else []
         if missing:
             result.notes.append(f"{held_out} has no image of {', '.join(missing)} (too few images to spare one)")
-    return split
+    return split, files
+
+
+def _write_all(result: DatasetResult, files: dict[Path, str]) -> None:
+    """The small files a command writes, last and together: each atomically (see
+    write_text_keeping_backup), and only after the labels and every check, so a failure earlier
+    leaves the previous ImageSets, lists and data.yaml as they were."""
+    for path, text in files.items():
+        _write(result, path, text)
 
 
 def split_dataset(
@@ -97,7 +111,7 @@ def split_dataset(
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
-    _split(scan, val, test, seed, result)
+    _write_all(result, _split(scan, val, test, seed, result)[1])
     return result
 
 
@@ -115,11 +129,16 @@ def read_imagesets(layout: VocLayout) -> dict[str, list[str]]:
 
 
 def _classes(scan: VocScan, classes: list[str] | None) -> list[str]:
+    """The classes to label with; each one line of classes.names (see names.py), so that file always
+    has exactly nc lines."""
     if classes is None:
-        classes = infer_classes(scan.items)
+        classes = infer_classes(scan.items)  # already normalised when the XML was read
         if not classes:
             raise DataError(f"the annotations in {scan.layout.annotations} name no object class")
-    return classes
+    try:
+        return [normalise_class_name(name) for name in classes]
+    except ValueError as error:
+        raise DataError(f"the class list: {error}", hint="class names are single lines of printable text") from None
 
 
 def _convert(
@@ -139,13 +158,18 @@ def _convert(
     empty = [name for name, count in result.objects_per_class.items() if count == 0]
     if empty:
         result.notes.append(f"no object of class {', '.join(empty)} was found")
-    _write(result, scan.layout.root / CLASSES_FILE, "".join(f"{name}\n" for name in classes))
     return report
 
 
-def _write_lists(scan: VocScan, splits: dict[str, list[str]], result: DatasetResult) -> dict[str, Path]:
+def _classes_file(scan: VocScan, classes: list[str]) -> dict[Path, str]:
+    """classes.names: one line per class, so exactly nc lines (names are single lines: see _classes)."""
+    return {scan.layout.root / CLASSES_FILE: "".join(f"{name}\n" for name in classes)}
+
+
+def _lists(scan: VocScan, splits: dict[str, list[str]], result: DatasetResult) -> dict[str, tuple[Path, str]]:
+    """The image list file of each split that has images, and its text (written by the caller)."""
     usable = {item.stem: item for item in scan.items}
-    lists: dict[str, Path] = {}
+    lists: dict[str, tuple[Path, str]] = {}
     for name in SPLIT_NAMES:
         stems = splits.get(name, [])
         unusable = [stem for stem in stems if stem not in usable]
@@ -153,8 +177,7 @@ def _write_lists(scan: VocScan, splits: dict[str, list[str]], result: DatasetRes
             result.skipped.append(Skipped(stem, SkipReason.NOT_USABLE, subject=name))
         paths = [str(usable[stem].image) for stem in stems if stem in usable]
         if paths:
-            lists[name] = scan.layout.root / f"{name}.txt"
-            _write(result, lists[name], "".join(f"{path}\n" for path in paths))
+            lists[name] = (scan.layout.root / f"{name}.txt", "".join(f"{path}\n" for path in paths))
         result.images[name] = len(paths)
     return lists
 
@@ -165,12 +188,15 @@ def voc_to_yolo(
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
-    _convert(scan, _classes(scan, classes), keep_difficult, result, reporter)
+    classes = _classes(scan, classes)
+    _convert(scan, classes, keep_difficult, result, reporter)
+    files = _classes_file(scan, classes)
     splits = read_imagesets(scan.layout)
     if splits:
-        _write_lists(scan, splits, result)
+        files.update(_lists(scan, splits, result).values())
     else:
         result.notes.append("no ImageSets/*.txt found, so no image lists were written; run `yolor dataset split`")
+    _write_all(result, files)
     return result
 
 
@@ -199,11 +225,15 @@ def prepare_dataset(
     reporter = reporter or SilentReporter()
     scan = _scan(root, reporter)
     result = DatasetResult(root=scan.layout.root, skipped=list(scan.skipped))
-    classes = _classes(scan, classes)  # before writing anything: it may fail
-    split = _split(scan, val, test, seed, result, classes, keep_difficult)
-    _convert(scan, classes, keep_difficult, result, reporter)
-    lists = _write_lists(scan, {name: getattr(split, name) for name in SPLIT_NAMES}, result)
+    classes = _classes(scan, classes)
+    split, files = _split(scan, val, test, seed, result, classes, keep_difficult)
+    lists = _lists(scan, {name: getattr(split, name) for name in SPLIT_NAMES}, result)
     if "train" not in lists:
         raise DataError("the split left no image for training")
-    _write(result, scan.layout.root / DATA_YAML, data_yaml_text(scan.layout.root, result.classes, lists))
+    _convert(scan, classes, keep_difficult, result, reporter)  # the labels: the bulk of the writing
+    files.update(_classes_file(scan, classes))
+    files.update(lists.values())
+    list_paths = {name: path for name, (path, _) in lists.items()}
+    files[scan.layout.root / DATA_YAML] = data_yaml_text(scan.layout.root, result.classes, list_paths)
+    _write_all(result, files)
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 from lxml import etree
 
 from yolor_cli.engine.data.images import IMAGE_FOLDERS, ImageInfo, is_image, probe_image
+from yolor_cli.engine.data.names import normalise_class_name
 from yolor_cli.engine.data.skips import Skipped, SkipReason, UnusableFile
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -54,7 +55,7 @@ def find_layout(root: Path) -> VocLayout:
 
 @dataclass(frozen=True)
 class VocObject:
-    name: str  # stripped of surrounding whitespace
+    name: str  # whitespace normalised (names.normalise_class_name); "" when the XML gives none
     difficult: bool
     box: tuple[float, float, float, float] | None  # xmin, ymin, xmax, ymax as written (1-based); None if unreadable
 
@@ -97,6 +98,11 @@ def read_voc(path: Path) -> VocAnnotation:
     objects = []
     for element in root.iter("object"):
         name = _text(element, "name") or ""
+        if name:
+            try:
+                name = normalise_class_name(name)
+            except ValueError as error:  # a control character: it could not be written to classes.names
+                raise UnusableFile(SkipReason.BAD_CLASS_NAME, str(error)) from None
         difficult = _text(element, "difficult") in ("1", "true", "True")
         box_element = element.find("bndbox")
         box = None

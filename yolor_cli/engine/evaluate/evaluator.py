@@ -15,7 +15,7 @@ import torch
 from yolor_cli.engine.boxes import xywhn_to_xyxy
 from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.data.dataset import DetectionDataset
-from yolor_cli.engine.data.labels import ImageRecord
+from yolor_cli.engine.data.labels import ImageRecord, collect_image_files
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
 from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
@@ -251,6 +251,9 @@ def evaluate_predictions(
     dataset = build_dataset(data, task, img_size=32, batch_size=1, reporter=reporter)
     by_stem = {record.image.stem: record for record in dataset.records}
     grouped: dict[str, list[tuple[list[float], float, int]]] = {stem: [] for stem in by_stem}
+    # Images the split lists but the label scan skipped were warned about already, with the reason;
+    # their detections are dropped without a second warning that would call them unknown.
+    listed = {image.stem for image in collect_image_files(data.split(task))}
     unknown_images: set[str] = set()
     for number, row in enumerate(_read_predictions(path)):
         try:
@@ -263,7 +266,8 @@ def evaluate_predictions(
         if not 0 <= cls < data.nc:
             raise DataError(f"{path}: entry {number} has category_id {cls}, but the data has classes 0..{data.nc - 1}")
         if stem not in grouped:
-            unknown_images.add(stem)
+            if stem not in listed:
+                unknown_images.add(stem)
             continue
         grouped[stem].append(([x, y, x + w, y + h], score, cls))
     if unknown_images:
