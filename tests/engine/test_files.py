@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.files import atomic_folder, atomic_write
+from yolor_cli.engine.files import DiskFullError, atomic_folder, atomic_write, guard_output
+from yolor_cli.engine.runs import new_run_dir
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -91,3 +94,147 @@ def test_atomic_folder_replaces_a_folder_whole_and_keeps_it_when_the_check_fails
     atomic_folder(target, write("three"))
     assert (target / "m.xml").read_text() == "three"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["m_openvino_model"]  # no temporary folder left
+
+
+# --- a full disk: one message naming the path, and no partial file (issue 20 #7) ---
+
+
+def _enospc(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_one_message_with_the_path_and_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+
+    def fills_the_disk(stream) -> None:
+        stream.write(b"half")
+        _enospc()
+
+    with pytest.raises(DiskFullError, match=f"no space left on device: {target}"):
+        atomic_write(target, fills_the_disk)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_torch_save_out_of_space_is_the_same_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: torch.nn.Module
+) -> None:
+    """torch.save writes through C++ and says only "inline_container.cc ... unexpected pos": the
+    free space of the file system tells a full disk apart from other failures."""
+    from yolor_cli.engine import files
+    from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
+
+    def cpp_failure(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", cpp_failure)
+    target = tmp_path / "weights" / "best.pt"
+    checkpoint = Checkpoint(cfg=tiny_model.cfg, model_state={}, names=None)
+    with pytest.raises(RuntimeError, match="inline_container"):  # with room left: not called a full disk
+        save_checkpoint(checkpoint, target)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil_usage(total=1 << 30, used=1 << 30, free=0))
+    with pytest.raises(DiskFullError, match=f"no space left on device: {target}"):
+        save_checkpoint(checkpoint, target)
+    assert list(target.parent.iterdir()) == []
+
+
+def shutil_usage(*, total: int, used: int, free: int) -> object:
+    import shutil
+
+    return shutil._ntuple_diskusage(total, used, free)  # type: ignore[attr-defined]
+
+
+def test_a_full_disk_while_writing_a_folder_leaves_the_old_one(tmp_path: Path) -> None:
+    target = tmp_path / "m_openvino_model"
+    atomic_folder(target, lambda folder: (folder / "m.xml").write_text("one"))
+
+    def fills_the_disk(folder: Path) -> None:
+        (folder / "m.xml").write_text("tw")
+        _enospc()
+
+    with pytest.raises(DiskFullError, match="no space left on device"):
+        atomic_folder(target, fills_the_disk)
+    assert (target / "m.xml").read_text() == "one" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_detect_images_on_a_full_disk_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's tofile said "121645 requested and 4096 written"; images go through atomic_write now."""
+    import numpy as np
+
+    from yolor_cli.engine.data.images import write_image
+
+    real_fdopen = os.fdopen
+
+    class FullStream:
+        def __init__(self, stream) -> None:
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.stream.close()
+
+        def write(self, data: bytes) -> int:
+            self.stream.write(data[:4096])
+            _enospc()
+            return 0
+
+    monkeypatch.setattr(os, "fdopen", lambda handle, mode: FullStream(real_fdopen(handle, mode)))
+    with pytest.raises(DiskFullError, match="no space left on device: .*a.jpg"):
+        write_image(tmp_path / "a.jpg", np.zeros((64, 64, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the one writer guard ---
+
+
+def test_guard_refuses_inputs_paths_under_files_and_replaces_only_what_it_may(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"w")
+    with pytest.raises(YolorError, match="is the input"):
+        guard_output(weights, inputs=[weights], overwrite=True)
+    with pytest.raises(YolorError, match="holds the input"):
+        guard_output(tmp_path, inputs=[weights], overwrite=True, folder=True)
+    with pytest.raises(YolorError, match=r"is under .*w\.pt, which is a file"):  # found before any work
+        guard_output(weights / "x.onnx")
+    with pytest.raises(YolorError, match="must end in .pt"):
+        guard_output(tmp_path / "m.onnx", suffixes=(".pt",))
+    with pytest.raises(YolorError, match="already exists"):
+        guard_output(weights)
+    assert guard_output(weights, overwrite=True) == weights
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "a.xml").write_text("<annotation/>")
+    with pytest.raises(YolorError, match="not ours; nothing is written there"):  # a foreign folder: never
+        guard_output(mine, overwrite=True, folder=True, foreign=lambda path: "is not ours")
+    assert guard_output(mine, folder=True, foreign=lambda path: None, rewrite_own=True) == mine
+    with pytest.raises(YolorError, match="--overwrite to replace it anyway"):  # a foreign file: only when asked
+        guard_output(weights, foreign=lambda path: "is not ours")
+    assert guard_output(weights, overwrite=True, foreign=lambda path: "is not ours") == weights
+
+
+# --- run folders (issue 20 #3, #13) ---
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../x", "a/b", "a\\b"])
+def test_run_names_are_one_folder_inside_the_project(tmp_path: Path, name: str) -> None:
+    with pytest.raises(YolorError, match="is not a folder name"):
+        new_run_dir(tmp_path / "out", name)
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_exist_ok_never_reuses_a_finished_training_run_or_a_folder_of_inputs(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "exp"
+    (run / "weights").mkdir(parents=True)
+    (run / "weights" / "last_001.pt").write_bytes(b"an earlier run's")
+    with pytest.raises(YolorError, match=r"holds another run's weights \(weights/last_001.pt\)") as caught:
+        new_run_dir(tmp_path / "runs", "exp", exist_ok=True, training=True)
+    assert "--resume" in (caught.value.hint or "")
+    assert new_run_dir(tmp_path / "runs", "exp", training=True) == run.with_name("exp2")
+    images = tmp_path / "D" / "images"
+    images.mkdir(parents=True)
+    (images / "a.jpg").write_bytes(b"jpg")
+    with pytest.raises(YolorError, match="holds the input"):
+        new_run_dir(tmp_path / "D", "images", exist_ok=True, inputs=[images / "a.jpg"])
+    assert new_run_dir(tmp_path / "D", "images", exist_ok=False, inputs=[images / "a.jpg"]).name == "images2"

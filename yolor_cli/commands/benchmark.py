@@ -142,6 +142,9 @@ def benchmark_command(
             show_default=False,
         ),
     ] = BenchmarkRequest.output,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an --output file that is not an earlier benchmark table.")
+    ] = BenchmarkRequest.overwrite,
     json_output: JsonOption = False,
     trust_pickle: TrustPickleOption = BenchmarkRequest.trust_pickle,
 ) -> None:
@@ -158,6 +161,7 @@ def benchmark_command(
         device=device,
         min_map=min_map,
         output=output,
+        overwrite=overwrite,
         trust_pickle=trust_pickle,
     )
     result = run_benchmark(request, reporter=RichReporter())

@@ -4,6 +4,7 @@ replacement and backups of user edits."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -75,72 +76,158 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def check_output(path: Path, source: Path, overwrite: bool) -> None:
-    """An output may replace an existing file only when asked to, and never the file it is made from."""
-    if path.resolve() == source.resolve():
-        raise YolorError(f"--output {path} is the input weights file", hint="choose another --output")
-    if path.exists() and not overwrite:
+# A write that failed this close to a full disk failed for want of space, whatever the writer's words
+# (torch.save's C++ stream says "inline_container.cc ... unexpected pos", OpenVINO "basic_ios::clear").
+DISK_FULL_FREE_BYTES = 1024 * 1024
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded")
+
+
+class DiskFullError(YolorError):
+    """A write that ran out of space; nothing partial was left behind."""
+
+
+def disk_full_error(error: BaseException, path: Path) -> DiskFullError | None:
+    """``error`` as "no space left on device: PATH" when the write failed for want of space, else None.
+
+    OSError carries ENOSPC; torch and OpenVINO write through C++ streams and raise RuntimeError with
+    their own words, so for those the free space of ``path``'s file system decides (asked before the
+    temporary file is removed, while the disk is still as full as the write left it)."""
+    if isinstance(error, DiskFullError):
+        return error
+    if not isinstance(error, (OSError, RuntimeError)):
+        return None
+    text = str(error).lower()
+    full = getattr(error, "errno", None) in _DISK_FULL_ERRNOS or any(words in text for words in _DISK_FULL_WORDS)
+    if not full:
+        folder = next((parent for parent in (path, *path.parents) if parent.is_dir()), None)
+        try:
+            full = folder is not None and shutil.disk_usage(folder).free < DISK_FULL_FREE_BYTES
+        except OSError:
+            full = False
+    if not full:
+        return None
+    return DiskFullError(
+        f"no space left on device: {path}", hint="free some space (or choose an --output on another disk) and run again"
+    )
+
+
+@contextlib.contextmanager
+def reporting_disk_full(path: Path) -> Iterator[None]:
+    """Turn a write's out-of-space failure, whatever raised it, into one :class:`DiskFullError`."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        translated = disk_full_error(error, path)
+        if translated is None:
+            raise
+        raise translated from None
+
+
+def guard_output(
+    path: Path,
+    *,
+    inputs: tuple[Path, ...] | list[Path] = (),
+    overwrite: bool = False,
+    folder: bool = False,
+    suffixes: tuple[str, ...] = (),
+    foreign: Callable[[Path], str | None] | None = None,
+    rewrite_own: bool = False,
+    option: str = "--output",
+    hint: str = "choose another --output",
+) -> Path:
+    """The one check every output path passes before any work: ``path`` may be written, or a
+    YolorError says why not.
+
+    Refused: a path under an existing file; one of the command's ``inputs`` (or, for a ``folder``, a
+    folder holding one); a suffix outside ``suffixes`` (when given), so a checkpoint never takes an
+    ONNX name; an existing folder where a file goes and the reverse. An existing path that
+    ``foreign`` describes (it returns why the path is not one this tool wrote for this purpose, or
+    None) is a folder never replaced and a file replaced only with ``overwrite``; one of ours is
+    replaced with ``overwrite``, or always with ``rewrite_own`` (a table each run rewrites).
+    """
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise YolorError(f"{option} {path} is under {parent}, which is a file, not a folder", hint=hint)
+    _refuse_inputs(path, inputs, folder, option, hint)
+    if suffixes and path.suffix.lower() not in suffixes:
         raise YolorError(
-            f"--output {path} already exists", hint="choose another --output, or pass --overwrite to replace it"
+            f"{option} {path} must end in {' or '.join(suffixes)}: that is the kind of file written",
+            hint=f"name it {path.with_suffix(suffixes[0]).name}",
         )
-
-
-def check_output_folder(path: Path, source: Path, overwrite: bool, suffixes: tuple[str, ...]) -> None:
-    """:func:`check_output` for an output that is a folder replaced whole (an OpenVINO IR): with
-    ``overwrite`` it may replace only a folder of the same kind, holding nothing but files with
-    ``suffixes``, so a mistyped ``--output`` can never wipe a folder of the user's."""
-    check_output(path, source, overwrite)
     if not path.exists():
-        return
-    if not path.is_dir():
-        raise YolorError(
-            f"--output {path} is a file; this format is written as a folder", hint="choose another --output"
-        )
-    if source.resolve().is_relative_to(path.resolve()):
-        raise YolorError(f"--output {path} holds the input weights", hint="choose another --output")
-    others = [item.name for item in path.iterdir() if not (item.is_file() and item.suffix.lower() in suffixes)]
-    if others:
-        raise YolorError(
-            f"--output {path} is a folder with other things in it ({', '.join(sorted(others)[:3])}); "
-            "it would be replaced whole",
-            hint="choose a new or an earlier export's folder for --output",
-        )
+        return path
+    if folder != path.is_dir():
+        kind, wanted = ("a file", "a folder") if folder else ("a folder", "a file")
+        raise YolorError(f"{option} {path} is {kind}; {wanted} is written there", hint=hint)
+    reason = foreign(path) if foreign is not None else None
+    if reason is not None and (folder or not overwrite):
+        extra = "" if folder else " (pass --overwrite to replace it anyway)"
+        raise YolorError(f"{option} {path} {reason}; nothing is written there{extra}", hint=hint)
+    if reason is None and not (overwrite or rewrite_own):
+        raise YolorError(f"{option} {path} already exists", hint=f"{hint}, or pass --overwrite to replace it")
+    return path
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None = None) -> Path:
+def _refuse_inputs(path: Path, inputs: tuple[Path, ...] | list[Path], folder: bool, option: str, hint: str) -> None:
+    """No output is ever written over, or as a folder around, one of the command's own inputs."""
+    target = path.resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if source == target:
+            raise YolorError(f"{option} {path} is the input {item}", hint=hint)
+        if folder and source.is_relative_to(target):
+            raise YolorError(f"{option} {path} holds the input {item}; its files could be overwritten", hint=hint)
+
+
+def atomic_write(
+    path: Path,
+    write: Callable[[BinaryIO], None],
+    check: Callable[[Path], None] | None = None,
+    *,
+    sync: bool = True,
+) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
     A crash or kill mid-write leaves the previous file intact; Ctrl-C waits for the write and the
     rename to end. ``check`` reads the finished temporary file back (an export verifying itself on a
     runtime) and raises to stop the rename: a file that fails its check never replaces anything. A
     check may take a while, so Ctrl-C is not held during it (nor during the write before it: the
-    file would not be kept anyway).
+    file would not be kept anyway). A full disk, whoever's words say so, ends in one
+    :class:`DiskFullError` naming ``path``, with the temporary file gone. ``sync=False`` skips the
+    fsync for many small files that can be made again (detect's images).
     """
     if check is None:
         with interrupts_deferred():
-            return _atomic_write(path, write, None)
-    return _atomic_write(path, write, check)
+            return _atomic_write(path, write, None, sync)
+    return _atomic_write(path, write, check, sync)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _mode_for(path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _atomic_write(
+    path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None, sync: bool
+) -> Path:
+    with reporting_disk_full(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(temp_name, mode)
+        os.chmod(temp_name, _mode_for(path))
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
-            os.fsync(stream.fileno())
+            if sync:
+                os.fsync(stream.fileno())
         if check is not None:
             check(Path(temp_name))
             with interrupts_deferred():
                 os.replace(temp_name, path)
         else:
             os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
+        full = disk_full_error(error, path)  # before the temporary file frees its space
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+        if full is not None:
+            raise full from None
         raise
     return path
 
@@ -157,10 +244,12 @@ def atomic_folder(path: Path, write: Callable[[Path], None], check: Callable[[Pa
 
     ``write`` fills a temporary folder beside ``path``; ``check`` reads it back; only then does it
     take ``path``'s place. An existing folder is moved aside first and removed once the new one is
-    in place, so a crash leaves either the old or the new folder, never a mix of both.
+    in place, so a crash leaves either the old or the new folder, never a mix of both. A full disk
+    is one :class:`DiskFullError`, as for :func:`atomic_write`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with reporting_disk_full(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old: Path | None = None
     try:
         os.chmod(temp, 0o777 & ~_UMASK)
@@ -172,10 +261,13 @@ def atomic_folder(path: Path, write: Callable[[Path], None], check: Callable[[Pa
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
                 os.replace(path, old / path.name)
             os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
+        full = disk_full_error(error, path)  # before the temporary folder frees its space
         shutil.rmtree(temp, ignore_errors=True)
         if old is not None and not path.exists():  # put the previous folder back
             os.replace(old / path.name, path)
+        if full is not None:
+            raise full from None
         raise
     finally:
         if old is not None:

@@ -250,7 +250,7 @@ def test_output_paths_never_replace_files_unasked(trained_like: Path, tmp_path: 
     assert [p.name for p in dotted.values()] == ["model.v1.5.onnx", "model.v1.5.pt"]
     assert output_paths(trained_like, ["onnx"], tmp_path / "model")["onnx"].name == "model.onnx"
     assert output_paths(trained_like, ["onnx", "pt"], tmp_path / "m.onnx")["pt"].name == "m.pt"
-    with pytest.raises(YolorError, match="is the input weights file"):
+    with pytest.raises(YolorError, match="is the input"):
         output_paths(trained_like, ["pt"], trained_like, overwrite=True)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -98,3 +99,36 @@ def test_video_library_noise_stays_off_the_real_stderr(weights: Path, tmp_path: 
     assert "moov atom" not in run.stderr and "mov,mp4" not in run.stderr and "WARN" not in run.stderr
     assert "every input was skipped" in run.stderr and "x.mp4: cannot open video" in run.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_detect_never_writes_over_its_source_images(weights: Path, tmp_path: Path) -> None:
+    """issue 20 #3: ``--project D --name images --exist-ok`` with the source in D/images re-encoded
+    every source image in place; it is refused before anything is written."""
+    images = tmp_path / "D" / "images"
+    images.mkdir(parents=True)
+    originals = {}
+    for index in range(3):
+        path = images / f"{index}.png"
+        cv2.imwrite(str(path), np.full((64, 64, 3), 40 * index, np.uint8))
+        originals[path.name] = path.read_bytes()
+    args = ("detect", "-w", str(weights), "--source", str(images), "--img-size", "64", "--save-txt")
+    result = invoke(*args, "--project", str(tmp_path / "D"), "--name", "images", "--exist-ok")
+    assert result.exit_code == 1 and "holds the input" in " ".join(result.stderr.split()), result.output
+    assert {path.name: path.read_bytes() for path in images.iterdir()} == originals  # no labels/ either
+    result = invoke(*args, "--project", str(tmp_path), "--name", "D", "--exist-ok")  # a folder around the source
+    assert result.exit_code == 1 and "holds the input" in " ".join(result.stderr.split()), result.output
+    assert sorted(p.name for p in (tmp_path / "D").iterdir()) == ["images"]
+
+
+@pytest.mark.parametrize("name", ["../../x", ""])
+def test_detect_run_names_stay_inside_the_project(weights: Path, tmp_path: Path, name: str) -> None:
+    """issue 20 #13: ``--name ../../x`` wrote outside --project, ``--name ''`` to ``out/2``."""
+    (tmp_path / "src").mkdir()
+    cv2.imwrite(str(tmp_path / "src" / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    project = tmp_path / "a" / "b" / "out"
+    result = invoke(
+        "detect", "-w", str(weights), "--source", str(tmp_path / "src"), "--img-size", "64",
+        "--project", str(project), "--name", name,
+    )  # fmt: skip
+    assert result.exit_code == 1 and "is not a folder name" in result.stderr, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from yolor_cli.engine.data.skips import SkipReason, UnusableFile
 from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.files import atomic_write
 
 IMAGE_FOLDERS = ("images", "JPEGImages")  # the seed's layout first, then standard VOC
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -103,8 +104,7 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(path.suffix or ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise DataError(f"cannot encode image for {path}")
-    encoded.tofile(str(path))
+    atomic_write(path, lambda stream: stream.write(encoded.tobytes()), sync=False)  # a full disk: one message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,15 +23,16 @@ import torch
 
 from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.data.loader import build_dataset
-from yolor_cli.engine.deploy.export import SUFFIXES, ExportRequest, export, parse_formats
+from yolor_cli.engine.deploy.export import ExportRequest, export, parse_formats
 from yolor_cli.engine.deploy.int8 import Int8Maker
 from yolor_cli.engine.deploy.latency import median_latency_ms
+from yolor_cli.engine.deploy.outputs import SUFFIXES
 from yolor_cli.engine.deploy.quantize import float_batches
 from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_predictor
 from yolor_cli.engine.evaluate.request import EVAL_CONF, EVAL_IOU
-from yolor_cli.engine.files import atomic_write, path_size
+from yolor_cli.engine.files import atomic_write, guard_output, path_size
 from yolor_cli.engine.infer import onnx_model, openvino_model
 from yolor_cli.engine.infer.exported import load_exported
 from yolor_cli.engine.infer.predictor import Predictor
@@ -58,6 +60,7 @@ CSV_COLUMNS = (
     "reason",
 )
 MEGABYTE = 1024 * 1024
+HEADER = ",".join(CSV_COLUMNS).encode()  # the first line of every table written: how it is recognised
 
 
 @dataclass
@@ -210,15 +213,37 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
 
 def _csv_path(request: BenchmarkRequest, weights: Path) -> Path:
     """``benchmark.csv`` beside the weights, in an ``--output`` folder, or an ``--output`` .csv file.
-    A CSV is rewritten by each run (it is the benchmark's own); anything else is never replaced."""
+    A folder is one that exists, ends in a slash, or does not exist and has no .csv suffix. Checked
+    by the one writer guard before any work: an earlier benchmark table is rewritten by each run;
+    any other file (a training run's results.csv) only with ``overwrite``; the inputs never."""
     if request.output is None:
-        return weights.parent / CSV_NAME
-    path = Path(request.output)
-    if path.is_dir():
-        return path / CSV_NAME
-    if path.suffix.lower() != ".csv":
-        raise YolorError(f"--output {path} is not a .csv file", hint="name a folder, or a file ending in .csv")
-    return path
+        path = weights.parent / CSV_NAME
+    else:
+        path = Path(request.output)
+        named_folder = str(request.output).endswith(("/", os.sep)) or path.is_dir()
+        if named_folder or (not path.exists() and path.suffix.lower() != ".csv"):
+            path = path / CSV_NAME
+        elif path.suffix.lower() != ".csv":
+            raise YolorError(f"--output {path} is not a .csv file", hint="name a folder, or a file ending in .csv")
+    return guard_output(
+        path,
+        inputs=[weights, Path(request.data)],
+        overwrite=request.overwrite,
+        foreign=foreign_table,
+        rewrite_own=True,
+    )
+
+
+def foreign_table(path: Path) -> str | None:
+    """Why ``path`` is not a table an earlier benchmark wrote (recognised by its header), or None."""
+    try:
+        with path.open("rb") as stream:
+            first = stream.readline(len(HEADER) + 2)
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if first.rstrip(b"\r\n") == HEADER:
+        return None
+    return "is not a table yolor benchmark wrote"
 
 
 def _pytorch(row: BenchmarkRow, bench: _Bench, model: Any, weights: Path, device: torch.device) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,30 +23,26 @@ import torch
 from torch import nn
 
 from yolor_cli import __version__
-from yolor_cli.engine.config import load_data_config
+from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.deploy import quantize
 from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Maker, Int8Report, export_int8
+from yolor_cli.engine.deploy.outputs import output_paths, producer
 from yolor_cli.engine.deploy.request import DEFAULT_OPSET, ExportRequest
 from yolor_cli.engine.errors import YolorError, first_line
-from yolor_cli.engine.files import atomic_folder, atomic_write, check_output, check_output_folder, path_size
+from yolor_cli.engine.files import atomic_folder, atomic_write, path_size
 from yolor_cli.engine.infer import onnx_model, openvino_model
-from yolor_cli.engine.infer.exported import OPENVINO_FOLDER_SUFFIX, OPENVINO_SUFFIX, ir_stem
+from yolor_cli.engine.infer.exported import OPENVINO_SUFFIX, ir_stem
 from yolor_cli.engine.infer.torchscript_model import METADATA_FILE as TORCHSCRIPT_METADATA_FILE
 from yolor_cli.engine.infer.torchscript_model import quiet_torchscript
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.model.class_names import resolve_names
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
-from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.model.loading import LoadedModel, load_model
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import PRECISION_NAMES, cpu_bf16_feature, select_device
 
 FORMATS = ("onnx", "openvino", "torchscript", "pt")
-# An OpenVINO IR is two files (NAME.xml, NAME.bin), so it is written as one folder.
-SUFFIXES = {"onnx": ".onnx", "openvino": OPENVINO_FOLDER_SUFFIX, "torchscript": ".torchscript", "pt": ".pt"}
-DEPLOY_STEM_SUFFIX = "_deploy"  # best.pt -> best_deploy.pt, so the stripped file never shadows its source
-INT8_STEM_SUFFIX = "_int8"  # best.pt -> best_int8.onnx, best_int8_openvino_model/
 INT8_TOLERANCE_KIND = "map50_95_drop"  # INT8 files are judged by accuracy, not by output differences
-IR_FILE_SUFFIXES = (OPENVINO_SUFFIX, ".bin")  # what an OpenVINO folder holds, and all it may hold to be replaced
 FP32_TOLERANCE = 1e-3  # max |runtime - PyTorch| for fp32 files (outputs are in input pixels)
 # fp16 keeps ~3 significant digits: box coordinates of hundreds of pixels differ by tenths, so half
 # files are judged on |diff| / (1 + |reference|).
@@ -189,53 +184,6 @@ def parse_formats(text: str, known: tuple[str, ...] = FORMATS, what: str = "expo
     return list(dict.fromkeys(formats))
 
 
-def _with_suffix(path: Path, suffix: str) -> Path:
-    """``model`` or ``model.onnx`` -> ``model.onnx``; a dotted stem (``model.v1.5``) keeps its dots;
-    ``m_openvino_model`` stays as it is for the OpenVINO folder."""
-    if path.name.endswith(OPENVINO_FOLDER_SUFFIX):
-        path = path.with_name(path.name[: -len(OPENVINO_FOLDER_SUFFIX)] or "model")
-    base = path.with_suffix("") if path.suffix.lower() in SUFFIXES.values() else path
-    return base.with_name(base.name + suffix)
-
-
-def _names_a_file(path: Path) -> bool:
-    """``m.ts`` or ``model.onnx`` name the file; ``model.v2`` or ``model.v1.5`` are dotted stems (a
-    version), which still get the format's suffix, so ``yolor detect`` recognises an .onnx file."""
-    return bool(path.suffix) and re.fullmatch(r"\.v?\d+", path.suffix, flags=re.IGNORECASE) is None
-
-
-def output_paths(
-    weights: Path, formats: list[str], output: Path | None, overwrite: bool = False, int8: bool = False
-) -> dict[str, Path]:
-    """Where each format goes: ``--output`` exactly as typed for one format and a name with a suffix
-    (``m.ts``, ``model.onnx``: what people type; not a version such as ``model.v2``); else ``--output``
-    with each format's suffix; by default NAME.onnx, NAME.torchscript and NAME_deploy.pt beside the
-    weights, numbered together (NAME_2.onnx, NAME_2.torchscript...) rather than overwriting anything.
-    An existing file is replaced only with ``overwrite``; the input weights never. INT8 files are
-    NAME_int8.onnx and NAME_int8_openvino_model/ by default."""
-    if output is not None and len(formats) == 1 and (_names_a_file(output) or formats == ["openvino"]):
-        paths = {formats[0]: output}
-    elif output is not None:
-        paths = {name: _with_suffix(output, SUFFIXES[name]) for name in formats}
-    else:
-
-        def default(name: str, number: int) -> Path:
-            stem = weights.stem + (DEPLOY_STEM_SUFFIX if name == "pt" else "") + (INT8_STEM_SUFFIX if int8 else "")
-            stem += f"_{number}" if number > 1 else ""
-            return weights.with_name(stem + SUFFIXES[name])
-
-        number = 1
-        while any(default(name, number).exists() for name in formats):
-            number += 1
-        paths = {name: default(name, number) for name in formats}
-    for name, path in paths.items():
-        if name == "openvino":
-            check_output_folder(path, weights, overwrite, IR_FILE_SUFFIXES)
-        else:
-            check_output(path, weights, overwrite)
-    return paths
-
-
 def compare(check: Check, reference: np.ndarray, output: np.ndarray, tolerance: Tolerance) -> None:
     """Fill ``check`` with the differences and the verdict (fp32: absolute, fp16 and bf16: relative)."""
     if output.shape != reference.shape:
@@ -309,7 +257,7 @@ def _metadata(
     """What a deployment needs to know about the file. ``names`` only when known, so that a runtime
     (and ``yolor detect --names``) can still name the classes of an official checkpoint's export."""
     return {
-        "producer": f"yolor-cli {__version__}",
+        "producer": producer(__version__),  # how export recognises an IR folder it may replace
         **({"names": json.dumps(names)} if names is not None else {}),
         "nc": str(model.nc),
         "stride": str(model.max_stride),
@@ -482,9 +430,79 @@ def _check_request(request: ExportRequest, chosen: list[str]) -> None:
         raise YolorError("--int8 files are calibrated and checked at one input size", hint="drop --dynamic-size")
 
 
+@dataclass
+class _Job:
+    """What every format's writer reads: the request and the model, names, metadata and fixed
+    verification inputs export made of it, once for all formats."""
+
+    request: ExportRequest
+    loaded: LoadedModel
+    unfused: DarknetModel  # the .pt keeps BatchNorm layers, so it still matches its cfg and can train
+    fused: nn.Module
+    names: list[str] | None
+    verifier: _Verifier
+    metadata: dict[str, str]
+    target: torch.device
+    dtypes: dict[str, torch.dtype]
+    fp32_onnx: Path  # the fp32 ONNX file OpenVINO converts and INT8 quantizes (verified)
+    deployed: dict[torch.dtype, nn.Module] = field(default_factory=dict)
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.request.dynamic or self.request.dynamic_size
+
+    def deploy(self, dtype: torch.dtype) -> nn.Module:
+        if dtype not in self.deployed:
+            self.deployed[dtype] = copy.deepcopy(self.fused).to(device=self.target, dtype=dtype)
+        return self.deployed[dtype]
+
+    def example(self, dtype: torch.dtype) -> torch.Tensor:
+        return self.verifier.inputs[0].to(device=self.target, dtype=dtype)
+
+
+def _write_onnx(job: _Job, path: Path, dtype: torch.dtype) -> list[Check]:
+    request = job.request
+    return _export_onnx(
+        job.deploy(dtype),
+        job.example(dtype),
+        path,
+        job.verifier,
+        job.metadata,
+        opset=request.opset,
+        dynamic_batch=job.dynamic_batch,
+        dynamic_size=request.dynamic_size,
+        simplify=request.simplify,
+        dtype=dtype,
+    )
+
+
+def _write_openvino(job: _Job, path: Path, dtype: torch.dtype) -> list[Check]:
+    return _export_openvino(job.fp32_onnx, path, job.verifier, job.metadata, job.dynamic_batch)
+
+
+def _write_torchscript(job: _Job, path: Path, dtype: torch.dtype) -> list[Check]:
+    return _export_torchscript(
+        job.deploy(dtype), job.example(dtype), path, job.verifier, job.metadata, job.target, dtype
+    )
+
+
+def _write_pt(job: _Job, path: Path, dtype: torch.dtype) -> list[Check]:
+    return _export_pt(job.loaded.checkpoint, job.unfused, job.names, path, job.verifier, job.request.half)
+
+
+# One writer per format: each writes its file at a path, verified, and returns the checks it ran.
+WRITERS: dict[str, Callable[[_Job, Path, torch.dtype], list[Check]]] = {
+    "onnx": _write_onnx,
+    "openvino": _write_openvino,
+    "torchscript": _write_torchscript,
+    "pt": _write_pt,
+}
+
+
 def export(request: ExportRequest, *, reporter: Reporter | None = None) -> ExportResult:
     """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime; with
-    ``int8``, quantize the onnx / openvino files and keep those whose mAP held."""
+    ``int8``, quantize the onnx / openvino files and keep those whose mAP held. Every output path is
+    checked before the model is even loaded."""
     reporter = reporter or SilentReporter()
     chosen = parse_formats(request.formats)
     _check_request(request, chosen)
@@ -493,6 +511,23 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
         weights, chosen, Path(request.output) if request.output else None, request.overwrite, request.int8
     )
     data_config = load_data_config(request.data) if request.int8 and request.data is not None else None
+    with tempfile.TemporaryDirectory(prefix="yolor-export-") as scratch:
+        job, result = _prepare(request, chosen, Path(scratch) / "fp32.onnx", data_config)
+        if request.int8 or "openvino" in chosen:
+            _write_onnx(job, job.fp32_onnx, torch.float32)
+        if data_config is not None:
+            _write_int8(job, chosen, paths, data_config, result, reporter)
+            return result
+        for name in reporter.track(chosen, "Exporting", total=len(chosen)):
+            result.files.append(_write_format(job, name, paths[name], result))
+    return result
+
+
+def _prepare(
+    request: ExportRequest, chosen: list[str], fp32_onnx: Path, data_config: DataConfig | None
+) -> tuple[_Job, ExportResult]:
+    """The model loaded, fused and checked; the result's header; what every writer needs."""
+    weights = Path(request.weights)
     target = select_device(request.device)
     loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
@@ -516,7 +551,7 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
         names=names,
         notes=list(loaded.notes) + _ignored_options(chosen, request.simplify, request.opset, dynamic_batch),
     )
-    unfused = copy.deepcopy(model)  # the .pt keeps BatchNorm layers, so it still matches its cfg and can train
+    unfused = copy.deepcopy(model)
     fused = DeployModel(model.fuse()).eval()
     shapes = [(batch, model.input_channels, img_size, img_size)]
     if dynamic_batch:
@@ -526,100 +561,84 @@ def export(request: ExportRequest, *, reporter: Reporter | None = None) -> Expor
     verifier = _Verifier(fused, shapes)  # fp32 references, before any cast to half
     bf16_feature = cpu_bf16_feature() if half and target.type == "cpu" else None
     dtypes = _file_dtypes(half, bf16_feature is not None)
-    deployed: dict[torch.dtype, nn.Module] = {}
-
-    def deploy(dtype: torch.dtype) -> nn.Module:
-        if dtype not in deployed:
-            deployed[dtype] = copy.deepcopy(fused).to(device=target, dtype=dtype)
-        return deployed[dtype]
-
-    metadata = _metadata(model, names, img_size, batch, dynamic_axes, half)
     result.notes.extend(_device_notes(chosen, target, dtypes, bf16_feature))
+    job = _Job(
+        request=request,
+        loaded=loaded,
+        unfused=unfused,
+        fused=fused,
+        names=names,
+        verifier=verifier,
+        metadata=_metadata(model, names, img_size, batch, dynamic_axes, half),
+        target=target,
+        dtypes=dtypes,
+        fp32_onnx=fp32_onnx,
+    )
+    return job, result
 
-    def example(dtype: torch.dtype) -> torch.Tensor:
-        return verifier.inputs[0].to(device=target, dtype=dtype)
 
-    def write_onnx(path: Path, dtype: torch.dtype) -> list[Check]:
-        return _export_onnx(
-            deploy(dtype),
-            example(dtype),
-            path,
-            verifier,
-            metadata,
-            opset=request.opset,
-            dynamic_batch=dynamic_batch,
-            dynamic_size=request.dynamic_size,
-            simplify=request.simplify,
-            dtype=dtype,
+def _write_format(job: _Job, name: str, path: Path, result: ExportResult) -> ExportedFile:
+    """One format written and verified by its writer; a failure names what was already written."""
+    start = time.perf_counter()
+    dtype = job.dtypes[name]
+    try:
+        checks = WRITERS[name](job, path, dtype)
+    except YolorError as error:
+        if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
+            written = ", ".join(str(f.path) for f in result.files)
+            message = f"{error.message} (already written and verified: {written})"
+            raise type(error)(message, error.hint) from None
+        raise
+    return ExportedFile(
+        format=name,
+        path=path,
+        size_bytes=path_size(path),
+        seconds=time.perf_counter() - start,
+        checks=checks,
+        precision=PRECISION_NAMES[dtype],
+        tolerance=TOLERANCES[dtype],
+    )
+
+
+def _write_int8(
+    job: _Job,
+    chosen: list[str],
+    paths: dict[str, Path],
+    data_config: DataConfig,
+    result: ExportResult,
+    reporter: Reporter,
+) -> None:
+    """The INT8 files, quantized from the verified fp32 ONNX file and judged by mAP, not by outputs."""
+    request = job.request
+    start = time.perf_counter()
+    maker = Int8Maker(
+        job.fp32_onnx,
+        job.metadata,
+        data=data_config,
+        img_size=request.img_size,
+        batch=request.batch,
+        calib_images=request.calib_images,
+        max_drop=request.max_drop,
+        reporter=reporter,
+    )
+    reports = export_int8(maker, chosen, paths)
+    result.notes.extend(maker.notes)
+    result.int8 = reports
+    seconds = (time.perf_counter() - start) / max(len(reports), 1)
+    for report in reports:
+        path = paths[report.format]
+        result.files.append(
+            ExportedFile(
+                format=report.format,
+                path=path,
+                size_bytes=path_size(path),
+                seconds=seconds,
+                checks=[],  # the fp32 file was verified against PyTorch; this one is judged by mAP
+                precision="int8",
+                tolerance=Tolerance(INT8_TOLERANCE_KIND, report.max_drop),
+                int8=report,
+            )
         )
-
-    with tempfile.TemporaryDirectory(prefix="yolor-export-") as scratch:
-        # The fp32 ONNX file OpenVINO converts and INT8 quantizes: the one written, or a verified scratch copy.
-        fp32_onnx = Path(scratch) / "fp32.onnx"
-        if request.int8 or "openvino" in chosen:
-            write_onnx(fp32_onnx, torch.float32)
-        if request.int8:
-            assert data_config is not None
-            start = time.perf_counter()
-            maker = Int8Maker(
-                fp32_onnx,
-                metadata,
-                data=data_config,
-                img_size=img_size,
-                batch=batch,
-                calib_images=request.calib_images,
-                max_drop=request.max_drop,
-                reporter=reporter,
-            )
-            reports = export_int8(maker, chosen, paths)
-            result.notes.extend(maker.notes)
-            result.int8 = reports
-            seconds = (time.perf_counter() - start) / max(len(reports), 1)
-            for report in reports:
-                path = paths[report.format]
-                result.files.append(
-                    ExportedFile(
-                        format=report.format,
-                        path=path,
-                        size_bytes=path_size(path),
-                        seconds=seconds,
-                        checks=[],  # the fp32 file was verified against PyTorch; this one is judged by mAP
-                        precision="int8",
-                        tolerance=Tolerance(INT8_TOLERANCE_KIND, report.max_drop),
-                        int8=report,
-                    )
-                )
-            return result
-        for name in reporter.track(chosen, "Exporting", total=len(chosen)):
-            start = time.perf_counter()
-            path, dtype = paths[name], dtypes[name]
-            try:
-                if name == "onnx":
-                    checks = write_onnx(path, dtype)
-                elif name == "openvino":
-                    checks = _export_openvino(fp32_onnx, path, verifier, metadata, dynamic_batch)
-                elif name == "torchscript":
-                    checks = _export_torchscript(deploy(dtype), example(dtype), path, verifier, metadata, target, dtype)
-                else:
-                    checks = _export_pt(loaded.checkpoint, unfused, names, path, verifier, half)
-            except YolorError as error:
-                if result.files:  # say what the earlier formats did write, so nobody thinks it is all gone
-                    written = ", ".join(str(f.path) for f in result.files)
-                    message = f"{error.message} (already written and verified: {written})"
-                    raise type(error)(message, error.hint) from None
-                raise
-            result.files.append(
-                ExportedFile(
-                    format=name,
-                    path=path,
-                    size_bytes=path_size(path),
-                    seconds=time.perf_counter() - start,
-                    checks=checks,
-                    precision=PRECISION_NAMES[dtype],
-                    tolerance=TOLERANCES[dtype],
-                )
-            )
-    return result
 
 
 def _file_dtypes(half: bool, cpu_bf16: bool) -> dict[str, torch.dtype]:

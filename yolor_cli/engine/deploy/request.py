@@ -61,5 +61,6 @@ class BenchmarkRequest:
     device: str = "cpu"
     min_map: float | None = None  # exit 1 when a format that ran scores mAP50-95 below this
     output: Path | None = None  # benchmark.csv; None: beside the weights
+    overwrite: bool = False  # replace an --output file that is not an earlier benchmark table
     calib_images: int = DEFAULT_CALIB_IMAGES
     trust_pickle: bool = False

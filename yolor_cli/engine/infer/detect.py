@@ -15,6 +15,7 @@ from yolor_cli.engine.boxes import xyxy_to_xywhn
 from yolor_cli.engine.data.images import write_image
 from yolor_cli.engine.data.sources import Frame, Unreadable, iter_frames, list_sources
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.infer.drawing import class_name, draw_boxes
 from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_for_inference
 from yolor_cli.engine.infer.predictor import Detections, Predictor
@@ -148,8 +149,8 @@ def _detect_one(
     stem = base if frame.frame is None else f"{base}_frame{frame.frame}"
     if save_txt:
         label_file = result.save_dir / "labels" / f"{stem}.txt"
-        label_file.parent.mkdir(parents=True, exist_ok=True)
-        label_file.write_text(label_lines(detections, width, height, save_conf), encoding="utf-8")
+        text = label_lines(detections, width, height, save_conf).encode("utf-8")
+        atomic_write(label_file, lambda stream: stream.write(text), sync=False)
         result.written.append(label_file)
     if frame.frame is None:
         result.images += 1
@@ -177,7 +178,8 @@ def detect(request: DetectRequest, *, reporter: Reporter | None = None) -> Detec
     # Folders this call is about to make, deepest first: removed again if the run writes nothing.
     missing = [folder for folder in (project, *project.parents) if not folder.exists()]
     reused = request.exist_ok and (project / request.name).exists()
-    save_dir = new_run_dir(project, request.name, request.exist_ok)
+    # Refused before any file is written: a run folder holding the source images would overwrite them.
+    save_dir = new_run_dir(project, request.name, request.exist_ok, inputs=paths)
     try:
         result = run_detect(
             predictor,

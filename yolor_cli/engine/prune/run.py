@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.files import check_output
+from yolor_cli.engine.files import guard_output
 from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.model.loading import load_model
@@ -39,6 +39,7 @@ from yolor_cli.engine.prune.pruning import (
 from yolor_cli.engine.prune.request import ConvTargets, GlobalTarget, LayerSpan, PruneRequest
 
 LATENCY_REPEATS = 5
+CHECKPOINT_SUFFIXES = (".pt", ".pth")  # what --output may end in: a pruned model is a checkpoint
 
 
 @dataclass
@@ -90,8 +91,8 @@ def default_output(weights: Path) -> Path:
 
 def _destination(weights: Path, output: str | Path | None, overwrite: bool) -> Path:
     destination = Path(output) if output else default_output(weights)
-    check_output(destination, weights, overwrite)
-    return destination
+    # A pruned model is a checkpoint: never written under another format's name (m.onnx).
+    return guard_output(destination, inputs=[weights], overwrite=overwrite, suffixes=CHECKPOINT_SUFFIXES)
 
 
 def _checked_local(model: DarknetModel, convs: list[int], method: str) -> list[int]:

@@ -31,7 +31,7 @@ from yolor_cli.engine.errors import MissingDependencyError, YolorError
 from yolor_cli.engine.evaluate.evaluator import check_model_classes
 from yolor_cli.engine.evaluate.plots import plot_sensitivity, require_matplotlib
 from yolor_cli.engine.evaluate.preloaded import PreloadedSplit, SharedPrefix, evaluate_preloaded
-from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.files import atomic_write, guard_output
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.pruning import (
@@ -216,23 +216,27 @@ def default_output(weights: Path) -> Path:
     return weights.with_name(f"{weights.stem}_sensitivity")
 
 
-def check_output_folder(folder: Path) -> None:
-    """The scan writes only :data:`OUR_FILES` into a folder that is new, empty, or holds nothing but an
-    earlier scan's files (which it replaces): anything else there might be the user's, so it refuses."""
-    if folder.exists() and not folder.is_dir():
-        raise YolorError(f"--output {folder} is a file; the scan writes a folder", hint="choose another --output")
-    blocking = next((parent for parent in folder.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:  # found now, not by the mkdir after the whole scan
-        raise YolorError(f"--output {folder} lies under {blocking}, which is a file", hint="choose another --output")
-    if folder.is_dir():
-        foreign = sorted(path.name for path in folder.iterdir() if path.name not in OUR_FILES)
-        if foreign:
-            raise YolorError(
-                f"--output {folder} already holds other files ({', '.join(foreign[:3])}"
-                f"{', ...' if len(foreign) > 3 else ''}), which the scan will not mix with its own",
-                hint="choose a new or empty folder with --output (one holding only an earlier scan's "
-                "sensitivity.* files is reused)",
-            )
+def foreign_files(folder: Path) -> str | None:
+    """Why ``folder`` is not a scan's own (it holds other files), or None: the scan writes only
+    :data:`OUR_FILES` and replaces an earlier scan's, but never mixes them with anything else."""
+    foreign = sorted(path.name for path in folder.iterdir() if path.name not in OUR_FILES)
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    return f"already holds other files ({shown}), which the scan will not mix with its own"
+
+
+def check_output_folder(folder: Path, inputs: list[Path]) -> None:
+    """The scan's folder, checked by the one writer guard before the slow work."""
+    guard_output(
+        folder,
+        inputs=inputs,
+        folder=True,
+        foreign=foreign_files,
+        rewrite_own=True,
+        hint="choose a new or empty folder with --output (one holding only an earlier scan's "
+        "sensitivity.* files is reused)",
+    )
 
 
 def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = None) -> SensitivityResult:
@@ -241,7 +245,7 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
     start = time.perf_counter()
     reporter = reporter or SilentReporter()
     output = Path(request.output) if request.output is not None else default_output(request.weights)
-    check_output_folder(output)  # before the slow work
+    check_output_folder(output, [Path(request.weights), Path(request.data)])  # before the slow work
     data = load_data_config(request.data)
     loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()

@@ -543,7 +543,11 @@ def _run_dir(
 ) -> Path:
     """The run folder (a new exp* or the resumed one) with weights/, hyp.yaml, opt.yaml and, when new,
     labels.png. Rank 0 only."""
-    save_dir = resume.save_dir if resume is not None else new_run_dir(options.project, options.name, options.exist_ok)
+    save_dir = (
+        resume.save_dir
+        if resume is not None
+        else new_run_dir(options.project, options.name, options.exist_ok, training=True)
+    )
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
     _write_yaml(save_dir / "hyp.yaml", hyp.as_dict())
     _write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options))
