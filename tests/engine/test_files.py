@@ -238,3 +238,30 @@ def test_exist_ok_never_reuses_a_finished_training_run_or_a_folder_of_inputs(tmp
     with pytest.raises(YolorError, match="holds the input"):
         new_run_dir(tmp_path / "D", "images", exist_ok=True, inputs=[images / "a.jpg"])
     assert new_run_dir(tmp_path / "D", "images", exist_ok=False, inputs=[images / "a.jpg"]).name == "images2"
+
+
+def test_a_backup_write_on_a_full_disk_keeps_the_users_file_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.yaml edited by the user is kept as data.yaml.bak when prepare writes a new one; a full disk
+    during that write must leave data.yaml itself where it was (not only a .bak), and no stray backup."""
+    from yolor_cli.engine import files
+
+    target = tmp_path / "data.yaml"
+    target.write_text("nc: 2  # edited by hand\n")
+    real_atomic_write = files.atomic_write
+
+    def full_disk(path: Path, write: Callable, check: Callable | None = None) -> Path:
+        _enospc()
+        return real_atomic_write(path, write, check)
+
+    monkeypatch.setattr(files, "atomic_write", full_disk)
+    with pytest.raises(OSError):
+        files.write_text_keeping_backup(target, "nc: 3\n")
+    assert target.read_text() == "nc: 2  # edited by hand\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.yaml"]
+
+    monkeypatch.setattr(files, "atomic_write", real_atomic_write)
+    backup = files.write_text_keeping_backup(target, "nc: 3\n")
+    assert backup is not None and backup.read_text() == "nc: 2  # edited by hand\n"
+    assert target.read_text() == "nc: 3\n"

@@ -305,7 +305,9 @@ def _free_backup_path(path: Path) -> Path:
 def write_text_keeping_backup(path: Path, text: str) -> Path | None:
     """Write ``text``; if a different file was there, keep it as ``name.bak`` (never overwrite a backup).
 
-    Returns the backup's path when one was made. Identical content is left untouched.
+    Returns the backup's path when one was made. Identical content is left untouched. The backup is
+    a copy made before the new text replaces the file atomically, so a failed write (a full disk)
+    leaves the user's file where it was, and the backup it made is removed again.
     """
     data = text.encode("utf-8")
     backup = None
@@ -313,6 +315,11 @@ def write_text_keeping_backup(path: Path, text: str) -> Path | None:
         if path.read_bytes() == data:
             return None
         backup = _free_backup_path(path)
-        os.replace(path, backup)
-    atomic_write(path, lambda stream: stream.write(data))
+        shutil.copy2(path, backup)
+    try:
+        atomic_write(path, lambda stream: stream.write(data))
+    except BaseException:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        raise
     return backup
