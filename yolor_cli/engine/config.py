@@ -7,6 +7,7 @@ silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,79 @@ from yolor_cli.engine.model.bundled import configs_dir
 
 DEFAULT_HYP = "scratch.640"
 IGNORED_DATA_KEYS = frozenset({"download"})  # keys official data files carry that need no action here
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a hyperparameter may take, from what it means (a rate, a probability, a gain)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False  # high itself is not allowed
+
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"a finite number {'above' if self.low_open else 'of at least'} {self.low:g}"
+        low = f"{'above ' if self.low_open else ''}{self.low:g}"
+        high = f"{'below ' if self.high_open else ''}{self.high:g}"
+        return f"a number from {low} to {high}"
+
+
+POSITIVE, NON_NEGATIVE, FRACTION = Bound(0, low_open=True), Bound(0), Bound(0, 1)
+BELOW_ONE = Bound(0, 1, high_open=True)
+# Per key, from its meaning: rates and gains cannot be negative, probabilities and jitter fractions stay
+# within [0, 1], momentum (Adam's beta1) below 1, the scale gain below 1 (1 - scale is the smallest
+# zoom), a size ratio at least 1, angles below a right angle (shear) or a half turn (rotation).
+HYP_BOUNDS: dict[str, Bound] = {
+    "lr0": POSITIVE,
+    "lrf": NON_NEGATIVE,
+    "momentum": BELOW_ONE,
+    "weight_decay": NON_NEGATIVE,
+    "warmup_epochs": NON_NEGATIVE,
+    "warmup_momentum": BELOW_ONE,
+    "warmup_bias_lr": NON_NEGATIVE,
+    "box": NON_NEGATIVE,
+    "cls": NON_NEGATIVE,
+    "cls_pw": POSITIVE,
+    "obj": NON_NEGATIVE,
+    "obj_pw": POSITIVE,
+    "iou_t": FRACTION,
+    "anchor_t": Bound(1),
+    "fl_gamma": NON_NEGATIVE,
+    "hsv_h": FRACTION,
+    "hsv_s": FRACTION,
+    "hsv_v": FRACTION,
+    "degrees": Bound(0, 180),
+    "translate": FRACTION,
+    "scale": BELOW_ONE,
+    "shear": Bound(0, 90, high_open=True),
+    "perspective": BELOW_ONE,
+    "flipud": FRACTION,
+    "fliplr": FRACTION,
+    "mosaic": FRACTION,
+    "mixup": FRACTION,
+}
+
+
+def _hyp_value(name: str, value: Any) -> tuple[float | None, str | None]:
+    """``value`` as a float, or why it cannot be ``name``'s value. A quoted number is accepted: YAML
+    reads ``1e-3`` (no dot) as text."""
+    bound = HYP_BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None, f"{name} is {type(value).__name__} {value!r}; it must be {bound}"
+    try:
+        number = float(value)
+    except ValueError:
+        return None, f"{name} is the text {value!r}; it must be {bound}"
+    if not math.isfinite(number) or not bound.admits(number):
+        return None, f"{name} is {number:g}; it must be {bound}"
+    return number, None
 
 
 @dataclass(frozen=True)
@@ -68,10 +142,14 @@ class Hyp:
                 f"{source}: {'; '.join(problems)}",
                 hint="start from a bundled file such as configs/hyp/scratch.640.yaml",
             )
-        try:
-            return cls(**{name: float(values[name]) for name in known})
-        except (TypeError, ValueError) as exc:
-            raise YolorError(f"{source}: every hyperparameter must be a number ({exc})") from None
+        checked = {name: _hyp_value(name, values[name]) for name in known}
+        problems = [problem for _, problem in checked.values() if problem is not None]
+        if problems:
+            raise YolorError(
+                f"{source}: {'; '.join(problems)}",
+                hint="the bundled configs/hyp/scratch.640.yaml says what each key means",
+            )
+        return cls(**{name: number for name, (number, _) in checked.items()})
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

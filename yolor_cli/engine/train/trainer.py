@@ -47,7 +47,7 @@ MULTI_SCALE_RANGE = (0.5, 1.5)
 
 
 class TrainingError(YolorError):
-    """Training cannot go on (a NaN loss, say); last.pt holds the last good epoch."""
+    """Training cannot go on (a NaN loss, say); the hint says which epoch, if any, was saved."""
 
 
 @dataclass
@@ -232,8 +232,8 @@ class Trainer:
         loss = loss * self.distributed.world_size
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"the loss became {loss.item()} at epoch {state.epoch}, iteration {state.iteration}",
-                hint="lower lr0 in the hyperparameters, or check the labels; last.pt holds the last good epoch",
+                f"the loss became {loss.item()} at epoch {state.epoch + 1}, iteration {state.iteration}",
+                hint=f"lower lr0 in the hyperparameters, or check the labels; {self._last_good_epoch()}",
             )
         self.scaler.scale(loss).backward()
         if self.sparsity:
@@ -246,6 +246,12 @@ class Trainer:
             state.last_step = state.iteration
         state.iteration += 1
         return items
+
+    def _last_good_epoch(self) -> str:
+        """What a run stopped by a bad loss leaves to go on from: nothing before its first epoch ends."""
+        if self.finished_epoch < 0:
+            return "no epoch had finished, so no checkpoint was written: start the run again"
+        return f"epoch {self.finished_epoch + 1} was the last good one (its last.pt, unless --nosave)"
 
     @torch.no_grad()
     def _sparsity_gradient(self) -> None:
