@@ -108,6 +108,12 @@ class OpenVinoDetector(ExportedDetector):
         its quantized layers in int8 either way."""
         if not xml.is_file():
             raise YolorError(f"OpenVINO file not found: {xml}")
+        weights = xml.with_suffix(".bin")
+        if not weights.is_file():  # OpenVINO's own text names only its source line (core.cpp)
+            raise YolorError(
+                f"{xml} has no weights file beside it: {weights} is missing",
+                hint="an OpenVINO model is the .xml and the .bin of the same name, in one folder; export it again",
+            )
         ov = require_openvino()
         try:
             model = ov.Core().read_model(str(xml))
