@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.errors import CfgError, DataError, YolorError
 from yolor_cli.engine.files import check_regular_file
-from yolor_cli.engine.model.bundled import configs_dir
 
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the yolor_cli package
 DEFAULT_HYP = "scratch.640"
 IGNORED_DATA_KEYS = frozenset({"download"})  # keys official data files carry that need no action here
 
@@ -153,6 +153,37 @@ class Hyp:
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def configs_dir() -> Path:
+    """The bundled cfgs and hyps: inside the package when installed, beside it in a source checkout."""
+    for candidate in (_PACKAGE_DIR / "configs", _PACKAGE_DIR.parent / "configs"):
+        if (candidate / "models").is_dir():
+            return candidate
+    raise CfgError("the bundled configs are missing from this installation", hint="reinstall yolor-cli")
+
+
+def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
+    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given."""
+    if classes and names_file:
+        raise DataError("pass either --classes or --names, not both")
+    if names_file is not None:
+        check_regular_file(names_file, "class names file")
+        try:
+            names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()]
+        except OSError as exc:
+            raise DataError(f"cannot read class names from {names_file}: {exc}") from None
+    elif classes is not None:
+        names = [part.strip() for part in classes.split(",")]
+    else:
+        return None
+    names = [name for name in names if name]
+    if not names:
+        raise DataError("the class list is empty")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise DataError(f"the class list names {', '.join(duplicates)} more than once")
+    return names
 
 
 def _read_yaml(path: Path, what: str) -> Any:

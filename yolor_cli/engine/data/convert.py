@@ -7,10 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yolor_cli.engine.config import parse_class_list  # noqa: F401  (its home is the config layer; kept importable here)
 from yolor_cli.engine.data.skips import Skipped, SkipReason
 from yolor_cli.engine.data.voc import VocItem
-from yolor_cli.engine.errors import DataError
-from yolor_cli.engine.files import check_regular_file
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 LABEL_DECIMALS = 6
@@ -48,29 +47,6 @@ def voc_box_to_yolo(
 def infer_classes(items: Iterable[VocItem]) -> list[str]:
     """Every object name in the annotations, sorted alphabetically."""
     return sorted({obj.name for item in items for obj in item.annotation.objects if obj.name})
-
-
-def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
-    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given."""
-    if classes and names_file:
-        raise DataError("pass either --classes or --names, not both")
-    if names_file is not None:
-        check_regular_file(names_file, "class names file")
-        try:
-            names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()]
-        except OSError as exc:
-            raise DataError(f"cannot read class names from {names_file}: {exc}") from None
-    elif classes is not None:
-        names = [part.strip() for part in classes.split(",")]
-    else:
-        return None
-    names = [name for name in names if name]
-    if not names:
-        raise DataError("the class list is empty")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise DataError(f"the class list names {', '.join(duplicates)} more than once")
-    return names
 
 
 @dataclass

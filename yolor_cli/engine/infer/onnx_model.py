@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
-from yolor_cli.engine.infer.exported import ExportedDetector, parse_metadata
+from yolor_cli.engine.infer.detector_base import ExportedDetector, parse_metadata
 from yolor_cli.engine.quiet_libs import import_quiet
 
 INSTALL_HINT = "pip install 'yolor-cli[export]'"

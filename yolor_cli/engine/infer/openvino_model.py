@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
-from yolor_cli.engine.infer.exported import ExportedDetector, parse_metadata
+from yolor_cli.engine.infer.detector_base import ExportedDetector, parse_metadata
 from yolor_cli.engine.quiet_libs import import_quiet, telemetry_off
 
 INSTALL_HINT = "pip install 'yolor-cli[openvino]'"
