@@ -125,3 +125,66 @@ def test_a_list_file_named_in_data_yaml_must_be_a_regular_file(tmp_path: Path) -
     )
     data.write_text(f"train: [{tmp_path}]\nnames: [a]\n")  # folders of images are entries too
     assert load_data_config(data).train == (tmp_path,)
+
+
+def _hyp_file(tmp_path: Path, **changes: str) -> Path:
+    """The bundled scratch hyp with ``changes`` (YAML text per key) written over its values."""
+    from yolor_cli.engine.model.bundled import configs_dir
+
+    lines = []
+    for line in (configs_dir() / "hyp" / "scratch.640.yaml").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        lines.append(f"{key}: {changes.pop(key)}" if key in changes else line)
+    path = tmp_path / "hyp.yaml"
+    path.write_text("\n".join(lines + [f"{key}: {value}" for key, value in changes.items()]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"lr0": ".nan"}, "lr0 is nan; it must be a finite number above 0"),
+        ({"lr0": "0"}, "lr0 is 0; it must be a finite number above 0"),
+        ({"scale": "-5"}, "scale is -5; it must be a number from 0 to below 1"),
+        ({"weight_decay": ".inf"}, "weight_decay is inf; it must be a finite number of at least 0"),
+        ({"momentum": "1"}, "momentum is 1; it must be a number from 0 to below 1"),
+        ({"mosaic": "1.5"}, "mosaic is 1.5; it must be a number from 0 to 1"),
+        ({"fliplr": "true"}, "fliplr is bool True; it must be a number from 0 to 1"),
+        ({"mixup": "[0.1]"}, "mixup is list [0.1]; it must be a number from 0 to 1"),
+        ({"hsv_h": "red"}, "hsv_h is the text 'red'; it must be a number from 0 to 1"),
+        ({"anchor_t": "0.5"}, "anchor_t is 0.5; it must be a finite number of at least 1"),
+        ({"lr0": "-1", "flipud": "2"}, "lr0 is -1; it must be a finite number above 0; flipud is 2; it must be"),
+    ],
+)
+def test_hyperparameters_out_of_their_range_are_named_with_the_file(
+    tmp_path: Path, changes: dict[str, str], expected: str
+) -> None:
+    path = _hyp_file(tmp_path, **changes)
+    message = _message(lambda: load_hyp(path))
+    assert message.startswith(f"{path}: {expected}")
+
+
+def test_hyperparameter_files_name_unknown_keys_and_accept_numbers_yaml_reads_as_text(tmp_path: Path) -> None:
+    assert _message(lambda: load_hyp(_hyp_file(tmp_path, lr_zero="0.01"))).endswith("unknown: lr_zero")
+    assert load_hyp(_hyp_file(tmp_path, lr0="1e-3", warmup_epochs="3")).lr0 == 0.001  # YAML 1.1: 1e-3 is text
+
+
+def test_every_hyperparameter_has_a_bound() -> None:
+    import dataclasses
+
+    from yolor_cli.engine.config import HYP_BOUNDS, Hyp, bundled_hyp_names
+
+    assert list(HYP_BOUNDS) == [field.name for field in dataclasses.fields(Hyp)]
+    for name in bundled_hyp_names():
+        load_hyp(name)  # every bundled set is within the bounds
+
+
+def test_data_yaml_class_names_follow_the_one_rule_for_names(tmp_path: Path) -> None:
+    """A names list written by hand (or by another tool) may hold a line break: it becomes a space, as
+    in XML files, and a control character is refused with the file named."""
+    data = tmp_path / "data.yaml"
+    data.write_text('names: ["traffic\\n  light", " dog "]\n')
+    assert load_data_names(data) == ("traffic light", "dog")
+    data.write_text('names: ["a\\u0001b"]\n')
+    with pytest.raises(DataError, match=f"{data}: the class name 'a\\\\x01b' holds the control character"):
+        load_data_names(data)

@@ -7,18 +7,93 @@ silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.errors import CfgError, DataError, YolorError
 from yolor_cli.engine.files import check_regular_file
-from yolor_cli.engine.model.bundled import configs_dir
+from yolor_cli.engine.names import normalise_class_name
 
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the yolor_cli package
 DEFAULT_HYP = "scratch.640"
 IGNORED_DATA_KEYS = frozenset({"download"})  # keys official data files carry that need no action here
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a hyperparameter may take, from what it means (a rate, a probability, a gain)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False  # high itself is not allowed
+
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"a finite number {'above' if self.low_open else 'of at least'} {self.low:g}"
+        low = f"{'above ' if self.low_open else ''}{self.low:g}"
+        high = f"{'below ' if self.high_open else ''}{self.high:g}"
+        return f"a number from {low} to {high}"
+
+
+POSITIVE, NON_NEGATIVE, FRACTION = Bound(0, low_open=True), Bound(0), Bound(0, 1)
+BELOW_ONE = Bound(0, 1, high_open=True)
+# Per key, from its meaning: rates and gains cannot be negative, probabilities and jitter fractions stay
+# within [0, 1], momentum (Adam's beta1) below 1, the scale gain below 1 (1 - scale is the smallest
+# zoom), a size ratio at least 1, angles below a right angle (shear) or a half turn (rotation).
+HYP_BOUNDS: dict[str, Bound] = {
+    "lr0": POSITIVE,
+    "lrf": NON_NEGATIVE,
+    "momentum": BELOW_ONE,
+    "weight_decay": NON_NEGATIVE,
+    "warmup_epochs": NON_NEGATIVE,
+    "warmup_momentum": BELOW_ONE,
+    "warmup_bias_lr": NON_NEGATIVE,
+    "box": NON_NEGATIVE,
+    "cls": NON_NEGATIVE,
+    "cls_pw": POSITIVE,
+    "obj": NON_NEGATIVE,
+    "obj_pw": POSITIVE,
+    "iou_t": FRACTION,
+    "anchor_t": Bound(1),
+    "fl_gamma": NON_NEGATIVE,
+    "hsv_h": FRACTION,
+    "hsv_s": FRACTION,
+    "hsv_v": FRACTION,
+    "degrees": Bound(0, 180),
+    "translate": FRACTION,
+    "scale": BELOW_ONE,
+    "shear": Bound(0, 90, high_open=True),
+    "perspective": BELOW_ONE,
+    "flipud": FRACTION,
+    "fliplr": FRACTION,
+    "mosaic": FRACTION,
+    "mixup": FRACTION,
+}
+
+
+def _hyp_value(name: str, value: Any) -> tuple[float | None, str | None]:
+    """``value`` as a float, or why it cannot be ``name``'s value. A quoted number is accepted: YAML
+    reads ``1e-3`` (no dot) as text."""
+    bound = HYP_BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None, f"{name} is {type(value).__name__} {value!r}; it must be {bound}"
+    try:
+        number = float(value)
+    except ValueError:
+        return None, f"{name} is the text {value!r}; it must be {bound}"
+    if not math.isfinite(number) or not bound.admits(number):
+        return None, f"{name} is {number:g}; it must be {bound}"
+    return number, None
 
 
 @dataclass(frozen=True)
@@ -68,13 +143,56 @@ class Hyp:
                 f"{source}: {'; '.join(problems)}",
                 hint="start from a bundled file such as configs/hyp/scratch.640.yaml",
             )
-        try:
-            return cls(**{name: float(values[name]) for name in known})
-        except (TypeError, ValueError) as exc:
-            raise YolorError(f"{source}: every hyperparameter must be a number ({exc})") from None
+        checked = {name: _hyp_value(name, values[name]) for name in known}
+        problems = [problem for _, problem in checked.values() if problem is not None]
+        if problems:
+            raise YolorError(
+                f"{source}: {'; '.join(problems)}",
+                hint="the bundled configs/hyp/scratch.640.yaml says what each key means",
+            )
+        return cls(**{name: number for name, (number, _) in checked.items()})
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def configs_dir() -> Path:
+    """The bundled cfgs and hyps: inside the package when installed, beside it in a source checkout."""
+    for candidate in (_PACKAGE_DIR / "configs", _PACKAGE_DIR.parent / "configs"):
+        if (candidate / "models").is_dir():
+            return candidate
+    raise CfgError("the bundled configs are missing from this installation", hint="reinstall yolor-cli")
+
+
+def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
+    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given.
+
+    Blank entries are dropped; each name is normalised as :mod:`names` says, so a name matches the
+    same name read from an XML file, and one that could not be one line of a names file is refused.
+    """
+    if classes and names_file:
+        raise DataError("pass either --classes or --names, not both")
+    if names_file is not None:
+        check_regular_file(names_file, "class names file")
+        try:
+            raw = names_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read class names from {names_file}: {exc}") from None
+        origin = str(names_file)
+    elif classes is not None:
+        raw, origin = classes.split(","), "--classes"
+    else:
+        return None
+    try:
+        names = [normalise_class_name(name) for name in raw if name.strip()]
+    except ValueError as error:
+        raise DataError(f"{origin}: {error}", hint="class names are single lines of printable text") from None
+    if not names:
+        raise DataError("the class list is empty")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise DataError(f"the class list names {', '.join(duplicates)} more than once")
+    return names
 
 
 def _read_yaml(path: Path, what: str) -> Any:
@@ -198,7 +316,10 @@ def _names(values: dict[str, Any], path: Path) -> tuple[str, ...]:
             f"{path}: nc is {nc} but names lists {len(names)} classes",
             hint="make nc equal to the number of names (or drop nc)",
         )
-    return tuple(str(n) for n in names)
+    try:  # one rule for class names, whichever file they come from (engine/names.py)
+        return tuple(normalise_class_name(str(n)) for n in names)
+    except ValueError as error:
+        raise DataError(f"{path}: {error}", hint="class names are single lines of printable text") from None
 
 
 def load_data_names(path: str | Path) -> tuple[str, ...]:

@@ -170,3 +170,22 @@ def test_torchscript_files_run_in_eval(project: dict[str, Path]) -> None:
     # the labels are the fp32 ONNX file's boxes; the TorchScript file agrees with it to 1e-3, and the
     # formula weights' near-equal scores let NMS break a few ties differently, so not exactly 1
     assert payload["images"] == 6 and payload["map"] > 0.5
+
+
+def _report(map_int8: float, max_drop: float, fp32: float = 0.51234) -> object:
+    from yolor_cli.engine.deploy.int8 import Int8Report
+
+    return Int8Report("openvino", "openvino", "nncf", 8, max_drop, fp32, 0.8, map_int8, 0.8, 10.0, 5.0)
+
+
+def test_max_drop_0_passes_no_drop_and_shows_a_tiny_drop_with_its_digits() -> None:
+    from yolor_cli.engine.deploy.int8 import _gate_error
+
+    assert _report(0.51234, 0.0).passed and _report(0.6, 0.0).passed  # no drop, or a gain, passes --max-drop 0
+    tiny = _report(0.51231, 0.0)
+    assert not tiny.passed
+    message = _gate_error([tiny], []).message
+    assert "mAP50-95 0.51231 INT8 against 0.51234 fp32, a drop of 0.00003, more than --max-drop 0;" in message
+    assert "0.0000," not in message and "0.0;" not in message
+    usual = _gate_error([_report(0.49, 0.01)], []).message
+    assert "mAP50-95 0.4900 INT8 against 0.5123 fp32, a drop of 0.0223, more than --max-drop 0.01;" in usual

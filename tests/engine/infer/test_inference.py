@@ -320,3 +320,21 @@ def test_inputs_with_the_same_name_do_not_overwrite_each_other(shapes: Path, tmp
     assert result.images == 2
     assert sorted(p.name for p in out.glob("*.jpg")) == ["same.jpg", "same_2.jpg"]
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["same.txt", "same_2.txt"]
+
+
+def test_an_ir_without_its_bin_names_the_missing_file(tmp_path: Path) -> None:
+    """OpenVINO's own text for a missing .bin is "Exception from core.cpp:84"; the file is named instead."""
+    pytest.importorskip("openvino")
+    from yolor_cli.engine.errors import YolorError
+    from yolor_cli.engine.infer.exported import load_exported
+
+    folder = tmp_path / "model_openvino_model"
+    folder.mkdir()
+    (folder / "model.xml").write_text('<?xml version="1.0"?>\n<net name="m" version="11"><layers/></net>\n')
+    with pytest.raises(YolorError) as caught:
+        load_exported(folder, torch.device("cpu"))
+    assert (
+        caught.value.message
+        == f"{folder / 'model.xml'} has no weights file beside it: {folder / 'model.bin'} is missing"
+    )
+    assert "core.cpp" not in str(caught.value)

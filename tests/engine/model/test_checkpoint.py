@@ -147,9 +147,54 @@ class _Hostile:
 def test_hostile_pickles_never_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     torch.save({"model": _Hostile()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="safe load refuses"):
+    with pytest.raises(CheckpointError) as caught:
         load_checkpoint(tmp_path / "evil.pt", load_cfg("yolor_csp_tiny"))
     assert not (tmp_path / "pwned.txt").exists()
+    # said for what it is: not an old script's model, and --trust-pickle is not offered
+    assert caught.value.message.startswith(f"{tmp_path / 'evil.pt'} asks to run posix.system when it is loaded")
+    assert "would run code" in caught.value.message
+    assert "pruning script" not in str(caught.value) and "--trust-pickle" not in str(caught.value)
+
+
+class _Evaluating:
+    def __reduce__(self):
+        return (eval, ("1 + 1",))
+
+
+class _Spawning:
+    def __reduce__(self):
+        import subprocess
+
+        return (subprocess.call, (["true"],))
+
+
+# torch.save pickles with protocol 2, which names subprocess.call by its Python 2 module, commands
+@pytest.mark.parametrize(("hostile", "name"), [(_Evaluating, "builtins.eval"), (_Spawning, "commands.call")])
+def test_pickles_that_call_the_interpreter_or_a_shell_are_named(tmp_path: Path, hostile: type, name: str) -> None:
+    torch.save({"model": hostile()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "evil.pt", trust_pickle=False)
+    assert f"asks to run {name} when it is loaded" in caught.value.message
+    assert "--trust-pickle" not in str(caught.value)
+
+
+def test_a_dict_of_tensors_with_foreign_keys_is_not_called_official(tmp_path: Path) -> None:
+    torch.save({"a": torch.zeros(2), "b": torch.ones(1)}, tmp_path / "dict.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "dict.pt")
+    assert "official" not in caught.value.message.split("(")[1]  # the message names what was found instead
+    assert "is not a checkpoint this tool knows" in caught.value.message
+    assert "with top-level keys a, b" in caught.value.message
+
+
+def test_a_torchscript_file_renamed_pt_is_named(tmp_path: Path, tiny_model: DarknetModel) -> None:
+    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    torch.jit.save(scripted, str(tmp_path / "model.pt"))
+    for trust in (False, True):
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(tmp_path / "model.pt", trust_pickle=trust)
+        assert caught.value.message == f"{tmp_path / 'model.pt'} is a TorchScript file, not a checkpoint"
+        assert caught.value.hint and ".torchscript" in caught.value.hint and "weights_only" not in str(caught.value)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken zip"])
@@ -170,7 +215,7 @@ def test_missing_file_and_foreign_content(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
     torch.save({"weights": [1, 2, 3]}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a YOLOR checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint this tool knows"):
         load_checkpoint(tmp_path / "other.pt")
 
 

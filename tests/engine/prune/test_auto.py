@@ -450,3 +450,72 @@ def test_resume_without_a_name_takes_the_newest_unfinished_run(
     assert (resumed.run_dir / "pruned.pt").exists()
     again = auto.auto_prune(AutoPruneRequest(project=tmp_path / "runs", name="exp", resume=True))
     assert any("had finished: nothing was done" in note for note in again.notes)
+
+
+def _started_relative_then_killed(shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A run started from ``tmp_path/start`` with relative --weights, --data and --project, killed as
+    step 2's pruned model is written; returns its folder."""
+    import os
+    import shutil
+
+    start = tmp_path / "start"
+    start.mkdir()
+    shutil.copy(source, start / "tiny.pt")
+    monkeypatch.chdir(start)
+    real_save = auto.save_checkpoint
+
+    def kill_at_step_2(ckpt, path, *args, **kwargs):
+        if Path(path).name == "step_2_pruned.pt":
+            raise SimulatedKill
+        return real_save(ckpt, path, *args, **kwargs)
+
+    monkeypatch.setattr(auto, "save_checkpoint", kill_at_step_2)
+    data = Path(os.path.relpath(shapes / "data.yaml", start))
+    request = _request(
+        shapes,
+        source,
+        tmp_path,
+        weights=Path("tiny.pt"),
+        data=data,
+        project=Path("runs"),
+        epochs_per_step=0,
+        final_epochs=0,
+    )
+    with pytest.raises(SimulatedKill):
+        auto.auto_prune(request)
+    monkeypatch.setattr(auto, "save_checkpoint", real_save)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    return start / "runs" / "exp"
+
+
+def test_resume_works_from_another_folder(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _started_relative_then_killed(shapes, source, tmp_path, monkeypatch)
+    saved = json.loads((run / "auto.json").read_text())["request"]
+    assert all(Path(saved[key]).is_absolute() for key in ("weights", "data", "project"))
+    result = auto.auto_prune(AutoPruneRequest(project=run.parent, name="exp", resume=True, device="cpu"))
+    assert [record.step for record in result.steps] == [1, 2] and (run / "pruned.pt").exists()
+
+
+def test_resume_finds_the_relative_paths_of_an_older_run_from_another_folder(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auto.json files written before paths were stored absolute: found from where the run was started."""
+    import os
+
+    from tests.test_cli import invoke
+
+    run = _started_relative_then_killed(shapes, source, tmp_path, monkeypatch)
+    state = json.loads((run / "auto.json").read_text())
+    start = tmp_path / "start"
+    state["request"].update(weights="tiny.pt", data=os.path.relpath(shapes / "data.yaml", start), project="runs")
+    (run / "auto.json").write_text(json.dumps(state))
+    resumed = invoke(
+        "prune", "auto", "--resume", "--project", str(run.parent), "--name", "exp", "-w", "../start/tiny.pt"
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "ignored" not in resumed.stderr  # the run's own weights, named from here: nothing ignored
+    assert (run / "pruned.pt").exists()

@@ -131,8 +131,38 @@ def test_a_nan_loss_stops_with_a_clear_message(shapes: Path, tmp_path: Path, mon
     monkeypatch.setattr(
         loss_module.YolorLoss, "__call__", lambda self, raw, targets: (raw[0].sum() * float("nan"), torch.zeros(4))
     )
-    with pytest.raises(TrainingError, match="the loss became nan"):
+    with pytest.raises(TrainingError, match="the loss became nan") as caught:
         train(_plan(shapes, tmp_path))
+    # the first epoch never finished: no last.pt was written, and the hint must not promise one
+    assert not (tmp_path / "runs" / "exp" / "weights" / "last.pt").exists()
+    assert caught.value.hint and "no epoch had finished, so no checkpoint was written" in caught.value.hint
+    assert "last.pt" not in caught.value.hint
+
+
+def test_a_nan_lr0_is_refused_before_training(shapes: Path, tmp_path: Path) -> None:
+    from tests.test_cli import invoke
+
+    hyp = tmp_path / "hyp.yaml"
+    values = {**load_hyp("scratch.640").as_dict(), "lr0": ".nan"}
+    hyp.write_text("".join(f"{key}: {value}\n" for key, value in values.items()))
+    result = invoke(
+        "train",
+        "--data",
+        str(shapes / "data.yaml"),
+        "--cfg",
+        "yolor_csp_tiny",
+        "--hyp",
+        str(hyp),
+        "--epochs",
+        "1",
+        "--img-size",
+        "64",
+        "--project",
+        str(tmp_path / "runs"),
+    )
+    assert result.exit_code == 1, result.output
+    assert f"{hyp}: lr0 is nan; it must be a finite number above 0" in " ".join(result.stderr.split())
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_data_fails_before_training(shapes: Path, tmp_path: Path) -> None:

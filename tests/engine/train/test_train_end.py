@@ -147,3 +147,34 @@ def test_ctrl_c_during_an_epochs_checkpoint_set_waits_for_the_whole_set(
     assert {p.name for p in weights.glob("*.pt")} == ONE_EPOCH_FILES  # epoch 0 of 2: the same set, unstripped
     last = load_checkpoint(weights / "last.pt")
     assert (last.epoch, last.optimizer_state is not None) == (0, True)
+
+
+def test_ctrl_c_while_results_csv_is_written_keeps_the_epoch_in_last_pt_too(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """results.csv and the checkpoints are one record of an epoch: a Ctrl-C delivered while the
+    results row is written (Ctrl-C is held there) must not stop the run before the checkpoint set."""
+    real_write = hooks.atomic_write
+    sent: list[Path] = []
+
+    def write(path, writer, *args, **kwargs):
+        def interrupted(stream):
+            if not sent:
+                sent.append(Path(path))
+                os.kill(os.getpid(), signal.SIGINT)
+            writer(stream)
+
+        return real_write(path, interrupted, *args, **kwargs)
+
+    monkeypatch.setattr(hooks, "atomic_write", write)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(_plan(shapes, tmp_path, epochs=2))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    run = tmp_path / "runs" / "exp"
+    assert sent == [run / "results.csv"]
+    epochs = [line.split(",")[0] for line in (run / "results.csv").read_text().splitlines()[1:]]
+    last = load_checkpoint(run / "weights" / "last.pt")
+    assert (epochs, last.epoch, last.optimizer_state is not None) == (["0"], 0, True)

@@ -7,12 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yolor_cli.engine.config import parse_class_list  # noqa: F401  (its home is the config layer; kept importable here)
 from yolor_cli.engine.data.images import special_file_kind
-from yolor_cli.engine.data.names import normalise_class_name
 from yolor_cli.engine.data.skips import Skipped, SkipReason
 from yolor_cli.engine.data.voc import VocItem
 from yolor_cli.engine.errors import DataError
-from yolor_cli.engine.files import check_regular_file
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 LABEL_DECIMALS = 6
@@ -50,37 +49,6 @@ def voc_box_to_yolo(
 def infer_classes(items: Iterable[VocItem]) -> list[str]:
     """Every object name in the annotations, sorted alphabetically."""
     return sorted({obj.name for item in items for obj in item.annotation.objects if obj.name})
-
-
-def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
-    """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given.
-
-    Blank entries are dropped; each name is normalised as :mod:`names` says, so a name matches the
-    same name read from an XML file, and one that could not be one line of a names file is refused.
-    """
-    if classes and names_file:
-        raise DataError("pass either --classes or --names, not both")
-    if names_file is not None:
-        check_regular_file(names_file, "class names file")
-        try:
-            raw = names_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read class names from {names_file}: {exc}") from None
-        origin = str(names_file)
-    elif classes is not None:
-        raw, origin = classes.split(","), "--classes"
-    else:
-        return None
-    try:
-        names = [normalise_class_name(name) for name in raw if name.strip()]
-    except ValueError as error:
-        raise DataError(f"{origin}: {error}", hint="class names are single lines of printable text") from None
-    if not names:
-        raise DataError("the class list is empty")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise DataError(f"the class list names {', '.join(duplicates)} more than once")
-    return names
 
 
 @dataclass

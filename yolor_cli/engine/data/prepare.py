@@ -15,12 +15,12 @@ from pathlib import Path
 import yaml
 
 from yolor_cli.engine.data.convert import ConversionReport, infer_classes, write_labels
-from yolor_cli.engine.data.names import normalise_class_name
 from yolor_cli.engine.data.skips import Skipped, SkipReason, group_skipped
 from yolor_cli.engine.data.split import SPLIT_NAMES, Split, stratified_split
 from yolor_cli.engine.data.voc import VocItem, VocLayout, VocScan, find_layout, scan_voc
 from yolor_cli.engine.errors import DataError
 from yolor_cli.engine.files import write_text_keeping_backup
+from yolor_cli.engine.names import normalise_class_name
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 IMAGESET_NAMES = ("train", "val", "test", "trainval")

@@ -14,9 +14,9 @@ from pathlib import Path
 from lxml import etree
 
 from yolor_cli.engine.data.images import IMAGE_FOLDERS, ImageInfo, is_image, probe_image
-from yolor_cli.engine.data.names import normalise_class_name
 from yolor_cli.engine.data.skips import Skipped, SkipReason, UnusableFile
 from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.names import normalise_class_name
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 
 # lxml must not fetch anything or expand entities from files people download.

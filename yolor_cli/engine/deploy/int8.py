@@ -214,15 +214,28 @@ def _quantized(
     return xml, write_ir
 
 
+MAP_DIGITS = 4  # how a refused file's figures are shown, unless its drop needs more to be seen
+MAX_MAP_DIGITS = 9
+
+
+def _digits(drop: float) -> int:
+    """Enough decimals that a refused drop never reads as 0.0000 (a drop of 3e-05 against --max-drop 0)."""
+    digits = MAP_DIGITS
+    while digits < MAX_MAP_DIGITS and drop != 0 and round(drop, digits) == 0:
+        digits += 1
+    return digits
+
+
 def _gate_error(refused: list[Int8Report], written: list[Int8Report]) -> AccuracyGateError:
     worst = refused[0]
     figures = "; ".join(
-        f"{r.format}: mAP50-95 {r.map_int8:.4f} INT8 against {r.map_fp32:.4f} fp32, a drop of {r.drop:.4f}"
+        f"{r.format}: mAP50-95 {r.map_int8:.{d}f} INT8 against {r.map_fp32:.{d}f} fp32, a drop of {r.drop:.{d}f}"
         for r in refused
+        for d in [_digits(r.drop)]
     )
     kept = f" (written: {', '.join(r.format for r in written)})" if written else ""
     return AccuracyGateError(
-        f"INT8 accuracy check failed, {figures}, more than --max-drop {worst.max_drop}; "
+        f"INT8 accuracy check failed, {figures}, more than --max-drop {worst.max_drop:g}; "
         f"the INT8 file was not written{kept}",
         hint="calibrate on more images (--calib-images), try the other --format, or accept more with --max-drop",
     )

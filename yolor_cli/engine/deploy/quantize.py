@@ -16,7 +16,6 @@ cfg.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import logging
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from yolor_cli.engine.data.loader import build_dataset
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
 from yolor_cli.engine.infer import onnx_model
 from yolor_cli.engine.infer.openvino_model import require_openvino
+from yolor_cli.engine.quiet_libs import import_quiet
 from yolor_cli.engine.reporting import Reporter
 
 CALIB_SPLIT = "train"
@@ -178,7 +178,7 @@ def require_nncf() -> ModuleType:
     """NNCF, or stop with the install hint (checked before any work, as the export's first step)."""
     require_openvino()
     try:
-        return importlib.import_module("nncf")
+        return import_quiet("nncf")  # with its telemetry off
     except ImportError:
         raise MissingDependencyError(
             "INT8 OpenVINO files need the Python package nncf, which is not installed",

@@ -12,7 +12,6 @@ writes plain Conv/Resize/Concat graphs that onnxruntime, OpenCV DNN and TensorRT
 from __future__ import annotations
 
 import functools
-import importlib
 import io
 import warnings
 from collections.abc import Callable
@@ -26,7 +25,8 @@ import torch
 from torch import nn
 
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
-from yolor_cli.engine.infer.exported import ExportedDetector, parse_metadata
+from yolor_cli.engine.infer.detector_base import ExportedDetector, parse_metadata
+from yolor_cli.engine.quiet_libs import import_quiet
 
 INSTALL_HINT = "pip install 'yolor-cli[export]'"
 INPUT_NAME = "images"
@@ -39,7 +39,7 @@ REJECTED_OPS = frozenset({"ScatterND"})
 def require(module: str) -> ModuleType:
     """Import an ``export`` extra's package, or stop with the install hint."""
     try:
-        return importlib.import_module(module)
+        return import_quiet(module)  # with the runtime's telemetry off
     except ImportError:
         raise MissingDependencyError(
             f"this needs the Python package {module}, which is not installed", hint=INSTALL_HINT

@@ -7,7 +7,6 @@ in one place with the install hint. OpenVINO's INT8 runs faster on a CPU than on
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 
 from yolor_cli.engine.errors import MissingDependencyError, YolorError, first_line
-from yolor_cli.engine.infer.exported import ExportedDetector, parse_metadata
+from yolor_cli.engine.infer.detector_base import ExportedDetector, parse_metadata
+from yolor_cli.engine.quiet_libs import import_quiet, telemetry_off
 
 INSTALL_HINT = "pip install 'yolor-cli[openvino]'"
 METADATA_SECTION = "yolor"  # rt_info section of the IR that holds the same keys as the ONNX metadata
@@ -29,7 +29,7 @@ PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 def require_openvino() -> ModuleType:
     try:
-        return importlib.import_module("openvino")
+        return import_quiet("openvino")  # with its telemetry off
     except ImportError:
         raise MissingDependencyError(
             "this needs the Python package openvino, which is not installed", hint=INSTALL_HINT
@@ -40,7 +40,8 @@ def onnx_to_ir(onnx_path: Path, metadata: dict[str, str]) -> Any:
     """The IR of an ONNX file, in memory, with ``metadata`` in its rt_info."""
     ov = require_openvino()
     try:
-        model = ov.convert_model(str(onnx_path))
+        with telemetry_off():  # the converter sets OpenVINO's telemetry up again on each call
+            model = ov.convert_model(str(onnx_path))
     except Exception as error:  # the converter's own exception types
         raise YolorError(f"OpenVINO could not convert the ONNX graph: {first_line(error)}") from None
     write_metadata(model, metadata)
@@ -106,6 +107,12 @@ class OpenVinoDetector(ExportedDetector):
         its quantized layers in int8 either way."""
         if not xml.is_file():
             raise YolorError(f"OpenVINO file not found: {xml}")
+        weights = xml.with_suffix(".bin")
+        if not weights.is_file():  # OpenVINO's own text names only its source line (core.cpp)
+            raise YolorError(
+                f"{xml} has no weights file beside it: {weights} is missing",
+                hint="an OpenVINO model is the .xml and the .bin of the same name, in one folder; export it again",
+            )
         ov = require_openvino()
         try:
             model = ov.Core().read_model(str(xml))

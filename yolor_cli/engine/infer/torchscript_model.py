@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from yolor_cli.engine.errors import YolorError, first_line
-from yolor_cli.engine.infer.exported import ExportedDetector, parse_metadata
+from yolor_cli.engine.infer.detector_base import ExportedDetector, parse_metadata
 
 METADATA_FILE = "yolor.json"  # the extra file inside a .torchscript archive
 SUFFIX = ".torchscript"

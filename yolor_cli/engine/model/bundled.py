@@ -8,17 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yolor_cli.engine.config import configs_dir
 from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.darknet import DarknetCfg, read_cfg
-
-_PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the yolor_cli package
-
-
-def configs_dir() -> Path:
-    for candidate in (_PACKAGE_DIR / "configs", _PACKAGE_DIR.parent / "configs"):
-        if (candidate / "models").is_dir():
-            return candidate
-    raise CfgError("the bundled configs are missing from this installation", hint="reinstall yolor-cli")
 
 
 def bundled_model_names() -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,42 @@ TRUST_HINT = (
 )
 
 
+# Modules whose classes a model file plausibly pickles (torch.save(model) by an old script, official
+# YOLOR's models.* and utils.*): a file that needs one of them gets the --trust-pickle hint. Anything
+# else (os/posix.system, subprocess, builtins.eval, ...) is a file that asks to run code when loaded.
+MODEL_PICKLE_MODULES = frozenset(
+    {"torch", "torchvision", "numpy", "collections", "models", "utils", "yolor", "yolor_cli"}
+)
+HARMLESS_BUILTINS = frozenset({"set", "frozenset", "slice", "range", "complex", "bytearray", "bytes", "dict", "list"})
+
+
+def _global_name(name: str) -> str:
+    """torch names a pickled global module.attribute, a builtin by its bare name."""
+    return name if "." in name else f"builtins.{name}"
+
+
+def _runs_code(name: str) -> bool:
+    """Whether the pickled global ``name`` (module.attribute) is something other than a model's
+    class: a function of the OS, a shell or the interpreter that unpickling would call."""
+    module, _, attribute = name.rpartition(".")
+    top = module.partition(".")[0]
+    if top in ("builtins", "__builtin__"):
+        return attribute not in HARMLESS_BUILTINS
+    return top not in MODEL_PICKLE_MODULES and top != "_codecs"  # _codecs.encode: numpy's byte strings
+
+
+def _is_torchscript(path: Path, header: bytes) -> bool:
+    """A TorchScript archive: a torch zip that holds code/ and constants.pkl beside data.pkl."""
+    if not header.startswith(ZIP_MAGIC):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(name.endswith("/constants.pkl") for name in names) and any("/code/" in name for name in names)
+
+
 def _header(path: Path) -> bytes:
     with path.open("rb") as stream:
         return stream.read(HEADER_BYTES)
@@ -155,6 +192,13 @@ def _unreadable(path: Path, error: Exception, trust_pickle: bool) -> CheckpointE
     """Say what a file torch.load refused is, in our words: torch's own text advises
     ``weights_only=False`` and filing an issue, neither of which helps a user of this tool."""
     culprit = re.search(r"GLOBAL ([\w.]+)", str(error)) if isinstance(error, pickle.UnpicklingError) else None
+    needed = _global_name(culprit.group(1)) if culprit is not None else ""
+    if culprit is not None and _runs_code(needed):
+        return CheckpointError(
+            f"{path} asks to run {needed} when it is loaded: loading it would run code stored in the "
+            "file, so it was not loaded",
+            hint="a model file holds weights, not code; do not load this file, get the model from a source you trust",
+        )
     if culprit is not None:
         return CheckpointError(
             f"{path} contains pickled Python objects that a safe load refuses (it needs {culprit.group(1)})",
@@ -212,6 +256,12 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
             f"{path} is an exported model, not a checkpoint",
             hint="yolor eval and yolor detect run exported files; train and prune need the .pt it was exported from",
         )
+    if _is_torchscript(path, _header(path)):
+        raise CheckpointError(
+            f"{path} is a TorchScript file, not a checkpoint",
+            hint="yolor eval and yolor detect run it when it is named .torchscript; train and prune need the .pt "
+            "it was exported from",
+        )
     try:
         return _torch_load(path, trust_pickle)
     except Exception as exc:  # whatever unpickling the user's bytes raises is about the file
@@ -224,6 +274,11 @@ def _is_state_dict(value: Any) -> bool:
         and bool(value)
         and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
     )
+
+
+def _is_darknet_state(value: Any) -> bool:
+    """A state_dict of a Darknet model (official YOLOR's and ours name layers module_list.N)."""
+    return _is_state_dict(value) and any(".module_list." in f".{key}" for key in value)
 
 
 def _state_from_object(value: Any, path: Path) -> StateDict:
@@ -352,11 +407,13 @@ def load_checkpoint(path: str | Path, cfg: DarknetCfg | None = None, *, trust_pi
     raw = _read_raw(path, trust_pickle)
     if isinstance(raw, Mapping) and raw.get("format") == FORMAT_NAME:
         return _from_ours(dict(raw), cfg, path)
-    if isinstance(raw, nn.Module) or _is_state_dict(raw) or (isinstance(raw, Mapping) and "model" in raw):
+    if isinstance(raw, nn.Module) or _is_darknet_state(raw) or (isinstance(raw, Mapping) and "model" in raw):
         return _from_official(raw, cfg, path)
     raise CheckpointError(
-        f"{path} is not a YOLOR checkpoint (found {type(raw).__name__}"
-        f"{' with keys ' + ', '.join(map(str, list(raw)[:6])) if isinstance(raw, Mapping) else ''})"
+        f"{path} is not a checkpoint this tool knows: not a yolor-cli, official YOLOR or Darknet state_dict file "
+        f"(found {type(raw).__name__}"
+        f"{' with top-level keys ' + _describe([str(key) for key in raw]) if isinstance(raw, Mapping) else ''})",
+        hint="pass a .pt that yolor train wrote, or an official YOLOR checkpoint with --cfg",
     )
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolor_cli.engine.config import load_data_names
-from yolor_cli.engine.data.convert import parse_class_list
+from yolor_cli.engine.config import load_data_names, parse_class_list
 from yolor_cli.engine.errors import YolorError
 
 

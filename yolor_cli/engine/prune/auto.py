@@ -127,7 +127,7 @@ class AutoRun:
         """The model the fine-tunes distil from: the input (None without --distill)."""
         if not self.request.distill:
             return None
-        return str(self.dir / TEACHER_NAME if _teacher_copied(self.request) else self.request.weights)
+        return str((self.dir / TEACHER_NAME).resolve() if _teacher_copied(self.request) else self.request.weights)
 
     def _validate(self, model: DarknetModel) -> tuple[float, float]:
         return validate(model, self.data, self.request, self.device, self.reporter)
@@ -206,7 +206,7 @@ class AutoRun:
         request = self.request
         return TrainOptions(
             data=str(request.data),
-            weights=str(weights),
+            weights=str(weights.resolve()),  # absolute in the fine-tune's opt.yaml, for --resume from elsewhere
             epochs=epochs,
             img_size=request.img_size,
             batch_size=request.batch_size,
@@ -286,6 +286,51 @@ class AutoRun:
         )
 
 
+def _absolute_paths(request: AutoPruneRequest) -> AutoPruneRequest:
+    """The request with absolute paths (a cfg that is a file, not a bundled name, too): auto.json
+    keeps it, and ``--resume`` may run from another folder than the one that started the run."""
+    assert request.weights is not None and request.data is not None
+    cfg = request.cfg
+    if cfg is not None and Path(cfg).exists():
+        cfg = str(Path(cfg).resolve())
+    return dataclasses.replace(
+        request,
+        weights=request.weights.resolve(),
+        data=request.data.resolve(),
+        project=request.project.resolve(),
+        cfg=cfg,
+    )
+
+
+def _origin(saved: AutoPruneRequest, run_dir: Path) -> Path | None:
+    """The folder a run with relative paths (auto.json before they were stored absolute) was started
+    from: the one its saved ``project`` is relative to, read off where its folder is now."""
+    parent, project = run_dir.resolve().parent, saved.project
+    if (
+        project.is_absolute()
+        or ".." in project.parts
+        or parent.parts[len(parent.parts) - len(project.parts) :] != (project.parts)
+    ):
+        return None
+    return Path(*parent.parts[: len(parent.parts) - len(project.parts)])
+
+
+def _resolve_saved_paths(saved: AutoPruneRequest, run_dir: Path) -> AutoPruneRequest:
+    """Best effort for an older auto.json with relative paths: each found from the run's starting
+    folder when it is there, else taken from the current folder (a missing file is named later)."""
+    origin = _origin(saved, run_dir)
+
+    def found(path: Path | None) -> Path | None:
+        if path is None or path.is_absolute() or origin is None or not (origin / path).exists():
+            return path
+        return origin / path
+
+    cfg = saved.cfg
+    if cfg is not None and not Path(cfg).is_absolute() and len(Path(cfg).parts) + (Path(cfg).suffix == ".cfg") > 1:
+        cfg = str(found(Path(cfg)))  # a path to a cfg file, not a bundled model's name
+    return dataclasses.replace(saved, weights=found(saved.weights), data=found(saved.data), cfg=cfg)
+
+
 def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     """A new run: the input checked and measured (latency first: a latency target may refuse it before
     any folder exists), then the run folder and its first state."""
@@ -310,6 +355,7 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     # Validated before the run folder exists: a run killed here leaves nothing half made to resume.
     map50, map_ = validate(model, data, request, select_device(request.device), reporter)
     run_dir = new_run_dir(request.project, request.name, request.exist_ok)
+    request = _absolute_paths(request)
     state = AutoState(request.to_dict(), fraction, StepRecord(0, params, macs, latency, map50, map_, map50, map_))
     for note in [*loaded.notes, *notes]:
         state.note(note)
@@ -341,19 +387,29 @@ def _run_to_resume(project: Path, name: str) -> Path:
     return max(unfinished, key=lambda path: path.stat().st_mtime).parent
 
 
+def _differs(given: object, default: object, saved: object) -> bool:
+    """Whether an option given to ``--resume`` asks for something else than the run has (the same
+    file named relatively, from another folder, is the same)."""
+    if given == default:
+        return False
+    if isinstance(given, Path) and isinstance(saved, Path):
+        return given.resolve() != saved.resolve()
+    return given != saved
+
+
 def _resume(given: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     """The run in ``project/name`` (as on disk, not numbered), with its own request: a --device or
     --workers given now wins (another machine), other options given now that differ from the run's
     are named in a warning, not used."""
     run_dir = _run_to_resume(Path(given.project), given.name)
     state = AutoState.load(run_dir)
-    saved = AutoPruneRequest.from_dict(state.request)
+    saved = _resolve_saved_paths(AutoPruneRequest.from_dict(state.request), run_dir)
     workers = given.workers if given.workers != AutoPruneRequest.workers else saved.workers
     request = dataclasses.replace(saved, device=given.device or saved.device, workers=workers)
     ignored = [
         "--" + f.name.replace("_", "-")
         for f in dataclasses.fields(AutoPruneRequest)
-        if f.name not in RESUME_OWN and getattr(given, f.name) not in (f.default, getattr(saved, f.name))
+        if f.name not in RESUME_OWN and _differs(getattr(given, f.name), f.default, getattr(saved, f.name))
     ]
     if ignored:
         reporter.warning(

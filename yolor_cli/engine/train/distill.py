@@ -65,7 +65,12 @@ def check_distill_options(teacher: str | None, distill_weight: float | None) -> 
 
 def check_distill_weight(distill_weight: float) -> None:
     """A weight of 0 or below would switch the teacher off or push the student away from it."""
-    if not (math.isfinite(distill_weight) and distill_weight > 0):
+    if not math.isfinite(distill_weight):
+        raise YolorError(
+            f"--distill-weight {distill_weight} is not a finite number",
+            hint=f"e.g. --distill-weight {DEFAULT_DISTILL_WEIGHT:g} (the default)",
+        )
+    if distill_weight <= 0:
         raise YolorError(
             f"--distill-weight {distill_weight} must be a number above 0",
             hint=f"e.g. --distill-weight {DEFAULT_DISTILL_WEIGHT:g} (the default)",

@@ -105,6 +105,8 @@ class ResultsHook(TrainHook):
     """results.csv: one row per epoch; rows of epochs being redone after a resume are replaced.
     results.png from it at the end (when matplotlib is installed)."""
 
+    records_epoch = True  # written with the checkpoints, as one unit (see TrainHook)
+
     def __init__(self, path: Path, start_epoch: int, reporter: Reporter) -> None:
         self.path, self.reporter = path, reporter
         self.rows: list[dict[str, Any]] = read_results(path, start_epoch)
@@ -189,6 +191,8 @@ class CheckpointHook(TrainHook):
     the set's other files, as soon as the epoch is done; the end of the run (``after_train``) writes
     them, every file stripped of the optimizer. Whatever stops the run in between (Ctrl-C, kill -9,
     a failing plot), ``--resume`` finishes the end from that last.pt."""
+
+    records_epoch = True  # written with results.csv, as one unit (see TrainHook)
 
     def __init__(
         self,

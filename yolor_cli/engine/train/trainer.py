@@ -47,7 +47,7 @@ MULTI_SCALE_RANGE = (0.5, 1.5)
 
 
 class TrainingError(YolorError):
-    """Training cannot go on (a NaN loss, say); last.pt holds the last good epoch."""
+    """Training cannot go on (a NaN loss, say); the hint says which epoch, if any, was saved."""
 
 
 @dataclass
@@ -68,7 +68,13 @@ class TrainState:
 
 class TrainHook:
     """Something that runs around the loop on rank 0 (validation, files, plots); override what you need.
-    A hook that changes how every process trains (closing mosaic) is given to every rank."""
+    A hook that changes how every process trains (closing mosaic) is given to every rank.
+
+    ``records_epoch``: the hook writes the epoch's record that ``--resume`` reads (results.csv, the
+    checkpoints). The trainer runs those hooks' ``after_epoch`` last and as one unit that Ctrl-C waits
+    for, so an interrupted run never keeps an epoch in one record and not in the other."""
+
+    records_epoch = False
 
     def before_epoch(self, trainer: Trainer, state: TrainState) -> None:
         """Before the epoch's batches are drawn (loader workers have not started on them yet)."""
@@ -226,8 +232,8 @@ class Trainer:
         loss = loss * self.distributed.world_size
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"the loss became {loss.item()} at epoch {state.epoch}, iteration {state.iteration}",
-                hint="lower lr0 in the hyperparameters, or check the labels; last.pt holds the last good epoch",
+                f"the loss became {loss.item()} at epoch {state.epoch + 1}, iteration {state.iteration}",
+                hint=f"lower lr0 in the hyperparameters, or check the labels; {self._last_good_epoch()}",
             )
         self.scaler.scale(loss).backward()
         if self.sparsity:
@@ -240,6 +246,12 @@ class Trainer:
             state.last_step = state.iteration
         state.iteration += 1
         return items
+
+    def _last_good_epoch(self) -> str:
+        """What a run stopped by a bad loss leaves to go on from: nothing before its first epoch ends."""
+        if self.finished_epoch < 0:
+            return "no epoch had finished, so no checkpoint was written: start the run again"
+        return f"epoch {self.finished_epoch + 1} was the last good one (its last.pt, unless --nosave)"
 
     @torch.no_grad()
     def _sparsity_gradient(self) -> None:
@@ -278,18 +290,29 @@ class Trainer:
             with warnings.catch_warnings():  # an epoch shorter than one accumulation has no optimizer step
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
                 self.scheduler.step()
-            for hook in self.hooks:
-                hook.after_epoch(self, state)
+            self._after_epoch(state)
             validated = state.metrics is not None
             shared = share_from_main(
                 self.distributed, [float(state.stop), float(validated), *class_maps(state.metrics, self.model.nc)]
             )
             state.stop = bool(shared[0])
-            self.finished_epoch = epoch
             if self.image_weighting is not None and shared[1]:  # epochs without validation keep the last APs
                 self.image_weighting.update(shared[2:])
             if state.stop:
                 break
+
+    def _after_epoch(self, state: TrainState) -> None:
+        """The epoch's hooks: validation and reports first (Ctrl-C stops them at once), then the hooks
+        that record the epoch, together: a Ctrl-C while results.csv is written waits for the
+        checkpoints too, and the epoch counts as finished for ``on_interrupt`` once both are written."""
+        for hook in self.hooks:
+            if not hook.records_epoch:
+                hook.after_epoch(self, state)
+        with interrupts_deferred():
+            for hook in self.hooks:
+                if hook.records_epoch:
+                    hook.after_epoch(self, state)
+            self.finished_epoch = state.epoch
 
     def _train_epoch(self, state: TrainState) -> None:
         sampler = self.loader.sampler
