@@ -7,18 +7,12 @@ from dataclasses import asdict
 from rich.table import Table
 
 from yolor_cli.console import print_json, print_notes, stdout_console
-from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
-from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, NcOption, TrustPickleOption, WeightsOption
+from yolor_cli.engine.model.request import InfoRequest
+from yolor_cli.options import JsonOption, request_command
 
 
-def info(
-    cfg: CfgOption = None,
-    weights: WeightsOption = None,
-    nc: NcOption = None,
-    img_size: ImgSizeOption = DEFAULT_IMG_SIZE,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
-) -> None:
+@request_command(InfoRequest)
+def info(request: InfoRequest, json_output: JsonOption = False) -> None:
     """Show a model's layers, parameter count and GFLOPs.
 
     [b]--weights[/] alone works for yolor checkpoints; official YOLOR checkpoints also need [b]--cfg[/].
@@ -26,8 +20,8 @@ def info(
     from yolor_cli.engine.model.loading import load_model
     from yolor_cli.engine.model.summary import summarize
 
-    loaded = load_model(cfg=cfg, weights=weights, nc=nc, trust_pickle=trust_pickle)
-    summary = summarize(loaded.model, img_size)
+    loaded = load_model(cfg=request.cfg, weights=request.weights, nc=request.nc, trust_pickle=request.trust_pickle)
+    summary = summarize(loaded.model, request.img_size)
     print_notes(loaded.notes)
     if json_output:
         print_json(
@@ -40,7 +34,7 @@ def info(
                 "strides": summary.strides,
                 "names": loaded.names,
                 "cfg": loaded.model.cfg.source,
-                "weights": str(weights) if weights else None,
+                "weights": str(request.weights) if request.weights else None,
                 "per_layer": [asdict(row) for row in summary.rows],
             }
         )
@@ -60,7 +54,7 @@ def info(
     console.print(table)
     totals = Table.grid(padding=(0, 2))
     totals.add_row("[b]params[/]", f"{summary.params:,}")
-    totals.add_row(f"[b]GFLOPs[/] @{img_size}", f"{summary.gflops:.2f}")
+    totals.add_row(f"[b]GFLOPs[/] @{request.img_size}", f"{summary.gflops:.2f}")
     totals.add_row("[b]layers[/]", str(summary.layers))
     totals.add_row("[b]classes[/]", str(summary.nc) + (f" ({', '.join(loaded.names)})" if loaded.names else ""))
     totals.add_row("[b]strides[/]", ", ".join(f"{s:g}" for s in summary.strides))
