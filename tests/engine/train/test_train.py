@@ -112,7 +112,7 @@ def test_resume_after_a_crash_continues_the_numbering(
     moved = plan_training(TrainOptions(project=str(tmp_path / "runs"), device="2,3"), resume=True)
     assert (moved.device, moved.launch) == ("2,3", True)  # a device given now wins; two GPUs: torchrun starts it
     reads = []
-    monkeypatch.setattr(train_run, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
+    monkeypatch.setattr(train_plan, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
     plan = plan_training(TrainOptions(project=str(tmp_path / "runs"), epochs=99), resume=True)
     assert plan.resume is not None and plan.resume.path == run / "weights" / "last.pt"  # the newest run
     assert (plan.options.epochs, plan.device, plan.launch) == (4, "", False)  # the run's own options (auto device)
@@ -170,11 +170,11 @@ def test_weights_transfer_and_keep_a_pruned_architecture(shapes: Path, tmp_path:
 
 def test_demo_data_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOLOR_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(train_run, "DEMO_IMAGES", 8)
-    first = train_run.demo_data(SilentReporter())
+    monkeypatch.setattr(train_build, "DEMO_IMAGES", 8)
+    first = train_build.demo_data(SilentReporter())
     stamp = first.stat().st_mtime_ns
     assert load_data_config(first).names == ("circle", "rectangle", "triangle")
-    assert train_run.demo_data(SilentReporter()) == first and first.stat().st_mtime_ns == stamp
+    assert train_build.demo_data(SilentReporter()) == first and first.stat().st_mtime_ns == stamp
 
 
 def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
@@ -248,15 +248,15 @@ def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_pa
 
 
 def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
-    demo = TrainOptions.resolve(data=None, epochs=None, adam=False, batch_size=16)
+    demo = TrainRequest(batch_size=16).options()
     assert (demo.hyp, demo.epochs, demo.img_size, demo.batch_size) == (None, 10, 320, 16)  # hyp None: demo's own
     # the demo's measured 10-epoch recipe: Adam, no accumulation, mosaic to the end
     assert (demo.optimizer, demo.nominal_batch_size, demo.close_mosaic) == ("adam", 8, 0)
-    longer = TrainOptions.resolve(data=None, epochs=300)  # other epochs: auto decides, as for any run
+    longer = TrainRequest(epochs=300).options()  # other epochs: auto decides, as for any run
     assert (longer.optimizer, longer.nominal_batch_size, longer.close_mosaic) == ("auto", None, 10)
-    chosen = TrainOptions.resolve(data=None, optimizer="auto", close_mosaic=3)
+    chosen = TrainRequest(optimizer="auto", close_mosaic=3).options()
     assert (chosen.optimizer, chosen.close_mosaic) == ("auto", 3)
-    own = TrainOptions.resolve(data="data.yaml", epochs=None, adam=False, batch_size=None)
+    own = TrainRequest(data=Path("data.yaml")).options()
     assert (own.hyp, own.epochs, own.img_size, own.optimizer, own.batch_size, own.nominal_batch_size) == (
         None,
         300,
@@ -265,9 +265,9 @@ def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
         8,
         None,
     )
-    assert TrainOptions.resolve(data="data.yaml", adam=True).optimizer == "adam"  # --adam is --optimizer adam
+    assert TrainRequest(data=Path("data.yaml"), adam=True).options().optimizer == "adam"  # --adam is --optimizer adam
     with pytest.raises(YolorError, match="--adam means --optimizer adam"):
-        TrainOptions.resolve(data="data.yaml", adam=True, optimizer="sgd")
+        TrainRequest(data=Path("data.yaml"), adam=True, optimizer="sgd")
 
 
 def test_options_saved_before_optimizer_choices_resume_as_they_trained() -> None:

@@ -147,8 +147,8 @@ class TrainRequest(Request):
     seed: int = seed_option()
 
     def __post_init__(self) -> None:
-        if isinstance(self.img_size, int):  # a library caller's single size
-            object.__setattr__(self, "img_size", (self.img_size,))
+        if self.img_size is None or isinstance(self.img_size, int):  # not given, or a library caller's one size
+            object.__setattr__(self, "img_size", () if self.img_size is None else (self.img_size,))
         if self.last is not None and str(self.last).isdigit():  # the old scripts' `--img-size 640 640`
             raise YolorError(
                 f"unexpected argument {self.last}",
