@@ -18,8 +18,9 @@ from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.reporting import SilentReporter
-from yolor_cli.engine.train import run as train_run
-from yolor_cli.engine.train.run import TrainOptions, TrainPlan, plan_training, train
+from yolor_cli.engine.train import build as train_build
+from yolor_cli.engine.train import plan as train_plan
+from yolor_cli.engine.train.run import TrainOptions, TrainPlan, TrainRequest, plan_training, train
 from yolor_cli.engine.train.trainer import Trainer, TrainingError, TrainState
 
 
@@ -95,17 +96,17 @@ def test_a_run_writes_the_seeds_files(shapes: Path, tmp_path: Path) -> None:
 def test_resume_after_a_crash_continues_the_numbering(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = train_run.ResultsHook.after_epoch
+    original = train_build.ResultsHook.after_epoch
 
     def crash_after_epoch_1(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_after_epoch_1)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", crash_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train(_plan(shapes, tmp_path, epochs=4))
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", original)
     run = tmp_path / "runs" / "exp"
     # The crash hit after results.csv but before the checkpoints of epoch 1: last.pt says epoch 0.
     assert load_checkpoint(run / "weights" / "last.pt").epoch == 0
@@ -332,14 +333,14 @@ def test_image_weights_resume_with_the_last_per_class_maps(
     from yolor_cli.engine.evaluate.metrics import ClassMetrics
     from yolor_cli.engine.train.trainer import ImageWeighting
 
-    original = train_run.ResultsHook.after_epoch
+    original = train_build.ResultsHook.after_epoch
 
     def crash_in_epoch_1(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 1:  # before epoch 1's checkpoint: last.pt holds epoch 0 and its validation
             raise KeyboardInterrupt
 
-    real_validate = train_run.ValidationHook.after_epoch
+    real_validate = train_build.ValidationHook.after_epoch
     known = {0: [0.25, 0.5, 0.75], 1: [0.6, 0.1, 0.3]}  # per-class mAPs each validation reports
 
     def validate(self, trainer, state):
@@ -348,12 +349,12 @@ def test_image_weights_resume_with_the_last_per_class_maps(
             ClassMetrics(cls, 1, 1, 0.5, 0.5, 0.9, value) for cls, value in enumerate(known[state.epoch])
         ]
 
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_in_epoch_1)
-    monkeypatch.setattr(train_run.ValidationHook, "after_epoch", validate)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", crash_in_epoch_1)
+    monkeypatch.setattr(train_build.ValidationHook, "after_epoch", validate)
     with pytest.raises(KeyboardInterrupt):
         train(_plan(shapes, tmp_path, epochs=3, image_weights=True))
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
-    monkeypatch.setattr(train_run.ValidationHook, "after_epoch", real_validate)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.ValidationHook, "after_epoch", real_validate)
     saved = load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options["class_maps"]
     assert saved == known[0]  # epoch 0's (its checkpoint is the last one written), not epoch 1's
     events: list[object] = []

@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import make_shapes_dataset
 from tests.test_cli import invoke
 from yolor_cli.engine.model.checkpoint import load_checkpoint
-from yolor_cli.engine.train import run as train_run
+from yolor_cli.engine.train import build as train_build
 from yolor_cli.engine.train.options import TrainOptions
 from yolor_cli.engine.train.request import TrainRequest
 from yolor_cli.engine.train.run import plan_request, train
@@ -36,20 +36,20 @@ def test_resume_works_from_another_folder_and_names_the_options_it_ignores(
     make_shapes_dataset(start / "voc", images=8, seed=3, val=0.25)
     elsewhere.mkdir()
     monkeypatch.chdir(start)
-    original = train_run.build.CheckpointHook.after_epoch
+    original = train_build.CheckpointHook.after_epoch
 
     def crash_after_epoch_0(self, trainer, state):
         original(self, trainer, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run.build.CheckpointHook, "after_epoch", crash_after_epoch_0)
+    monkeypatch.setattr(train_build.CheckpointHook, "after_epoch", crash_after_epoch_0)
     request = TrainRequest(
         data=Path("voc/data.yaml"), cfg="yolor_csp_tiny", epochs=2, batch_size=4, img_size=(64,), workers=0,
         project=Path("runs"), noval=True,
     )  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         train(plan_request(request))
-    monkeypatch.setattr(train_run.build.CheckpointHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.CheckpointHook, "after_epoch", original)
     run = start / "runs" / "exp"
     opt = yaml.safe_load((run / "opt.yaml").read_text())
     assert opt["data"] == str(start / "voc" / "data.yaml") and opt["project"] == str(start / "runs")
