@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.options import (
     MAX_BATCH,
+    MAX_IMG_SIZE,
     Request,
     batch_option,
     cfg_option,
     device_option,
     exist_ok_option,
-    img_size_option,
     name_option,
     option,
     project_option,
@@ -78,9 +78,12 @@ class TrainRequest(Request):
         min=1,
         max=MAX_NOMINAL_BATCH,
     )
-    img_size: tuple[int, ...] = img_size_option(
+    # No lower bound here: the model refuses a size below its largest stride with the multiples it takes.
+    img_size: tuple[int, ...] = option(
         (),
-        "Train size, and optionally (repeat the option) the validation size (default 640; 320 on the demo data).",
+        "--img-size",
+        help="Train size, and optionally (repeat the option) the validation size (default 640; 320 on the demo data).",
+        max=MAX_IMG_SIZE,
     )
     device: str = device_option()
     workers: int = workers_option(8)
