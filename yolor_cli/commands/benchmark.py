@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from yolor_cli.console import RichReporter, markup, print_error, print_json, stdout_console
-from yolor_cli.engine.deploy.request import BENCHMARK_FORMATS, EXTRA_BENCHMARK_FORMATS, BenchmarkRequest
-from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, TrustPickleOption, complete_comma_list
+from yolor_cli.engine.deploy.request import BenchmarkRequest
+from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.deploy.benchmark import BenchmarkResult, BenchmarkRow
 
 MEGABYTE = 1024 * 1024
 FAILED_MARK = "✗"
-
-
-def complete_formats(incomplete: str) -> list[str]:
-    """Shell completion for --formats, also after a comma (onnx,open<TAB>)."""
-    return complete_comma_list(incomplete, BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS)
 
 
 def _row_json(row: BenchmarkRow) -> dict[str, Any]:
@@ -95,75 +89,11 @@ def _render(result: BenchmarkResult, json_output: bool) -> None:
     )
 
 
-def benchmark_command(
-    weights: Annotated[
-        Path,
-        typer.Option(
-            "--weights", "-w", help="Checkpoint to benchmark (ours, or an official one with --cfg).", dir_okay=False
-        ),
-    ],
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data", help="data.yaml: its val split is scored, its train split calibrates INT8.", dir_okay=False
-        ),
-    ],
-    cfg: CfgOption = None,
-    formats: Annotated[
-        str,
-        typer.Option(
-            "--formats",
-            help="Comma-separated formats to make and measure; also pytorch-bf16 and openvino-bf16 (the same "
-            "models computing in bf16, where the CPU has it).",
-            autocompletion=complete_formats,
-        ),
-    ] = BenchmarkRequest.formats,
-    img_size: ImgSizeOption = BenchmarkRequest.img_size,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per timed run.")] = BenchmarkRequest.batch,
-    device: Annotated[
-        str, typer.Option("--device", help="Where PyTorch and TorchScript run: cpu, or a GPU: 0.")
-    ] = BenchmarkRequest.device,
-    min_map: Annotated[
-        float | None,
-        typer.Option(
-            "--min-map",
-            min=0.0,
-            max=1.0,
-            help="Exit 1 when a format that ran scores mAP50-95 below this.",
-            show_default=False,
-        ),
-    ] = BenchmarkRequest.min_map,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Where benchmark.csv goes (a file, or a folder). Default: beside the weights.",
-            show_default=False,
-        ),
-    ] = BenchmarkRequest.output,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an --output file that is not an earlier benchmark table.")
-    ] = BenchmarkRequest.overwrite,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = BenchmarkRequest.trust_pickle,
-) -> None:
+@request_command(BenchmarkRequest)
+def benchmark_command(request: BenchmarkRequest, json_output: JsonOption = False) -> None:
     """Make every deployment format of a model, score each on the val split and time it: one table."""
     from yolor_cli.engine.deploy.benchmark import run_benchmark
 
-    request = BenchmarkRequest(
-        weights=weights,
-        data=data,
-        cfg=cfg,
-        formats=formats,
-        img_size=img_size,
-        batch=batch,
-        device=device,
-        min_map=min_map,
-        output=output,
-        overwrite=overwrite,
-        trust_pickle=trust_pickle,
-    )
     result = run_benchmark(request, reporter=RichReporter())
     _render(result, json_output)
     low = result.below_min_map

@@ -4,36 +4,21 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
-from yolor_cli.options import JsonOption, NamesFileOption
+from yolor_cli.engine.data.request import PrepareRequest, SplitRequest, SynthRequest, Voc2YoloRequest
+from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.data.prepare import DatasetResult
     from yolor_cli.engine.data.skips import Skipped
 
 app = typer.Typer(help="Prepare Pascal-VOC folders for training, or generate a demo dataset.", no_args_is_help=True)
-
-RootOption = Annotated[
-    Path, typer.Option("--root", help="VOC folder: Annotations/ and images/ (or JPEGImages/).", file_okay=False)
-]
-ClassesOption = Annotated[
-    str | None,
-    typer.Option(
-        "--classes",
-        help="Comma-separated class names, in label order. Default: every name in the XML files, sorted.",
-        show_default=False,
-    ),
-]
-KeepDifficultOption = Annotated[bool, typer.Option("--keep-difficult", help="Keep objects marked difficult=1.")]
-ValOption = Annotated[float, typer.Option("--val", min=0.0, max=0.99, help="Fraction of images for validation.")]
-TestOption = Annotated[float, typer.Option("--test", min=0.0, max=0.99, help="Fraction of images for testing.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed of the split (same seed, same split).")]
 
 
 def _shown(file: str, root: Path) -> str:
@@ -106,70 +91,34 @@ def _render(result: DatasetResult, json_output: bool) -> None:
 
 
 @app.command()
-def split(
-    root: RootOption,
-    val: ValOption = 0.1,
-    test: TestOption = 0.1,
-    seed: SeedOption = 0,
-    json_output: JsonOption = False,
-) -> None:
+@request_command(SplitRequest)
+def split(request: SplitRequest, json_output: JsonOption = False) -> None:
     """Write ImageSets/{train,val,test,trainval}.txt: disjoint, stratified by class, same result for a seed."""
-    from yolor_cli.engine.data.prepare import split_dataset
-
-    _render(split_dataset(root, val=val, test=test, seed=seed, reporter=RichReporter()), json_output)
+    _render(request.run(RichReporter()), json_output)
 
 
 @app.command()
-def voc2yolo(
-    root: RootOption,
-    classes: ClassesOption = None,
-    names: NamesFileOption = None,
-    keep_difficult: KeepDifficultOption = False,
-    json_output: JsonOption = False,
-) -> None:
+@request_command(Voc2YoloRequest)
+def voc2yolo(request: Voc2YoloRequest, json_output: JsonOption = False) -> None:
     """Write labels/<stem>.txt (class cx cy w h, normalised) and image lists from ImageSets."""
-    from yolor_cli.engine.data.convert import parse_class_list
-    from yolor_cli.engine.data.prepare import voc_to_yolo
-
-    class_list = parse_class_list(classes, names)
-    _render(voc_to_yolo(root, classes=class_list, keep_difficult=keep_difficult, reporter=RichReporter()), json_output)
+    _render(request.run(RichReporter()), json_output)
 
 
 @app.command()
-def prepare(
-    root: RootOption,
-    classes: ClassesOption = None,
-    names: NamesFileOption = None,
-    val: ValOption = 0.1,
-    test: TestOption = 0.1,
-    seed: SeedOption = 0,
-    keep_difficult: KeepDifficultOption = False,
-    json_output: JsonOption = False,
-) -> None:
+@request_command(PrepareRequest)
+def prepare(request: PrepareRequest, json_output: JsonOption = False) -> None:
     """Split, convert and write data.yaml and classes.names: a VOC folder ready for [b]yolor train[/]."""
-    from yolor_cli.engine.data.convert import parse_class_list
-    from yolor_cli.engine.data.prepare import prepare_dataset
-
-    class_list = parse_class_list(classes, names)
-    result = prepare_dataset(
-        root, classes=class_list, val=val, test=test, seed=seed, keep_difficult=keep_difficult, reporter=RichReporter()
-    )
+    result = request.run(RichReporter())
     _render(result, json_output)
     if not json_output:
         stdout_console().print(markup("Wrote [b]{}[/]", result.root / "data.yaml"))
 
 
 @app.command()
-def synth(
-    out: Annotated[Path, typer.Option("--out", help="New folder for the generated VOC dataset.")],
-    images: Annotated[int, typer.Option("--images", min=1, help="Number of images.")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    json_output: JsonOption = False,
-) -> None:
+@request_command(SynthRequest)
+def synth(request: SynthRequest, json_output: JsonOption = False) -> None:
     """Generate a VOC dataset of simple shapes (circle, rectangle, triangle) for demos and tests."""
-    from yolor_cli.engine.data.synth import synthesize
-
-    result = synthesize(out, images=images, seed=seed, reporter=RichReporter())
+    result = request.run(RichReporter())
     if json_output:
         print_json(
             {

@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
 from yolor_cli.console import RichReporter, print_json, print_notes, stdout_console
 from yolor_cli.engine.evaluate.request import EvalRequest
-from yolor_cli.options import (
-    CfgOption,
-    ConfOption,
-    DeviceOption,
-    ExistOkOption,
-    HalfOption,
-    ImgSizeOption,
-    IouOption,
-    JsonOption,
-    ModelWeightsOption,
-    NameOption,
-    ProjectOption,
-    TrustPickleOption,
-)
+from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.evaluate.evaluator import EvalResult
-
-
-class Metric(str, Enum):
-    coco = "coco"
-    yolor = "yolor"
-
-
-class Task(str, Enum):
-    val = "val"
-    test = "test"
-
-
-DEFAULT_METRIC = Metric(EvalRequest.metric)
-DEFAULT_TASK = Task(EvalRequest.task)
 
 
 def _fmt(value: float | None) -> str:
@@ -124,82 +94,14 @@ def _render(result: EvalResult) -> None:
         console.print(f"Inference precision: {result.precision.describe()}")
 
 
-def eval_command(
-    data: Annotated[
-        Path, typer.Option("--data", help="data.yaml (as written by `yolor dataset prepare`).", dir_okay=False)
-    ],
-    weights: ModelWeightsOption = None,
-    cfg: CfgOption = None,
-    img_size: ImgSizeOption = EvalRequest.img_size,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = EvalRequest.batch_size,
-    conf: ConfOption = EvalRequest.conf,
-    iou: IouOption = EvalRequest.iou,
-    task: Annotated[Task, typer.Option("--task", help="Which split of the data file.")] = DEFAULT_TASK,
-    metric: Annotated[
-        Metric,
-        typer.Option(
-            "--metric",
-            help="coco: exact COCO mAP (pycocotools' definition). "
-            "yolor: the official test.py formula, for comparing with old runs.",
-        ),
-    ] = DEFAULT_METRIC,
-    predictions: Annotated[
-        Path | None,
-        typer.Option(
-            "--predictions",
-            help="Score a COCO results JSON made elsewhere instead of a model (image_id = image "
-            "stem, category_id = 0-based class, bbox = [x, y, w, h] pixels).",
-            dir_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-    save_json: Annotated[
-        bool, typer.Option("--save-json", help="Write predictions.json (COCO results).")
-    ] = EvalRequest.save_json,
-    plots: Annotated[
-        bool, typer.Option("--plots", help="Write PR, F1, P, R curves and a confusion matrix.")
-    ] = EvalRequest.plots,
-    single_cls: Annotated[
-        bool,
-        typer.Option("--single-cls", help="Score every object as one class (for models trained with --single-cls)."),
-    ] = EvalRequest.single_cls,
-    device: DeviceOption = EvalRequest.device,
-    workers: Annotated[int, typer.Option("--workers", min=0)] = EvalRequest.workers,
-    half: HalfOption = EvalRequest.half,
-    project: ProjectOption = EvalRequest.project,
-    name: NameOption = EvalRequest.name,
-    exist_ok: ExistOkOption = EvalRequest.exist_ok,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = EvalRequest.trust_pickle,
-) -> None:
+@request_command(EvalRequest)
+def eval_command(request: EvalRequest, json_output: JsonOption = False) -> None:
     """Evaluate a checkpoint on a data split: P, R, mAP@0.5 and mAP@0.5:0.95, per class.
 
     P and R are read at the confidence that maximises the mean F1 over classes (COCO metric).
     """
     from yolor_cli.engine.evaluate.evaluator import run_eval
 
-    request = EvalRequest(
-        data=data,
-        weights=weights,
-        cfg=cfg,
-        predictions=predictions,
-        task=task.value,
-        img_size=img_size,
-        batch_size=batch_size,
-        conf=conf,
-        iou=iou,
-        metric=metric.value,
-        device=device,
-        workers=workers,
-        save_json=save_json,
-        plots=plots,
-        project=project,
-        name=name,
-        exist_ok=exist_ok,
-        single_cls=single_cls,
-        trust_pickle=trust_pickle,
-        half=half,
-    )
     result = run_eval(request, reporter=RichReporter())
     print_notes(result.notes)
     if json_output:

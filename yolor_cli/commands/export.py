@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
 from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.deploy.request import ExportRequest
-from yolor_cli.options import (
-    CfgOption,
-    DataOption,
-    ImgSizeOption,
-    JsonOption,
-    NamesFileOption,
-    TrustPickleOption,
-    complete_comma_list,
-)
+from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.deploy.export import Check, ExportResult
     from yolor_cli.engine.deploy.int8 import Int8Report
 
 MEGABYTE = 1024 * 1024
-FORMAT_NAMES = ("onnx", "openvino", "torchscript", "pt")  # the engine's FORMATS, without importing torch for completion
-
-
-def complete_formats(incomplete: str) -> list[str]:
-    """Shell completion for --format, also after a comma (onnx,tor<TAB>)."""
-    return complete_comma_list(incomplete, FORMAT_NAMES)
 
 
 def _check_json(check: Check) -> dict[str, Any]:
@@ -184,107 +168,10 @@ def _render_int8(result: ExportResult) -> None:
     stdout_console().print(table)
 
 
-def export_command(
-    weights: Annotated[
-        Path,
-        typer.Option(
-            "--weights",
-            "-w",
-            help="Checkpoint to export: ours (trained or pruned), or an official one with --cfg.",
-            dir_okay=False,
-        ),
-    ],
-    cfg: CfgOption = None,
-    formats: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            "-f",
-            help="onnx, openvino, torchscript, pt, or several comma-separated (pt = stripped deployment "
-            "checkpoint; openvino = an IR folder, needs the openvino extra).",
-            autocompletion=complete_formats,
-        ),
-    ] = ExportRequest.formats,
-    img_size: ImgSizeOption = ExportRequest.img_size,
-    batch: Annotated[
-        int, typer.Option("--batch", min=1, help="Batch size of the exported input.")
-    ] = ExportRequest.batch,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch axis.")] = ExportRequest.dynamic,
-    dynamic_size: Annotated[
-        bool, typer.Option("--dynamic-size", help="Dynamic batch, height and width.")
-    ] = ExportRequest.dynamic_size,
-    simplify: Annotated[
-        bool, typer.Option("--simplify", help="Simplify the ONNX graph with onnxslim.")
-    ] = ExportRequest.simplify,
-    opset: Annotated[
-        int, typer.Option("--opset", help="ONNX opset (11 to the exporter's newest).")
-    ] = ExportRequest.opset,
-    half: Annotated[
-        bool,
-        typer.Option(
-            "--half",
-            help="fp16 weights and input (meant for GPU runtimes); on a CPU with AMX-BF16 or AVX-512 BF16 "
-            "the TorchScript file is bf16 instead, which that CPU runs fast.",
-        ),
-    ] = ExportRequest.half,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="File path (one format: written as named) or stem (each format adds its suffix). "
-            "Default: NAME.onnx, NAME_openvino_model/, NAME.torchscript, NAME_deploy.pt (NAME_int8.onnx, "
-            "NAME_int8_openvino_model/ with --int8) beside the weights, never overwriting.",
-            show_default=False,
-        ),
-    ] = ExportRequest.output,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing files at --output.")
-    ] = ExportRequest.overwrite,
-    device: Annotated[str, typer.Option("--device", help="Export on cpu, or a GPU: 0.")] = ExportRequest.device,
-    names_file: NamesFileOption = ExportRequest.names_file,
-    data: DataOption = ExportRequest.data,
-    int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8",
-            help="Post-training INT8 of the onnx / openvino file, calibrated on --data's training images and "
-            "written only if its mAP50-95 on the val split stays within --max-drop of fp32.",
-        ),
-    ] = ExportRequest.int8,
-    calib_images: Annotated[
-        int, typer.Option("--calib-images", min=1, help="Training images to calibrate INT8 ranges on.")
-    ] = ExportRequest.calib_images,
-    max_drop: Annotated[
-        float,
-        typer.Option("--max-drop", min=0.0, help="Largest mAP50-95 loss (absolute) an INT8 file may have."),
-    ] = ExportRequest.max_drop,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = ExportRequest.trust_pickle,
-) -> None:
+@request_command(ExportRequest)
+def export_command(request: ExportRequest, json_output: JsonOption = False) -> None:
     """Export to ONNX / OpenVINO / TorchScript / a stripped .pt, verified on their runtimes; --int8 quantizes
     and keeps the file only if its mAP held."""
     from yolor_cli.engine.deploy.export import export
 
-    request = ExportRequest(
-        weights=weights,
-        cfg=cfg,
-        formats=formats,
-        img_size=img_size,
-        batch=batch,
-        dynamic=dynamic,
-        dynamic_size=dynamic_size,
-        simplify=simplify,
-        opset=opset,
-        half=half,
-        output=output,
-        overwrite=overwrite,
-        device=device,
-        names_file=names_file,
-        data=data,
-        trust_pickle=trust_pickle,
-        int8=int8,
-        calib_images=calib_images,
-        max_drop=max_drop,
-    )
     _render(export(request, reporter=RichReporter()), json_output)

@@ -8,18 +8,12 @@ from rich.table import Table
 from rich.text import Text
 
 from yolor_cli.console import markup, print_json, print_notes, stdout_console
-from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
-from yolor_cli.options import CfgOption, ImgSizeOption, JsonOption, NcOption, TrustPickleOption, WeightsOption
+from yolor_cli.engine.model.request import InfoRequest
+from yolor_cli.options import JsonOption, request_command
 
 
-def info(
-    cfg: CfgOption = None,
-    weights: WeightsOption = None,
-    nc: NcOption = None,
-    img_size: ImgSizeOption = DEFAULT_IMG_SIZE,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
-) -> None:
+@request_command(InfoRequest)
+def info(request: InfoRequest, json_output: JsonOption = False) -> None:
     """Show a model's layers, parameter count and GFLOPs.
 
     [b]--weights[/] alone works for yolor checkpoints; official YOLOR checkpoints also need [b]--cfg[/].
@@ -27,8 +21,8 @@ def info(
     from yolor_cli.engine.model.loading import load_model
     from yolor_cli.engine.model.summary import summarize
 
-    loaded = load_model(cfg=cfg, weights=weights, nc=nc, trust_pickle=trust_pickle)
-    summary = summarize(loaded.model, img_size)
+    loaded = load_model(cfg=request.cfg, weights=request.weights, nc=request.nc, trust_pickle=request.trust_pickle)
+    summary = summarize(loaded.model, request.img_size)
     print_notes(loaded.notes)
     if json_output:
         print_json(
@@ -41,7 +35,7 @@ def info(
                 "strides": summary.strides,
                 "names": loaded.names,
                 "cfg": loaded.model.cfg.source,
-                "weights": str(weights) if weights else None,
+                "weights": str(request.weights) if request.weights else None,
                 "per_layer": [asdict(row) for row in summary.rows],
             }
         )
@@ -61,7 +55,7 @@ def info(
     console.print(table)
     totals = Table.grid(padding=(0, 2))
     totals.add_row(markup("[b]params[/]"), f"{summary.params:,}")
-    totals.add_row(markup("[b]GFLOPs[/] @{}", img_size), f"{summary.gflops:.2f}")
+    totals.add_row(markup("[b]GFLOPs[/] @{}", request.img_size), f"{summary.gflops:.2f}")
     totals.add_row(markup("[b]layers[/]"), str(summary.layers))
     totals.add_row(
         markup("[b]classes[/]"), Text(str(summary.nc) + (f" ({', '.join(loaded.names)})" if loaded.names else ""))

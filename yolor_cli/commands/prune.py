@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -11,27 +10,14 @@ from rich.text import Text
 
 from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.prune.request import (
-    AUTO_DEFAULT_PROJECT,
-    DEFAULT_AMOUNT,
-    DEFAULT_SENSITIVITY_AMOUNTS,
     AutoPruneRequest,
     ConvTargets,
     GlobalTarget,
     LayerSpan,
     PruneRequest,
     SensitivityRequest,
-    parse_amounts,
 )
-from yolor_cli.options import (
-    CfgOption,
-    DataOption,
-    DeviceOption,
-    ExistOkOption,
-    JsonOption,
-    NameOption,
-    ProjectOption,
-    TrustPickleOption,
-)
+from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.prune.auto import AutoPruneResult
@@ -41,33 +27,6 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Prune channels of a trained model (the result is an ordinary checkpoint).", no_args_is_help=True
 )
-
-RequiredWeights = Annotated[
-    Path, typer.Option("--weights", "-w", help="Checkpoint to prune (ours, or official with --cfg).", dir_okay=False)
-]
-AmountOption = Annotated[
-    float,
-    typer.Option("--amount", help="Fraction of each conv's output channels to remove (int(amount x channels) go)."),
-]
-MethodOption = Annotated[
-    str, typer.Option("--method", help="Channel importance: l1, l2, random, or bn (BatchNorm scales).")
-]
-OutputOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--output",
-        "-o",
-        help="Where to write (default: NAME_pruned.pt beside the input, never overwriting).",
-        dir_okay=False,
-        show_default=False,
-    ),
-]
-PruneImgSizeOption = Annotated[int, typer.Option("--img-size", min=32, help="Input size for GFLOPs and latency.")]
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be pruned; write nothing.")]
-LatencyOption = Annotated[
-    bool, typer.Option("--latency/--no-latency", help="Measure CPU latency before and after (a few seconds).")
-]
-OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 
 
 def _cost_keys(before: Any, after: Any) -> dict[str, Any]:
@@ -135,122 +94,24 @@ def _run(request: PruneRequest, json_output: bool) -> None:
 
 
 @app.command("conv")
-def conv_command(
-    weights: RequiredWeights,
-    layer: Annotated[
-        list[int], typer.Option("--layer", help="Module index of a conv to prune (repeatable; see yolor info).")
-    ],
-    cfg: CfgOption = None,
-    amount: AmountOption = DEFAULT_AMOUNT,
-    method: MethodOption = PruneRequest.method,
-    output: OutputOption = None,
-    overwrite: OverwriteOption = False,
-    img_size: PruneImgSizeOption = PruneRequest.img_size,
-    dry_run: DryRunOption = False,
-    latency: LatencyOption = PruneRequest.latency,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
-) -> None:
+@request_command(PruneRequest, parts={"target": ConvTargets})
+def conv_command(request: PruneRequest, json_output: JsonOption = False) -> None:
     """Prune the output channels of the given convs, with every coupled layer."""
-    target = ConvTargets(layers=tuple(layer), amount=amount)
-    _run(
-        PruneRequest(
-            weights=weights,
-            target=target,
-            cfg=cfg,
-            method=method,
-            img_size=img_size,
-            output=output,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            latency=latency,
-            trust_pickle=trust_pickle,
-        ),
-        json_output,
-    )
+    _run(request, json_output)
 
 
 @app.command("layers")
-def layers_command(
-    weights: RequiredWeights,
-    upto: Annotated[int, typer.Option("--upto", min=0, help="Last module index to prune (inclusive).")],
-    start: Annotated[int, typer.Option("--from", min=0, help="First module index to prune.")] = LayerSpan.start,
-    cfg: CfgOption = None,
-    amount: AmountOption = DEFAULT_AMOUNT,
-    method: MethodOption = PruneRequest.method,
-    output: OutputOption = None,
-    overwrite: OverwriteOption = False,
-    img_size: PruneImgSizeOption = PruneRequest.img_size,
-    dry_run: DryRunOption = False,
-    latency: LatencyOption = PruneRequest.latency,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
-) -> None:
+@request_command(PruneRequest, parts={"target": LayerSpan})
+def layers_command(request: PruneRequest, json_output: JsonOption = False) -> None:
     """Prune every conv of modules FROM..UPTO in module order (heads stay whole)."""
-    target = LayerSpan(upto=upto, start=start, amount=amount)
-    _run(
-        PruneRequest(
-            weights=weights,
-            target=target,
-            cfg=cfg,
-            method=method,
-            img_size=img_size,
-            output=output,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            latency=latency,
-            trust_pickle=trust_pickle,
-        ),
-        json_output,
-    )
+    _run(request, json_output)
 
 
 @app.command("global")
-def global_command(
-    weights: RequiredWeights,
-    target_macs: Annotated[
-        float | None,
-        typer.Option(
-            "--target-macs",
-            help="Prune until the MACs are this fraction of the original (e.g. 0.5).",
-            show_default=False,
-        ),
-    ] = None,
-    ratio: Annotated[
-        float | None,
-        typer.Option(
-            "--ratio",
-            help="Or: remove this fraction of the channels, ranked across the whole model.",
-            show_default=False,
-        ),
-    ] = None,
-    cfg: CfgOption = None,
-    method: MethodOption = PruneRequest.method,
-    output: OutputOption = None,
-    overwrite: OverwriteOption = False,
-    img_size: PruneImgSizeOption = PruneRequest.img_size,
-    dry_run: DryRunOption = False,
-    latency: LatencyOption = PruneRequest.latency,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
-) -> None:
+@request_command(PruneRequest, parts={"target": GlobalTarget})
+def global_command(request: PruneRequest, json_output: JsonOption = False) -> None:
     """Prune channels ranked across the whole model (heads stay whole) to a MACs target or ratio."""
-    target = GlobalTarget(target_macs=target_macs, ratio=ratio)
-    _run(
-        PruneRequest(
-            weights=weights,
-            target=target,
-            cfg=cfg,
-            method=method,
-            img_size=img_size,
-            output=output,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            latency=latency,
-            trust_pickle=trust_pickle,
-        ),
-        json_output,
-    )
+    _run(request, json_output)
 
 
 def _figure(value: float | None, fmt: str) -> str:
@@ -296,106 +157,11 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
 
 
 @app.command("auto")
-def auto_command(
-    weights: Annotated[
-        Path | None,
-        typer.Option(
-            "--weights",
-            "-w",
-            help="Checkpoint to prune (ours, or official with --cfg); not needed with --resume.",
-            dir_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-    data: DataOption = None,
-    target_macs: Annotated[
-        float | None,
-        typer.Option("--target-macs", help="End at this fraction of the input's MACs (e.g. 0.5).", show_default=False),
-    ] = None,
-    target_latency_ms: Annotated[
-        float | None,
-        typer.Option(
-            "--target-latency-ms",
-            help="Or: aim at this CPU latency (fused, batch 1), taken as proportional to the MACs.",
-            show_default=False,
-        ),
-    ] = None,
-    max_drop: Annotated[
-        float, typer.Option("--max-drop", help="Largest allowed fall of mAP50-95 against the input (absolute).")
-    ] = AutoPruneRequest.max_drop,
-    steps: Annotated[int, typer.Option("--steps", help="Cuts to reach the target, each fine-tuned.")] = (
-        AutoPruneRequest.steps
-    ),
-    epochs_per_step: Annotated[
-        int, typer.Option("--epochs-per-step", help="Fine-tuning epochs after each cut.")
-    ] = AutoPruneRequest.epochs_per_step,
-    final_epochs: Annotated[
-        int, typer.Option("--final-epochs", help="Fine-tuning epochs of the kept model at the end.")
-    ] = AutoPruneRequest.final_epochs,
-    allocate: Annotated[
-        str,
-        typer.Option(
-            "--allocate",
-            help="global (channels ranked across the model) or sensitivity (per-layer amounts from a scan).",
-        ),
-    ] = AutoPruneRequest.allocate,
-    method: Annotated[
-        str, typer.Option("--method", help="Channel importance: l1, l2 or bn (BatchNorm scales).")
-    ] = AutoPruneRequest.method,
-    distill: Annotated[
-        bool, typer.Option("--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
-    ] = AutoPruneRequest.distill,
-    img_size: Annotated[
-        int, typer.Option("--img-size", min=32, help="Size to train, validate and measure GFLOPs and latency at.")
-    ] = AutoPruneRequest.img_size,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Fine-tuning batch size.")] = (
-        AutoPruneRequest.batch_size
-    ),
-    device: DeviceOption = AutoPruneRequest.device,
-    workers: Annotated[int, typer.Option("--workers")] = AutoPruneRequest.workers,
-    project: ProjectOption = AUTO_DEFAULT_PROJECT,
-    name: NameOption = AutoPruneRequest.name,
-    exist_ok: ExistOkOption = False,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Continue the run in --project/--name (the folder as on disk, e.g. --name exp2) where it "
-            "stopped, with its own options.",
-        ),
-    ] = False,
-    cfg: CfgOption = None,
-    trust_pickle: TrustPickleOption = False,
-    seed: Annotated[int, typer.Option("--seed")] = AutoPruneRequest.seed,
-    json_output: JsonOption = False,
-) -> None:
+@request_command(AutoPruneRequest)
+def auto_command(request: AutoPruneRequest, json_output: JsonOption = False) -> None:
     """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt."""
     from yolor_cli.engine.prune.auto import auto_prune
 
-    request = AutoPruneRequest(
-        weights=weights,
-        data=data,
-        target_macs=target_macs,
-        target_latency_ms=target_latency_ms,
-        max_drop=max_drop,
-        steps=steps,
-        epochs_per_step=epochs_per_step,
-        final_epochs=final_epochs,
-        allocate=allocate,
-        method=method,
-        distill=distill,
-        img_size=img_size,
-        batch_size=batch_size,
-        device=device,
-        workers=workers,
-        project=project,
-        name=name,
-        exist_ok=exist_ok,
-        resume=resume,
-        cfg=cfg,
-        trust_pickle=trust_pickle,
-        seed=seed,
-    )
     _render_auto(auto_prune(request, reporter=RichReporter()), json_output)
 
 
@@ -448,70 +214,11 @@ def _render_sensitivity(result: SensitivityResult) -> None:
 
 
 @app.command("sensitivity")
-def sensitivity_command(
-    weights: RequiredWeights,
-    data: Annotated[Path, typer.Option("--data", help="data.yaml whose val split scores the trials.", dir_okay=False)],
-    amounts: Annotated[
-        str,
-        typer.Option("--amounts", help="Comma-separated fractions of each conv's channels to remove, one trial each."),
-    ] = ",".join(f"{a:g}" for a in DEFAULT_SENSITIVITY_AMOUNTS),
-    unit: Annotated[
-        str,
-        typer.Option(
-            "--unit",
-            help="What is pruned alone: conv (one conv with its coupled convs) or stage (the convs between "
-            "two route/shortcut joins).",
-        ),
-    ] = SensitivityRequest.unit,
-    cfg: CfgOption = None,
-    method: Annotated[
-        str, typer.Option("--method", help="Channel importance: l1, l2, or bn (BatchNorm scales).")
-    ] = SensitivityRequest.method,
-    img_size: Annotated[
-        int, typer.Option("--img-size", min=32, help="Evaluation size (also the size MACs are counted at).")
-    ] = SensitivityRequest.img_size,
-    max_images: Annotated[
-        int | None,
-        typer.Option(
-            "--max-images",
-            min=1,
-            help="Score on this many val images, spread over the split (default: all; all are held in memory).",
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = SensitivityRequest.batch_size,
-    device: DeviceOption = SensitivityRequest.device,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Folder for sensitivity.csv/.json/.png (default: NAME_sensitivity/ beside the weights). "
-            "It must be new, empty, or hold only an earlier scan's files.",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-    json_output: JsonOption = False,
-    trust_pickle: TrustPickleOption = False,
-) -> None:
+@request_command(SensitivityRequest)
+def sensitivity_command(request: SensitivityRequest, json_output: JsonOption = False) -> None:
     """Prune each conv (or stage) alone at each amount, without fine-tuning, and rank what it costs."""
     from yolor_cli.engine.prune.sensitivity import run_sensitivity
 
-    request = SensitivityRequest(
-        weights=weights,
-        data=data,
-        cfg=cfg,
-        amounts=parse_amounts(amounts),
-        unit=unit,
-        method=method,
-        img_size=img_size,
-        max_images=max_images,
-        batch_size=batch_size,
-        device=device,
-        output=output,
-        trust_pickle=trust_pickle,
-    )
     result = run_sensitivity(request, RichReporter())
     print_notes(result.notes)
     if json_output:

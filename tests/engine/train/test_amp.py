@@ -21,6 +21,7 @@ from yolor_cli.engine.model.checkpoint import load_checkpoint
 from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.reporting import SilentReporter
 from yolor_cli.engine.runtime import AmpMode, resolve_amp
+from yolor_cli.engine.train import build as train_build
 from yolor_cli.engine.train import run as train_run
 from yolor_cli.engine.train.run import TrainOptions, plan_training, train
 from yolor_cli.engine.train.trainer import Trainer, TrainState
@@ -141,20 +142,20 @@ def test_amp_on_a_cpu_without_bf16_is_a_note_not_an_error(
 def test_a_resumed_run_keeps_its_amp_setting_unless_one_is_given(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bf16_cpu: None
 ) -> None:
-    original = train_run.CheckpointHook.after_epoch
+    original = train_build.CheckpointHook.after_epoch
 
     def crash_after_epoch_0(self, trainer, state):
         original(self, trainer, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", crash_after_epoch_0)
+    monkeypatch.setattr(train_build.CheckpointHook, "after_epoch", crash_after_epoch_0)
     options = TrainOptions(
         data=str(shapes / "data.yaml"), cfg="yolor_csp_tiny", epochs=2, batch_size=4, img_size=64, workers=0,
         project=str(tmp_path), noval=True, amp=True,
     )  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         train(plan_training(options))
-    monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.CheckpointHook, "after_epoch", original)
     last = tmp_path / "exp" / "weights" / "last.pt"
     assert plan_training(TrainOptions(amp=False), resume=True, last=last).options.amp is False  # given now: wins
     said: list[str] = []
@@ -172,7 +173,7 @@ def test_a_resumed_run_resolves_its_request_on_the_device_it_lands_on() -> None:
         return train_run.ResumePoint(Path("last.pt"), checkpoint=None, options=saved, start_epoch=1, bests={})  # type: ignore[arg-type]
 
     notes: list[str] = []
-    options, amp = train_run._amp(TrainOptions(), torch.device("cpu"), notes, point(TrainOptions(amp_mode="fp16")))
+    options, amp = train_build.amp(TrainOptions(), torch.device("cpu"), notes, point(TrainOptions(amp_mode="fp16")))
     assert (options.amp, options.amp_mode, amp.enabled) == (None, "off", False)
-    options, amp = train_run._amp(TrainOptions(), torch.device("cpu"), notes, point(TrainOptions(amp=False)))
+    options, amp = train_build.amp(TrainOptions(), torch.device("cpu"), notes, point(TrainOptions(amp=False)))
     assert (options.amp, amp.describe()) == (False, "AMP off: the resumed run's --no-amp")

@@ -12,7 +12,7 @@ from yolor_cli.engine.config import load_data_config, load_hyp
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.model.checkpoint import load_checkpoint
 from yolor_cli.engine.reporting import SilentReporter
-from yolor_cli.engine.train import run as train_run
+from yolor_cli.engine.train import build as train_build
 from yolor_cli.engine.train.hooks import closing_epochs
 from yolor_cli.engine.train.run import TrainOptions, plan_training, train
 
@@ -79,16 +79,16 @@ def test_a_run_closes_mosaic_records_its_recipe_and_resumes_both(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probes: list[_Probe] = []
-    build_loader = train_run._loader
-    monkeypatch.setattr(train_run, "_loader", lambda *a: probes.append(_Probe(build_loader(*a))) or probes[-1])
-    original = train_run.ResultsHook.after_epoch
+    build_loader = train_build.loader
+    monkeypatch.setattr(train_build, "loader", lambda *a: probes.append(_Probe(build_loader(*a))) or probes[-1])
+    original = train_build.ResultsHook.after_epoch
 
     def crash_after_epoch_2(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_after_epoch_2)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", crash_after_epoch_2)
     options = TrainOptions(
         data=str(shapes / "data.yaml"),
         cfg="yolor_csp_tiny",
@@ -103,7 +103,7 @@ def test_a_run_closes_mosaic_records_its_recipe_and_resumes_both(
     reporter = _Lines()
     with pytest.raises(KeyboardInterrupt):
         train(plan_training(options), reporter)
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", original)
     assert probes[0].loader.num_workers == 2 and probes[0].loader.persistent_workers
     assert [all(epoch) for epoch in probes[0].epochs] == [True, True, False]  # epochs 3-4 are closed
     assert not any(probes[0].epochs[2])

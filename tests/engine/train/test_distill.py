@@ -22,7 +22,7 @@ from yolor_cli.engine.model.darknet import DarknetModel, build_model
 from yolor_cli.engine.prune.pruning import prune_global, rebuild
 from yolor_cli.engine.prune.request import GlobalTarget
 from yolor_cli.engine.reporting import SilentReporter
-from yolor_cli.engine.train import run as train_run
+from yolor_cli.engine.train import build as train_build
 from yolor_cli.engine.train.distill import CONFIDENT_OBJECTNESS, Distiller, check_teacher
 from yolor_cli.engine.train.run import TrainOptions, plan_training, train
 
@@ -125,18 +125,18 @@ def test_a_pruned_student_distils_from_its_unpruned_teacher_and_resumes_with_it(
         close_mosaic=0,
         project=str(tmp_path / "runs"),
     )
-    original = train_run.CheckpointHook.after_epoch
+    original = train_build.CheckpointHook.after_epoch
 
     def stop_after_epoch_0(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 0:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", stop_after_epoch_0)
+    monkeypatch.setattr(train_build.CheckpointHook, "after_epoch", stop_after_epoch_0)
     first = RecordingReporter()
     with pytest.raises(KeyboardInterrupt):
         train(plan_training(options), first)
-    monkeypatch.setattr(train_run.CheckpointHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.CheckpointHook, "after_epoch", original)
     run = tmp_path / "runs" / "exp"
     assert f"distilling from the teacher {teacher}, weight 2" in first.infos
     assert any(line.startswith(f"teacher {teacher}: mAP50 ") for line in first.infos)

@@ -18,8 +18,9 @@ from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.reporting import SilentReporter
-from yolor_cli.engine.train import run as train_run
-from yolor_cli.engine.train.run import TrainOptions, TrainPlan, plan_training, train
+from yolor_cli.engine.train import build as train_build
+from yolor_cli.engine.train import plan as train_plan
+from yolor_cli.engine.train.run import TrainOptions, TrainPlan, TrainRequest, plan_training, train
 from yolor_cli.engine.train.trainer import Trainer, TrainingError, TrainState
 
 
@@ -95,24 +96,24 @@ def test_a_run_writes_the_seeds_files(shapes: Path, tmp_path: Path) -> None:
 def test_resume_after_a_crash_continues_the_numbering(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = train_run.ResultsHook.after_epoch
+    original = train_build.ResultsHook.after_epoch
 
     def crash_after_epoch_1(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_after_epoch_1)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", crash_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train(_plan(shapes, tmp_path, epochs=4))
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", original)
     run = tmp_path / "runs" / "exp"
     # The crash hit after results.csv but before the checkpoints of epoch 1: last.pt says epoch 0.
     assert load_checkpoint(run / "weights" / "last.pt").epoch == 0
     moved = plan_training(TrainOptions(project=str(tmp_path / "runs"), device="2,3"), resume=True)
     assert (moved.device, moved.launch) == ("2,3", True)  # a device given now wins; two GPUs: torchrun starts it
     reads = []
-    monkeypatch.setattr(train_run, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
+    monkeypatch.setattr(train_plan, "load_checkpoint", lambda path: reads.append(path) or load_checkpoint(path))
     plan = plan_training(TrainOptions(project=str(tmp_path / "runs"), epochs=99), resume=True)
     assert plan.resume is not None and plan.resume.path == run / "weights" / "last.pt"  # the newest run
     assert (plan.options.epochs, plan.device, plan.launch) == (4, "", False)  # the run's own options (auto device)
@@ -200,11 +201,11 @@ def test_weights_transfer_and_keep_a_pruned_architecture(shapes: Path, tmp_path:
 
 def test_demo_data_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOLOR_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(train_run, "DEMO_IMAGES", 8)
-    first = train_run.demo_data(SilentReporter())
+    monkeypatch.setattr(train_build, "DEMO_IMAGES", 8)
+    first = train_build.demo_data(SilentReporter())
     stamp = first.stat().st_mtime_ns
     assert load_data_config(first).names == ("circle", "rectangle", "triangle")
-    assert train_run.demo_data(SilentReporter()) == first and first.stat().st_mtime_ns == stamp
+    assert train_build.demo_data(SilentReporter()) == first and first.stat().st_mtime_ns == stamp
 
 
 def test_cli_train_and_its_errors(shapes: Path, tmp_path: Path) -> None:
@@ -278,15 +279,15 @@ def test_a_run_writes_plots_val_losses_and_takes_single_cls(shapes: Path, tmp_pa
 
 
 def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
-    demo = TrainOptions.resolve(data=None, epochs=None, adam=False, batch_size=16)
+    demo = TrainRequest(batch_size=16).options()
     assert (demo.hyp, demo.epochs, demo.img_size, demo.batch_size) == (None, 10, 320, 16)  # hyp None: demo's own
     # the demo's measured 10-epoch recipe: Adam, no accumulation, mosaic to the end
     assert (demo.optimizer, demo.nominal_batch_size, demo.close_mosaic) == ("adam", 8, 0)
-    longer = TrainOptions.resolve(data=None, epochs=300)  # other epochs: auto decides, as for any run
+    longer = TrainRequest(epochs=300).options()  # other epochs: auto decides, as for any run
     assert (longer.optimizer, longer.nominal_batch_size, longer.close_mosaic) == ("auto", None, 10)
-    chosen = TrainOptions.resolve(data=None, optimizer="auto", close_mosaic=3)
+    chosen = TrainRequest(optimizer="auto", close_mosaic=3).options()
     assert (chosen.optimizer, chosen.close_mosaic) == ("auto", 3)
-    own = TrainOptions.resolve(data="data.yaml", epochs=None, adam=False, batch_size=None)
+    own = TrainRequest(data=Path("data.yaml")).options()
     assert (own.hyp, own.epochs, own.img_size, own.optimizer, own.batch_size, own.nominal_batch_size) == (
         None,
         300,
@@ -295,9 +296,9 @@ def test_options_resolve_to_the_demo_profile_only_without_data() -> None:
         8,
         None,
     )
-    assert TrainOptions.resolve(data="data.yaml", adam=True).optimizer == "adam"  # --adam is --optimizer adam
+    assert TrainRequest(data=Path("data.yaml"), adam=True).options().optimizer == "adam"  # --adam is --optimizer adam
     with pytest.raises(YolorError, match="--adam means --optimizer adam"):
-        TrainOptions.resolve(data="data.yaml", adam=True, optimizer="sgd")
+        TrainRequest(data=Path("data.yaml"), adam=True, optimizer="sgd")
 
 
 def test_options_saved_before_optimizer_choices_resume_as_they_trained() -> None:
@@ -362,14 +363,14 @@ def test_image_weights_resume_with_the_last_per_class_maps(
     from yolor_cli.engine.evaluate.metrics import ClassMetrics
     from yolor_cli.engine.train.trainer import ImageWeighting
 
-    original = train_run.ResultsHook.after_epoch
+    original = train_build.ResultsHook.after_epoch
 
     def crash_in_epoch_1(self, trainer, state):
         original(self, trainer, state)
         if state.epoch == 1:  # before epoch 1's checkpoint: last.pt holds epoch 0 and its validation
             raise KeyboardInterrupt
 
-    real_validate = train_run.ValidationHook.after_epoch
+    real_validate = train_build.ValidationHook.after_epoch
     known = {0: [0.25, 0.5, 0.75], 1: [0.6, 0.1, 0.3]}  # per-class mAPs each validation reports
 
     def validate(self, trainer, state):
@@ -378,12 +379,12 @@ def test_image_weights_resume_with_the_last_per_class_maps(
             ClassMetrics(cls, 1, 1, 0.5, 0.5, 0.9, value) for cls, value in enumerate(known[state.epoch])
         ]
 
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", crash_in_epoch_1)
-    monkeypatch.setattr(train_run.ValidationHook, "after_epoch", validate)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", crash_in_epoch_1)
+    monkeypatch.setattr(train_build.ValidationHook, "after_epoch", validate)
     with pytest.raises(KeyboardInterrupt):
         train(_plan(shapes, tmp_path, epochs=3, image_weights=True))
-    monkeypatch.setattr(train_run.ResultsHook, "after_epoch", original)
-    monkeypatch.setattr(train_run.ValidationHook, "after_epoch", real_validate)
+    monkeypatch.setattr(train_build.ResultsHook, "after_epoch", original)
+    monkeypatch.setattr(train_build.ValidationHook, "after_epoch", real_validate)
     saved = load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options["class_maps"]
     assert saved == known[0]  # epoch 0's (its checkpoint is the last one written), not epoch 1's
     events: list[object] = []

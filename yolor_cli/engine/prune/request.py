@@ -13,10 +13,46 @@ from pathlib import Path
 
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE  # GFLOPs and latency are reported at it
+from yolor_cli.engine.options import (
+    REQUIRED,
+    Request,
+    batch_option,
+    cfg_option,
+    data_option,
+    device_option,
+    exist_ok_option,
+    img_size_option,
+    name_option,
+    option,
+    output_option,
+    overwrite_option,
+    project_option,
+    seed_option,
+    trust_pickle_option,
+    weights_option,
+    workers_option,
+)
 
 METHODS = ("l1", "l2", "random", "bn")
 DEFAULT_AMOUNT = 0.4  # int(0.4 x channels) go from each conv, as the old pruning scripts did
 GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
+MAX_STEPS = 100  # prune auto's cuts; each is fine-tuned, so more is a typo
+MAX_EPOCHS = 100_000  # any epoch count; bounds a typo before a run folder is made
+PRUNE_WEIGHTS_HELP = "Checkpoint to prune (ours, or official with --cfg)."
+
+
+def amount_option() -> object:
+    return option(
+        DEFAULT_AMOUNT,
+        "--amount",
+        help="Fraction of each conv's output channels to remove (int(amount x channels) go).",
+    )
+
+
+def method_option(
+    default: str = "l1", help: str = "Channel importance: l1, l2, random, or bn (BatchNorm scales)."
+) -> object:
+    return option(default, "--method", help=help)
 
 
 def check_amount(amount: float, flag: str = "--amount") -> None:
@@ -50,13 +86,16 @@ def check_global_options(target_macs: float | None, ratio: float | None) -> None
 
 
 @dataclass(frozen=True)
-class ConvTargets:
+class ConvTargets(Request):
     """``prune conv``: the convs at these module indices, each by ``int(amount x channels)`` channels."""
 
-    layers: tuple[int, ...]
-    amount: float = DEFAULT_AMOUNT
+    layers: tuple[int, ...] = option(
+        REQUIRED, "--layer", help="Module index of a conv to prune (repeatable; see yolor info).", min=0
+    )
+    amount: float = amount_option()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_amount(self.amount)
         repeated = sorted({index for index in self.layers if self.layers.count(index) > 1})
         if repeated:
@@ -67,27 +106,33 @@ class ConvTargets:
 
 
 @dataclass(frozen=True)
-class LayerSpan:
+class LayerSpan(Request):
     """``prune layers``: every conv of modules ``start..upto`` (inclusive) in module order."""
 
-    upto: int
-    start: int = 0
-    amount: float = DEFAULT_AMOUNT
+    upto: int = option(REQUIRED, "--upto", help="Last module index to prune (inclusive).", min=0)
+    start: int = option(0, "--from", help="First module index to prune.", min=0)
+    amount: float = amount_option()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_amount(self.amount)
         if self.start > self.upto:
             raise YolorError(f"--from {self.start} is after --upto {self.upto}")
 
 
 @dataclass(frozen=True)
-class GlobalTarget:
+class GlobalTarget(Request):
     """``prune global``: channels ranked across the model, to a MACs fraction or a channel ratio."""
 
-    target_macs: float | None = None
-    ratio: float | None = None
+    target_macs: float | None = option(
+        None, "--target-macs", help="Prune until the MACs are this fraction of the original (e.g. 0.5)."
+    )
+    ratio: float | None = option(
+        None, "--ratio", help="Or: remove this fraction of the channels, ranked across the whole model."
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_global_options(self.target_macs, self.ratio)
 
 
@@ -95,23 +140,26 @@ PruneTarget = ConvTargets | LayerSpan | GlobalTarget
 
 
 @dataclass(frozen=True)
-class PruneRequest:
+class PruneRequest(Request):
     """One prune run. ``output`` None writes ``NAME_pruned.pt`` beside the weights (never overwriting);
     ``dry_run`` writes nothing; ``latency`` measures CPU latency before and after."""
 
-    weights: Path
-    target: PruneTarget
-    cfg: str | None = None
-    method: str = "l1"
-    img_size: int = DEFAULT_IMG_SIZE
-    output: Path | None = None
-    overwrite: bool = False
-    dry_run: bool = False
-    latency: bool = True
-    seed: int = 0
-    trust_pickle: bool = False
+    weights: Path = weights_option(REQUIRED, PRUNE_WEIGHTS_HELP)
+    target: PruneTarget = REQUIRED  # built from the target's own options (prune conv, layers, global)
+    cfg: str | None = cfg_option()
+    method: str = method_option()
+    output: Path | None = output_option(
+        "Where to write (default: NAME_pruned.pt beside the input, never overwriting).", path_kind="file"
+    )
+    overwrite: bool = overwrite_option()
+    img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Input size for GFLOPs and latency.")
+    dry_run: bool = option(False, "--dry-run", help="Show what would be pruned; write nothing.")
+    latency: bool = option(True, "--latency/--no-latency", help="Measure CPU latency before and after (a few seconds).")
+    seed: int = seed_option(cli=False)  # the draw of --method random
+    trust_pickle: bool = trust_pickle_option()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_method(self.method)
 
 
@@ -126,7 +174,7 @@ AUTO_DEFAULT_PROJECT = Path("runs/prune")
 
 
 @dataclass(frozen=True)
-class AutoPruneRequest:
+class AutoPruneRequest(Request):
     """One ``yolor prune auto`` run: prune in ``steps`` towards ``target_macs`` (a fraction of the input's
     multiply-adds) or ``target_latency_ms`` (CPU, fused, batch 1), fine-tuning ``epochs_per_step`` after
     each step and ``final_epochs`` at the end, and stop before a step loses more than ``max_drop`` of
@@ -136,31 +184,54 @@ class AutoPruneRequest:
     ``workers`` are used: the run continues with the request saved in its folder, so ``weights``,
     ``data`` and a target may be left out."""
 
-    weights: Path | None = None
-    data: Path | None = None
-    target_macs: float | None = None
-    target_latency_ms: float | None = None
-    max_drop: float = 0.01
-    steps: int = 4
-    epochs_per_step: int = 3
-    final_epochs: int = 10
-    allocate: str = "global"
-    method: str = "l1"
-    distill: bool = True
-    img_size: int = DEFAULT_IMG_SIZE
-    batch_size: int = 8
-    device: str = ""
-    workers: int = 8
-    project: Path = AUTO_DEFAULT_PROJECT
-    name: str = "exp"
-    exist_ok: bool = False
-    resume: bool = False
-    cfg: str | None = None
-    trust_pickle: bool = False
-    seed: int = 0
+    weights: Path | None = weights_option(
+        None, "Checkpoint to prune (ours, or official with --cfg); not needed with --resume."
+    )
+    data: Path | None = data_option()
+    target_macs: float | None = option(
+        None, "--target-macs", help="End at this fraction of the input's MACs (e.g. 0.5)."
+    )
+    target_latency_ms: float | None = option(
+        None,
+        "--target-latency-ms",
+        help="Or: aim at this CPU latency (fused, batch 1), taken as proportional to the MACs.",
+    )
+    max_drop: float = option(
+        0.01, "--max-drop", help="Largest allowed fall of mAP50-95 against the input (absolute).", min=0.0
+    )
+    steps: int = option(4, "--steps", help="Cuts to reach the target, each fine-tuned.", min=1, max=MAX_STEPS)
+    epochs_per_step: int = option(
+        3, "--epochs-per-step", help="Fine-tuning epochs after each cut.", min=0, max=MAX_EPOCHS
+    )
+    final_epochs: int = option(
+        10, "--final-epochs", help="Fine-tuning epochs of the kept model at the end.", min=0, max=MAX_EPOCHS
+    )
+    allocate: str = option(
+        "global",
+        "--allocate",
+        help="global (channels ranked across the model) or sensitivity (per-layer amounts from a scan).",
+    )
+    method: str = method_option(help="Channel importance: l1, l2 or bn (BatchNorm scales).")
+    distill: bool = option(True, "--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
+    img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Size to train, validate and measure GFLOPs and latency at.")
+    batch_size: int = batch_option(8, help="Fine-tuning batch size.")
+    device: str = device_option()
+    workers: int = workers_option(8)
+    project: Path = project_option(AUTO_DEFAULT_PROJECT)
+    name: str = name_option()
+    exist_ok: bool = exist_ok_option()
+    resume: bool = option(
+        False,
+        "--resume",
+        help="Continue the run in --project/--name (the folder as on disk, e.g. --name exp2) where it "
+        "stopped, with its own options.",
+    )
+    cfg: str | None = cfg_option()
+    trust_pickle: bool = trust_pickle_option()
+    seed: int = seed_option()
 
     def __post_init__(self) -> None:
-        self._check_numbers()
+        super().__post_init__()  # bounds (steps, epochs, --max-drop, sizes, seed) before anything else
         if self.allocate not in ALLOCATIONS:
             raise YolorError(f"unknown --allocate {self.allocate!r}", hint=f"choose one of {', '.join(ALLOCATIONS)}")
         if self.method not in AUTO_METHODS:
@@ -170,24 +241,6 @@ class AutoPruneRequest:
             )
         if not self.resume:
             self._check_inputs()
-
-    def _check_numbers(self) -> None:
-        if self.steps < 1:
-            raise YolorError(f"--steps {self.steps} is below 1", hint="e.g. --steps 4 reaches the target in 4 cuts")
-        for flag, value in (("--epochs-per-step", self.epochs_per_step), ("--final-epochs", self.final_epochs)):
-            if value < 0:
-                raise YolorError(f"{flag} {value} is negative", hint="0 skips that fine-tuning")
-        if not math.isfinite(self.max_drop):  # a NaN would switch the guard off silently
-            raise YolorError(f"--max-drop {self.max_drop} is not a number", hint="e.g. --max-drop 0.01")
-        if self.max_drop < 0:
-            raise YolorError(
-                f"--max-drop {self.max_drop} is negative",
-                hint="it is the largest allowed fall of mAP50-95, e.g. 0.01; 0 allows none",
-            )
-        if self.batch_size < 1:
-            raise YolorError(f"--batch-size {self.batch_size} is below 1")
-        if self.workers < 0:
-            raise YolorError(f"--workers {self.workers} is negative")
 
     def _check_inputs(self) -> None:
         if self.weights is None or self.data is None:
@@ -238,25 +291,45 @@ def parse_amounts(text: str) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
-class SensitivityRequest:
+class SensitivityRequest(Request):
     """One ``yolor prune sensitivity`` scan: each unit of kind ``unit`` pruned alone by each of
     ``amounts`` (no fine-tuning) and scored on the val split of ``data``. ``output`` None writes to
     ``NAME_sensitivity/`` beside the weights; ``max_images`` None evaluates every val image."""
 
-    weights: Path
-    data: Path
-    cfg: str | None = None
-    amounts: tuple[float, ...] = DEFAULT_SENSITIVITY_AMOUNTS
-    unit: str = "conv"
-    method: str = "l1"
-    img_size: int = DEFAULT_IMG_SIZE
-    max_images: int | None = None
-    batch_size: int = SENSITIVITY_BATCH_SIZE
-    device: str = ""
-    output: Path | None = None
-    trust_pickle: bool = False
+    weights: Path = weights_option(REQUIRED, PRUNE_WEIGHTS_HELP)
+    data: Path = data_option(REQUIRED, "data.yaml whose val split scores the trials.")
+    amounts: tuple[float, ...] = option(
+        DEFAULT_SENSITIVITY_AMOUNTS,
+        "--amounts",
+        help="Comma-separated fractions of each conv's channels to remove, one trial each.",
+        parse=parse_amounts,
+    )
+    unit: str = option(
+        "conv",
+        "--unit",
+        help="What is pruned alone: conv (one conv with its coupled convs) or stage (the convs between "
+        "two route/shortcut joins).",
+    )
+    cfg: str | None = cfg_option()
+    method: str = method_option(help="Channel importance: l1, l2, or bn (BatchNorm scales).")
+    img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Evaluation size (also the size MACs are counted at).")
+    max_images: int | None = option(
+        None,
+        "--max-images",
+        help="Score on this many val images, spread over the split (default: all; all are held in memory).",
+        min=1,
+    )
+    batch_size: int = batch_option(SENSITIVITY_BATCH_SIZE)
+    device: str = device_option()
+    output: Path | None = output_option(
+        "Folder for sensitivity.csv/.json/.png (default: NAME_sensitivity/ beside the weights). "
+        "It must be new, empty, or hold only an earlier scan's files.",
+        path_kind="dir",
+    )
+    trust_pickle: bool = trust_pickle_option()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.amounts:
             raise YolorError("--amounts is empty", hint="e.g. --amounts 0.25,0.5,0.75")
         for amount in self.amounts:
@@ -278,7 +351,3 @@ class SensitivityRequest:
             raise YolorError(
                 f"unknown pruning method {self.method!r}", hint=f"choose one of {', '.join(SENSITIVITY_METHODS)}"
             )
-        if self.max_images is not None and self.max_images < 1:
-            raise YolorError(f"--max-images {self.max_images} must be at least 1")
-        if self.batch_size < 1:
-            raise YolorError(f"--batch-size {self.batch_size} must be at least 1")
