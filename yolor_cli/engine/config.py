@@ -164,6 +164,11 @@ def configs_dir() -> Path:
     raise CfgError("the bundled configs are missing from this installation", hint="reinstall yolor-cli")
 
 
+def bundled_model_names() -> list[str]:
+    """The models shipped with the tool (its cfgs), for messages and shell completion."""
+    return sorted(path.stem for path in (configs_dir() / "models").glob("*.cfg"))
+
+
 def parse_class_list(classes: str | None, names_file: Path | None) -> list[str] | None:
     """``--classes a,b`` or ``--names FILE`` (one per line) to a list; None when neither is given.
 

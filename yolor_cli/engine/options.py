@@ -25,6 +25,7 @@ REQUIRED: Any = dataclasses.MISSING  # the default of an option that must be giv
 OPTION_KEY = "yolor.option"  # the key of an :class:`OptionSpec` in a field's metadata
 
 MIN_IMG_SIZE = 32  # the smallest stride of every model: nothing smaller reaches a detection head
+DEFAULT_IMG_SIZE = 640  # square input side in pixels, as the released YOLOR models
 # The largest square input side any command takes: above the widest frames a detector is fed in
 # practice (8K video is 7680 wide), and a multiple of every model stride (32, 64 for P6, 128), so
 # the nearest stride multiple suggested for a size within the bound never exceeds the bound.
@@ -186,7 +187,7 @@ class Request:
 
 def complete_cfg(incomplete: str) -> list[str]:
     """Bundled model names for shell completion (paths are completed by the shell)."""
-    from yolor_cli.engine.model.bundled import bundled_model_names
+    from yolor_cli.engine.config import bundled_model_names  # not at import: yaml is not needed to parse options
 
     return [name for name in bundled_model_names() if name.startswith(incomplete)]
 

@@ -21,8 +21,14 @@ NEGATED = {"save_images": "nosave"}  # request field -> the option that holds it
 
 
 def _option_defaults(command: str) -> dict[str, object]:
+    """Each option's default under its request field's name (a negating flag under the field it turns off)."""
     click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     return {param.name: _plain(param.default) for param in click_command.params}
+
+
+def _flags(command: str) -> dict[str, list[str]]:
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {param.name: list(param.opts) for param in click_command.params}
 
 
 def _plain(value: object) -> object:
@@ -41,8 +47,8 @@ def test_every_option_default_is_the_request_default(command: str, request_type:
     options = _option_defaults(command)
     defaults = {f.name: f.default for f in dataclasses.fields(request_type) if f.default is not dataclasses.MISSING}
     for name, default in defaults.items():
-        if name in NEGATED:
-            assert options[NEGATED[name]] is (not default), (command, name)
+        if name in NEGATED:  # the flag is off by default when the field it negates is on
+            assert _flags(command)[name] == [f"--{NEGATED[name]}"] and options[name] is (not default), (command, name)
         else:
             assert options[name] == _plain(default), (command, name)
     assert len(defaults) >= 15

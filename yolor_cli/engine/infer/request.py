@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolor_cli.engine.options import (
+    DEFAULT_IMG_SIZE,
     MODEL_WEIGHTS_HELP,
     REQUIRED,
     Request,
@@ -29,7 +30,6 @@ from yolor_cli.engine.options import (
     weights_option,
 )
 
-DEFAULT_IMG_SIZE = 640  # square input side in pixels, as the released YOLOR models
 DEFAULT_CONF = 0.25  # score threshold for detections meant to be looked at
 DEFAULT_IOU = 0.45  # NMS IoU threshold
 DEFAULT_MAX_DET = 300  # most detections kept per image after NMS

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yolor_cli.engine.config import configs_dir
+from yolor_cli.engine.config import bundled_model_names, configs_dir
 from yolor_cli.engine.errors import CfgError
 from yolor_cli.engine.model.darknet import DarknetCfg, read_cfg
-
-
-def bundled_model_names() -> list[str]:
-    return sorted(path.stem for path in (configs_dir() / "models").glob("*.cfg"))
 
 
 def resolve_cfg_path(name_or_path: str | Path) -> Path:

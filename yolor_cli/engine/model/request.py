@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.engine.options import (
+    DEFAULT_IMG_SIZE,
     Request,
     cfg_option,
     img_size_option,
