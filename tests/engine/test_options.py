@@ -141,3 +141,31 @@ def test_cli_sizes_and_batches_beyond_their_bounds_are_refused_before_any_work(t
         assert result.exit_code == 2 and "internal error" not in result.output, result.output
         assert "100000000000" not in result.output  # no suggestion beyond the bound
         assert str(MAX_IMG_SIZE) in result.output or "1024" in result.output
+
+
+@pytest.mark.parametrize("name", ["../../x", "", ".", "a/b"])
+def test_run_names_are_checked_when_every_request_with_a_name_is_built(name: str) -> None:
+    """--name is declared once with its check, so `prune auto --name ../x` stops before its first
+    evaluation instead of after it (survey defect 13)."""
+    from yolor_cli.engine.infer.request import DetectRequest
+    from yolor_cli.engine.options import option_fields
+
+    builds = {
+        DetectRequest: {"source": "images", "weights": Path("w.pt")},
+        EvalRequest: {"data": Path("d.yaml")},
+        TrainRequest: {},
+        AutoPruneRequest: {"weights": Path("w.pt"), "data": Path("d.yaml")},
+    }
+    for request_type, required in builds.items():
+        assert any(field.name == "name" for field, _ in option_fields(request_type))
+        with pytest.raises(YolorError, match="is not a folder name"):
+            request_type(name=name, **required)
+
+
+def test_prune_auto_refuses_a_bad_name_before_any_work(tmp_path: Path) -> None:
+    result = invoke(
+        "prune", "auto", "--weights", str(tmp_path / "missing.pt"), "--data", str(tmp_path / "d.yaml"),
+        "--name", "../x", "--project", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.exit_code == 1 and "--name '../x' is not a folder name" in " ".join(result.stderr.split())
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.runs import check_run_name
 
 REQUIRED: Any = dataclasses.MISSING  # the default of an option that must be given
 OPTION_KEY = "yolor.option"  # the key of an :class:`OptionSpec` in a field's metadata
@@ -49,6 +50,8 @@ class OptionSpec:
     ``path_kind``: "file" or "dir" for a path that must be one kind (the command line refuses the other).
     ``parse``: the command line takes text and turns it into the field's value (``--amounts 0.25,0.5``).
     ``cli``: False for a field library callers set but the command line does not show.
+    ``check``: a check of the value's meaning beyond bounds (a run name is one folder name); it raises
+    YolorError, and runs when the request is built, so a bad value stops a command before any work.
     """
 
     flags: tuple[str, ...] = ()
@@ -64,6 +67,7 @@ class OptionSpec:
     required: bool = False
     parse: Callable[[str], Any] | None = None
     cli: bool = True
+    check: Callable[[Any], object] | None = None
 
     @property
     def flag(self) -> str:
@@ -84,6 +88,7 @@ def option(
     argument: bool = False,
     parse: Callable[[str], Any] | None = None,
     cli: bool = True,
+    check: Callable[[Any], object] | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line option. No ``default`` makes it required;
     ``show_default`` defaults to False for a None default (there is nothing to show)."""
@@ -101,6 +106,7 @@ def option(
         required=default is dataclasses.MISSING,
         parse=parse,
         cli=cli,
+        check=check,
     )
     metadata = {OPTION_KEY: spec}
     if isinstance(default, list | dict | set):
@@ -144,6 +150,8 @@ def check_value(spec: OptionSpec, value: Any) -> None:
             raise YolorError(f"{spec.flag} {_shown(value)} is above {_shown(spec.maximum)}", hint=_range_hint(spec))
     if spec.choices is not None and isinstance(value, str) and value not in spec.choices:
         raise YolorError(f"{spec.flag} {value!r} is not one of {', '.join(spec.choices)}")
+    if spec.check is not None:
+        spec.check(value)
 
 
 def _range_hint(spec: OptionSpec) -> str | None:
@@ -265,7 +273,7 @@ def project_option(default: Path) -> Any:
 
 
 def name_option(default: str = "exp") -> Any:
-    return option(default, "--name", help="Run folder name; name2, name3... if it exists.")
+    return option(default, "--name", help="Run folder name; name2, name3... if it exists.", check=check_run_name)
 
 
 def exist_ok_option() -> Any:

@@ -71,6 +71,14 @@ def test_comments_and_blank_lines_are_ignored() -> None:
         ("[net]\n[convolutional]\nfilters=8\nactivation=gelu\n", "unknown activation 'gelu'"),
         ("[net]\n[route]\nlayers=-4\n", "layers=-4 points to layer -4"),
         ("[net]\n[convolutional\n", "<t>:2: malformed section header"),
+        # sizes no machine could hold are refused before any tensor is allocated (survey defect 10)
+        ("[net]\n[convolutional]\nfilters=100000000\n", "<t>:3: filters=100000000 is more than the 65536"),
+        ("[net]\n[implicit_add]\nfilters=100000000\n", "<t>:3: filters=100000000 is more than the 65536"),
+        (
+            "[net]\n[convolutional]\nfilters=60000\n[convolutional]\nfilters=60000\nsize=3\n",
+            "<t>:4: this convolution would hold 32,400,000,000 weights",
+        ),
+        ("[net]\n[convolutional]\nfilters=60000\n[route]\nlayers=-1,-1\n", "layer 1 would have 120000 channels"),
         ("", "no sections found"),
     ],
 )

@@ -88,3 +88,15 @@ def test_info_refuses_a_cfg_with_an_unsupported_level_count(tmp_path: Path, head
 
 def test_the_supported_level_counts_are_the_ones_the_loss_balances() -> None:
     assert set(DETECTION_LEVELS) == set(LEVEL_BALANCE)
+
+
+def test_info_and_train_refuse_a_cfg_too_large_to_build(tmp_path: Path) -> None:
+    """filters=100000000 (a typo) ended in an allocation error or the OOM killer (survey defect 10)."""
+    path = tmp_path / "huge.cfg"
+    path.write_text("[net]\nchannels=3\n[convolutional]\nfilters=100000000\nsize=3\n")
+    for args in (("info", "--cfg", str(path)), ("train", "--cfg", str(path), "--project", str(tmp_path / "runs"))):
+        result = invoke(*args)
+        message = " ".join(result.stderr.split())
+        assert result.exit_code == 1, message
+        assert f"{path}:4: filters=100000000 is more than the 65536 channels a layer may have" in message
+        assert "internal error" not in message

@@ -18,7 +18,7 @@ from yolor_cli.engine.errors import CfgError, YolorError
 from yolor_cli.engine.model.darknet.cfg import DarknetCfg
 from yolor_cli.engine.model.darknet.heads import Head, check_level_count, find_heads
 from yolor_cli.engine.model.darknet.layers import FeatureLayer, YoloLayer
-from yolor_cli.engine.model.darknet.specs import BuildContext, LayerSpec, parse_layer
+from yolor_cli.engine.model.darknet.specs import MAX_CHANNELS, BuildContext, LayerSpec, parse_layer
 
 DEFAULT_INPUT_CHANNELS = 3
 # Bias priors of the official head init: about 8 objects per 640x640 image, class scores near 1/nc.
@@ -60,6 +60,12 @@ class DarknetModel(nn.Module):
         for index, spec in enumerate(self.specs):
             ctx.index = index
             built = spec.build(ctx)
+            if built.channels > MAX_CHANNELS:  # routes and reorgs multiply channels without a filters= line
+                raise CfgError(
+                    f"{cfg.source}:{spec.line}: layer {index} would have {built.channels} channels, more than "
+                    f"the {MAX_CHANNELS} a layer may have",
+                    hint="check the layers this one concatenates or reorganises",
+                )
             if isinstance(built.module, YoloLayer):
                 ctx.levels += 1
             modules.append(built.module)

@@ -32,6 +32,13 @@ BN_EPS = 1e-4
 BN_MOMENTUM = 0.03
 LEAKY_SLOPE = 0.1
 
+# Bounds that refuse a cfg which cannot fit in memory before anything is allocated (a typo such as
+# filters=100000000 would otherwise end in an allocation error or the OOM killer). Official models
+# stay far below them: their widest layer has 2048 channels, their largest convolution a few million
+# weights.
+MAX_CHANNELS = 65536  # channels of any layer's output
+MAX_LAYER_WEIGHTS = 1 << 28  # weights of one convolution (1 GiB in fp32)
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module] | None] = {
     "linear": None,  # no module, as in the official code (keeps module indices inside the Sequential)
     "leaky": lambda: nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
@@ -173,6 +180,16 @@ class _Reader:
         return self.section.options.get(key, default)
 
 
+def check_channel_count(reader: _Reader, key: str, channels: int) -> None:
+    """Refuse a channel count no machine could hold, naming the file and line, before building."""
+    if channels > MAX_CHANNELS:
+        raise CfgError(
+            f"{reader.section.where(reader.source, key)}: {key}={channels} is more than the {MAX_CHANNELS} "
+            "channels a layer may have",
+            hint=f"check {key}= in the cfg",
+        )
+
+
 SECTION_TYPES: dict[str, type[LayerSpec]] = {}
 
 SpecT = TypeVar("SpecT", bound=type[LayerSpec])
@@ -240,6 +257,7 @@ class ConvSpec(LayerSpec):
         )
         if spec.filters <= 0 or spec.size <= 0 or spec.groups <= 0 or min(spec.stride) <= 0:
             raise CfgError(f"{reader.section.where(reader.source)}: filters, size, stride and groups must be positive")
+        check_channel_count(reader, "filters", spec.filters)
         return spec
 
     def build(self, ctx: BuildContext) -> Built:
@@ -248,6 +266,14 @@ class ConvSpec(LayerSpec):
             raise CfgError(
                 f"{ctx.source}:{self.line}: groups={self.groups} must divide the input "
                 f"channels ({in_channels}) and filters ({self.filters})"
+            )
+        weights = in_channels * (self.filters // self.groups) * self.size * self.size
+        if weights > MAX_LAYER_WEIGHTS:
+            raise CfgError(
+                f"{ctx.source}:{self.line}: this convolution would hold {weights:,} weights "
+                f"({in_channels} -> {self.filters} channels, size {self.size}), more than the {MAX_LAYER_WEIGHTS:,} "
+                "a layer may have",
+                hint="check filters= and size= in the cfg",
             )
         block = nn.Sequential()
         block.add_module(
@@ -401,7 +427,11 @@ class _ImplicitSpec(LayerSpec):
 
     @classmethod
     def parse(cls, reader: _Reader) -> _ImplicitSpec:
-        return cls(line=reader.line, filters=reader.get_int("filters"))
+        filters = reader.get_int("filters")
+        if filters <= 0:
+            raise CfgError(f"{reader.section.where(reader.source, 'filters')}: filters must be positive")
+        check_channel_count(reader, "filters", filters)
+        return cls(line=reader.line, filters=filters)
 
     def build(self, ctx: BuildContext) -> Built:
         return Built(self.module_type(self.filters), self.filters, None)
