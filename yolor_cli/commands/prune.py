@@ -188,7 +188,7 @@ def _render_sensitivity(result: SensitivityResult) -> None:
         table.add_row(
             str(rank),
             Text(trial.unit.name),
-            f"{trial.amount:g}",
+            "removed" if trial.unit.kind == "block" else f"{trial.amount:g}",
             f"{trial.map50:.3f}",
             f"{trial.map:.3f}",
             f"{trial.map_drop:+.3f}",
@@ -216,7 +216,8 @@ def _render_sensitivity(result: SensitivityResult) -> None:
 @app.command("sensitivity")
 @request_command(SensitivityRequest)
 def sensitivity_command(request: SensitivityRequest, json_output: JsonOption = False) -> None:
-    """Prune each conv (or stage) alone at each amount, without fine-tuning, and rank what it costs."""
+    """Prune each conv (or stage) alone at each amount, or remove each residual block, without fine-tuning,
+    and rank what it costs."""
     from yolor_cli.engine.prune.sensitivity import run_sensitivity
 
     result = run_sensitivity(request, RichReporter())

@@ -139,6 +139,7 @@ def test_cli_scan_writes_its_files_and_reads_the_model_once(
     trial = payload["trials"][0]
     assert set(trial) == {
         "unit",
+        "kind",
         "convs",
         "amount",
         "map50",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from yolor_cli.engine.config import DataConfig
 from yolor_cli.engine.model.darknet import DarknetModel
+from yolor_cli.engine.prune.blocks import check_removable_blocks
 from yolor_cli.engine.prune.pruning import check_bn_rankable_globally, check_no_grouped_convs, prune_global
 from yolor_cli.engine.prune.request import AutoPruneRequest, GlobalTarget
 from yolor_cli.engine.prune.sensitivity_allocation import SensitivityAllocation
@@ -52,6 +53,8 @@ def _prune_global(model: DarknetModel, relative: float, context: AllocationConte
 def _check_sensitivity(model: DarknetModel, request: AutoPruneRequest) -> None:
     _check_global(model, request)
     check_no_grouped_convs(model)  # the scan prunes conv by conv, which cannot keep groups aligned
+    if "block" in request.unit.split("+"):
+        check_removable_blocks(model)
 
 
 def _prune_sensitivity(model: DarknetModel, relative: float, context: AllocationContext) -> DarknetModel:

@@ -166,6 +166,9 @@ class PruneRequest(Request):
 # ---- yolor prune auto ------------------------------------------------------------------------------
 
 ALLOCATIONS = ("global", "sensitivity")  # how a step's cut is shared among the layers
+# What --allocate sensitivity spends the budget on: coupled conv groups (width), residual blocks
+# removed whole (depth), or both ranked by the same loss per MAC saved.
+AUTO_UNITS = ("conv", "block", "conv+block")
 # The rankings that measure something about a channel: a random one has no place in a run meant to
 # keep accuracy, nor in a scan, whose losses would measure the draw rather than the layer.
 RANKED_METHODS = ("l1", "l2", "bn")
@@ -211,6 +214,12 @@ class AutoPruneRequest(Request):
         "--allocate",
         help="global (channels ranked across the model) or sensitivity (per-layer amounts from a scan).",
     )
+    unit: str = option(
+        "conv",
+        "--unit",
+        help="With --allocate sensitivity: what the plan cuts: conv (coupled conv groups, width), block "
+        "(residual blocks removed whole, depth) or conv+block (both, by mAP lost per MAC saved).",
+    )
     method: str = method_option(help="Channel importance: l1, l2 or bn (BatchNorm scales).")
     distill: bool = option(True, "--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
     img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Size to train, validate and measure GFLOPs and latency at.")
@@ -234,6 +243,13 @@ class AutoPruneRequest(Request):
         super().__post_init__()  # bounds (steps, epochs, --max-drop, sizes, seed) before anything else
         if self.allocate not in ALLOCATIONS:
             raise YolorError(f"unknown --allocate {self.allocate!r}", hint=f"choose one of {', '.join(ALLOCATIONS)}")
+        if self.unit not in AUTO_UNITS:
+            raise YolorError(f"unknown --unit {self.unit!r}", hint=f"choose one of {', '.join(AUTO_UNITS)}")
+        if self.unit != "conv" and self.allocate != "sensitivity":
+            raise YolorError(
+                f"--unit {self.unit} needs --allocate sensitivity",
+                hint="the global ranking compares channels only; a sensitivity scan prices each block",
+            )
         if self.method not in AUTO_METHODS:
             raise YolorError(
                 f"--method {self.method!r} is not one prune auto ranks by",
@@ -274,7 +290,8 @@ class AutoPruneRequest(Request):
         return cls(**chosen)  # type: ignore[arg-type]
 
 
-SENSITIVITY_UNITS = ("conv", "stage")
+# What a scan prunes alone: width units (conv, stage), residual blocks removed whole, or both.
+SENSITIVITY_UNITS = ("conv", "stage", "block", "conv+block", "stage+block")
 SENSITIVITY_METHODS = RANKED_METHODS
 DEFAULT_SENSITIVITY_AMOUNTS = (0.25, 0.5, 0.75)
 SENSITIVITY_BATCH_SIZE = 32
@@ -307,8 +324,8 @@ class SensitivityRequest(Request):
     unit: str = option(
         "conv",
         "--unit",
-        help="What is pruned alone: conv (one conv with its coupled convs) or stage (the convs between "
-        "two route/shortcut joins).",
+        help="What is pruned alone: conv (one conv with its coupled convs), stage (the convs between "
+        "two route/shortcut joins), block (one residual block removed whole), or conv+block / stage+block.",
     )
     cfg: str | None = cfg_option()
     method: str = method_option(help="Channel importance: l1, l2, or bn (BatchNorm scales).")

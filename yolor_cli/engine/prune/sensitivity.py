@@ -1,7 +1,7 @@
 """``yolor prune sensitivity``: how much accuracy each part of a model costs to prune.
 
-Each unit (see :mod:`yolor_cli.engine.prune.units`) is pruned alone at each amount, with no
-fine-tuning, and scored on the val split. The model file is read once and the val images are
+Each unit (see :mod:`yolor_cli.engine.prune.units`) is pruned alone at each amount (a residual
+block: removed), with no fine-tuning, and scored on the val split. The model file is read once and the val images are
 letterboxed once (:class:`PreloadedSplit`); every trial prunes a fresh copy of the loaded model
 (a deep copy and a new dependency graph cost tens of milliseconds, reading the file and decoding the
 images would cost far more).
@@ -13,7 +13,6 @@ loss there: on a small split it is noise, and as a negative cost it would put th
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -34,6 +33,7 @@ from yolor_cli.engine.evaluate.preloaded import PreloadedSplit, SharedPrefix, ev
 from yolor_cli.engine.files import atomic_write, guard_output
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.prune.blocks import check_removable_blocks, residual_blocks
 from yolor_cli.engine.prune.pruning import (
     ChannelPruner,
     check_bn_rankable,
@@ -42,7 +42,15 @@ from yolor_cli.engine.prune.pruning import (
 )
 from yolor_cli.engine.prune.request import SensitivityRequest
 from yolor_cli.engine.prune.run import measure
-from yolor_cli.engine.prune.units import PruneUnit, prune_unit, prune_units
+from yolor_cli.engine.prune.units import (
+    BLOCK,
+    CHANNELS,
+    PruneUnit,
+    prune_units,
+    pruned_variant,
+    unit_amounts,
+    unit_kinds,
+)
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import select_device
 
@@ -52,6 +60,7 @@ OUR_FILES = (CSV_NAME, JSON_NAME, PNG_NAME)
 CSV_COLUMNS = (
     "rank",
     "unit",
+    "kind",
     "convs",
     "amount",
     "map50",
@@ -138,14 +147,14 @@ def scan_model(
     scan = SensitivityScan(
         base_map50=base.map50, base_map=base.map, base_macs=base_cost.macs, base_params=base_cost.params, trials=[]
     )
-    plan = [(unit, amount) for unit in units for amount in amounts]
-    for unit, amount in reporter.track(plan, f"Pruning {len(units)} units x {len(amounts)} amounts", total=len(plan)):
-        pruner = ChannelPruner(copy.deepcopy(model), method=method)
-        if not prune_unit(pruner, unit, amount):
+    plan = [(unit, amount) for unit in units for amount in unit_amounts(unit, tuple(amounts))]
+    for unit, amount in reporter.track(plan, f"Pruning {len(units)} units, {len(plan)} trials", total=len(plan)):
+        variant = pruned_variant(model, unit, amount, method)
+        if variant is None:
             scan.skipped.append((unit, amount))
             continue
-        cost = measure(pruner.model, img_size, latency=False)
-        metrics = evaluate_preloaded(pruner.model, split, device=device, prefix=prefix)
+        cost = measure(variant, img_size, latency=False)
+        metrics = evaluate_preloaded(variant, split, device=device, prefix=prefix)
         scan.trials.append(
             Trial(
                 unit=unit,
@@ -200,6 +209,7 @@ class SensitivityResult:
 def _trial_row(trial: Trial) -> dict[str, Any]:
     return {
         "unit": trial.unit.name,
+        "kind": trial.unit.kind,
         "convs": list(trial.unit.convs),
         "amount": trial.amount,
         "map50": trial.map50,
@@ -252,12 +262,19 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
     model.check_img_size(request.img_size)
     check_model_classes(model, data, hint="scan with the data the model was trained on")
     check_supported(model)
-    check_no_grouped_convs(model)
-    units = prune_units(model, request.unit, pruner=ChannelPruner(model, method=request.method))
+    kinds = unit_kinds(request.unit)
+    widths = [kind for kind in kinds if kind != BLOCK]
+    if widths:
+        check_no_grouped_convs(model)
+    pruner = ChannelPruner(model, method=request.method) if "conv" in kinds else None
+    units = prune_units(model, request.unit, pruner=pruner)
+    refused = [block for block in residual_blocks(model) if block.reason] if BLOCK in kinds else []
+    if BLOCK in kinds:
+        check_removable_blocks(model)
     if not units:
         raise YolorError("the model has no conv outside its detection heads to prune")
-    if request.method == "bn":
-        check_bn_rankable(model, sorted({index for unit in units for index in unit.convs}))
+    if request.method == "bn" and widths:
+        check_bn_rankable(model, sorted({index for unit in units if unit.kind == CHANNELS for index in unit.convs}))
     split = PreloadedSplit.load(
         data, "val", request.img_size, model.max_stride, request.batch_size, request.max_images, reporter
     )
@@ -282,9 +299,10 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
             hint="raise --amounts (int(amount x channels) channels go from each conv)",
         )
     notes = list(loaded.notes)
+    notes += [f"{block.name} cannot be removed: {block.reason}" for block in refused]
     if scan.skipped:
         notes.append(
-            f"{len(scan.skipped)} of {len(units) * len(request.amounts)} trials pruned nothing (the amount rounds "
+            f"{len(scan.skipped)} of {len(scan.trials) + len(scan.skipped)} trials pruned nothing (the amount rounds "
             "to 0 channels of a narrow conv) and are left out"
         )
     result = SensitivityResult(
@@ -326,7 +344,7 @@ def _write(result: SensitivityResult, start: float, reporter: Reporter) -> list[
 def heat_map(scan: SensitivityScan, amounts: Sequence[float]) -> tuple[list[str], list[float], np.ndarray]:
     """Unit names (scan order), amounts (ascending) and their mAP50-95 drops, NaN where skipped."""
     units = list(dict.fromkeys(trial.unit.name for trial in scan.trials))
-    columns = sorted(amounts)
+    columns = sorted({*amounts, *(trial.amount for trial in scan.trials)})  # a removed block: 1
     drops = np.full((len(units), len(columns)), np.nan)
     for trial in scan.trials:
         drops[units.index(trial.unit.name), columns.index(trial.amount)] = trial.map_drop

@@ -17,6 +17,13 @@ prices every cut in mAP50-95 lost per MACs saved, and the run spends its MACs bu
    ``original x (1 - amount x f)``), ``f`` found by bisection so that the step lands on its MACs
    share; a step that the plan cannot reach (rounding, or coupling) takes the rest with the global
    ranking and says so.
+
+**Residual blocks** (``--unit block`` or ``conv+block``) are units like any other: the scan removes
+each alone, and the greedy choice weighs its loss per MAC saved against the width cuts'. A block is
+all or nothing, so the planned blocks, cheapest per MAC first, go one by one as the share rises
+(block ``i`` of ``n`` once ``f >= (i + 1) / n``). Unit indices are the input model's; a model that
+has lost the plan's first ``k`` blocks (told by its layer count) has its indices mapped through the
+same removal before its widths are cut.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.model.summary import ConvMacs
+from yolor_cli.engine.prune.blocks import block_at, remove_blocks
 from yolor_cli.engine.prune.pruning import ChannelPruner, conv_of, prune_global
 from yolor_cli.engine.prune.request import (
     DEFAULT_SENSITIVITY_AMOUNTS,
@@ -42,7 +50,7 @@ from yolor_cli.engine.prune.request import (
     SensitivityRequest,
 )
 from yolor_cli.engine.prune.sensitivity import JSON_NAME, run_sensitivity
-from yolor_cli.engine.prune.units import PruneUnit, prune_unit
+from yolor_cli.engine.prune.units import BLOCK, CHANNELS, PruneUnit, prune_unit
 from yolor_cli.engine.reporting import Reporter
 
 SCAN_FOLDER = "sensitivity"
@@ -65,12 +73,20 @@ class PlannedCut:
 class Plan:
     cuts: list[PlannedCut]
     scale: float
+    layers: int | None = None  # the input model's module count (blocks removed are told by it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
+            "layers": self.layers,
             "cuts": [
-                {"unit": cut.unit.name, "convs": list(cut.unit.convs), "amount": cut.amount, "width": cut.width}
+                {
+                    "unit": cut.unit.name,
+                    "kind": cut.unit.kind,
+                    "convs": list(cut.unit.convs),
+                    "amount": cut.amount,
+                    "width": cut.width,
+                }
                 for cut in self.cuts
             ],
         }
@@ -78,10 +94,14 @@ class Plan:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Plan:
         cuts = [
-            PlannedCut(PruneUnit(row["unit"], tuple(row["convs"])), float(row["amount"]), int(row["width"]))
+            PlannedCut(
+                PruneUnit(row["unit"], tuple(row["convs"]), row.get("kind", CHANNELS)),
+                float(row["amount"]),
+                int(row["width"]),
+            )
             for row in values["cuts"]
         ]
-        return cls(cuts, float(values["scale"]))
+        return cls(cuts, float(values["scale"]), values.get("layers"))
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,7 @@ def read_scan(path: Path) -> ScanLevels:
     levels: dict[str, list[Level]] = {}
     units: dict[str, PruneUnit] = {}
     for row in payload["trials"]:
-        units[row["unit"]] = PruneUnit(row["unit"], tuple(row["convs"]))
+        units[row["unit"]] = PruneUnit(row["unit"], tuple(row["convs"]), row.get("kind", CHANNELS))
         levels.setdefault(row["unit"], [Level(0.0, 0.0, 0)]).append(
             Level(float(row["amount"]), max(float(row["map_drop"]), 0.0), int(row["macs_saved"]))
         )
@@ -138,19 +158,77 @@ def greedy_amounts(levels: dict[str, list[Level]], wanted_saving: int) -> dict[s
 
 
 def _unit_width(model: DarknetModel, unit: PruneUnit) -> int:
-    return conv_of(model, unit.convs[0]).out_channels
+    return 0 if unit.kind == BLOCK else conv_of(model, unit.convs[0]).out_channels
 
 
-def prune_towards(model: DarknetModel, cuts: list[PlannedCut], share: float, method: str) -> DarknetModel:
-    """A copy of ``model`` with every planned unit cut to ``width x (1 - amount x share)`` channels
-    (a unit already at or below that width is left alone)."""
-    pruner = ChannelPruner(copy.deepcopy(model), method=method)
+def _in_removal_order(cuts: list[PlannedCut], scan: ScanLevels) -> list[PlannedCut]:
+    """The width cuts as they were, then the blocks cheapest (loss per MAC saved) first: the order in
+    which the steps remove them."""
+
+    def cost(cut: PlannedCut) -> float:
+        removed = scan.levels[cut.unit.name][-1]
+        return removed.drop / removed.saved if removed.saved > 0 else math.inf
+
+    widths = [cut for cut in cuts if cut.unit.kind == CHANNELS]
+    return widths + sorted((cut for cut in cuts if cut.unit.kind == BLOCK), key=cost)
+
+
+def blocks_at(share: float, count: int) -> int:
+    """How many of ``count`` planned blocks go at ``share``: block ``i`` once ``share >= (i + 1) / count``."""
+    return min(count, math.floor(share * count + 1e-9)) if count else 0
+
+
+def _kept_layers(layers: int, blocks: list[PlannedCut]) -> dict[int, int]:
+    """Input index -> index once ``blocks`` are removed from a model of ``layers`` modules."""
+    gone = {layer for cut in blocks for layer in cut.unit.layers}
+    return {old: new for new, old in enumerate(i for i in range(layers) if i not in gone)}
+
+
+def _blocks_removed(model: DarknetModel, blocks: list[PlannedCut], layers: int) -> int:
+    """How many of the plan's first blocks ``model`` (once the input, of ``layers`` modules) has lost."""
+    missing, removed = layers - len(model.module_list), 0
+    while missing > 0 and removed < len(blocks):
+        missing -= len(blocks[removed].unit.layers)
+        removed += 1
+    if missing:
+        raise YolorError(
+            f"the model has {len(model.module_list)} modules, which no prefix of the plan's blocks removed "
+            f"from the input's {layers}",
+            hint="a run's models come from its own steps; start a new run for another model",
+        )
+    return removed
+
+
+def prune_towards(
+    model: DarknetModel, cuts: list[PlannedCut], share: float, method: str, layers: int | None = None
+) -> DarknetModel:
+    """A copy of ``model`` with the plan's first ``blocks_at(share)`` blocks removed and every planned
+    width unit cut to ``width x (1 - amount x share)`` channels (a unit already at or below that width,
+    or a block already removed, is left alone). ``layers``: the input's module count, which the plan's
+    indices refer to (None: ``model`` is the input)."""
+    blocks = [cut for cut in cuts if cut.unit.kind == BLOCK]
+    layers = len(model.module_list) if layers is None else layers
+    done = _blocks_removed(model, blocks, layers) if blocks else 0
+    wanted = max(done, blocks_at(share, len(blocks)))
+    if wanted > done:
+        now = _kept_layers(layers, blocks[:done])
+        model = remove_blocks(model, [block_at(model, now[cut.unit.shortcut]) for cut in blocks[done:wanted]])
+    else:
+        model = copy.deepcopy(model)
+    index = _kept_layers(layers, blocks[:wanted])
+    if all(cut.unit.kind == BLOCK for cut in cuts):
+        return model
+    pruner = ChannelPruner(model, method=method)
     for cut in cuts:
-        wanted = max(1, round(cut.width * (1 - min(cut.amount * share, MAX_AMOUNT))))
-        now = _unit_width(pruner.model, cut.unit)
-        if wanted < now:
+        convs = tuple(index[i] for i in cut.unit.convs if i in index) if cut.unit.kind == CHANNELS else ()
+        if not convs:  # a block, or a width unit whose convs went with a block
+            continue
+        unit = PruneUnit(cut.unit.name, convs)
+        wanted_width = max(1, round(cut.width * (1 - min(cut.amount * share, MAX_AMOUNT))))
+        now_width = _unit_width(pruner.model, unit)
+        if wanted_width < now_width:
             # int(amount x now) channels go: aim just above the count so that the floor lands on it
-            prune_unit(pruner, cut.unit, min((now - wanted + 0.5) / now, 0.999))
+            prune_unit(pruner, unit, min((now_width - wanted_width + 0.5) / now_width, 0.999))
     return pruner.model
 
 
@@ -187,14 +265,14 @@ class SensitivityAllocation:
         scan_json = self.run_dir / SCAN_FOLDER / JSON_NAME
         if not scan_json.exists():
             request = self.request
-            self.reporter.info("Scanning each conv group's sensitivity (once per run; kept in sensitivity/)")
+            self.reporter.info(f"Scanning each {request.unit} unit's sensitivity (once per run; kept in sensitivity/)")
             run_sensitivity(
                 SensitivityRequest(
                     weights=Path(request.weights),
                     data=Path(request.data),
                     cfg=request.cfg,
                     amounts=DEFAULT_SENSITIVITY_AMOUNTS,
-                    unit="conv",
+                    unit=request.unit,
                     method=request.method,
                     img_size=request.img_size,
                     device=request.device,
@@ -217,10 +295,13 @@ class SensitivityAllocation:
             amounts = greedy_amounts(scan.levels, round(budget))
             if not amounts:
                 raise YolorError("the sensitivity scan found no cut to plan", hint="use --allocate global")
-            raw = [
-                PlannedCut(scan.units[name], amount, _unit_width(model, scan.units[name]))
-                for name, amount in amounts.items()
-            ]
+            raw = _in_removal_order(
+                [
+                    PlannedCut(scan.units[name], amount, _unit_width(model, scan.units[name]))
+                    for name, amount in amounts.items()
+                ],
+                scan,
+            )
 
             def macs_at(scale: float, cuts: list[PlannedCut] = raw) -> int:
                 return ConvMacs(prune_towards(model, cuts, scale, request.method))()
@@ -231,7 +312,17 @@ class SensitivityAllocation:
             # Cuts made together save less than the sum of their savings alone (a conv that loses both
             # inputs and outputs): widen the plan to more units rather than deepen the same ones.
             budget *= BUDGET_GROWTH
-        plan = Plan([PlannedCut(cut.unit, min(cut.amount * scale, MAX_AMOUNT), cut.width) for cut in raw], scale)
+        blocks = [cut for cut in raw if cut.unit.kind == BLOCK]
+        plan = Plan(
+            [
+                PlannedCut(cut.unit, min(cut.amount * scale, MAX_AMOUNT), cut.width)
+                for cut in raw
+                if cut.unit.kind == CHANNELS
+            ]
+            + blocks[: blocks_at(scale, len(blocks))],  # the blocks the scaled plan removes
+            scale,
+            len(model.module_list),
+        )
         payload = json.dumps(plan.to_dict(), indent=2).encode()
         atomic_write(path, lambda stream: stream.write(payload))
         return plan
@@ -242,8 +333,13 @@ class SensitivityAllocation:
         current = ConvMacs(model)()
         wanted = round(relative * current)
         method = self.request.method
-        share, macs = _bisect(0.0, 1.0, lambda s: ConvMacs(prune_towards(model, plan.cuts, s, method))(), wanted)
-        pruned = prune_towards(model, plan.cuts, share, method)
+        layers = plan.layers
+
+        def macs_at(share: float) -> int:
+            return ConvMacs(prune_towards(model, plan.cuts, share, method, layers))()
+
+        share, macs = _bisect(0.0, 1.0, macs_at, wanted)
+        pruned = prune_towards(model, plan.cuts, share, method, layers)
         if macs / wanted - 1 > TOLERANCE:
             self.reporter.warning(
                 f"the sensitivity plan reaches {macs / current:.3f} of the current MACs, not {relative:.3f}: "

@@ -1,6 +1,6 @@
 """What a sensitivity scan prunes at a time: a *unit* of convs, cut together by one amount.
 
-Two kinds, both leaving the detection-head convs whole (they keep their 3 * (5 + nc) outputs):
+Three kinds, all leaving the detection-head convs whole (they keep their 3 * (5 + nc) outputs):
 
 - ``conv``: one backbone or neck conv with everything coupled to it. Convs whose output channels
   torch-pruning must cut together (the inputs of a [shortcut], a depthwise conv and the conv before
@@ -12,6 +12,10 @@ Two kinds, both leaving the detection-head convs whole (they keep their 3 * (5 +
   also ends a stage. A stage is a block of plain sequential convs, the natural span to thin evenly.
   A chain of residual blocks couples convs of several stages into one group: each of those stages
   then cuts the whole group (its own convs and their partners elsewhere).
+- ``block``: one residual block removed whole (its convs and its [shortcut]; see
+  :mod:`yolor_cli.engine.prune.blocks`). A block has one amount, :data:`BLOCK_AMOUNT`: removed.
+  Only blocks that can be removed are units. Kinds combine: ``conv+block`` scans both, so that an
+  allocation can weigh width against depth by the same measure.
 
 Amounts follow ``yolor prune conv``: each conv of a unit loses ``int(amount x channels)`` of its
 output channels, the least important first. A conv already cut through its coupling to an earlier
@@ -20,6 +24,7 @@ conv of the same unit is not cut again (its partner's cut was its own).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch_pruning as tp
@@ -27,28 +32,72 @@ import torch_pruning as tp
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.darknet.layers import ControlChannels, Route, ShiftChannels, Shortcut, YoloLayer
+from yolor_cli.engine.prune.blocks import block_at, removable_blocks, remove_blocks
 from yolor_cli.engine.prune.pruning import ChannelPruner, LayerChange, conv_of, conv_widths, convs_between, is_conv
 
-UNIT_KINDS = ("conv", "stage")
+UNIT_KINDS = ("conv", "stage", "block")
 JOINS = (Route, Shortcut, ShiftChannels, ControlChannels)
+CHANNELS, BLOCK = "channels", "block"  # what a unit cuts: output channels, or a whole residual block
+BLOCK_AMOUNT = 1.0  # a block's one amount: all of it goes
 
 
 @dataclass(frozen=True)
 class PruneUnit:
-    """Convs pruned together by one amount: ``convs`` are module indices in module order."""
+    """Convs pruned together by one amount: ``convs`` are module indices in module order. A ``block``
+    unit's convs are a residual block's, its [shortcut] the module after the last."""
 
-    name: str  # "conv 12", "conv 8+10", "stage 10-14"
+    name: str  # "conv 12", "conv 8+10", "stage 10-14", "block 9-11"
     convs: tuple[int, ...]
+    kind: str = CHANNELS
+
+    @property
+    def shortcut(self) -> int:
+        """A block unit's [shortcut]."""
+        assert self.kind == BLOCK
+        return self.convs[-1] + 1
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The modules the unit changes (a block's removes)."""
+        return (*self.convs, self.shortcut) if self.kind == BLOCK else self.convs
+
+
+def unit_kinds(unit: str) -> tuple[str, ...]:
+    """``conv+block`` as ("conv", "block"); each part checked."""
+    kinds = tuple(unit.split("+"))
+    for kind in kinds:
+        if kind not in UNIT_KINDS:
+            raise YolorError(f"unknown pruning unit {kind!r}", hint=f"choose from {', '.join(UNIT_KINDS)}")
+    return kinds
 
 
 def prune_units(model: DarknetModel, unit: str, *, pruner: ChannelPruner | None = None) -> list[PruneUnit]:
-    """Every unit of kind ``unit`` ("conv" or "stage") in module order (see the module docstring).
-    ``conv`` units need the dependency graph: pass a ``pruner`` of ``model`` to reuse its graph."""
-    if unit == "conv":
-        return _conv_units(model, pruner or ChannelPruner(model))
-    if unit == "stage":
-        return _stage_units(model)
-    raise YolorError(f"unknown pruning unit {unit!r}", hint=f"choose one of {', '.join(UNIT_KINDS)}")
+    """Every unit of kind ``unit`` ("conv", "stage", "block", or kinds joined by "+") in module order
+    within each kind (see the module docstring). ``conv`` units need the dependency graph: pass a
+    ``pruner`` of ``model`` to reuse its graph."""
+    units: list[PruneUnit] = []
+    for kind in unit_kinds(unit):
+        if kind == "conv":
+            units += _conv_units(model, pruner or ChannelPruner(model))
+        elif kind == "stage":
+            units += _stage_units(model)
+        else:
+            units += [PruneUnit(block.name, block.convs, BLOCK) for block in removable_blocks(model)]
+    return units
+
+
+def unit_amounts(unit: PruneUnit, amounts: tuple[float, ...]) -> tuple[float, ...]:
+    """The amounts a scan tries on ``unit``: a block is removed or not."""
+    return (BLOCK_AMOUNT,) if unit.kind == BLOCK else amounts
+
+
+def pruned_variant(model: DarknetModel, unit: PruneUnit, amount: float, method: str) -> DarknetModel | None:
+    """A new model: ``model`` with ``unit`` cut by ``amount`` (a block: removed); ``model`` is left as it
+    was. None when the amount rounds to no channel."""
+    if unit.kind == BLOCK:
+        return remove_blocks(model, [block_at(model, unit.shortcut)])
+    pruner = ChannelPruner(copy.deepcopy(model), method=method)
+    return pruner.model if prune_unit(pruner, unit, amount) else None
 
 
 def coupled_convs(pruner: ChannelPruner, index: int) -> tuple[int, ...]:
@@ -101,6 +150,7 @@ def prune_unit(pruner: ChannelPruner, unit: PruneUnit, amount: float) -> list[La
     """Cut every conv of ``unit`` by ``int(amount x channels)`` channels (a conv already cut through its
     coupling to an earlier one of the unit is left alone). Returns every conv whose width changed,
     coupled partners outside the unit included; empty when the amount rounds to no channel."""
+    assert unit.kind == CHANNELS, "a block is removed with pruned_variant or blocks.remove_blocks"
     before = conv_widths(pruner.model)
     for index in unit.convs:
         if conv_of(pruner.model, index).out_channels == before[index]:

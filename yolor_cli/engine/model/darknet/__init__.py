@@ -1,7 +1,7 @@
 """Darknet cfg engine: parse/write cfg text, typed layer specs, layer modules and the model."""
 
 from yolor_cli.engine.model.darknet.cfg import DarknetCfg, Section, parse_cfg, read_cfg, write_cfg
-from yolor_cli.engine.model.darknet.edit import cfg_num_classes, with_channels, with_num_classes
+from yolor_cli.engine.model.darknet.edit import cfg_num_classes, with_channels, with_num_classes, without_layers
 from yolor_cli.engine.model.darknet.model import DarknetModel, count_parameters
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "read_cfg",
     "with_channels",
     "with_num_classes",
+    "without_layers",
     "write_cfg",
 ]
 
