@@ -9,9 +9,11 @@ import pytest
 import yaml
 
 from tests.engine.data.messy_voc import make_messy_voc
+from yolor_cli.engine import files as files_module
 from yolor_cli.engine.data.convert import parse_class_list, voc_box_to_yolo
 from yolor_cli.engine.data.prepare import prepare_dataset, split_dataset, voc_to_yolo
 from yolor_cli.engine.errors import DataError
+from yolor_cli.engine.files import DiskFullError
 
 
 def _reasons(result) -> dict[str, str]:
@@ -111,6 +113,23 @@ def test_user_edits_are_kept_as_backups(messy: Path) -> None:
     result = prepare_dataset(messy, seed=0)
     assert (messy / "data.yaml.bak").read_text() == "# my notes\n"
     assert messy / "data.yaml.bak" in result.backups
+
+
+def test_a_failed_prepare_leaves_every_small_file_as_it_was(messy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prepare_dataset(messy, val=0.2, seed=0)
+    before = {p: p.read_bytes() for p in messy.rglob("*") if p.is_file() and "labels" not in p.parts}
+    real_write = files_module.atomic_write
+
+    def failing(path: Path, *args, **kwargs):  # the disk fills up after train.txt was replaced
+        if path.name == "val.txt" and path.parent.name == "ImageSets":
+            raise DiskFullError(f"no space left on device: {path}")
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(files_module, "atomic_write", failing)
+    with pytest.raises(DiskFullError):
+        prepare_dataset(messy, val=0.4, seed=1)
+    after = {p: p.read_bytes() for p in messy.rglob("*") if p.is_file() and "labels" not in p.parts}
+    assert after == before  # ImageSets/train.txt is the old split again, and no .bak was left
 
 
 def test_voc2yolo_reads_standard_imagesets_main(messy: Path) -> None:

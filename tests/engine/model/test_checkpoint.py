@@ -178,6 +178,38 @@ def test_pickles_that_call_the_interpreter_or_a_shell_are_named(tmp_path: Path, 
     assert "--trust-pickle" not in str(caught.value)
 
 
+class _Fetching:
+    def __reduce__(self):
+        return (torch.hub.load, ("someone/repo", "model"))
+
+
+class _NumpyRunning:
+    def __reduce__(self):
+        from numpy.testing._private.utils import runstring
+
+        return (runstring, ("1 + 1", {}))
+
+
+# Functions inside torch and numpy fetch or run code too: they are no old script's model classes.
+@pytest.mark.parametrize(
+    ("hostile", "name"),
+    [(_Fetching, "torch.hub.load"), (_NumpyRunning, "numpy.testing._private.utils.runstring")],
+)
+def test_pickles_that_call_torch_or_numpy_functions_are_named(tmp_path: Path, hostile: type, name: str) -> None:
+    torch.save({"model": hostile()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "evil.pt", trust_pickle=False)
+    assert f"asks to run {name} when it is loaded" in caught.value.message
+    assert "pruning script" not in str(caught.value) and "--trust-pickle" not in str(caught.value)
+
+
+def test_a_pickled_torch_model_still_gets_the_trust_hint(tmp_path: Path) -> None:
+    torch.save({"model": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.SiLU())}, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "m.pt", trust_pickle=False)
+    assert "torch.nn.modules" in caught.value.message and "--trust-pickle" in (caught.value.hint or "")
+
+
 def test_a_dict_of_tensors_with_foreign_keys_is_not_called_official(tmp_path: Path) -> None:
     torch.save({"a": torch.zeros(2), "b": torch.ones(1)}, tmp_path / "dict.pt")
     with pytest.raises(CheckpointError) as caught:

@@ -9,6 +9,7 @@ next, and the small files that point at them last, so a failure leaves the previ
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,9 +101,21 @@ def _split(
 def _write_all(result: DatasetResult, files: dict[Path, str]) -> None:
     """The small files a command writes, last and together: each atomically (see
     write_text_keeping_backup), and only after the labels and every check, so a failure earlier
-    leaves the previous ImageSets, lists and data.yaml as they were."""
-    for path, text in files.items():
-        _write(result, path, text)
+    leaves the previous ImageSets, lists and data.yaml as they were. A failure among them (a full
+    disk) puts back the ones already written, so ImageSets never mixes two splits."""
+    done: list[tuple[Path, Path | None, bool]] = []  # (path, its backup, whether it existed)
+    try:
+        for path, text in files.items():
+            existed, backups = path.exists(), len(result.backups)
+            _write(result, path, text)
+            done.append((path, result.backups[-1] if len(result.backups) > backups else None, existed))
+    except BaseException:
+        for path, backup, existed in reversed(done):
+            if backup is not None:
+                os.replace(backup, path)  # a rename: it needs no free space
+            elif not existed:
+                path.unlink(missing_ok=True)
+        raise
 
 
 def split_dataset(

@@ -138,6 +138,21 @@ MODEL_PICKLE_MODULES = frozenset(
     {"torch", "torchvision", "numpy", "collections", "models", "utils", "yolor", "yolor_cli"}
 )
 HARMLESS_BUILTINS = frozenset({"set", "frozenset", "slice", "range", "complex", "bytearray", "bytes", "dict", "list"})
+# Inside torch and numpy a model pickle needs only layers (torch.nn), storages and the functions that
+# rebuild tensors and arrays; any other function there (torch.hub.load, numpy's testing helpers) may
+# fetch or run code, so such a file is no old script's model.
+MODEL_PICKLE_PREFIXES = (
+    "torch.nn.",
+    "torch.ao.",
+    "torch.storage.",
+    "torch._utils._rebuild_",
+    "torch._tensor._rebuild_",
+    "numpy.core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar",
+)
+_TOP_LEVEL = {"torch": torch, "numpy": np}
 
 
 def _global_name(name: str) -> str:
@@ -152,7 +167,18 @@ def _runs_code(name: str) -> bool:
     top = module.partition(".")[0]
     if top in ("builtins", "__builtin__"):
         return attribute not in HARMLESS_BUILTINS
+    if top in _TOP_LEVEL:
+        return not (name.startswith(MODEL_PICKLE_PREFIXES) or _is_model_value(module, attribute))
     return top not in MODEL_PICKLE_MODULES and top != "_codecs"  # _codecs.encode: numpy's byte strings
+
+
+def _is_model_value(module: str, attribute: str) -> bool:
+    """``torch.Size``, ``torch.float32``, ``numpy.dtype``: a class or a constant straight under torch or
+    numpy, which a pickle names to rebuild a value; their functions (``torch.load``) are not."""
+    if module not in _TOP_LEVEL:
+        return False
+    value = getattr(_TOP_LEVEL[module], attribute, None)
+    return value is not None and (isinstance(value, type) or not callable(value))
 
 
 def _is_torchscript(path: Path, header: bytes) -> bool:
