@@ -20,11 +20,32 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from yolor_cli.engine.options import OptionSpec, complete_cfg, complete_comma_list, option_fields
+from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.options import OptionSpec, check_value, complete_cfg, complete_comma_list, option_fields
 
 __all__ = ["JsonOption", "complete_cfg", "complete_comma_list", "request_command"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+
+
+def _float_check(spec: OptionSpec) -> Callable[[Any], Any]:
+    """A float option's bounds as a callback that runs the request's own check: click's range type
+    would tell "nan" that it should be greater than the minimum (or, without one, accept it)."""
+
+    def check(value: Any) -> Any:
+        try:
+            check_value(spec, value)
+        except YolorError as error:
+            raise typer.BadParameter(error.message) from None
+        return value
+
+    return check
+
+
+def _range_text(spec: OptionSpec) -> str:
+    low = "" if spec.minimum is None else f"{spec.minimum:g}<="
+    high = "" if spec.maximum is None else f"<={spec.maximum:g}"
+    return f"[{low}x{high}]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +113,16 @@ def _param(field: dataclasses.Field, spec: OptionSpec, annotation: Any, prefix: 
         extras["dir_okay"] = False
     elif spec.path_kind == "dir":
         extras["file_okay"] = False
-    if spec.minimum is not None:
-        extras["min"] = spec.minimum
-    if spec.maximum is not None:
-        extras["max"] = spec.maximum
+    inner, _ = _without_none(cli_type)
+    if inner is float:  # bounds and NaN checked by the request's rule, shown in the help
+        extras["callback"] = _float_check(spec)
+        if spec.minimum is not None or spec.maximum is not None:
+            extras["help"] = f"{extras['help'] or ''} {escape(_range_text(spec))}".strip()
+    else:
+        if spec.minimum is not None:
+            extras["min"] = spec.minimum
+        if spec.maximum is not None:
+            extras["max"] = spec.maximum
     info = typer.Argument(**extras) if spec.argument else typer.Option(*spec.flags, **extras)
     name = prefix + field.name
     default = _cli_default(field, spec, cli_type)

@@ -265,3 +265,19 @@ def test_a_backup_write_on_a_full_disk_keeps_the_users_file_in_place(
     backup = files.write_text_keeping_backup(target, "nc: 3\n")
     assert backup is not None and backup.read_text() == "nc: 2  # edited by hand\n"
     assert target.read_text() == "nc: 3\n"
+
+
+def test_a_failed_write_names_the_file_not_its_temporary_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused rename (an immutable file, a read-only mount) said ".val.txt.1_5gh_01.tmp"."""
+    from yolor_cli.engine import files
+
+    target = tmp_path / "val.txt"
+
+    def refused(source: str, destination: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", source)
+
+    monkeypatch.setattr(files.os, "replace", refused)
+    with pytest.raises(PermissionError) as caught:
+        atomic_write(target, lambda stream: stream.write(b"a\n"))
+    assert caught.value.filename == str(target) and caught.value.errno == errno.EPERM
+    assert [p.name for p in tmp_path.iterdir()] == []

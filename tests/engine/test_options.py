@@ -169,3 +169,19 @@ def test_prune_auto_refuses_a_bad_name_before_any_work(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 1 and "--name '../x' is not a folder name" in " ".join(result.stderr.split())
     assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()
+
+
+def test_cli_float_options_call_nan_not_a_number_and_keep_their_bounds() -> None:
+    """click's float range told "nan" it should be >= 0 (--max-drop, --sparsity, --val); the request's
+    own rule now answers on the command line too, still as a usage error."""
+    for args, words in (
+        (
+            ("prune", "auto", "--weights", "w.pt", "--data", "d.yaml", "--max-drop", "nan"),
+            "--max-drop nan is not a number",
+        ),
+        (("eval", "--data", "d.yaml", "--conf", "1.5"), "--conf 1.5 is above 1"),
+        (("eval", "--data", "d.yaml", "--iou", "inf"), "--iou inf is not finite"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert words in " ".join(result.output.split()).replace("│", " ").replace("  ", " "), result.output

@@ -43,4 +43,5 @@ def train_command(
         return
     console = stdout_console()
     summary = "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
-    console.print(markup("Trained {} epochs. {}\nResults in [b]{}[/]", result.epochs_run, summary, result.save_dir))
+    epochs = f"{result.epochs_run} epoch{'' if result.epochs_run == 1 else 's'}"
+    console.print(markup("Trained {}. {}\nResults in [b]{}[/]", epochs, summary, result.save_dir))

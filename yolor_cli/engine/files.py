@@ -228,6 +228,8 @@ def _atomic_write(
             os.unlink(temp_name)
         if full is not None:
             raise full from None
+        if isinstance(error, OSError) and error.filename == temp_name:  # name the file the user knows
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
     return path
 
