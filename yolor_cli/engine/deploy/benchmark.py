@@ -37,6 +37,7 @@ from yolor_cli.engine.infer import onnx_model, openvino_model
 from yolor_cli.engine.infer.exported import load_exported
 from yolor_cli.engine.infer.predictor import Predictor
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import resolve_inference_precision, select_device
 
@@ -173,6 +174,9 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
     device = select_device(request.device)
     loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
     loaded.model.check_img_size(request.img_size)
+    check_batch_fits(
+        loaded.model, batch=request.batch, img_size=request.img_size, device=device, batch_option="--batch"
+    )
     check_model_classes(loaded.model, data)
     scratch_folder = tempfile.TemporaryDirectory(prefix="yolor-benchmark-")
     bench = _Bench(request, data, Path(scratch_folder.name), reporter)

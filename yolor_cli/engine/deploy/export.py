@@ -38,6 +38,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model
 from yolor_cli.engine.model.class_names import resolve_names
 from yolor_cli.engine.model.darknet import DarknetModel, count_parameters
 from yolor_cli.engine.model.loading import LoadedModel, load_model
+from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import PRECISION_NAMES, cpu_bf16_feature, select_device
 
@@ -532,6 +533,7 @@ def _prepare(
     loaded = load_model(cfg=request.cfg, weights=weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
     model.check_img_size(request.img_size)
+    check_batch_fits(model, batch=request.batch, img_size=request.img_size, device=target, batch_option="--batch")
     if data_config is not None and data_config.nc != model.nc:
         raise YolorError(f"{data_config.source} has nc={data_config.nc} but the model has nc={model.nc}")
     names = resolve_names(loaded.names, loaded.nc, names_file=request.names_file, data=request.data)

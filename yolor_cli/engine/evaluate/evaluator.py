@@ -28,6 +28,7 @@ from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.darknet.model import check_stride_multiple
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import InferencePrecision, resolve_inference_precision, select_device
@@ -335,6 +336,7 @@ def _evaluate_weights(
             hint="drop --single-cls or evaluate a model trained with it",
         )
     device = select_device(request.device)
+    check_batch_fits(loaded.model, batch=request.batch_size, img_size=request.img_size, device=device)
     precision = resolve_inference_precision(device, request.half)
     result, results = evaluate_model(
         loaded.model,

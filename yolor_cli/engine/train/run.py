@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from yolor_cli.engine.files import interrupts_deferred
+from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.train import build, distributed
 from yolor_cli.engine.train.hooks import METRIC_NAMES, ResultsHook, finish_checkpoints, read_results
@@ -125,6 +126,7 @@ def _train(
         recipe=recipe,
     )
     per_process = options.batch_size // context.world_size
+    check_batch_fits(model, batch=per_process, img_size=options.img_size, device=device)
     sampler = build.sampler(dataset, options, context, per_process)
     bests = dict(resume.bests) if resume is not None else {}  # the checkpoint hook updates them
     if context.is_main:  # rank is decided here, once: the other processes write nothing
