@@ -235,5 +235,5 @@ def test_the_cli_refuses_a_distill_weight_without_a_teacher(shapes: Path, tmp_pa
             "train", "--data", data, "--teacher", "t.pt", "--distill-weight", infinite, "--project", str(tmp_path)
         )
         message = " ".join(result.stderr.split())
-        assert result.exit_code == 1 and f"--distill-weight {infinite} {words}" in message, message
+        assert result.exit_code == 2 and f"--distill-weight {infinite} {words}" in message, message  # a usage error
     assert not any(tmp_path.iterdir())  # refused before a run folder is made
