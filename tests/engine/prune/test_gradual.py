@@ -288,3 +288,42 @@ def test_train_prune_to_writes_a_smaller_checkpoint_that_reloads(shapes: Path, s
     assert load_checkpoint(source).cfg != model.cfg  # the pruned widths are in the cfg it reloads from
     bad = runner.invoke(app, [*args[:-1], "1.0"])
     assert bad.exit_code != 0 and "--prune-to 1 is outside (0, 1)" in bad.output
+
+
+# ---- yolor prune auto --schedule gradual -------------------------------------------------------------
+
+
+def test_prune_auto_gradual_is_one_training_run_of_the_steps_epochs(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.test_cli import invoke
+    from yolor_cli.engine.prune import auto
+
+    trains: list[str] = []
+    real_train = auto.train
+
+    def counted(plan, reporter=None, hooks=None):
+        trains.append(plan.options.name)
+        return real_train(plan, reporter, hooks=hooks)
+
+    monkeypatch.setattr(auto, "train", counted)
+    args = [
+        "prune", "auto", "-w", str(source), "--data", str(shapes / "data.yaml"), "--target-macs", "0.5",
+        "--schedule", "gradual", "--steps", "2", "--epochs-per-step", "1", "--final-epochs", "1", "--no-distill",
+        "--max-drop", "1", "--img-size", "64", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+        "--project", str(tmp_path / "runs"), "--json",
+    ]  # fmt: skip
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["schedule"] == "gradual" and payload["epochs"] == 3  # 2 x 1 + 1, in one run
+    assert trains == ["gradual"]
+    run = tmp_path / "runs" / "exp"
+    last = load_checkpoint(run / "gradual" / "weights" / "last.pt")
+    assert last.epoch == 2 and gradual.saved_state(last.train_options).finished  # type: ignore[union-attr]
+    assert payload["macs_after"] <= 0.5 * payload["macs_before"] * 1.0001
+    assert payload["output"] == str(run / "pruned.pt") and (run / "pruned.pt").is_file()
+    bad = invoke(*args[:-1], "--allocate", "sensitivity")
+    assert bad.exit_code != 0 and "--allocate sensitivity works with --schedule steps" in " ".join(bad.output.split())

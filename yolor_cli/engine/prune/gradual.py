@@ -276,19 +276,21 @@ class GradualPruning(TrainHook):
                 "cuts_done": len(self.state.done),
                 "fraction": self.state.reached,
             }
-            self.reporter.warning(self.stop_message())
-
-    def stop_message(self) -> str:
-        stopped = self.state.stopped
-        assert stopped is not None and self.state.reference_map is not None
-        return (
-            f"the guard stopped the cuts after epoch {stopped['epoch'] + 1}: mAP50-95 {stopped['map']:.4f} is more "
-            f"than --max-drop {self.state.max_drop} below {self.state.reference_map:.4f}; the model keeps "
-            f"{stopped['fraction']:.3f} of the MACs ({stopped['cuts_done']}/{len(self.state.cuts)} cuts) to the end"
-        )
+            self.reporter.warning(stop_note(self.state))
 
     def after_train(self, trainer: Trainer, state: TrainState) -> None:
         self.reporter.info(f"gradual pruning: the model keeps {self.state.reached:.3f} of the starting MACs")
+
+
+def stop_note(state: GradualState) -> str:
+    """What the guard did, in words (for a state whose guard stopped the cuts)."""
+    stopped = state.stopped
+    assert stopped is not None and state.reference_map is not None
+    return (
+        f"the guard stopped the cuts after epoch {stopped['epoch'] + 1}: mAP50-95 {stopped['map']:.4f} is more "
+        f"than --max-drop {state.max_drop} below {state.reference_map:.4f}; the model keeps "
+        f"{stopped['fraction']:.3f} of the MACs ({stopped['cuts_done']}/{len(state.cuts)} cuts) to the end"
+    )
 
 
 def gradual_hooks(
