@@ -130,6 +130,8 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
                 "map50_before": before.map50,
                 "map50_after": after.map50,
                 "steps": result.rows(),
+                "schedule": result.schedule,
+                "epochs": result.epochs,
                 "output": str(result.output),
             }
         )

@@ -24,6 +24,8 @@ def train_command(
     plan = plan_request(request)
     if plan.launch:  # --device 0,1: one process per GPU, started by torchrun
         raise typer.Exit(launch(plan, sys.argv[1:]))
+    if plan.options.prune_to is not None:  # --prune-to (or a run resumed with it): prune's hook, lazily imported
+        from yolor_cli.engine.prune.gradual import train
     result = train(plan, reporter=RichReporter())
     if not result.is_main:
         return

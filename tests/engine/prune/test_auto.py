@@ -39,6 +39,8 @@ JSON_KEYS = {
     "map50_before",
     "map50_after",
     "steps",
+    "schedule",
+    "epochs",
     "output",
 }
 
@@ -128,10 +130,10 @@ def _counting_trains(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | N
     calls: list[tuple[str, int | None]] = []
     real_train = auto.train
 
-    def train(plan, reporter=None):
+    def train(plan, reporter=None, hooks=None):
         point = plan.resume
         calls.append((point.save_dir.name, point.start_epoch) if point else (plan.options.name, None))
-        return real_train(plan, reporter)
+        return real_train(plan, reporter, hooks=hooks)
 
     monkeypatch.setattr(auto, "train", train)
     return calls
@@ -155,6 +157,7 @@ def test_cli_run_writes_the_steps_models_and_json(
     assert calls == [("step_1", None), ("step_2", None), ("final", None)]  # the normal trainer, once each
     payload = json.loads(result.stdout)
     assert set(payload) == JSON_KEYS
+    assert payload["schedule"] == "steps" and payload["epochs"] == 3  # two steps of 1 epoch, the final one
     run = tmp_path / "runs" / "exp"
     assert payload["output"] == str(run / "pruned.pt")
     rows = payload["steps"]

@@ -31,6 +31,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.allocate import ALLOCATORS, AllocationContext
+from yolor_cli.engine.prune.gradual import gradual_hooks, saved_state, stop_note
 from yolor_cli.engine.prune.pruning import check_supported, rebuild
 from yolor_cli.engine.prune.request import AutoPruneRequest
 from yolor_cli.engine.prune.run import latency_ms, measure
@@ -48,11 +49,13 @@ from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.distill import check_teacher
-from yolor_cli.engine.train.run import TrainOptions, plan_training, train
+from yolor_cli.engine.train.run import HookFactory, TrainOptions, plan_training, train
 
 OUTPUT_NAME = "pruned.pt"
 TEACHER_NAME = "teacher.pt"  # the input as an ordinary checkpoint, when it needed --cfg or --trust-pickle
 FINAL_NAME = "final"
+GRADUAL_NAME = "gradual"  # --schedule gradual: the one training run's folder
+INPUT_NAME = "input.pt"  # the input as an ordinary checkpoint, when it needed --cfg or --trust-pickle
 # A step asked to keep more than this of the current model's MACs prunes nothing: the previous step
 # already overshot its share (the MACs search lands within 5 %), and a cut of 1 % is within that noise.
 NOTHING_TO_PRUNE = 0.99
@@ -66,6 +69,8 @@ class AutoPruneResult:
     final: StepRecord  # the kept model after the final fine-tune (its step: the kept step)
     output: Path
     notes: list[str]
+    schedule: str = "steps"
+    epochs: int = 0  # the training epochs the whole run spent (to train a reference as long)
 
     def rows(self) -> list[dict[str, object]]:
         return [self.input.row(), *(record.row() for record in self.steps)]
@@ -185,9 +190,12 @@ class AutoRun:
         record.map50, record.map = figures
         self.save()
 
-    def _fine_tune(self, name: str, weights: Path, epochs: int) -> DarknetModel:
+    def _fine_tune(
+        self, name: str, weights: Path, epochs: int, hooks: HookFactory | None = None, prune_to: float | None = None
+    ) -> DarknetModel:
         """Train ``weights`` for ``epochs`` in ``run_dir/name``, or continue or take that training as an
-        earlier attempt left it. Returns the trained model (its final EMA weights)."""
+        earlier attempt left it. Returns the trained model (its final EMA weights). ``hooks`` and
+        ``prune_to``: the gradual run's pruning hook and target."""
         last = self.dir / name / "weights" / "last.pt"
         if last.exists():
             checkpoint = load_checkpoint(last)
@@ -197,12 +205,12 @@ class AutoRun:
             plan = plan_training(TrainOptions(device=self.request.device), resume=True, last=last)
         else:
             self.reporter.info(f"Fine-tuning {epochs} epochs in {self.dir / name}")
-            plan = plan_training(self._train_options(name, weights, epochs))
-        for note in train(plan, self.reporter).notes:
+            plan = plan_training(self._train_options(name, weights, epochs, prune_to))
+        for note in train(plan, self.reporter, hooks=hooks).notes:
             self.state.note(note)
         return model_from_checkpoint(load_checkpoint(last), str(last))
 
-    def _train_options(self, name: str, weights: Path, epochs: int) -> TrainOptions:
+    def _train_options(self, name: str, weights: Path, epochs: int, prune_to: float | None = None) -> TrainOptions:
         request = self.request
         return TrainOptions(
             data=str(request.data),
@@ -216,9 +224,49 @@ class AutoRun:
             name=name,
             exist_ok=True,  # a fine-tune killed before its first last.pt starts again in its folder
             seed=request.seed,
-            noval=True,  # the run validates each fine-tuned model itself, as it did the input
+            # the run validates each fine-tuned model itself, as it did the input; a gradual run validates
+            # every epoch, for its guard
+            noval=prune_to is None,
             teacher=self.teacher(),
+            prune_to=prune_to,
         )
+
+    # ---- --schedule gradual -------------------------------------------------------------------
+    def gradual(self) -> None:
+        """One training run of :attr:`AutoPruneRequest.total_epochs` whose hook cuts to the target over its
+        first half (guarded by --max-drop against the input's mAP50-95), then ``pruned.pt``."""
+        if self.state.final is not None:
+            return
+        request = self.request
+        source = Path(request.weights or "")
+        if _teacher_copied(request):  # the trainer reads our own checkpoints only
+            source = self.dir / INPUT_NAME
+            if not source.exists():
+                self._write_model(self._source(1), source)
+        hooks = gradual_hooks(method=request.method, reference_map=self.state.input.map, max_drop=request.max_drop)
+        model = self._fine_tune(GRADUAL_NAME, source, request.total_epochs, hooks, self.state.target_fraction)
+        pruning = saved_state(load_checkpoint(self.dir / GRADUAL_NAME / "weights" / "last.pt").train_options)
+        if pruning is not None and pruning.stopped is not None:
+            self.state.note(stop_note(pruning))
+        map50, map_ = self._validate(model)
+        if self._too_far(map_):
+            self.state.note(
+                f"the gradual run ends at mAP50-95 {map_:.4f}, more than --max-drop {request.max_drop} below the "
+                f"input's {self.state.input.map:.4f}"
+            )
+        self._write_model(model, self.dir / OUTPUT_NAME)
+        params, macs, latency = _cost(model, request.img_size)
+        record = StepRecord(1, params, macs, latency, map50, map_, map50, map_)
+        self.state.steps, self.state.final = [record], record
+        self.save()
+
+    def epochs(self) -> int:
+        """The training epochs the run spent: every fine-tune's (steps), or the one run's (gradual)."""
+        request = self.request
+        if request.schedule == "gradual":
+            return request.total_epochs if self.state.final is not None else 0
+        tuned = sum(1 for record in self.state.steps if record.tuned)
+        return tuned * request.epochs_per_step + (request.final_epochs if self.state.final is not None else 0)
 
     # ---- the end ------------------------------------------------------------------------------
     def check_something_kept(self) -> None:
@@ -282,7 +330,14 @@ class AutoRun:
     def result(self) -> AutoPruneResult:
         assert self.state.final is not None
         return AutoPruneResult(
-            self.dir, self.state.input, list(self.state.steps), self.state.final, self.dir / OUTPUT_NAME, self.notes()
+            self.dir,
+            self.state.input,
+            list(self.state.steps),
+            self.state.final,
+            self.dir / OUTPUT_NAME,
+            self.notes(),
+            schedule=self.request.schedule,
+            epochs=self.epochs(),
         )
 
 
@@ -427,6 +482,9 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
     run = _resume(request, reporter) if request.resume else _start(request, reporter)
     if run.state.final is not None:
         run.state.note(f"{run.dir} had finished: nothing was done (give --name to resume another run)")
+    if run.request.schedule == "gradual":
+        run.gradual()
+        return run.result()
     for number in range(1, run.request.steps + 1):
         if run.state.stopped is not None:
             break

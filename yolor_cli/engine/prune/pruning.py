@@ -151,14 +151,7 @@ class ChannelPruner:
         self.generator = torch.Generator().manual_seed(seed)
         self.head_convs = {head.conv for head in model.heads}
         check_supported(model)
-        with _quiet_about_shortcut_weights():
-            self.graph = tp.DependencyGraph().build_dependency(
-                model,
-                example_inputs=probe_input(model),
-                unwrapped_parameters=unwrapped_parameters(model),
-                ignored_params=shortcut_weights(model),
-                output_transform=lambda output: output[0],
-            )
+        self.graph = dependency_graph(model)
 
     def prune_conv(self, index: int, amount: float) -> LayerChange | None:
         """Remove ``int(amount * channels)`` output channels of conv ``index`` (the least important)
@@ -177,6 +170,20 @@ class ChannelPruner:
             return None
         group.prune()
         return LayerChange(module=index, before=before, after=conv.out_channels)
+
+
+def dependency_graph(model: DarknetModel) -> tp.DependencyGraph:
+    """torch-pruning's graph of ``model`` (in eval mode: its output's first item is the decoded boxes
+    every head feeds), implicit vectors unwrapped and shortcut weights left out of every group."""
+    model.eval()
+    with _quiet_about_shortcut_weights():
+        return tp.DependencyGraph().build_dependency(
+            model,
+            example_inputs=probe_input(model),
+            unwrapped_parameters=unwrapped_parameters(model),
+            ignored_params=shortcut_weights(model),
+            output_transform=lambda output: output[0],
+        )
 
 
 def convs_between(model: DarknetModel, start: int, upto: int) -> list[int]:
@@ -254,7 +261,7 @@ def conv_widths(model: DarknetModel) -> dict[int, int]:
     return {i: conv_of(model, i).out_channels for i in range(len(model.module_list)) if is_conv(model, i)}
 
 
-def _meta_pruner(model: DarknetModel, ratio: float, method: str, steps: int) -> tp.pruner.MetaPruner:
+def meta_pruner(model: DarknetModel, ratio: float, method: str, steps: int) -> tp.pruner.MetaPruner:
     with _quiet_about_shortcut_weights():
         return tp.pruner.MetaPruner(
             model,
@@ -288,7 +295,7 @@ def prune_global(model: DarknetModel, target: GlobalTarget, *, method: str = "l1
     and, for ``method="bn"``, :func:`check_bn_rankable_globally` (``prune`` checks both once, first)."""
     model.eval()
     if target.ratio is not None:
-        _meta_pruner(model, target.ratio, method, steps=1).step()
+        meta_pruner(model, target.ratio, method, steps=1).step()
         return model
     assert target.target_macs is not None
     return _search_target(model, target.target_macs, method)
@@ -300,7 +307,7 @@ def _step_until(
     """Prune ``model`` in steps until its MACs fall to ``target`` x ``base``. Returns the states worth
     keeping as (MACs fraction, model): the last one, and a copy of the one before the crossing step
     (taken when the next step is expected to cross, so copies stay rare); and whether it got there."""
-    pruner, macs = _meta_pruner(model, ratio, method, steps), ConvMacs(model)
+    pruner, macs = meta_pruner(model, ratio, method, steps), ConvMacs(model)
     fraction, drop = macs() / base, 0.0
     kept: list[tuple[float, DarknetModel]] = []
     for _ in range(steps):

@@ -169,6 +169,10 @@ ALLOCATIONS = ("global", "sensitivity")  # how a step's cut is shared among the 
 # What --allocate sensitivity spends the budget on: coupled conv groups (width), residual blocks
 # removed whole (depth), or both ranked by the same loss per MAC saved.
 AUTO_UNITS = ("conv", "block", "conv+block")
+# steps: cut, fine-tune, repeat (each fine-tune its own warmup and schedule); gradual: one training run
+# whose hook cuts along a decaying schedule (engine/prune/gradual.py). steps stays the default until
+# gradual is measured better on real data.
+SCHEDULES = ("steps", "gradual")
 # The rankings that measure something about a channel: a random one has no place in a run meant to
 # keep accuracy, nor in a scan, whose losses would measure the draw rather than the layer.
 RANKED_METHODS = ("l1", "l2", "bn")
@@ -221,6 +225,13 @@ class AutoPruneRequest(Request):
         "(residual blocks removed whole, depth) or conv+block (both, by mAP lost per MAC saved).",
     )
     method: str = method_option(help="Channel importance: l1, l2 or bn (BatchNorm scales).")
+    schedule: str = option(
+        "steps",
+        "--schedule",
+        help="steps (prune, fine-tune, repeat) or gradual (one training run of as many epochs, "
+        "--steps x --epochs-per-step + --final-epochs, cutting slices over its first half).",
+        choices=SCHEDULES,
+    )
     distill: bool = option(True, "--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
     img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Size to train, validate and measure GFLOPs and latency at.")
     batch_size: int = batch_option(8, help="Fine-tuning batch size.")
@@ -257,6 +268,20 @@ class AutoPruneRequest(Request):
             )
         if not self.resume:
             self._check_inputs()
+        if self.schedule == "gradual" and self.allocate != "global":
+            raise YolorError(
+                "--schedule gradual ranks channels globally; --allocate sensitivity works with --schedule steps"
+            )
+        if self.schedule == "gradual" and self.total_epochs == 0:
+            raise YolorError(
+                "--schedule gradual prunes while it trains, and these options train 0 epochs",
+                hint="give --epochs-per-step or --final-epochs above 0",
+            )
+
+    @property
+    def total_epochs(self) -> int:
+        """The training epochs of a run that goes to the end: the gradual run's length."""
+        return self.steps * self.epochs_per_step + self.final_epochs
 
     def _check_inputs(self) -> None:
         if self.weights is None or self.data is None:

@@ -94,6 +94,8 @@ def checked_options(
             "--rect and --image-weights cannot be combined",
             hint="rectangular batches need the dataset order; image weights redraw it",
         )
+    if options.prune_to is not None and context.enabled:
+        raise YolorError("--prune-to trains in one process", hint="give one device, e.g. --device 0")
     if options.sync_bn and not (context.enabled and device.type == "cuda"):
         notes.append("--sync-bn only works with several GPU processes (DDP on CUDA); ignored")
         options = dataclasses.replace(options, sync_bn=False)

@@ -219,6 +219,7 @@ class CheckpointHook(TrainHook):
         }
         if final is not None:
             train_options[FINAL_FILES_KEY] = final
+        train_options.update({hook.state_key: hook.state_dict() for hook in trainer.hooks if hook.state_key})
         return Checkpoint(
             cfg=trainer.model.cfg,
             model_state=_standard_layout(trainer.model.state_dict()),

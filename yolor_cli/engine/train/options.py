@@ -67,6 +67,7 @@ class TrainOptions:
     amp_mode: str | None = None  # what the run trained with (fp16, bf16, off): for opt.yaml's reader only
     teacher: str | None = None  # --teacher: a checkpoint to distil from (a resumed run reloads it)
     distill_weight: float = DEFAULT_DISTILL_WEIGHT  # the distillation term's factor in the loss
+    prune_to: float | None = None  # --prune-to: the fraction of the starting MACs kept (gradual pruning)
     cwd: str | None = None  # the folder the run started in: relative paths of older runs resolve there
 
     @classmethod

@@ -39,6 +39,11 @@ MAX_NOMINAL_BATCH = 64 * MAX_BATCH  # gradient accumulation up to many full batc
 RESUME_OWN = ("last", "resume", "device", "amp", "project")
 
 
+def _check_prune_to(fraction: float) -> None:
+    if not 0 < fraction < 1:
+        raise YolorError(f"--prune-to {fraction:g} is outside (0, 1)", hint="e.g. --prune-to 0.5 keeps half the MACs")
+
+
 @dataclass(frozen=True)
 class TrainRequest(Request):
     """One ``yolor train`` run, or with ``resume`` the continuation of ``last`` (default: the newest
@@ -139,6 +144,13 @@ class TrainRequest(Request):
         "--distill-weight",
         help="Weight of the distillation term in the loss, above 0 (the run header shows the one used); "
         "needs --teacher.",
+    )
+    prune_to: float | None = option(
+        None,
+        "--prune-to",
+        help="Prune while training: remove channels in slices over the first half of the epochs until "
+        "this fraction of the starting MACs is left (e.g. 0.5), then train on at that size.",
+        check=_check_prune_to,
     )
     noval: bool = option(False, "--noval", help="Validate only after the last epoch.")
     nosave: bool = option(False, "--nosave", help="Write only the final last.pt.")

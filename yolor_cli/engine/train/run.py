@@ -12,11 +12,13 @@ Without ``--data`` a run uses the built-in demo data and the demo profile (``DEM
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -25,8 +27,10 @@ from yolor_cli.engine.train.hooks import METRIC_NAMES, ResultsHook, finish_check
 from yolor_cli.engine.train.options import TrainOptions
 from yolor_cli.engine.train.plan import ResumePoint, TrainPlan, launch, plan_request, plan_training
 from yolor_cli.engine.train.request import TrainRequest
+from yolor_cli.engine.train.trainer import TrainHook
 
 __all__ = [
+    "HookFactory",
     "ResumePoint",
     "TrainOptions",
     "TrainPlan",
@@ -37,6 +41,11 @@ __all__ = [
     "plan_training",
     "train",
 ]
+
+
+# Hooks a higher stage adds to a run (gradual pruning: train may not import prune, so prune hands its
+# hook in): built once the run's options and resume point are known, on the one process that trains.
+HookFactory = Callable[[TrainOptions, ResumePoint | None, Reporter], list[TrainHook]]
 
 
 @dataclass
@@ -52,15 +61,23 @@ class TrainResult:
     teacher_metrics: dict[str, float] | None = None
 
 
-def train(plan: TrainPlan, reporter: Reporter | None = None) -> TrainResult:
-    """Run (or continue, or finish) the planned training; in a torchrun process, this process's part of it."""
+def train(plan: TrainPlan, reporter: Reporter | None = None, hooks: HookFactory | None = None) -> TrainResult:
+    """Run (or continue, or finish) the planned training; in a torchrun process, this process's part of it.
+    ``hooks`` adds a higher stage's hooks (``--prune-to`` needs :func:`yolor_cli.engine.prune.gradual.train`'s)."""
+    if plan.options.prune_to is not None and hooks is None:
+        raise YolorError(
+            "--prune-to needs the gradual-pruning hook, which this call does not give",
+            hint="train through yolor_cli.engine.prune.gradual.train (as yolor train does)",
+        )
     for warning in plan.warnings:
         (reporter or SilentReporter()).warning(warning)
     if plan.resume is not None and plan.resume.ending:
         return _finish(plan.resume, reporter or SilentReporter())
     context, device = distributed.start(plan.device)
     try:
-        return _train(plan, context, device, (reporter or SilentReporter()) if context.is_main else SilentReporter())
+        return _train(
+            plan, context, device, (reporter or SilentReporter()) if context.is_main else SilentReporter(), hooks
+        )
     finally:
         distributed.stop()
 
@@ -98,7 +115,11 @@ def _finish(point: ResumePoint, reporter: Reporter) -> TrainResult:
 
 
 def _train(
-    plan: TrainPlan, context: distributed.DistributedContext, device: torch.device, reporter: Reporter
+    plan: TrainPlan,
+    context: distributed.DistributedContext,
+    device: torch.device,
+    reporter: Reporter,
+    extra_hooks: HookFactory | None = None,
 ) -> TrainResult:
     notes: list[str] = []
     options, resume = build.checked_options(plan.options, context, device, notes), plan.resume
@@ -137,6 +158,8 @@ def _train(
     hooks = []
     if context.is_main:
         hooks = build.default_hooks(save_dir, data, options, resume, bests, per_process, reporter)
+        if extra_hooks is not None:  # after validation, so a guard sees the epoch's figures
+            hooks += extra_hooks(options, resume, reporter)
     hooks = [*build.every_rank_hooks(options, dataset, reporter), *hooks]
     teacher_metrics = None
     if distiller is not None and context.is_main:

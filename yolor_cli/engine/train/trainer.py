@@ -75,6 +75,13 @@ class TrainHook:
     for, so an interrupted run never keeps an epoch in one record and not in the other."""
 
     records_epoch = False
+    # A hook whose own state must survive --resume names it here: the checkpoints keep
+    # ``state_dict()`` under this key of their train_options, and the hook reads it back from there.
+    state_key: str | None = None
+
+    def state_dict(self) -> dict:
+        """What ``--resume`` needs of this hook (plain values), when it has a ``state_key``."""
+        return {}
 
     def before_epoch(self, trainer: Trainer, state: TrainState) -> None:
         """Before the epoch's batches are drawn (loader workers have not started on them yet)."""
@@ -201,6 +208,16 @@ class Trainer:
         self.scheduler.last_epoch = epoch
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * self.lr_factor(epoch + 1)
+
+    def swap_model(self, model: DarknetModel, ema_model: DarknetModel) -> None:
+        """Train ``model`` from here on, with ``ema_model`` as its EMA (the EMA keeps its update count):
+        for a hook that changes the architecture mid-run (gradual pruning). The optimizer must already
+        hold ``model``'s parameters; the scheduler, warmup and GradScaler keep working on it as they are."""
+        if self.distributed.enabled:
+            raise TrainingError("the model cannot change shape under DDP", hint="train in one process")
+        self.model = self.train_model = model.to(self.device, memory_format=torch.channels_last).train()
+        self.ema.ema = ema_model.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        self.batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     # ---- the loop -------------------------------------------------------------------------
     def _images(self, images: torch.Tensor) -> torch.Tensor:
