@@ -17,6 +17,14 @@ prices every cut in mAP50-95 lost per MACs saved, and the run spends its MACs bu
    ``original x (1 - amount x f)``), ``f`` found by bisection so that the step lands on its MACs
    share; a step that the plan cannot reach (rounding, or coupling) takes the rest with the global
    ranking and says so.
+
+**The cost axis.** With ``--target-macs`` a cut's saving is its MACs; with ``--target-latency-ms`` it
+is the milliseconds the cut saves on ``--runtime``, from the per-unit latency table of the input
+(:mod:`yolor_cli.engine.prune.latency_table`, kept in the run folder), and the greedy choice spends
+the milliseconds between the input's latency and the target: a unit that saves many MACs but no time
+on the runtime (per-layer overhead) is no longer a cheap cut. The planned model is then timed as a
+whole (cuts do not add up exactly); while it is still above the target the budget grows as above.
+The plan records the MACs fraction it reaches, which the steps then aim at (``macs_fraction``).
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yolor_cli.engine.deploy.runtime_latency import runtime_latency_ms
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.model.summary import ConvMacs
+from yolor_cli.engine.prune.latency_table import LatencyTable, unit_latency_table
 from yolor_cli.engine.prune.pruning import ChannelPruner, conv_of, prune_global
 from yolor_cli.engine.prune.request import (
     DEFAULT_SENSITIVITY_AMOUNTS,
@@ -61,14 +71,23 @@ class PlannedCut:
     width: int  # the unit's original width (its convs are coupled, so they share it)
 
 
+COST_AXES = ("macs", "ms")
+
+
 @dataclass(frozen=True)
 class Plan:
     cuts: list[PlannedCut]
     scale: float
+    cost: str = "macs"  # what the greedy choice saved: MACs, or milliseconds on the run's --runtime
+    macs_fraction: float | None = None  # the input's MACs the whole plan keeps (the steps' target, for "ms")
+    planned_ms: float | None = None  # the planned model timed on the runtime (for "ms")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
+            "cost": self.cost,
+            "macs_fraction": self.macs_fraction,
+            "planned_ms": self.planned_ms,
             "cuts": [
                 {"unit": cut.unit.name, "convs": list(cut.unit.convs), "amount": cut.amount, "width": cut.width}
                 for cut in self.cuts
@@ -81,14 +100,21 @@ class Plan:
             PlannedCut(PruneUnit(row["unit"], tuple(row["convs"])), float(row["amount"]), int(row["width"]))
             for row in values["cuts"]
         ]
-        return cls(cuts, float(values["scale"]))
+        fraction, planned = values.get("macs_fraction"), values.get("planned_ms")
+        return cls(
+            cuts,
+            float(values["scale"]),
+            str(values.get("cost", "macs")),
+            None if fraction is None else float(fraction),
+            None if planned is None else float(planned),
+        )
 
 
 @dataclass(frozen=True)
 class Level:
     amount: float
     drop: float  # mAP50-95 lost, a rise counted as none
-    saved: int  # MACs saved
+    saved: float  # MACs saved, or milliseconds saved on a runtime (the plan's cost axis)
 
 
 @dataclass(frozen=True)
@@ -112,9 +138,25 @@ def read_scan(path: Path) -> ScanLevels:
     return ScanLevels(ordered, units, int(payload["base"]["macs"]))
 
 
-def greedy_amounts(levels: dict[str, list[Level]], wanted_saving: int) -> dict[str, float]:
-    """Move the unit whose next level costs least (extra loss per extra MAC saved) up one level at a
-    time, until the scan's savings add up to ``wanted_saving``; every unit may be used up."""
+def levels_in_ms(scan: ScanLevels, table: LatencyTable) -> dict[str, list[Level]]:
+    """The scan's levels with each saving in milliseconds on the table's runtime instead of MACs. A
+    cut timed no faster than the model saves nothing (so the greedy choice never buys it alone), and
+    a level is never counted as saving less than the one below it (timing noise)."""
+    levels: dict[str, list[Level]] = {}
+    for name, rows in scan.levels.items():
+        saved = 0.0
+        converted = [rows[0]]
+        for level in rows[1:]:
+            saved = max(saved, table.saved_ms(name, level.amount) or 0.0)
+            converted.append(Level(level.amount, level.drop, saved))
+        levels[name] = converted
+    return levels
+
+
+def greedy_amounts(levels: dict[str, list[Level]], wanted_saving: float) -> dict[str, float]:
+    """Move the unit whose next level costs least (extra loss per extra unit saved: a MAC or a
+    millisecond) up one level at a time, until the savings add up to ``wanted_saving``; every unit may
+    be used up."""
     position = dict.fromkeys(levels, 0)
     saved = 0
     while saved < wanted_saving:
@@ -209,6 +251,56 @@ class SensitivityAllocation:
         scan = read_scan(self._scan())
         request = self.request
         model = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle).model.eval()
+        plan = self._plan_ms(scan, model) if request.target_latency_ms is not None else self._plan_macs(scan, model)
+        payload = json.dumps(plan.to_dict(), indent=2).encode()
+        atomic_write(path, lambda stream: stream.write(payload))
+        return plan
+
+    def _plan_ms(self, scan: ScanLevels, model: DarknetModel) -> Plan:
+        """The plan by mAP lost per millisecond saved on ``--runtime`` (see the module docstring)."""
+        request = self.request
+        assert request.target_latency_ms is not None
+        table = unit_latency_table(
+            model,
+            list(scan.units.values()),
+            DEFAULT_SENSITIVITY_AMOUNTS,
+            runtime=request.runtime,
+            img_size=request.img_size,
+            folder=self.run_dir,
+            reporter=self.reporter,
+        )
+        levels = levels_in_ms(scan, table)
+        budget = table.base_ms - request.target_latency_ms
+        base_macs = ConvMacs(model)()
+        cuts: list[PlannedCut] = []
+        planned_ms = table.base_ms
+        previous: dict[str, float] | None = None
+        for _ in range(BUDGET_ROUNDS):
+            amounts = greedy_amounts(levels, budget)
+            if not amounts:
+                raise YolorError(
+                    f"no cut in the latency table saves time on {request.runtime}",
+                    hint="aim at a MACs target (--target-macs), or use --allocate global",
+                )
+            if amounts == previous:  # every cut that saves time is planned already
+                break
+            previous = amounts
+            cuts = [
+                PlannedCut(scan.units[name], amount, _unit_width(model, scan.units[name]))
+                for name, amount in amounts.items()
+            ]
+            planned_ms = runtime_latency_ms(
+                prune_towards(model, cuts, 1.0, request.method), request.img_size, request.runtime
+            )
+            if planned_ms <= request.target_latency_ms * (1 + TOLERANCE):
+                break
+            budget *= BUDGET_GROWTH  # the cuts together saved less than the table's sum: plan more
+        fraction = ConvMacs(prune_towards(model, cuts, 1.0, request.method))() / base_macs
+        return Plan(cuts, 1.0, cost="ms", macs_fraction=fraction, planned_ms=planned_ms)
+
+    def _plan_macs(self, scan: ScanLevels, model: DarknetModel) -> Plan:
+        """The plan by mAP lost per MAC saved, scaled to land on the run's MACs target."""
+        request = self.request
         # The budget in the scan's own MACs (counted at --img-size); the scaling below compares
         # ConvMacs counts at its probe size, for which only the ratio to the unpruned count matters.
         budget = (1 - self.target) * scan.base_macs
@@ -231,10 +323,11 @@ class SensitivityAllocation:
             # Cuts made together save less than the sum of their savings alone (a conv that loses both
             # inputs and outputs): widen the plan to more units rather than deepen the same ones.
             budget *= BUDGET_GROWTH
-        plan = Plan([PlannedCut(cut.unit, min(cut.amount * scale, MAX_AMOUNT), cut.width) for cut in raw], scale)
-        payload = json.dumps(plan.to_dict(), indent=2).encode()
-        atomic_write(path, lambda stream: stream.write(payload))
-        return plan
+        return Plan([PlannedCut(cut.unit, min(cut.amount * scale, MAX_AMOUNT), cut.width) for cut in raw], scale)
+
+    def macs_fraction(self) -> float | None:
+        """The input's MACs fraction a latency plan reaches (what the steps aim at), None for a MACs plan."""
+        return self.plan().macs_fraction
 
     def prune(self, model: DarknetModel, relative: float) -> DarknetModel:
         """``model`` brought to ``relative`` x its MACs along the plan, the rest (if any) globally."""
