@@ -231,3 +231,29 @@ def test_a_latency_target_is_planned_per_millisecond_from_the_cached_table(
     calls.clear()
     auto.auto_prune(dataclasses.replace(request, resume=True, name=run.name))
     assert calls == []
+
+
+def test_a_scan_with_a_runtime_reports_each_cuts_time_and_reuses_its_table(
+    source: Path, shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_cli import invoke
+
+    calls = _counting(monkeypatch, _channels_latency)
+    output = tmp_path / "scan"
+    common = ["-w", str(source), "--data", str(shapes / "data.yaml"), "--img-size", str(IMG), "--max-images", "2"]
+    args = [*common, "--unit", "stage", "--amounts", "0.5", "--runtime", "torch", "--output", str(output), "--json"]
+    result = invoke("prune", "sensitivity", *args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["runtime"] == "torch" and payload["base"]["latency_ms"] > 0
+    trial = payload["trials"][0]
+    assert trial["latency_saved_ms"] == pytest.approx(payload["base"]["latency_ms"] - trial["latency_ms"])
+    with (output / "sensitivity.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert all(float(row["latency_saved_ms"]) > 0 and row["map_drop_per_ms"] != "" for row in rows)
+    assert (output / "latency_torch_64.json").exists() and len(calls) == 1 + len(payload["trials"])
+    # The same scan again (the folder holds its files and the table): nothing is timed again.
+    calls.clear()
+    again = invoke("prune", "sensitivity", *args)
+    assert again.exit_code == 0, again.output
+    assert calls == [] and json.loads(again.stdout)["trials"] == payload["trials"]

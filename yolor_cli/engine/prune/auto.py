@@ -301,9 +301,9 @@ class AutoRun:
         wanted, runtime = request.target_latency_ms, request.runtime
         if wanted is not None and final.latency_on(runtime) > wanted:
             notes.append(
-                f"the pruned model measures {final.latency_on(runtime):.1f} ms on {runtime}, still above "
-                f"--target-latency-ms {wanted} (the input: {state.input.latency_on(runtime):.1f} ms): latency fell "
-                "less than planned"
+                f"the pruned model measures {final.latency_on(runtime):.1f} ms, still above --target-latency-ms "
+                f"{wanted} on {runtime} (the input: {state.input.latency_on(runtime):.1f} ms): latency fell less "
+                "than planned"
             )
         return notes
 
