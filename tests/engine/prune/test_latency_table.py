@@ -257,3 +257,17 @@ def test_a_scan_with_a_runtime_reports_each_cuts_time_and_reuses_its_table(
     again = invoke("prune", "sensitivity", *args)
     assert again.exit_code == 0, again.output
     assert calls == [] and json.loads(again.stdout)["trials"] == payload["trials"]
+
+
+def test_round_to_leaves_each_planned_width_a_multiple(tiny_model: DarknetModel) -> None:
+    units = [u for u in prune_units(tiny_model, "conv") if conv_widths(tiny_model)[u.convs[0]] >= 32][:3]
+    cuts = [sensitivity_allocation.PlannedCut(unit, 0.4, conv_widths(tiny_model)[unit.convs[0]]) for unit in units]
+    plain = sensitivity_allocation.prune_towards(tiny_model, cuts, 1.0, "l1")
+    rounded = sensitivity_allocation.prune_towards(tiny_model, cuts, 1.0, "l1", round_to=8)
+    plain_widths = [conv_widths(plain)[unit.convs[0]] for unit in units]
+    widths = [conv_widths(rounded)[unit.convs[0]] for unit in units]
+    assert all(width % 8 == 0 for width in widths) and any(width % 8 for width in plain_widths)
+    assert all(abs(width - plain) <= 4 for width, plain in zip(widths, plain_widths))
+    assert sensitivity_allocation.rounded_width(3, 8) == 8 and sensitivity_allocation.rounded_width(21, 8) == 24
+    with pytest.raises(YolorError):
+        AutoPruneRequest(weights=Path("w.pt"), data=Path("d.yaml"), target_macs=0.5, round_to=0)

@@ -38,6 +38,7 @@ METHODS = ("l1", "l2", "random", "bn")
 DEFAULT_AMOUNT = 0.4  # int(0.4 x channels) go from each conv, as the old pruning scripts did
 GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
 MAX_STEPS = 100  # prune auto's cuts; each is fine-tuned, so more is a typo
+MAX_ROUND_TO = 64  # widths rounded to more than this lose whole layers' worth of choice
 MAX_EPOCHS = 100_000  # any epoch count; bounds a typo before a run folder is made
 PRUNE_WEIGHTS_HELP = "Checkpoint to prune (ours, or official with --cfg)."
 
@@ -230,6 +231,14 @@ class AutoPruneRequest(Request):
         help="global (channels ranked across the model) or sensitivity (per-layer amounts from a scan).",
     )
     method: str = method_option(help="Channel importance: l1, l2 or bn (BatchNorm scales).")
+    round_to: int = option(
+        1,
+        "--round-to",
+        help="With --allocate sensitivity: round each pruned conv group's width to a multiple of this "
+        "(8 suits OpenVINO/oneDNN, see benchmarks/README.md); 1 rounds nothing.",
+        min=1,
+        max=MAX_ROUND_TO,
+    )
     distill: bool = option(True, "--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
     img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Size to train, validate and measure GFLOPs and latency at.")
     batch_size: int = batch_option(8, help="Fine-tuning batch size.")

@@ -183,12 +183,19 @@ def _unit_width(model: DarknetModel, unit: PruneUnit) -> int:
     return conv_of(model, unit.convs[0]).out_channels
 
 
-def prune_towards(model: DarknetModel, cuts: list[PlannedCut], share: float, method: str) -> DarknetModel:
-    """A copy of ``model`` with every planned unit cut to ``width x (1 - amount x share)`` channels
-    (a unit already at or below that width is left alone)."""
+def rounded_width(width: float, round_to: int) -> int:
+    """``width`` to the nearest multiple of ``round_to`` (at least one multiple; 1 leaves it whole)."""
+    return max(round_to, round_to * round(width / round_to))
+
+
+def prune_towards(
+    model: DarknetModel, cuts: list[PlannedCut], share: float, method: str, round_to: int = 1
+) -> DarknetModel:
+    """A copy of ``model`` with every planned unit cut to ``width x (1 - amount x share)`` channels,
+    rounded to a multiple of ``round_to`` (a unit already at or below that width is left alone)."""
     pruner = ChannelPruner(copy.deepcopy(model), method=method)
     for cut in cuts:
-        wanted = max(1, round(cut.width * (1 - min(cut.amount * share, MAX_AMOUNT))))
+        wanted = rounded_width(cut.width * (1 - min(cut.amount * share, MAX_AMOUNT)), round_to)
         now = _unit_width(pruner.model, cut.unit)
         if wanted < now:
             # int(amount x now) channels go: aim just above the count so that the floor lands on it
@@ -290,12 +297,12 @@ class SensitivityAllocation:
                 for name, amount in amounts.items()
             ]
             planned_ms = runtime_latency_ms(
-                prune_towards(model, cuts, 1.0, request.method), request.img_size, request.runtime
+                prune_towards(model, cuts, 1.0, request.method, request.round_to), request.img_size, request.runtime
             )
             if planned_ms <= request.target_latency_ms * (1 + TOLERANCE):
                 break
             budget *= BUDGET_GROWTH  # the cuts together saved less than the table's sum: plan more
-        fraction = ConvMacs(prune_towards(model, cuts, 1.0, request.method))() / base_macs
+        fraction = ConvMacs(prune_towards(model, cuts, 1.0, request.method, request.round_to))() / base_macs
         return Plan(cuts, 1.0, cost="ms", macs_fraction=fraction, planned_ms=planned_ms)
 
     def _plan_macs(self, scan: ScanLevels, model: DarknetModel) -> Plan:
@@ -315,7 +322,7 @@ class SensitivityAllocation:
             ]
 
             def macs_at(scale: float, cuts: list[PlannedCut] = raw) -> int:
-                return ConvMacs(prune_towards(model, cuts, scale, request.method))()
+                return ConvMacs(prune_towards(model, cuts, scale, request.method, request.round_to))()
 
             scale, macs = _bisect(0.0, SCALE_LIMIT, macs_at, wanted)
             if macs <= wanted * (1 + TOLERANCE) or len(amounts) == len(scan.levels) and scale == SCALE_LIMIT:
@@ -334,9 +341,11 @@ class SensitivityAllocation:
         plan = self.plan()
         current = ConvMacs(model)()
         wanted = round(relative * current)
-        method = self.request.method
-        share, macs = _bisect(0.0, 1.0, lambda s: ConvMacs(prune_towards(model, plan.cuts, s, method))(), wanted)
-        pruned = prune_towards(model, plan.cuts, share, method)
+        method, round_to = self.request.method, self.request.round_to
+        share, macs = _bisect(
+            0.0, 1.0, lambda s: ConvMacs(prune_towards(model, plan.cuts, s, method, round_to))(), wanted
+        )
+        pruned = prune_towards(model, plan.cuts, share, method, round_to)
         if macs / wanted - 1 > TOLERANCE:
             self.reporter.warning(
                 f"the sensitivity plan reaches {macs / current:.3f} of the current MACs, not {relative:.3f}: "
