@@ -206,7 +206,7 @@ def test_the_plan_removes_blocks_as_the_share_rises_and_maps_widths_past_them(mo
     half = rebuild(prune_towards(model, cuts, 0.5, "l1"))
     assert len(half.module_list) == len(model.module_list) - 3  # one block of two at half the share
     assert conv_of(half, 22 - 3).out_channels == round(conv_of(model, 22).out_channels * 0.75)
-    full = rebuild(prune_towards(half, cuts, 1.0, "l1", len(model.module_list)))  # the step after: input indices
+    full = rebuild(prune_towards(half, cuts, 1.0, "l1", layers=len(model.module_list)))  # the step after: input indices
     assert len(full.module_list) == len(model.module_list) - 6
     assert conv_of(full, 22 - 3).out_channels == conv_of(model, 22).out_channels // 2
     check_official_format(write_cfg(full.cfg))

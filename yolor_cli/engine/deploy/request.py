@@ -30,6 +30,9 @@ DEFAULT_OPSET = 17
 DEFAULT_CALIB_IMAGES = 300  # training images INT8 ranges are calibrated on (NNCF's default subset size)
 DEFAULT_MAX_DROP = 0.01  # absolute mAP50-95 an INT8 file may lose against fp32 and still be written
 EXPORT_FORMATS = ("onnx", "openvino", "torchscript", "pt")  # the engine's FORMATS, without importing torch
+# What a model's latency can be timed on (deploy/runtime_latency.py): PyTorch fp32, onnxruntime fp32,
+# OpenVINO fp32 and OpenVINO INT8, all on the CPU at batch 1.
+LATENCY_RUNTIMES = ("torch", "onnxruntime", "openvino", "openvino-int8")
 
 
 def complete_export_formats(incomplete: str) -> list[str]:

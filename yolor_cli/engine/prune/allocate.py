@@ -1,8 +1,9 @@
 """How ``yolor prune auto`` shares a step's cut among the layers: one strategy per ``--allocate``.
 
 ``global`` ranks every channel of the model against every other (:func:`prune_global`'s MACs search);
-``sensitivity`` spends the MACs budget on the conv groups whose cut costs least mAP50-95 per MAC saved
-in a scan of the input (:mod:`yolor_cli.engine.prune.sensitivity_allocation`).
+``sensitivity`` spends the MACs budget (or, for a latency target, the milliseconds on ``--runtime``) on
+the conv groups whose cut costs least mAP50-95 per MAC (or millisecond) saved in a scan of the input
+(:mod:`yolor_cli.engine.prune.sensitivity_allocation`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Allocator:
 
     check: Callable[[DarknetModel, AutoPruneRequest], None]
     prune: Callable[[DarknetModel, float, AllocationContext], DarknetModel]
+    # The input's MACs fraction the allocator's own plan reaches for a latency target (it then replaces
+    # the proportional estimate the run started with); None when it has no such plan.
+    target: Callable[[AllocationContext], float | None] = lambda context: None
 
 
 def _check_global(model: DarknetModel, request: AutoPruneRequest) -> None:
@@ -62,7 +66,14 @@ def _prune_sensitivity(model: DarknetModel, relative: float, context: Allocation
     return allocation.prune(model, relative)
 
 
+def _sensitivity_target(context: AllocationContext) -> float | None:
+    if context.request.target_latency_ms is None:
+        return None
+    allocation = SensitivityAllocation(context.run_dir, context.request, context.target_fraction, context.reporter)
+    return allocation.macs_fraction()
+
+
 ALLOCATORS: dict[str, Allocator] = {
     "global": Allocator(_check_global, _prune_global),
-    "sensitivity": Allocator(_check_sensitivity, _prune_sensitivity),
+    "sensitivity": Allocator(_check_sensitivity, _prune_sensitivity, _sensitivity_target),
 }

@@ -1,4 +1,4 @@
-"""``yolor prune auto``: prune in steps towards a MACs (or CPU latency) target, fine-tune after each
+"""``yolor prune auto``: prune in steps towards a MACs (or latency, on ``--runtime``) target, fine-tune after each
 step with the normal trainer, and stop before a step costs more mAP50-95 than ``--max-drop`` allows.
 
 Step k of S brings the model to ``1 - k * (1 - target) / S`` of the input's MACs: small cuts with
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from yolor_cli.engine.config import DataConfig, load_data_config
+from yolor_cli.engine.deploy.runtime_latency import check_runtime, runtime_latency_ms
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_model
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -94,9 +95,11 @@ def validate(
     return result.metrics.map50, result.metrics.map
 
 
-def _cost(model: DarknetModel, img_size: int) -> tuple[int, int, float]:
+def _cost(model: DarknetModel, img_size: int, runtime: str) -> tuple[int, int, float, dict[str, float]]:
+    """Params, MACs, PyTorch's latency and (for another ``--runtime``) the latency on it."""
     cost = measure(model, img_size, latency=False)
-    return cost.params, cost.macs, latency_ms(model, img_size)
+    timed = {} if runtime == "torch" else {runtime: runtime_latency_ms(model, img_size, runtime)}
+    return cost.params, cost.macs, latency_ms(model, img_size), timed
 
 
 def _teacher_copied(request: AutoPruneRequest) -> bool:
@@ -152,7 +155,23 @@ class AutoRun:
             return load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle).model
         return load_model(weights=self.dir / f"step_{number - 1}.pt").model
 
+    def _aim(self) -> None:
+        """For a latency target, the MACs fraction the allocator's own plan reaches replaces the
+        proportional estimate the run started with (once: the plan is kept in the run folder)."""
+        fraction = self.allocator.target(self.context)
+        if fraction is None or fraction == self.state.target_fraction:
+            return
+        self.state.note(
+            f"the plan by mAP lost per millisecond on {self.request.runtime} reaches --target-latency-ms "
+            f"{self.request.target_latency_ms} at {fraction:.3f} of the input's MACs: the steps aim there"
+        )
+        self.state.target_fraction = fraction
+        self.context = dataclasses.replace(self.context, target_fraction=fraction)
+        self.save()
+
     def _prune(self, number: int) -> StepRecord:
+        if self.request.target_latency_ms is not None:
+            self._aim()
         model = self._source(number).eval()
         steps, base = self.request.steps, self.state.input.macs
         wanted = step_fraction(number, steps, self.state.target_fraction)
@@ -171,9 +190,9 @@ class AutoRun:
                     hint=error.hint,
                 ) from None
         self._write_model(model, self.dir / f"step_{number}_pruned.pt")
-        params, macs, latency = _cost(model, self.request.img_size)
+        params, macs, latency, timed = _cost(model, self.request.img_size, self.request.runtime)
         map50, map_ = self._validate(model)
-        record = StepRecord(number, params, macs, latency, map50, map_)
+        record = StepRecord(number, params, macs, latency, map50, map_, runtime_ms=timed)
         self.state.steps.append(record)
         self.save()
         return record
@@ -304,7 +323,15 @@ class AutoRun:
             model, (map50, map_) = load_model(weights=source).model, (kept.map50, kept.map)
         self._write_model(model, self.dir / OUTPUT_NAME)
         self.state.final = StepRecord(
-            kept.step, kept.params, kept.macs, kept.latency_ms, kept.map50 or 0.0, kept.map or 0.0, map50, map_
+            kept.step,
+            kept.params,
+            kept.macs,
+            kept.latency_ms,
+            kept.map50 or 0.0,
+            kept.map or 0.0,
+            map50,
+            map_,
+            runtime_ms=dict(kept.runtime_ms),
         )
         self.save()
 
@@ -319,11 +346,12 @@ class AutoRun:
                 f"the input's {state.input.map:.4f} (more than --max-drop {request.max_drop}): the run stopped and "
                 f"kept step {final.step} ({final.macs / state.input.macs:.3f} of the MACs)"
             )
-        wanted = request.target_latency_ms
-        if wanted is not None and final.latency_ms > wanted:
+        wanted, runtime = request.target_latency_ms, request.runtime
+        if wanted is not None and final.latency_on(runtime) > wanted:
             notes.append(
-                f"the pruned model measures {final.latency_ms:.1f} ms, still above --target-latency-ms {wanted} "
-                f"(the input: {state.input.latency_ms:.1f} ms): latency fell less than the MACs"
+                f"the pruned model measures {final.latency_on(runtime):.1f} ms, still above --target-latency-ms "
+                f"{wanted} on {runtime} (the input: {state.input.latency_on(runtime):.1f} ms): latency fell less "
+                "than planned"
             )
         return notes
 
@@ -390,6 +418,7 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     """A new run: the input checked and measured (latency first: a latency target may refuse it before
     any folder exists), then the run folder and its first state."""
     assert request.weights is not None and request.data is not None  # the request checked them
+    check_runtime(request.runtime)  # a missing extra is named before any slow work
     loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
     model.check_img_size(request.img_size)
@@ -400,8 +429,8 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     if request.distill:  # the trainer would refuse the teacher only at step 1's fine-tune
         check_teacher(model, loaded.names, model, list(data.names), str(request.weights))
     reporter.info(f"Measuring the input model at {request.img_size} px")
-    params, macs, latency = _cost(model, request.img_size)
-    fraction, notes = target_fraction(request, latency)
+    params, macs, latency, timed = _cost(model, request.img_size, request.runtime)
+    fraction, notes = target_fraction(request, timed.get(request.runtime, latency))
     if request.exist_ok and (Path(request.project) / request.name / STATE_NAME).exists():
         raise YolorError(
             f"{Path(request.project) / request.name} holds a prune auto run already",
@@ -411,7 +440,9 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     map50, map_ = validate(model, data, request, select_device(request.device), reporter)
     run_dir = new_run_dir(request.project, request.name, request.exist_ok)
     request = _absolute_paths(request)
-    state = AutoState(request.to_dict(), fraction, StepRecord(0, params, macs, latency, map50, map_, map50, map_))
+    state = AutoState(
+        request.to_dict(), fraction, StepRecord(0, params, macs, latency, map50, map_, map50, map_, runtime_ms=timed)
+    )
     for note in [*loaded.notes, *notes]:
         state.note(note)
     run = AutoRun(request, run_dir, state, data, reporter)
@@ -461,6 +492,7 @@ def _resume(given: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     saved = _resolve_saved_paths(AutoPruneRequest.from_dict(state.request), run_dir)
     workers = given.workers if given.workers != AutoPruneRequest.workers else saved.workers
     request = dataclasses.replace(saved, device=given.device or saved.device, workers=workers)
+    check_runtime(request.runtime)
     ignored = [
         "--" + f.name.replace("_", "-")
         for f in dataclasses.fields(AutoPruneRequest)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from yolor_cli.engine.deploy.request import LATENCY_RUNTIMES
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE  # GFLOPs and latency are reported at it
 from yolor_cli.engine.options import (
@@ -37,6 +38,7 @@ METHODS = ("l1", "l2", "random", "bn")
 DEFAULT_AMOUNT = 0.4  # int(0.4 x channels) go from each conv, as the old pruning scripts did
 GLOBAL_MAX_RATIO = 0.9  # beyond it whole groups drop below torch-pruning's threshold and are skipped
 MAX_STEPS = 100  # prune auto's cuts; each is fine-tuned, so more is a typo
+MAX_ROUND_TO = 64  # widths rounded to more than this lose whole layers' worth of choice
 MAX_EPOCHS = 100_000  # any epoch count; bounds a typo before a run folder is made
 PRUNE_WEIGHTS_HELP = "Checkpoint to prune (ours, or official with --cfg)."
 
@@ -53,6 +55,16 @@ def method_option(
     default: str = "l1", help: str = "Channel importance: l1, l2, random, or bn (BatchNorm scales)."
 ) -> object:
     return option(default, "--method", help=help)
+
+
+def runtime_option(default: str | None, help: str) -> object:
+    return option(default, "--runtime", help=help)
+
+
+def check_runtime_name(runtime: str | None) -> None:
+    """A known runtime (whether its packages are installed is checked by the engine, before work)."""
+    if runtime is not None and runtime not in LATENCY_RUNTIMES:
+        raise YolorError(f"unknown --runtime {runtime!r}", hint=f"choose one of {', '.join(LATENCY_RUNTIMES)}")
 
 
 def check_amount(amount: float, flag: str = "--amount") -> None:
@@ -183,7 +195,7 @@ AUTO_DEFAULT_PROJECT = Path("runs/prune")
 @dataclass(frozen=True)
 class AutoPruneRequest(Request):
     """One ``yolor prune auto`` run: prune in ``steps`` towards ``target_macs`` (a fraction of the input's
-    multiply-adds) or ``target_latency_ms`` (CPU, fused, batch 1), fine-tuning ``epochs_per_step`` after
+    multiply-adds) or ``target_latency_ms`` (batch 1 on ``runtime``), fine-tuning ``epochs_per_step`` after
     each step and ``final_epochs`` at the end, and stop before a step loses more than ``max_drop`` of
     mAP50-95 against the input.
 
@@ -201,7 +213,14 @@ class AutoPruneRequest(Request):
     target_latency_ms: float | None = option(
         None,
         "--target-latency-ms",
-        help="Or: aim at this CPU latency (fused, batch 1), taken as proportional to the MACs.",
+        help="Or: aim at this latency (batch 1 on --runtime). With --allocate sensitivity the cut is "
+        "planned by mAP lost per millisecond that each conv group's cut saves on that runtime; with global "
+        "the latency is taken as proportional to the MACs.",
+    )
+    runtime: str = runtime_option(
+        "torch",
+        "Where latency is measured (steps.csv, --target-latency-ms): torch (PyTorch fp32), onnxruntime, "
+        "openvino or openvino-int8; all on the CPU at batch 1 and --img-size.",
     )
     max_drop: float = option(
         0.01, "--max-drop", help="Largest allowed fall of mAP50-95 against the input (absolute).", min=0.0
@@ -232,6 +251,14 @@ class AutoPruneRequest(Request):
         "--steps x --epochs-per-step + --final-epochs, cutting slices over its first half).",
         choices=SCHEDULES,
     )
+    round_to: int = option(
+        1,
+        "--round-to",
+        help="With --allocate sensitivity: round each pruned conv group's width to a multiple of this "
+        "(8 suits OpenVINO/oneDNN, see benchmarks/README.md); 1 rounds nothing.",
+        min=1,
+        max=MAX_ROUND_TO,
+    )
     distill: bool = option(True, "--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
     img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Size to train, validate and measure GFLOPs and latency at.")
     batch_size: int = batch_option(8, help="Fine-tuning batch size.")
@@ -252,6 +279,7 @@ class AutoPruneRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # bounds (steps, epochs, --max-drop, sizes, seed) before anything else
+        check_runtime_name(self.runtime)
         if self.allocate not in ALLOCATIONS:
             raise YolorError(f"unknown --allocate {self.allocate!r}", hint=f"choose one of {', '.join(ALLOCATIONS)}")
         if self.unit not in AUTO_UNITS:
@@ -368,10 +396,17 @@ class SensitivityRequest(Request):
         "It must be new, empty, or hold only an earlier scan's files.",
         path_kind="dir",
     )
+    runtime: str | None = runtime_option(
+        None,
+        "Also time each trial's model on this runtime (torch, onnxruntime, openvino, openvino-int8; CPU, "
+        "batch 1, --img-size): adds latency_ms, latency_saved_ms and map_drop_per_ms; the timings are kept "
+        "in latency_<runtime>_<size>.json in the output folder and reused.",
+    )
     trust_pickle: bool = trust_pickle_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_runtime_name(self.runtime)
         if not self.amounts:
             raise YolorError("--amounts is empty", hint="e.g. --amounts 0.25,0.5,0.75")
         for amount in self.amounts:

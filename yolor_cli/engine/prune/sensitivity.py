@@ -14,6 +14,7 @@ loss there: on a small split it is noise, and as a negative cost it would put th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from yolor_cli.engine.config import load_data_config
+from yolor_cli.engine.deploy.runtime_latency import check_runtime
 from yolor_cli.engine.errors import MissingDependencyError, YolorError
 from yolor_cli.engine.evaluate.evaluator import check_model_classes
 from yolor_cli.engine.evaluate.plots import plot_sensitivity, require_matplotlib
@@ -34,6 +36,7 @@ from yolor_cli.engine.files import atomic_write, guard_output
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.blocks import check_removable_blocks, residual_blocks
+from yolor_cli.engine.prune.latency_table import TABLE_PATTERN, unit_latency_table
 from yolor_cli.engine.prune.pruning import (
     ChannelPruner,
     check_bn_rankable,
@@ -70,7 +73,11 @@ CSV_COLUMNS = (
     "macs_saved",
     "params_saved",
     "map_drop_per_gmac",
+    "latency_ms",  # with --runtime: the model with this cut, on that runtime
+    "latency_saved_ms",
+    "map_drop_per_ms",
 )
+LATENCY_COLUMNS = 3
 
 
 @dataclass(frozen=True)
@@ -86,11 +93,20 @@ class Trial:
     map_drop: float
     macs_saved: int
     params_saved: int
+    latency_ms: float | None = None  # with --runtime: this cut's model on it
+    latency_saved_ms: float | None = None
 
     @property
     def cost(self) -> float:
         """mAP50-95 lost per GMAC saved, a rise counted as no loss (see the module docstring)."""
         return _cost(self.map_drop, self.macs_saved)
+
+    @property
+    def cost_per_ms(self) -> float | None:
+        """mAP50-95 lost per millisecond saved on the scan's runtime (inf when it saved none)."""
+        if self.latency_saved_ms is None:
+            return None
+        return max(self.map_drop, 0.0) / self.latency_saved_ms if self.latency_saved_ms > 0 else math.inf
 
 
 def _cost(drop: float, macs_saved: int) -> float:
@@ -108,6 +124,8 @@ class SensitivityScan:
     base_params: int
     trials: list[Trial]
     skipped: list[tuple[PruneUnit, float]] = field(default_factory=list)
+    runtime: str | None = None  # where the trials' latency was timed (--runtime), None when not
+    base_latency_ms: float | None = None
 
     def ranked(self) -> list[Trial]:
         """Cheapest first: least mAP50-95 lost per GMAC saved, then most MACs saved."""
@@ -193,7 +211,9 @@ class SensitivityResult:
                 "map": scan.base_map,
                 "macs": scan.base_macs,
                 "params": scan.base_params,
+                **({"latency_ms": scan.base_latency_ms} if scan.runtime else {}),
             },
+            "runtime": scan.runtime,
             "unit": self.unit,
             "method": self.method,
             "img_size": self.img_size,
@@ -218,6 +238,11 @@ def _trial_row(trial: Trial) -> dict[str, Any]:
         "map_drop": trial.map_drop,
         "macs_saved": trial.macs_saved,
         "params_saved": trial.params_saved,
+        **(
+            {"latency_ms": trial.latency_ms, "latency_saved_ms": trial.latency_saved_ms}
+            if trial.latency_ms is not None
+            else {}
+        ),
     }
 
 
@@ -229,7 +254,9 @@ def default_output(weights: Path) -> Path:
 def foreign_files(folder: Path) -> str | None:
     """Why ``folder`` is not a scan's own (it holds other files), or None: the scan writes only
     :data:`OUR_FILES` and replaces an earlier scan's, but never mixes them with anything else."""
-    foreign = sorted(path.name for path in folder.iterdir() if path.name not in OUR_FILES)
+    foreign = sorted(
+        path.name for path in folder.iterdir() if path.name not in OUR_FILES and not path.match(TABLE_PATTERN)
+    )
     if not foreign:
         return None
     shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -256,6 +283,8 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
     reporter = reporter or SilentReporter()
     output = Path(request.output) if request.output is not None else default_output(request.weights)
     check_output_folder(output, [Path(request.weights), Path(request.data)])  # before the slow work
+    if request.runtime is not None:
+        check_runtime(request.runtime)
     data = load_data_config(request.data)
     loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
@@ -298,6 +327,8 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
             "no trial pruned anything: every amount rounds to 0 channels of every unit",
             hint="raise --amounts (int(amount x channels) channels go from each conv)",
         )
+    if request.runtime is not None:
+        scan = with_latency(scan, model, units, request, output, reporter)
     notes = list(loaded.notes)
     notes += [f"{block.name} cannot be removed: {block.reason}" for block in refused]
     if scan.skipped:
@@ -319,6 +350,37 @@ def run_sensitivity(request: SensitivityRequest, reporter: Reporter | None = Non
     )
     result.files = _write(result, start, reporter)
     return result
+
+
+def with_latency(
+    scan: SensitivityScan,
+    model: DarknetModel,
+    units: list[PruneUnit],
+    request: SensitivityRequest,
+    folder: Path,
+    reporter: Reporter,
+) -> SensitivityScan:
+    """The scan with each trial's latency on ``request.runtime`` (from the folder's cached table, or
+    measured into it)."""
+    assert request.runtime is not None
+    table = unit_latency_table(
+        model,
+        units,
+        request.amounts,
+        runtime=request.runtime,
+        img_size=request.img_size,
+        folder=folder,
+        reporter=reporter,
+    )
+    trials = [
+        dataclasses.replace(
+            trial,
+            latency_ms=table.ms(trial.unit.name, trial.amount),
+            latency_saved_ms=table.saved_ms(trial.unit.name, trial.amount),
+        )
+        for trial in scan.trials
+    ]
+    return dataclasses.replace(scan, trials=trials, runtime=request.runtime, base_latency_ms=table.base_ms)
 
 
 def _write(result: SensitivityResult, start: float, reporter: Reporter) -> list[Path]:
@@ -360,11 +422,14 @@ def _csv_text(scan: SensitivityScan) -> str:
     for trial in scan.trials:
         row = _trial_row(trial)
         row["convs"] = " ".join(map(str, trial.unit.convs))
+        per_ms = trial.cost_per_ms
         writer.writerow(
             [
                 rank[id(trial)],
-                *(row[column] for column in CSV_COLUMNS[1:-1]),
+                *(row[column] for column in CSV_COLUMNS[1 : -1 - LATENCY_COLUMNS]),
                 "" if math.isinf(trial.cost) else trial.cost,
+                *(row.get(column, "") for column in CSV_COLUMNS[-LATENCY_COLUMNS:-1]),
+                "" if per_ms is None or math.isinf(per_ms) else per_ms,
             ]
         )
     return stream.getvalue()

@@ -5,6 +5,10 @@ the MACs fraction each step aims at.
 ``auto.json`` is the run's single source of truth and is only ever replaced whole (atomically): a
 step's figures appear in it only after the file they describe is on disk, so whatever a kill -9
 interrupts is either recorded complete or redone.
+
+steps.csv's ``latency_ms`` is PyTorch's (fp32, fused, CPU, batch 1), measured for every run so runs
+compare; a run with ``--runtime`` other than torch adds ``latency_ms_<runtime>`` (e.g.
+``latency_ms_openvino-int8``) beside it, the figure ``--target-latency-ms`` is compared with.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ PLOT_NAME = "steps.png"
 # wreck accuracy anyway.
 LATENCY_MIN_FRACTION = 0.1
 CSV_COLUMNS = ("step", "params", "macs", "gflops", "latency_ms", "map50_pruned", "map_pruned", "map50", "map")
+RUNTIME_COLUMN = "latency_ms_{}"  # a --runtime's latency, after latency_ms
+
+
+def csv_columns(runtimes: list[str]) -> tuple[str, ...]:
+    """steps.csv's columns for a run that timed ``runtimes`` besides PyTorch."""
+    at = CSV_COLUMNS.index("latency_ms") + 1
+    return (*CSV_COLUMNS[:at], *(RUNTIME_COLUMN.format(name) for name in runtimes), *CSV_COLUMNS[at:])
 
 
 @dataclass
@@ -42,11 +53,16 @@ class StepRecord:
     step: int
     params: int
     macs: int  # multiply-adds of one image at the run's --img-size
-    latency_ms: float  # CPU, fused, batch 1
+    latency_ms: float  # PyTorch fp32, CPU, fused, batch 1
     map50_pruned: float
     map_pruned: float
     map50: float | None = None
     map: float | None = None
+    runtime_ms: dict[str, float] = field(default_factory=dict)  # --runtime (not torch) -> its latency
+
+    def latency_on(self, runtime: str) -> float:
+        """The latency on ``runtime`` (torch: ``latency_ms``)."""
+        return self.latency_ms if runtime == "torch" else self.runtime_ms[runtime]
 
     @property
     def gflops(self) -> float:
@@ -59,7 +75,8 @@ class StepRecord:
     def row(self) -> dict[str, Any]:
         """The steps.csv row (and the ``--json`` one): the figures, GFLOPs included, rounded for reading."""
         values = {**asdict(self), "gflops": round(self.gflops, 6), "latency_ms": round(self.latency_ms, 3)}
-        return {column: values[column] for column in CSV_COLUMNS}
+        timed = {RUNTIME_COLUMN.format(name): round(ms, 3) for name, ms in self.runtime_ms.items()}
+        return {**{column: values[column] for column in CSV_COLUMNS}, **timed}
 
 
 @dataclass
@@ -89,6 +106,9 @@ class AutoState:
 
     def rows(self) -> list[dict[str, Any]]:
         return [self.input.row(), *(record.row() for record in self.steps)]
+
+    def columns(self) -> tuple[str, ...]:
+        return csv_columns(list(self.input.runtime_ms))
 
     def save(self, run_dir: Path) -> None:
         payload = {
@@ -140,7 +160,7 @@ def write_steps(run_dir: Path, state: AutoState) -> bool:
     Returns False when steps.png was skipped for want of matplotlib (the caller says so once)."""
     rows = state.rows()
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=state.columns(), lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     payload = text.getvalue().encode()
@@ -159,7 +179,9 @@ def step_fraction(step: int, steps: int, target: float) -> float:
 
 
 def target_fraction(request: AutoPruneRequest, latency_before: float) -> tuple[float, list[str]]:
-    """The last step's MACs fraction: the target itself, or the latency target as a MACs one."""
+    """The last step's MACs fraction: the target itself, or the latency target (``latency_before`` is
+    the input's on ``--runtime``) as a MACs one, proportional (a sensitivity plan by milliseconds
+    replaces it once the run has its plan)."""
     if request.target_macs is not None:
         return request.target_macs, []
     wanted = request.target_latency_ms
@@ -167,12 +189,13 @@ def target_fraction(request: AutoPruneRequest, latency_before: float) -> tuple[f
     if wanted >= latency_before:
         raise YolorError(
             f"--target-latency-ms {wanted} is not below the input model's {latency_before:.1f} ms "
-            f"(CPU, fused, batch 1, at {request.img_size} px): there is nothing to prune for",
+            f"({request.runtime}, CPU, batch 1, at {request.img_size} px): there is nothing to prune for",
             hint="give a lower target (the latency is measured on this machine)",
         )
     fraction = wanted / latency_before
     notes = [
-        f"--target-latency-ms {wanted}: the input measures {latency_before:.1f} ms, so the steps aim at "
+        f"--target-latency-ms {wanted}: the input measures {latency_before:.1f} ms on {request.runtime}, so the "
+        "steps aim at "
         f"{max(fraction, LATENCY_MIN_FRACTION):.3f} of its MACs (latency taken as proportional to them)"
     ]
     if fraction < LATENCY_MIN_FRACTION:
