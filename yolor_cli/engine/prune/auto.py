@@ -274,8 +274,8 @@ class AutoRun:
                 f"input's {self.state.input.map:.4f}"
             )
         self._write_model(model, self.dir / OUTPUT_NAME)
-        params, macs, latency = _cost(model, request.img_size)
-        record = StepRecord(1, params, macs, latency, map50, map_, map50, map_)
+        params, macs, latency, timed = _cost(model, request.img_size, request.runtime)
+        record = StepRecord(1, params, macs, latency, map50, map_, map50, map_, runtime_ms=timed)
         self.state.steps, self.state.final = [record], record
         self.save()
 
