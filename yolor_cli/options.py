@@ -25,7 +25,9 @@ from yolor_cli.engine.options import OptionSpec, check_value, complete_cfg, comp
 
 __all__ = ["JsonOption", "complete_cfg", "complete_comma_list", "request_command"]
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.", metavar="")
+]
 
 
 def _float_check(spec: OptionSpec) -> Callable[[Any], Any]:
@@ -114,6 +116,8 @@ def _param(field: dataclasses.Field, spec: OptionSpec, annotation: Any, prefix: 
     elif spec.path_kind == "dir":
         extras["file_okay"] = False
     inner, _ = _without_none(cli_type)
+    if inner is bool and not spec.argument:  # a flag takes no value: Typer would show "<bool>" beside it
+        extras["metavar"] = ""
     if inner is float:  # bounds and NaN checked by the request's rule, shown in the help
         extras["callback"] = _float_check(spec)
         if spec.minimum is not None or spec.maximum is not None:

@@ -185,3 +185,14 @@ def test_cli_float_options_call_nan_not_a_number_and_keep_their_bounds() -> None
         result = invoke(*args)
         assert result.exit_code == 2, result.output
         assert words in " ".join(result.output.split()).replace("│", " ").replace("  ", " "), result.output
+
+
+@pytest.mark.parametrize(
+    "command", [("export",), ("eval",), ("train",), ("detect",), ("prune", "auto"), ("dataset", "prepare")]
+)
+def test_flags_show_no_value_in_help(command: tuple[str, ...]) -> None:
+    """A flag such as --dynamic takes no value; "--dynamic <bool>" in --help said it did."""
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    flagged = [line for line in result.output.splitlines() if "<bool>" in line and "--help" not in line]
+    assert flagged == []

@@ -19,7 +19,9 @@ def detect_command(
     pruned: Annotated[
         bool,
         typer.Option(
-            "--pruned", help="Accepted for users of the old scripts; changes nothing (checkpoints say what they are)."
+            "--pruned",
+            help="Accepted for users of the old scripts; changes nothing (checkpoints say what they are).",
+            metavar="",
         ),
     ] = False,
     json_output: JsonOption = False,

@@ -15,7 +15,9 @@ from yolor_cli.options import JsonOption, request_command
 @request_command(TrainRequest)
 def train_command(
     request: TrainRequest,
-    pt: Annotated[bool, typer.Option("--pt", help="Accepted for users of the old scripts; changes nothing.")] = False,
+    pt: Annotated[
+        bool, typer.Option("--pt", help="Accepted for users of the old scripts; changes nothing.", metavar="")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train a detector and write runs/train/exp*: weights/{last,best,...}.pt, results.csv, hyp.yaml, opt.yaml."""
