@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import torch
 import yaml
 
 from tests.conftest import make_shapes_dataset
+from tests.engine.prune.conftest import SimulatedKill
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -45,31 +45,9 @@ JSON_KEYS = {
 }
 
 
-class SimulatedKill(BaseException):
-    """Stops the run where it is, as kill -9 would: no handler (the trainer's Ctrl-C one included) sees it."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """A 64 px tiny model gains nothing from threads, and on a busy machine they cost several times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("auto") / "voc", images=10, seed=3, val=0.3)
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), path)
-    return path
 
 
 def _request(shapes: Path, source: Path, tmp_path: Path, **changes: object) -> AutoPruneRequest:

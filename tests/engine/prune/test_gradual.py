@@ -3,7 +3,6 @@ resume after a kill between two cuts, the --max-drop guard, and ``yolor train --
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import make_shapes_dataset
+from tests.engine.prune.conftest import SimulatedKill
 from yolor_cli.app import app
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.evaluate.metrics import Metrics
-from yolor_cli.engine.model.bundled import load_cfg
-from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolor_cli.engine.model.checkpoint import load_checkpoint, model_from_checkpoint
 from yolor_cli.engine.model.darknet import build_model
 from yolor_cli.engine.model.summary import ConvMacs
 from yolor_cli.engine.prune import gradual
@@ -25,30 +24,9 @@ from yolor_cli.engine.train.run import TrainOptions, plan_training
 from yolor_cli.engine.train.run import train as plain_train
 
 
-class SimulatedKill(BaseException):
-    """Stops the run where it is, as kill -9 would: no handler (the trainer's Ctrl-C one included) sees it."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("gradual") / "voc", images=12, seed=5, val=0.25)
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), path)
-    return path
 
 
 def _options(shapes: Path, source: Path, tmp_path: Path, **changes: object) -> TrainOptions:

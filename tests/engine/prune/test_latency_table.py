@@ -9,7 +9,6 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from tests.conftest import make_shapes_dataset
 from yolor_cli.engine.deploy import runtime_latency
 from yolor_cli.engine.errors import MissingDependencyError, YolorError
 from yolor_cli.engine.model.bundled import load_cfg
-from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import DarknetModel, build_model
 from yolor_cli.engine.prune import auto, latency_table, sensitivity_allocation
 from yolor_cli.engine.prune.pruning import ChannelPruner, conv_widths, rebuild
@@ -30,26 +28,9 @@ from yolor_cli.engine.prune.units import PruneUnit, prune_unit, prune_units
 IMG = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("lat") / "voc", images=10, seed=3, val=0.3)
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(load_cfg("yolor_csp_tiny"), nc=3)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), path)
-    return path
 
 
 def _channels_latency(model: DarknetModel, img_size: int, runtime: str) -> float:
