@@ -21,6 +21,7 @@ from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.prune.auto import AutoPruneResult
+    from yolor_cli.engine.prune.final_table import FinalTable
     from yolor_cli.engine.prune.run import PruneResult
     from yolor_cli.engine.prune.sensitivity import SensitivityResult
 
@@ -132,6 +133,8 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
                 "steps": result.rows(),
                 "schedule": result.schedule,
                 "epochs": result.epochs,
+                "latency_ms_runtimes": result.latency_runtimes(),
+                "final_table": [row.payload() for row in result.table.rows] if result.table else [],
                 "output": str(result.output),
             }
         )
@@ -155,7 +158,42 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
         f"latency {before.latency_ms:.1f} => {after.latency_ms:.1f} ms, "
         f"mAP50-95 {_figure(before.map, '.4f')} => {_figure(after.map, '.4f')}"
     )
+    if result.table is not None:
+        _render_final_table(result.table, result)
     console.print(markup("Pruned model: [b]{}[/]", result.output))
+
+
+def _render_final_table(table: FinalTable, result: AutoPruneResult) -> None:
+    from yolor_cli.engine.prune.auto import REFERENCE_NAME
+    from yolor_cli.engine.prune.final_table import INT8_NAME, INT8_ROW, REFERENCE_ROW
+
+    console = stdout_console()
+    console.print(
+        markup("[b]Final table[/] (latency: CPU, batch 1, each model exported as it deploys; mAP on the val split)")
+    )
+    rendered = Table()
+    for column in ("model", "Params", "GFLOPs", *(f"{runtime} ms" for runtime in table.runtimes), "mAP50", "mAP50-95"):
+        rendered.add_column(column, justify="left" if column == "model" else "right")
+    for row in table.rows:
+        rendered.add_row(
+            row.model,
+            f"{row.params:,}",
+            f"{row.gflops:.3f}",
+            *(_figure(row.latency_ms.get(runtime), ".2f") for runtime in table.runtimes),
+            f"{row.map50:.4f}",
+            f"{row.map:.4f}",
+        )
+    console.print(rendered)
+    if table.row(REFERENCE_ROW) is not None:
+        console.print(
+            markup(
+                "reference: the input trained {} epochs as the run did, without distillation, in [b]{}[/]",
+                result.epochs,
+                result.run_dir / REFERENCE_NAME,
+            )
+        )
+    if table.row(INT8_ROW) is not None:
+        console.print(markup("pruned + INT8 (OpenVINO, NNCF): [b]{}[/]", result.run_dir / INT8_NAME))
 
 
 @app.command("auto")
