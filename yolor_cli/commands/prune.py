@@ -120,6 +120,10 @@ def _figure(value: float | None, fmt: str) -> str:
 
 
 def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
+    """The steps and the final table, or ``--json``: the keys every prune command has (``latency_ms_before``
+    and ``latency_ms_after`` stay PyTorch's), and ``latency_ms_runtimes`` ``{"before": {runtime: ms},
+    "after": {runtime: ms}}`` for every runtime the final table timed, and ``final_table`` (one object per
+    row: model, params, gflops, latency_ms ``{runtime: ms}``, map50, map)."""
     before, after = result.input, result.final
     print_notes(result.notes)
     if json_output:
@@ -202,7 +206,8 @@ def _render_final_table(table: FinalTable, result: AutoPruneResult) -> None:
 @app.command("auto")
 @request_command(AutoPruneRequest)
 def auto_command(request: AutoPruneRequest, json_output: JsonOption = False) -> None:
-    """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt."""
+    """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt,
+    and ends with a table of the input, the pruned model and the pruned model in INT8 on each runtime."""
     from yolor_cli.engine.prune.auto import auto_prune
 
     _render_auto(auto_prune(request, reporter=RichReporter()), json_output)

@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import make_shapes_dataset
 from tests.engine.prune.test_auto import SimulatedKill, _cli_args, _counting_trains, _csv, _request
 from yolor_cli.engine.deploy.request import LATENCY_RUNTIMES
-from yolor_cli.engine.errors import MissingDependencyError
+from yolor_cli.engine.errors import MissingDependencyError, YolorError
 from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import Checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import build_model
@@ -179,3 +179,20 @@ def test_a_resumed_run_does_not_train_the_reference_again(
     assert calls == [] and (run / "reference" / "weights" / "last.pt").stat().st_mtime_ns == trained
     assert result.epochs == 2 and len(_csv(run / "reference" / "results.csv")) == 2
     assert result.table is not None and [row.model for row in result.table.rows] == ["input", "reference", "pruned"]
+
+
+def test_a_quantizer_failure_costs_the_int8_row_not_the_run(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auto, "available_runtimes", lambda: (["torch", "openvino-int8"], []))
+    monkeypatch.setattr(final_table, "runtime_latency_ms", lambda model, size, runtime: 1.5)
+
+    def failing(*args: object) -> None:
+        raise YolorError("NNCF could not quantize the model: boom")
+
+    monkeypatch.setattr(auto, "int8_scores", failing)
+    result = auto.auto_prune(_request(shapes, source, tmp_path, steps=1, epochs_per_step=0, final_epochs=0))
+    assert result.table is not None and [row.model for row in result.table.rows] == ["input", "pruned"]
+    assert result.table.rows[1].latency_ms == {"torch": result.final.latency_ms, "openvino-int8": 1.5}
+    assert any("no pruned + INT8 row: NNCF could not quantize the model: boom" in note for note in result.notes)
+    assert (result.run_dir / "pruned.pt").exists()
