@@ -21,6 +21,7 @@ from yolor_cli.options import JsonOption, request_command
 
 if TYPE_CHECKING:
     from yolor_cli.engine.prune.auto import AutoPruneResult
+    from yolor_cli.engine.prune.final_table import FinalTable
     from yolor_cli.engine.prune.run import PruneResult
     from yolor_cli.engine.prune.sensitivity import SensitivityResult
 
@@ -119,6 +120,10 @@ def _figure(value: float | None, fmt: str) -> str:
 
 
 def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
+    """The steps and the final table, or ``--json``: the keys every prune command has (``latency_ms_before``
+    and ``latency_ms_after`` stay PyTorch's), and ``latency_ms_runtimes`` ``{"before": {runtime: ms},
+    "after": {runtime: ms}}`` for every runtime the final table timed, and ``final_table`` (one object per
+    row: model, params, gflops, latency_ms ``{runtime: ms}``, map50, map)."""
     before, after = result.input, result.final
     print_notes(result.notes)
     if json_output:
@@ -132,6 +137,8 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
                 "steps": result.rows(),
                 "schedule": result.schedule,
                 "epochs": result.epochs,
+                "latency_ms_runtimes": result.latency_runtimes(),
+                "final_table": [row.payload() for row in result.table.rows] if result.table else [],
                 "output": str(result.output),
             }
         )
@@ -155,13 +162,52 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
         f"latency {before.latency_ms:.1f} => {after.latency_ms:.1f} ms, "
         f"mAP50-95 {_figure(before.map, '.4f')} => {_figure(after.map, '.4f')}"
     )
+    if result.table is not None:
+        _render_final_table(result.table, result)
     console.print(markup("Pruned model: [b]{}[/]", result.output))
+
+
+def _render_final_table(table: FinalTable, result: AutoPruneResult) -> None:
+    from yolor_cli.engine.prune.auto import REFERENCE_NAME
+    from yolor_cli.engine.prune.final_table import INT8_NAME, INT8_ROW, REFERENCE_ROW
+
+    console = stdout_console()
+    console.print(
+        markup(
+            "[b]Final table[/] (latency: CPU, batch 1, each model exported as it deploys, on openvino-int8 "
+            "quantized as the pruned + INT8 row is; mAP on the val split)"
+        )
+    )
+    rendered = Table()
+    for column in ("model", "Params", "GFLOPs", *(f"{runtime} ms" for runtime in table.runtimes), "mAP50", "mAP50-95"):
+        rendered.add_column(column, justify="left" if column == "model" else "right")
+    for row in table.rows:
+        rendered.add_row(
+            row.model,
+            f"{row.params:,}",
+            f"{row.gflops:.3f}",
+            *(_figure(row.latency_ms.get(runtime), ".2f") for runtime in table.runtimes),
+            f"{row.map50:.4f}",
+            f"{row.map:.4f}",
+        )
+    console.print(rendered)
+    if table.row(REFERENCE_ROW) is not None:
+        console.print(
+            markup(
+                "reference: the input trained {} epochs as the run did, without distillation, in [b]{}[/]",
+                result.epochs,
+                result.run_dir / REFERENCE_NAME,
+            )
+        )
+    if table.row(INT8_ROW) is not None:
+        console.print(markup("pruned + INT8 (OpenVINO, NNCF): [b]{}[/]", result.run_dir / INT8_NAME))
 
 
 @app.command("auto")
 @request_command(AutoPruneRequest)
 def auto_command(request: AutoPruneRequest, json_output: JsonOption = False) -> None:
-    """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt."""
+    """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt,
+    and ends with a table of the input, the pruned model and the pruned model in INT8 on each runtime."""
     from yolor_cli.engine.prune.auto import auto_prune
 
     _render_auto(auto_prune(request, reporter=RichReporter()), json_output)

@@ -1,4 +1,5 @@
-"""What the pruning tests share: a tiny trained-shape checkpoint, one torch thread, a kill -9 stand-in."""
+"""What the pruning tests share: a tiny checkpoint, one torch thread, a kill -9 stand-in, and prune
+auto's final table on PyTorch only unless a test asks for more."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     save_checkpoint(Checkpoint(cfg=model.cfg, model_state=model.state_dict()), path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def torch_only_final_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final table times each model on every runtime installed (an export and a quantization each);
+    a prune auto test about something else keeps PyTorch's latencies, which the run has measured already.
+    tests/engine/prune/test_final_table.py overrides this fixture and tests the other runtimes."""
+    from yolor_cli.engine.prune import auto
+
+    monkeypatch.setattr(auto, "available_runtimes", lambda: (["torch"], []))

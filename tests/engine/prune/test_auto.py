@@ -41,6 +41,8 @@ JSON_KEYS = {
     "steps",
     "schedule",
     "epochs",
+    "latency_ms_runtimes",
+    "final_table",
     "output",
 }
 
@@ -136,6 +138,12 @@ def test_cli_run_writes_the_steps_models_and_json(
     payload = json.loads(result.stdout)
     assert set(payload) == JSON_KEYS
     assert payload["schedule"] == "steps" and payload["epochs"] == 3  # two steps of 1 epoch, the final one
+    # the final table (on PyTorch only here: tests/engine/prune/conftest.py), no reference without --reference
+    assert [row["model"] for row in payload["final_table"]] == ["input", "pruned"]
+    assert payload["latency_ms_runtimes"] == {
+        "before": {"torch": round(payload["latency_ms_before"], 3)},
+        "after": {"torch": round(payload["latency_ms_after"], 3)},
+    }
     run = tmp_path / "runs" / "exp"
     assert payload["output"] == str(run / "pruned.pt")
     rows = payload["steps"]
@@ -309,6 +317,7 @@ def test_a_teacher_named_otherwise_than_the_data_is_refused_first(shapes: Path, 
         ({"epochs_per_step": -1}, "--epochs-per-step -1 is negative"),
         ({"final_epochs": -2}, "--final-epochs -2 is negative"),
         ({"max_drop": -0.1}, "--max-drop -0.1 is negative"),
+        ({"calib_images": 0}, "--calib-images 0 is below 1"),
         ({"max_drop": float("nan")}, "--max-drop nan is not a number"),
         ({"target_macs": None, "target_latency_ms": float("nan")}, "--target-latency-ms nan is not a number"),
         ({"allocate": "layers"}, "unknown --allocate 'layers'"),

@@ -12,7 +12,10 @@ atomic write, so that ``--resume`` after Ctrl-C or kill -9 never redoes a finish
    stripped) is not redone;
 3. validate -> ``step_K.pt``, then the after-fine-tune figures in ``auto.json`` (and steps.csv/png).
 
-The final fine-tune works the same way in ``final/`` and ends in ``pruned.pt``.
+The final fine-tune works the same way in ``final/`` and ends in ``pruned.pt``. Then the final table
+(engine/prune/final_table.py): with ``--reference`` the unpruned input trained as many epochs as the run
+spent, in ``reference/`` (through the same resume rules, so --resume does not train it again), and the
+table itself, kept in ``auto.json`` once made.
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.allocate import ALLOCATORS, AllocationContext
+from yolor_cli.engine.prune.final_table import (
+    INPUT_ROW,
+    INT8_ROW,
+    INT8_RUNTIME,
+    PRUNED_ROW,
+    REFERENCE_ROW,
+    FinalTable,
+    TableRow,
+    available_runtimes,
+    int8_scores,
+    latencies,
+)
 from yolor_cli.engine.prune.gradual import gradual_hooks, saved_state, stop_note
 from yolor_cli.engine.prune.pruning import check_supported, rebuild
 from yolor_cli.engine.prune.request import AutoPruneRequest
@@ -57,6 +72,7 @@ TEACHER_NAME = "teacher.pt"  # the input as an ordinary checkpoint, when it need
 FINAL_NAME = "final"
 GRADUAL_NAME = "gradual"  # --schedule gradual: the one training run's folder
 INPUT_NAME = "input.pt"  # the input as an ordinary checkpoint, when it needed --cfg or --trust-pickle
+REFERENCE_NAME = "reference"  # --reference: the unpruned input's training run's folder
 # A step asked to keep more than this of the current model's MACs prunes nothing: the previous step
 # already overshot its share (the MACs search lands within 5 %), and a cut of 1 % is within that noise.
 NOTHING_TO_PRUNE = 0.99
@@ -72,9 +88,19 @@ class AutoPruneResult:
     notes: list[str]
     schedule: str = "steps"
     epochs: int = 0  # the training epochs the whole run spent (to train a reference as long)
+    table: FinalTable | None = None  # the final table (input, reference, pruned, pruned + INT8)
 
     def rows(self) -> list[dict[str, object]]:
         return [self.input.row(), *(record.row() for record in self.steps)]
+
+    def latency_runtimes(self) -> dict[str, dict[str, float]]:
+        """The input's ("before") and the pruned model's ("after") latency on each runtime of the final
+        table, rounded as steps.csv rounds them."""
+        table = self.table
+        found = {
+            key: table.row(name) if table else None for key, name in (("before", INPUT_ROW), ("after", PRUNED_ROW))
+        }
+        return {key: {k: round(v, 3) for k, v in row.latency_ms.items()} if row else {} for key, row in found.items()}
 
 
 def validate(
@@ -93,6 +119,11 @@ def validate(
         reporter=reporter,
     )
     return result.metrics.map50, result.metrics.map
+
+
+def _known_latencies(record: StepRecord) -> dict[str, float]:
+    """The latencies the run measured for ``record``'s model already: PyTorch's, and --runtime's."""
+    return {"torch": record.latency_ms, **record.runtime_ms}
 
 
 def _cost(model: DarknetModel, img_size: int, runtime: str) -> tuple[int, int, float, dict[str, float]]:
@@ -210,11 +241,18 @@ class AutoRun:
         self.save()
 
     def _fine_tune(
-        self, name: str, weights: Path, epochs: int, hooks: HookFactory | None = None, prune_to: float | None = None
+        self,
+        name: str,
+        weights: Path,
+        epochs: int,
+        hooks: HookFactory | None = None,
+        prune_to: float | None = None,
+        distill: bool = True,
     ) -> DarknetModel:
         """Train ``weights`` for ``epochs`` in ``run_dir/name``, or continue or take that training as an
         earlier attempt left it. Returns the trained model (its final EMA weights). ``hooks`` and
-        ``prune_to``: the gradual run's pruning hook and target."""
+        ``prune_to``: the gradual run's pruning hook and target; ``distill`` False trains without the
+        teacher even under --distill (the reference)."""
         last = self.dir / name / "weights" / "last.pt"
         if last.exists():
             checkpoint = load_checkpoint(last)
@@ -224,12 +262,14 @@ class AutoRun:
             plan = plan_training(TrainOptions(device=self.request.device), resume=True, last=last)
         else:
             self.reporter.info(f"Fine-tuning {epochs} epochs in {self.dir / name}")
-            plan = plan_training(self._train_options(name, weights, epochs, prune_to))
+            plan = plan_training(self._train_options(name, weights, epochs, prune_to, distill))
         for note in train(plan, self.reporter, hooks=hooks).notes:
             self.state.note(note)
         return model_from_checkpoint(load_checkpoint(last), str(last))
 
-    def _train_options(self, name: str, weights: Path, epochs: int, prune_to: float | None = None) -> TrainOptions:
+    def _train_options(
+        self, name: str, weights: Path, epochs: int, prune_to: float | None = None, distill: bool = True
+    ) -> TrainOptions:
         request = self.request
         return TrainOptions(
             data=str(request.data),
@@ -246,7 +286,7 @@ class AutoRun:
             # the run validates each fine-tuned model itself, as it did the input; a gradual run validates
             # every epoch, for its guard
             noval=prune_to is None,
-            teacher=self.teacher(),
+            teacher=self.teacher() if distill else None,
             prune_to=prune_to,
         )
 
@@ -257,13 +297,10 @@ class AutoRun:
         if self.state.final is not None:
             return
         request = self.request
-        source = Path(request.weights or "")
-        if _teacher_copied(request):  # the trainer reads our own checkpoints only
-            source = self.dir / INPUT_NAME
-            if not source.exists():
-                self._write_model(self._source(1), source)
         hooks = gradual_hooks(method=request.method, reference_map=self.state.input.map, max_drop=request.max_drop)
-        model = self._fine_tune(GRADUAL_NAME, source, request.total_epochs, hooks, self.state.target_fraction)
+        model = self._fine_tune(
+            GRADUAL_NAME, self._input_checkpoint(), request.total_epochs, hooks, self.state.target_fraction
+        )
         pruning = saved_state(load_checkpoint(self.dir / GRADUAL_NAME / "weights" / "last.pt").train_options)
         if pruning is not None and pruning.stopped is not None:
             self.state.note(stop_note(pruning))
@@ -278,6 +315,16 @@ class AutoRun:
         record = StepRecord(1, params, macs, latency, map50, map_, map50, map_, runtime_ms=timed)
         self.state.steps, self.state.final = [record], record
         self.save()
+
+    def _input_checkpoint(self) -> Path:
+        """The input as a checkpoint the trainer reads (it reads our own only): the given weights, or a
+        copy in the run folder of an input that needed --cfg or --trust-pickle."""
+        source = Path(self.request.weights or "")
+        if _teacher_copied(self.request):
+            source = self.dir / INPUT_NAME
+            if not source.exists():
+                self._write_model(self._source(1), source)
+        return source
 
     def epochs(self) -> int:
         """The training epochs the run spent: every fine-tune's (steps), or the one run's (gradual)."""
@@ -335,6 +382,57 @@ class AutoRun:
         )
         self.save()
 
+    # ---- the final table -----------------------------------------------------------------------
+    def _reference(self) -> tuple[float, float]:
+        """mAP50 and mAP50-95 of the unpruned input trained as many epochs as the run spent, with the same
+        trainer, options and seed, without distillation (it would distil from itself)."""
+        epochs = self.epochs()
+        if epochs == 0:
+            self.state.note("the run trained no epochs: the reference is the input as it is")
+            return self.state.input.map50_pruned, self.state.input.map_pruned
+        return self._validate(self._fine_tune(REFERENCE_NAME, self._input_checkpoint(), epochs, distill=False))
+
+    def final_table(self) -> None:
+        """The final table, made once and kept in auto.json (a resumed finished run shows it again)."""
+        state, request, final = self.state, self.request, self.state.final
+        if state.table is not None:
+            return
+        assert final is not None and final.map50 is not None and final.map is not None
+        runtimes, notes = available_runtimes()
+        for note in notes:
+            state.note(note)
+        size, first = request.img_size, state.input
+        self.reporter.info("Measuring the final table")
+        before = latencies(self._source(1).eval(), size, runtimes, _known_latencies(first), self.reporter)
+        rows = [TableRow(INPUT_ROW, first.params, first.gflops, before, first.map50_pruned, first.map_pruned)]
+        if request.reference:  # the input's architecture: its params, GFLOPs and latencies
+            rows.append(TableRow(REFERENCE_ROW, first.params, first.gflops, dict(before), *self._reference()))
+        pruned = self.dir / OUTPUT_NAME
+        after = latencies(
+            load_model(weights=pruned).model.eval(), size, runtimes, _known_latencies(final), self.reporter
+        )
+        rows.append(TableRow(PRUNED_ROW, final.params, final.gflops, after, final.map50, final.map))
+        if INT8_RUNTIME in runtimes:
+            assert request.data is not None
+            try:
+                map50, map_, int8_notes = int8_scores(
+                    pruned, self.data, request.data, size, request.calib_images, self.reporter
+                )
+            except YolorError as error:  # pruned.pt stands: a quantizer's failure costs the row, not the run
+                state.note(f"the final table has no pruned + INT8 row: {error.message}")
+            else:
+                latency = {INT8_RUNTIME: after[INT8_RUNTIME]}
+                rows.append(TableRow(INT8_ROW, final.params, final.gflops, latency, map50, map_))
+                for note in int8_notes:
+                    state.note(note)
+        else:
+            state.note(
+                "the final table has no pruned + INT8 row: it needs the openvino extra "
+                "(pip install 'yolor-cli[openvino]')"
+            )
+        state.table = FinalTable(runtimes, rows).to_dict()
+        self.save()
+
     def notes(self) -> list[str]:
         state, request, final = self.state, self.request, self.state.final
         assert final is not None and final.map is not None
@@ -366,6 +464,7 @@ class AutoRun:
             self.notes(),
             schedule=self.request.schedule,
             epochs=self.epochs(),
+            table=FinalTable.from_dict(self.state.table) if self.state.table is not None else None,
         )
 
 
@@ -516,11 +615,12 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
         run.state.note(f"{run.dir} had finished: nothing was done (give --name to resume another run)")
     if run.request.schedule == "gradual":
         run.gradual()
-        return run.result()
-    for number in range(1, run.request.steps + 1):
-        if run.state.stopped is not None:
-            break
-        run.step(number)
-    run.check_something_kept()
-    run.finish()
+    else:
+        for number in range(1, run.request.steps + 1):
+            if run.state.stopped is not None:
+                break
+            run.step(number)
+        run.check_something_kept()
+        run.finish()
+    run.final_table()
     return run.result()

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from yolor_cli.engine.deploy.request import LATENCY_RUNTIMES
+from yolor_cli.engine.deploy.request import DEFAULT_CALIB_IMAGES, LATENCY_RUNTIMES
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.infer.request import DEFAULT_IMG_SIZE  # GFLOPs and latency are reported at it
 from yolor_cli.engine.options import (
@@ -260,6 +260,19 @@ class AutoPruneRequest(Request):
         max=MAX_ROUND_TO,
     )
     distill: bool = option(True, "--distill/--no-distill", help="Fine-tune with the input model as the teacher.")
+    reference: bool = option(
+        False,
+        "--reference/--no-reference",
+        help="Also train the unpruned input as many epochs as the run spent (same trainer, no distillation; "
+        "kept in reference/) and show it in the final table: the fair yardstick, at twice the training time.",
+    )
+    calib_images: int = option(
+        DEFAULT_CALIB_IMAGES,
+        "--calib-images",
+        help="Training images the final table's pruned + INT8 model is calibrated on (as yolor export --int8; "
+        "needs the openvino extra).",
+        min=1,
+    )
     img_size: int = img_size_option(DEFAULT_IMG_SIZE, "Size to train, validate and measure GFLOPs and latency at.")
     batch_size: int = batch_option(8, help="Fine-tuning batch size.")
     device: str = device_option()

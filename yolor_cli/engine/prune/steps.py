@@ -91,6 +91,7 @@ class AutoState:
     stopped: int | None = None  # the step whose fine-tuned model fell further than --max-drop
     final: StepRecord | None = None
     notes: list[str] = field(default_factory=list)  # said while the run went; said again on resume
+    table: dict[str, Any] | None = None  # the final table (final_table.FinalTable.to_dict), once made
 
     def step(self, number: int) -> StepRecord | None:
         return next((record for record in self.steps if record.step == number), None)
@@ -120,6 +121,7 @@ class AutoState:
             "stopped": self.stopped,
             "final": asdict(self.final) if self.final is not None else None,
             "notes": self.notes,
+            "table": self.table,
         }
         data = (json.dumps(payload, indent=1) + "\n").encode()
         atomic_write(run_dir / STATE_NAME, lambda stream: stream.write(data))
@@ -148,6 +150,7 @@ class AutoState:
                 stopped=raw["stopped"],
                 final=StepRecord(**raw["final"]) if raw["final"] is not None else None,
                 notes=list(raw["notes"]),
+                table=raw.get("table"),  # absent from runs that finished before the final table existed
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise YolorError(
