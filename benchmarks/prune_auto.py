@@ -44,6 +44,7 @@ CASES = {  # case -> extra options of `yolor prune auto`
     "gradual": ["--schedule", "gradual"],
     "gradual-no-distill": ["--schedule", "gradual", "--no-distill"],
     "gradual-sensitivity": ["--schedule", "gradual", "--allocate", "sensitivity"],
+    "gradual-no-guard": ["--schedule", "gradual", "--max-drop", "1"],  # the last --max-drop wins
 }
 
 
