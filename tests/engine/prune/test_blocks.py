@@ -241,7 +241,7 @@ def test_cli_scan_lists_each_block_with_its_loss(source: Path, shapes: Path, tmp
     text = " ".join(table.stdout.split())
     assert "block 9-11" in text and "conv 1+3" in text and "removed" in text
     refused = invoke("prune", "sensitivity", *common, str(tmp_path / "x"), "--unit", "blocks")
-    assert refused.exit_code == 1 and "unknown --unit 'blocks'" in refused.stderr
+    assert refused.exit_code == 2 and "'blocks' is not one of 'conv'" in " ".join(refused.stderr.split())
 
 
 def test_prune_auto_by_blocks_writes_an_ordinary_checkpoint_that_info_reads(

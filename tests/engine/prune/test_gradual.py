@@ -72,6 +72,31 @@ def test_the_schedule_is_zhu_and_gupta_cubic_monotone_and_ends_on_the_target() -
     assert all(a.fraction > b.fraction for a, b in zip(cuts, cuts[1:]))
     short = gradual.cut_schedule(0.5, 8)  # a tiny run: one cut per iteration of its first half
     assert [c.iteration for c in short] == [1, 2, 3, 4] and short[-1].fraction == 0.5
+    after_warmup = gradual.cut_schedule(0.5, 1000, start=129)  # t0: the cuts begin when the warmup ends
+    assert len(after_warmup) == gradual.MAX_CUTS and after_warmup[0].iteration > 129
+    assert after_warmup[-1].iteration == 500 and after_warmup[-1].fraction == 0.5
+    assert [c.fraction for c in after_warmup] == [c.fraction for c in cuts]  # the same cubic, compressed
+    late = gradual.cut_schedule(0.5, 1000, start=900)  # past the cut phase: one cut at its end
+    assert [(c.iteration, c.fraction) for c in late] == [(500, 0.5)]
+
+
+def test_a_run_starts_cutting_when_its_warmup_ends(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real = gradual.GradualPruning.before_epoch
+
+    def warmup_seen(self, trainer, state):
+        seen.append(trainer.warmup.iterations)
+        real(self, trainer, state)
+
+    monkeypatch.setattr(gradual.GradualPruning, "before_epoch", warmup_seen)
+    gradual.train(plan_training(_options(shapes, source, tmp_path, epochs=4)))
+    state = gradual.saved_state(load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options)
+    assert state is not None and state.finished
+    iterations = state.cuts[-1]["iteration"] * 2  # the cut phase is the first half
+    start = min(seen[0], round(gradual.CUT_PHASE * iterations / 2))
+    assert start > 0 and state.done[0]["iteration"] > start
 
 
 # ---- one cut in the middle of a run ------------------------------------------------------------------
@@ -162,12 +187,12 @@ def test_resume_after_a_kill_between_two_cuts_continues_at_the_shapes_and_schedu
     options = _options(shapes, source, tmp_path, epochs=4)
     real_after_epoch = hooks.CheckpointHook.after_epoch
 
-    def killed_after_epoch_1(self, trainer, state):
+    def killed_after_epoch_2(self, trainer, state):
         real_after_epoch(self, trainer, state)
-        if state.epoch == 0:
-            raise SimulatedKill  # after epoch 1's last.pt, before the cuts of epoch 2
+        if state.epoch == 1:
+            raise SimulatedKill  # after epoch 2's last.pt (its cuts made), before the last cut in epoch 3
 
-    monkeypatch.setattr(hooks.CheckpointHook, "after_epoch", killed_after_epoch_1)
+    monkeypatch.setattr(hooks.CheckpointHook, "after_epoch", killed_after_epoch_2)
     with pytest.raises(SimulatedKill):
         gradual.train(plan_training(options))
     monkeypatch.setattr(hooks.CheckpointHook, "after_epoch", real_after_epoch)
@@ -175,9 +200,9 @@ def test_resume_after_a_kill_between_two_cuts_continues_at_the_shapes_and_schedu
     saved = load_checkpoint(last)
     state = gradual.saved_state(saved.train_options)
     assert state is not None and 0 < len(state.done) < len(state.cuts)  # killed between two cuts
-    after_epoch_1 = model_from_checkpoint(saved)  # built at the checkpoint's (pruned) shapes
-    assert _macs(after_epoch_1) / state.base_macs == pytest.approx(state.reached)
-    assert _macs(after_epoch_1) < _macs(build_model(load_checkpoint(source).cfg))
+    after_epoch_2 = model_from_checkpoint(saved)  # built at the checkpoint's (pruned) shapes
+    assert _macs(after_epoch_2) / state.base_macs == pytest.approx(state.reached)
+    assert _macs(after_epoch_2) < _macs(build_model(load_checkpoint(source).cfg))
 
     cuts_made: list[int] = []
     real_cut = gradual.cut_trainer
@@ -188,7 +213,7 @@ def test_resume_after_a_kill_between_two_cuts_continues_at_the_shapes_and_schedu
 
     monkeypatch.setattr(gradual, "cut_trainer", counted_cut)
     resumed = plan_training(TrainOptions(device="cpu"), resume=True, last=last)
-    assert resumed.resume is not None and resumed.resume.start_epoch == 1
+    assert resumed.resume is not None and resumed.resume.start_epoch == 2
     gradual.train(resumed)
     final = gradual.saved_state(load_checkpoint(last).train_options)
     assert final is not None and final.finished and final.stopped is None
@@ -206,26 +231,50 @@ def test_plain_train_refuses_a_prune_to_run_without_the_hook(shapes: Path, sourc
 # ---- the guard ---------------------------------------------------------------------------------------
 
 
+def _validations(monkeypatch: pytest.MonkeyPatch, maps: list[float]) -> None:
+    """Every validation of the run reads the next of ``maps`` (the last one from then on)."""
+
+    def scripted(self, trainer, state):
+        value = maps[min(state.epoch, len(maps) - 1)]
+        state.metrics = Metrics(
+            precision=value, recall=value, f1=value, map50=value, map=value, per_class=[], metric="coco"
+        )
+        state.fitness = value
+        state.val_losses = np.zeros(4)
+
+    monkeypatch.setattr(hooks.ValidationHook, "after_epoch", scripted)
+
+
 def test_the_guard_stops_the_cuts_and_keeps_the_widths(
     shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def poor_validation(self, trainer, state):
-        state.metrics = Metrics(precision=0.1, recall=0.1, f1=0.1, map50=0.2, map=0.1, per_class=[], metric="coco")
-        state.fitness = 0.1
-        state.val_losses = np.zeros(4)
-
-    monkeypatch.setattr(hooks.ValidationHook, "after_epoch", poor_validation)
+    _validations(monkeypatch, [0.3, 0.1])  # epoch 1 (before any cut) at the input's level, then a fall
     options = _options(shapes, source, tmp_path, epochs=4, noval=False)
     plain_train(plan_training(options), hooks=gradual.gradual_hooks(reference_map=0.3, max_drop=0.05))
     last = tmp_path / "runs" / "exp" / "weights" / "last.pt"
     state = gradual.saved_state(load_checkpoint(last).train_options)
-    assert state is not None and state.stopped is not None
-    assert state.stopped["epoch"] == 0 and state.stopped["map"] == pytest.approx(0.1)
-    assert 0 < len(state.done) < len(state.cuts)  # the cuts of epoch 1 only
-    assert all(cut["epoch"] == 0 for cut in state.done)
+    assert state is not None and state.stopped is not None and state.start_map == pytest.approx(0.3)
+    assert state.stopped["epoch"] == 1 and state.stopped["map"] == pytest.approx(0.1)
+    assert 0 < len(state.done) < len(state.cuts)  # the cuts of epoch 2 only
+    assert all(cut["epoch"] == 1 for cut in state.done)
     model = model_from_checkpoint(load_checkpoint(last))
     assert _macs(model) / state.base_macs == pytest.approx(state.stopped["fraction"])
-    assert state.reached > 0.5
+    assert state.done[-1]["wanted"] > state.cuts[-1]["fraction"]  # the last cut (to the target) not made
+    assert "below 0.3000 (the input's mAP50-95)" in gradual.stop_note(state)
+
+
+def test_the_guard_does_not_blame_the_warmups_dip_on_the_cuts(
+    shapes: Path, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new run's warmup pulls a trained model far below the input before any cut (0.3 -> 0.1); the
+    # cuts then hold that level: the guard measures them from 0.1 and lets all of them through.
+    _validations(monkeypatch, [0.1, 0.09])
+    options = _options(shapes, source, tmp_path, epochs=4, noval=False)
+    plain_train(plan_training(options), hooks=gradual.gradual_hooks(reference_map=0.3, max_drop=0.05))
+    state = gradual.saved_state(load_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt").train_options)
+    assert state is not None and state.finished and state.stopped is None
+    assert state.start_map == pytest.approx(0.1) and state.yardstick == pytest.approx(0.1)
+    assert state.reached <= 0.5
 
 
 # ---- yolor train --prune-to, end to end --------------------------------------------------------------

@@ -150,9 +150,9 @@ def test_a_runtime_whose_extra_is_missing_is_named_with_its_extra(
     assert scan.exit_code == 1 and "yolor-cli[export]" in scan.stderr
     assert "--runtime onnxruntime needs the Python package onnxruntime" in " ".join(scan.stderr.split())
     assert not (tmp_path / "runs").exists()
-    with pytest.raises(YolorError, match="unknown --runtime 'tensorrt'"):
+    with pytest.raises(YolorError, match="--runtime 'tensorrt' is not one of torch, onnxruntime"):
         SensitivityRequest(weights=source, data=shapes / "data.yaml", runtime="tensorrt")
-    with pytest.raises(YolorError, match="unknown --runtime"):
+    with pytest.raises(YolorError, match="--runtime 'gpu' is not one of"):
         AutoPruneRequest(weights=source, data=shapes / "data.yaml", target_macs=0.5, runtime="gpu")
 
 

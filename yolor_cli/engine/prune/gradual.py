@@ -1,16 +1,20 @@
 """Gradual pruning inside one training run: ``yolor train --prune-to F`` and ``yolor prune auto --schedule
 gradual``.
 
-A trainer hook (:class:`GradualPruning`) removes a slice of channels every so many iterations over the
-first part of the run (:data:`CUT_PHASE` of its iterations), along the cubic schedule of Zhu & Gupta,
+A trainer hook (:class:`GradualPruning`) removes a slice of channels every so many iterations from the end
+of the run's warmup to :data:`CUT_PHASE` of its iterations, along the cubic schedule of Zhu & Gupta,
 "To prune, or not to prune: exploring the efficacy of pruning for model compression" (2017, arXiv:1710.01878),
 written for the kept fraction of the MACs::
 
     s_t = F + (1 - F) * (1 - (t - t0) / (n * dt)) ** 3,   t = t0 + dt, t0 + 2 dt, ..., t0 + n dt
 
-(t0 = 0, n cuts ``dt`` iterations apart, the last one at the end of the cut phase): big slices while the
-model has redundancy to spare, thin ones as it nears the target. The model then recovers to the end of
-the same run: one warmup, one learning-rate schedule, the teacher (``--teacher``) throughout.
+(n cuts ``dt`` iterations apart, the last one at the end of the cut phase): big slices while the model
+has redundancy to spare, thin ones as it nears the target. The model then recovers to the end of the same
+run: one warmup, one learning-rate schedule, the teacher (``--teacher``) throughout. The cuts start (t0)
+when the warmup ends, not at the first iteration: the warmup's rising learning rates already pull a
+trained model down for a few epochs, and cutting through that compounds the two (see
+benchmarks/README.md#gradual-against-steps). t0 is capped at half the cut phase, so a run whose warmup
+fills most of it still cuts gradually.
 
 How a cut keeps the run consistent:
 
@@ -31,10 +35,13 @@ How a cut keeps the run consistent:
 - **Resume.** The hook's state (the schedule, the cuts done, the guard) is saved in every checkpoint
   (``train_options["gradual_pruning"]``) with the model at its current shapes (the cfg of the pruned
   model), so ``--resume`` after Ctrl-C or kill -9 builds the model as it was and makes the cuts still due.
-- **Guard.** With a reference mAP50-95 (prune auto: the input's), each validation during the cut phase
-  (the run validates every epoch) compares the EMA's mAP50-95 with it; once it falls more than
-  ``max_drop`` below, no further cut is made, the model keeps its widths for the rest of the run and the
-  state records where and why.
+- **Guard.** With a reference mAP50-95 (prune auto: the input's), each validation after the first cut
+  and while cuts remain (the run validates every epoch) compares the EMA's mAP50-95 with a yardstick: the
+  lower of the reference and the run's last validation before its first cut. The warmup's dip is the new
+  run's, not the cuts', so it must not count against them; the cuts are judged by what they take from the
+  model they started on. Once a validation falls more than ``max_drop`` below the yardstick, no further
+  cut is made, the model keeps its widths for the rest of the run and the state records where and why.
+  Whether the finished model is within ``max_drop`` of the input is judged after the run (prune auto).
 """
 
 from __future__ import annotations
@@ -86,13 +93,20 @@ class Cut:
     fraction: float  # of the starting MACs, kept after the cut
 
 
-def cut_schedule(target: float, iterations: int, *, phase: float = CUT_PHASE, cuts: int = MAX_CUTS) -> list[Cut]:
-    """The run's cuts: ``n = min(cuts, phase x iterations)`` of them, ``dt`` apart, the last at the end of
-    the cut phase, each to the schedule's fraction at its iteration (the last exactly ``target``)."""
+def cut_schedule(
+    target: float, iterations: int, *, start: int = 0, phase: float = CUT_PHASE, cuts: int = MAX_CUTS
+) -> list[Cut]:
+    """The run's cuts: ``n = min(cuts, end - start)`` of them, ``dt`` apart after iteration ``start`` (Zhu &
+    Gupta's t0), the last at the end of the cut phase (``phase`` of the run's iterations), each to the
+    schedule's fraction at its iteration (the last exactly ``target``)."""
     end = max(0, min(iterations - 1, round(phase * iterations)))
-    count = max(1, min(cuts, end))
+    start = min(max(start, 0), end)
+    count = max(1, min(cuts, end - start))
     return [
-        Cut(round(k * end / count), kept_fraction(k, target=target, end=count) if k < count else target)
+        Cut(
+            start + round(k * (end - start) / count),
+            kept_fraction(k, target=target, end=count) if k < count else target,
+        )
         for k in range(1, count + 1)
     ]
 
@@ -195,8 +209,9 @@ class GradualState:
 
     target: float  # the fraction of the starting MACs kept at the end of the cut phase
     method: str  # channel ranking: l1, l2 or bn
-    reference_map: float | None = None  # mAP50-95 the guard compares with (None: no guard)
+    reference_map: float | None = None  # the input's mAP50-95 (None: no guard)
     max_drop: float | None = None
+    start_map: float | None = None  # mAP50-95 of the last validation before the first cut
     base_macs: float | None = None  # the starting model's MACs at the probe size (set at the first epoch)
     cuts: list[dict[str, Any]] = field(default_factory=list)  # the schedule: iteration and fraction of each
     done: list[dict[str, Any]] = field(default_factory=list)  # cuts made: iteration, epoch, wanted, reached
@@ -210,6 +225,14 @@ class GradualState:
     def reached(self) -> float:
         """The fraction of the starting MACs the model is at."""
         return self.done[-1]["reached"] if self.done else 1.0
+
+    @property
+    def yardstick(self) -> float:
+        """The mAP50-95 the guard measures a drop from (see the module's docstring)."""
+        assert self.reference_map is not None
+        if self.start_map is None:
+            return self.reference_map
+        return min(self.reference_map, self.start_map)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GradualState:
@@ -238,11 +261,13 @@ class GradualPruning(TrainHook):
             check_bn_rankable_globally(trainer.model)
         self.state.base_macs = ConvMacs(trainer.model)()
         iterations = len(trainer.loader) * state.epochs
-        self.state.cuts = [asdict(cut) for cut in cut_schedule(self.state.target, iterations)]
-        last = self.state.cuts[-1]["iteration"]
+        start = min(trainer.warmup.iterations, round(CUT_PHASE * iterations / 2))
+        self.state.cuts = [asdict(cut) for cut in cut_schedule(self.state.target, iterations, start=start)]
+        first, last = self.state.cuts[0]["iteration"], self.state.cuts[-1]["iteration"]
         self.reporter.info(
             f"pruning to {self.state.target:g} of the MACs in {len(self.state.cuts)} cuts over iterations "
-            f"1-{last + 1} of {iterations} (Zhu & Gupta's cubic schedule), then recovering"
+            f"{first + 1}-{last + 1} of {iterations} (Zhu & Gupta's cubic schedule, after the warmup), "
+            "then recovering"
         )
 
     def on_batch(
@@ -267,9 +292,14 @@ class GradualPruning(TrainHook):
     def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
         """The guard: see the module's docstring (only while cuts remain, and only on validated epochs)."""
         reference, metrics = self.state.reference_map, state.metrics
-        if reference is None or metrics is None or self.state.stopped is not None or self.state.finished:
+        if metrics is None or self.state.stopped is not None or self.state.finished:
             return
-        if reference - metrics.map > (self.state.max_drop or 0.0):
+        if not self.state.done:  # no cut yet: the level the cuts will start from
+            self.state.start_map = metrics.map
+            return
+        if reference is None:
+            return
+        if self.state.yardstick - metrics.map > (self.state.max_drop or 0.0):
             self.state.stopped = {
                 "epoch": state.epoch,
                 "map": metrics.map,
@@ -286,9 +316,14 @@ def stop_note(state: GradualState) -> str:
     """What the guard did, in words (for a state whose guard stopped the cuts)."""
     stopped = state.stopped
     assert stopped is not None and state.reference_map is not None
+    yardstick = (
+        "the run's mAP50-95 before its first cut"
+        if state.start_map is not None and state.start_map < state.reference_map
+        else "the input's mAP50-95"
+    )
     return (
         f"the guard stopped the cuts after epoch {stopped['epoch'] + 1}: mAP50-95 {stopped['map']:.4f} is more "
-        f"than --max-drop {state.max_drop} below {state.reference_map:.4f}; the model keeps "
+        f"than --max-drop {state.max_drop} below {state.yardstick:.4f} ({yardstick}); the model keeps "
         f"{stopped['fraction']:.3f} of the MACs ({stopped['cuts_done']}/{len(state.cuts)} cuts) to the end"
     )
 

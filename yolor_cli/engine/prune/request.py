@@ -58,13 +58,8 @@ def method_option(
 
 
 def runtime_option(default: str | None, help: str) -> object:
-    return option(default, "--runtime", help=help)
-
-
-def check_runtime_name(runtime: str | None) -> None:
-    """A known runtime (whether its packages are installed is checked by the engine, before work)."""
-    if runtime is not None and runtime not in LATENCY_RUNTIMES:
-        raise YolorError(f"unknown --runtime {runtime!r}", hint=f"choose one of {', '.join(LATENCY_RUNTIMES)}")
+    """A known runtime; whether its packages are installed is checked by the engine, before work."""
+    return option(default, "--runtime", help=help, choices=LATENCY_RUNTIMES)
 
 
 def check_amount(amount: float, flag: str = "--amount") -> None:
@@ -236,12 +231,14 @@ class AutoPruneRequest(Request):
         "global",
         "--allocate",
         help="global (channels ranked across the model) or sensitivity (per-layer amounts from a scan).",
+        choices=ALLOCATIONS,
     )
     unit: str = option(
         "conv",
         "--unit",
         help="With --allocate sensitivity: what the plan cuts: conv (coupled conv groups, width), block "
         "(residual blocks removed whole, depth) or conv+block (both, by mAP lost per MAC saved).",
+        choices=AUTO_UNITS,
     )
     method: str = method_option(help="Channel importance: l1, l2 or bn (BatchNorm scales).")
     schedule: str = option(
@@ -292,11 +289,6 @@ class AutoPruneRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # bounds (steps, epochs, --max-drop, sizes, seed) before anything else
-        check_runtime_name(self.runtime)
-        if self.allocate not in ALLOCATIONS:
-            raise YolorError(f"unknown --allocate {self.allocate!r}", hint=f"choose one of {', '.join(ALLOCATIONS)}")
-        if self.unit not in AUTO_UNITS:
-            raise YolorError(f"unknown --unit {self.unit!r}", hint=f"choose one of {', '.join(AUTO_UNITS)}")
         if self.unit != "conv" and self.allocate != "sensitivity":
             raise YolorError(
                 f"--unit {self.unit} needs --allocate sensitivity",
@@ -392,6 +384,7 @@ class SensitivityRequest(Request):
         "--unit",
         help="What is pruned alone: conv (one conv with its coupled convs), stage (the convs between "
         "two route/shortcut joins), block (one residual block removed whole), or conv+block / stage+block.",
+        choices=SENSITIVITY_UNITS,
     )
     cfg: str | None = cfg_option()
     method: str = method_option(help="Channel importance: l1, l2, or bn (BatchNorm scales).")
@@ -419,7 +412,6 @@ class SensitivityRequest(Request):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_runtime_name(self.runtime)
         if not self.amounts:
             raise YolorError("--amounts is empty", hint="e.g. --amounts 0.25,0.5,0.75")
         for amount in self.amounts:
@@ -430,8 +422,6 @@ class SensitivityRequest(Request):
         repeated = sorted({amount for amount in self.amounts if self.amounts.count(amount) > 1})
         if repeated:
             raise YolorError(f"--amounts {', '.join(f'{a:g}' for a in repeated)} given more than once")
-        if self.unit not in SENSITIVITY_UNITS:
-            raise YolorError(f"unknown --unit {self.unit!r}", hint=f"choose one of {', '.join(SENSITIVITY_UNITS)}")
         if self.method == "random":
             raise YolorError(
                 "--method random cannot measure sensitivity: the loss would depend on the draw, not on the layer",
