@@ -141,7 +141,7 @@ def _import_mlflow() -> Any:
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """MLflow's Python warnings (deprecations, its store's notes) are not the user's business, nor what
-    it writes to stdout (run URLs, printed since 2.18, switchable only since 2.22): stdout is ours (--json)."""
+    it writes to stdout (run URLs; some versions print them with no switch): stdout is ours (--json)."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
