@@ -2,7 +2,7 @@
 
 Stages, lowest first; a module may import its own stage and the ones below, never one above:
 
-0. shared leaves: errors, files, boxes, runtime, config, reporting, runs, quiet_libs (import no stage)
+0. shared leaves: errors, files, boxes, runtime, config, reporting, runs, quiet_libs, tracking (import no stage)
 1. model        (Darknet cfgs, layers, checkpoints)
 2. data         (datasets, VOC conversion, loaders)
 3. train, evaluate, infer

@@ -1,5 +1,5 @@
-"""Third-party runtimes loaded with their telemetry switched off: the one way this package imports
-``onnxruntime``, ``openvino`` and ``nncf``.
+"""Third-party libraries loaded with their telemetry switched off: the one way this package imports
+``onnxruntime``, ``openvino``, ``nncf`` and ``mlflow``.
 
 Left alone, these libraries report usage to their makers and write identifiers under the user's
 home: ``import openvino`` (its converter package) and ``import nncf`` set up OpenVINO's telemetry
@@ -14,7 +14,9 @@ the settings the libraries read, before they read them:
   it recognises by ``CI=true``. torch reads ``CI`` too, so that variable is set only while these
   libraries load or convert (OpenVINO's converter checks again on each ``convert_model``), then
   restored;
-- NNCF: ``NNCF_CI`` (read at import) replaces its telemetry object with a stub.
+- NNCF: ``NNCF_CI`` (read at import) replaces its telemetry object with a stub;
+- MLflow (3.x sends usage events from a background thread, set up at ``import mlflow``):
+  ``MLFLOW_DISABLE_TELEMETRY=true``, read at import and by the tracking server it may start.
 
 OpenVINO's documented ``opt_in_out --opt_out`` would write a consent file into the user's home,
 which is what this avoids.
@@ -28,8 +30,9 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-# Read by onnxruntime when its environment starts; the process keeps it (its child processes too).
-PROCESS_SETTINGS = {"ORT_DISABLE_TELEMETRY": "1"}
+# Read by onnxruntime when its environment starts, by MLflow at import; the process keeps them (its
+# child processes too).
+PROCESS_SETTINGS = {"ORT_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
 # Read while OpenVINO's and NNCF's telemetry is set up; restored afterwards (torch also reads CI).
 LOADING_SETTINGS = {"CI": "true", "NNCF_CI": "1"}
 

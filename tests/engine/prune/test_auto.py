@@ -110,10 +110,10 @@ def _counting_trains(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | N
     calls: list[tuple[str, int | None]] = []
     real_train = auto.train
 
-    def train(plan, reporter=None, hooks=None):
+    def train(plan, reporter=None, hooks=None, tracker=None):
         point = plan.resume
         calls.append((point.save_dir.name, point.start_epoch) if point else (plan.options.name, None))
-        return real_train(plan, reporter, hooks=hooks)
+        return real_train(plan, reporter, hooks=hooks, tracker=tracker)
 
     monkeypatch.setattr(auto, "train", train)
     return calls

@@ -9,6 +9,7 @@ made or run here becomes a row that says why, not a failed run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import tempfile
@@ -40,6 +41,8 @@ from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import resolve_inference_precision, select_device
+from yolor_cli.engine.tracking.options import tracking_settings
+from yolor_cli.engine.tracking.tracker import INPUT_RUN_TAG, NO_TRACKING, Tracker, start_tracking
 
 CSV_NAME = "benchmark.csv"
 TIMED_IMAGES = 20  # val images each format is timed on, one batch at a time, in the same order
@@ -90,6 +93,7 @@ class BenchmarkResult:
     csv: Path | None = None
     min_map: float | None = None
     seconds: float = 0.0
+    input_run_id: str | None = None  # the MLflow run that wrote the weights, when it was tracked
 
     @property
     def below_min_map(self) -> list[BenchmarkRow]:
@@ -125,7 +129,8 @@ class _Bench:
                 device=str(device) if export_format == "torchscript" else "cpu",
                 data=self.request.data,
                 trust_pickle=self.request.trust_pickle,
-            )
+            ),
+            tracker=NO_TRACKING,  # the benchmark's own run says what was measured; its scratch files are not runs
         )
         return exported.files[0].path
 
@@ -162,8 +167,41 @@ class _Bench:
 
 
 def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None) -> BenchmarkResult:
-    """What ``yolor benchmark`` does: each format made, scored and timed; the CSV written."""
+    """What ``yolor benchmark`` does: each format made, scored and timed; the CSV written; logged to
+    MLflow (one run) when the request or MLFLOW_TRACKING_URI says so."""
     reporter = reporter or SilentReporter()
+    settings = tracking_settings(
+        mlflow=request.mlflow, experiment=request.mlflow_experiment, log_weights=False, default_experiment="benchmark"
+    )
+    with start_tracking(settings, reporter, command="benchmark") as tracker:
+        result = _run_benchmark(request, reporter)
+        _log_benchmark(tracker, request, result)
+        return result
+
+
+def _log_benchmark(tracker: Tracker, request: BenchmarkRequest, result: BenchmarkResult) -> None:
+    """The benchmark's run: its options, the input's run (lineage), each format's figures, benchmark.csv."""
+    tracker.tags(
+        {
+            "mlflow.runName": f"benchmark {result.weights.name}",
+            "yolor.weights": str(result.weights.resolve()),
+            "yolor.cfg": request.cfg or f"from {result.weights}",
+            "yolor.data": str(result.data.resolve()),
+            INPUT_RUN_TAG: result.input_run_id,
+        }
+    )
+    tracker.params({k: v for k, v in dataclasses.asdict(request).items() if k not in ("mlflow", "mlflow_experiment")})
+    metrics: dict[str, float | None] = {}
+    for row in result.rows:
+        if row.ok:
+            for key in ("map", "map50", "latency_ms", "fps", "speedup"):
+                metrics[f"{row.format}/{key}"] = getattr(row, key)
+    tracker.metrics(metrics)
+    if result.csv is not None:
+        tracker.artifact(result.csv)
+
+
+def _run_benchmark(request: BenchmarkRequest, reporter: Reporter) -> BenchmarkResult:
     start = time.perf_counter()
     formats = parse_formats(request.formats, BENCHMARK_FORMATS + EXTRA_BENCHMARK_FORMATS, "benchmark")
     if request.batch < 1:
@@ -188,6 +226,7 @@ def run_benchmark(request: BenchmarkRequest, *, reporter: Reporter | None = None
         device=str(device),
         images=len(bench.dataset),
         min_map=request.min_map,
+        input_run_id=loaded.checkpoint.mlflow_run_id if loaded.checkpoint is not None else None,
     )
     with scratch_folder:
         for name in reporter.track(formats, "Benchmarking", total=len(formats)):

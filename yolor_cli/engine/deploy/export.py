@@ -9,6 +9,7 @@ renamed into place. A failed export therefore never leaves a bad file behind or 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import tempfile
@@ -27,7 +28,7 @@ from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.deploy import quantize
 from yolor_cli.engine.deploy.int8 import INT8_FORMATS, Int8Maker, Int8Report, export_int8
 from yolor_cli.engine.deploy.outputs import output_paths, producer
-from yolor_cli.engine.deploy.request import DEFAULT_OPSET, ExportRequest
+from yolor_cli.engine.deploy.request import DEFAULT_OPSET, TRACKING_FIELDS, ExportRequest
 from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.files import atomic_folder, atomic_write, path_size
 from yolor_cli.engine.infer import onnx_model, openvino_model
@@ -41,6 +42,8 @@ from yolor_cli.engine.model.loading import LoadedModel, load_model
 from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runtime import PRECISION_NAMES, cpu_bf16_feature, select_device
+from yolor_cli.engine.tracking.options import tracking_settings
+from yolor_cli.engine.tracking.tracker import INPUT_RUN_TAG, Tracker, start_tracking
 
 FORMATS = ("onnx", "openvino", "torchscript", "pt")
 INT8_TOLERANCE_KIND = "map50_95_drop"  # INT8 files are judged by accuracy, not by output differences
@@ -126,6 +129,7 @@ class ExportResult:
     files: list[ExportedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     int8: list[Int8Report] = field(default_factory=list)  # the accuracy checks of the INT8 files written
+    input_run_id: str | None = None  # the MLflow run that wrote the weights, when it was tracked
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -500,11 +504,54 @@ WRITERS: dict[str, Callable[[_Job, Path, torch.dtype], list[Check]]] = {
 }
 
 
-def export(request: ExportRequest, *, reporter: Reporter | None = None) -> ExportResult:
+def export(request: ExportRequest, *, reporter: Reporter | None = None, tracker: Tracker | None = None) -> ExportResult:
     """What ``yolor export`` does: load, fuse, write each format, verify each on its runtime; with
     ``int8``, quantize the onnx / openvino files and keep those whose mAP held. Every output path is
-    checked before the model is even loaded."""
+    checked before the model is even loaded. Logged to MLflow as the request says (one run), or to
+    ``tracker`` when given (a caller's run; benchmark gives the no-op one for its own exports)."""
     reporter = reporter or SilentReporter()
+    if tracker is not None:
+        return _export(request, reporter)
+    settings = tracking_settings(
+        mlflow=request.mlflow,
+        experiment=request.mlflow_experiment,
+        log_weights=request.mlflow_log_weights,
+        default_experiment="export",
+    )
+    with start_tracking(settings, reporter, command="export") as run:  # before the files: a .pt records the run
+        result = _export(request, reporter)
+        _log_export(run, request, result)
+        return result
+
+
+def _log_export(tracker: Tracker, request: ExportRequest, result: ExportResult) -> None:
+    """The export's run: its options, the input's run (lineage), each file's size and verification, and
+    with --mlflow-log-weights the files themselves."""
+    tracker.tags(
+        {
+            "mlflow.runName": f"export {result.weights.name}",
+            "yolor.weights": str(result.weights.resolve()),
+            "yolor.cfg": request.cfg or f"from {result.weights}",
+            "yolor.data": request.data,
+            INPUT_RUN_TAG: result.input_run_id,
+        }
+    )
+    params = {k: v for k, v in dataclasses.asdict(request).items() if k not in TRACKING_FIELDS}
+    tracker.params(params)
+    metrics: dict[str, float | None] = {"params": float(result.params), "max_abs_diff": result.max_abs_diff}
+    for exported in result.files:
+        metrics[f"{exported.format}/size_mb"] = exported.size_bytes / 2**20
+        metrics[f"{exported.format}/seconds"] = exported.seconds
+    for report in result.int8:
+        for key in ("map_fp32", "map50_fp32", "map_int8", "map50_int8", "latency_ms_fp32", "latency_ms_int8"):
+            metrics[f"{report.format}_int8/{key}"] = getattr(report, key)
+    tracker.metrics(metrics)
+    if tracker.log_weights:
+        for exported in result.files:
+            tracker.artifact(exported.path, "exported")
+
+
+def _export(request: ExportRequest, reporter: Reporter) -> ExportResult:
     chosen = parse_formats(request.formats)
     _check_request(request, chosen)
     weights = Path(request.weights)
@@ -552,6 +599,7 @@ def _prepare(
         nc=model.nc,
         names=names,
         notes=list(loaded.notes) + _ignored_options(chosen, request.simplify, request.opset, dynamic_batch),
+        input_run_id=loaded.checkpoint.mlflow_run_id if loaded.checkpoint is not None else None,
     )
     unfused = copy.deepcopy(model)
     fused = DeployModel(model.fuse()).eval()

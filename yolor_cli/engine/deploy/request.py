@@ -25,6 +25,7 @@ from yolor_cli.engine.options import (
     trust_pickle_option,
     weights_option,
 )
+from yolor_cli.engine.tracking.options import mlflow_experiment_option, mlflow_log_weights_option, mlflow_option
 
 DEFAULT_OPSET = 17
 DEFAULT_CALIB_IMAGES = 300  # training images INT8 ranges are calibrated on (NNCF's default subset size)
@@ -90,6 +91,9 @@ class ExportRequest(Request):
     max_drop: float = option(
         DEFAULT_MAX_DROP, "--max-drop", help="Largest mAP50-95 loss (absolute) an INT8 file may have.", min=0.0
     )
+    mlflow: bool = mlflow_option()
+    mlflow_experiment: str | None = mlflow_experiment_option()
+    mlflow_log_weights: bool = mlflow_log_weights_option()
 
 
 BENCHMARK_FORMATS = ("pytorch", "onnx", "onnx-int8", "openvino", "openvino-int8", "torchscript")
@@ -128,3 +132,8 @@ class BenchmarkRequest(Request):
     overwrite: bool = overwrite_option("Replace an --output file that is not an earlier benchmark table.")
     calib_images: int = option(DEFAULT_CALIB_IMAGES, "--calib-images", min=1, cli=False)
     trust_pickle: bool = trust_pickle_option()
+    mlflow: bool = mlflow_option()
+    mlflow_experiment: str | None = mlflow_experiment_option()
+
+
+TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # how a command is logged, not what it does

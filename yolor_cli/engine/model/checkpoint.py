@@ -8,6 +8,7 @@ their numpy fitness arrays are allow-listed by name, nothing else is executed.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 import warnings
@@ -36,6 +37,7 @@ from yolor_cli.engine.model.darknet import (
 )
 from yolor_cli.engine.model.darknet.heads import find_heads
 from yolor_cli.engine.model.darknet.specs import YoloSpec, parse_layer
+from yolor_cli.engine.tracking.tracker import active_run_id
 
 FORMAT_NAME = "yolor-cli"
 FORMAT_VERSION = 1
@@ -62,6 +64,9 @@ class Checkpoint:
     train_options: dict[str, Any] | None = None
     origin: str = FORMAT_NAME
     notes: list[str] = field(default_factory=list)
+    # The MLflow run that wrote the file (None: untracked, or written before tracking existed): the
+    # next command's run names it as its input's, so train -> prune -> export reads as one lineage.
+    mlflow_run_id: str | None = None
 
     @property
     def nc(self) -> int:
@@ -91,12 +96,17 @@ def checkpoint_to_dict(ckpt: Checkpoint) -> dict[str, Any]:
         "epoch": ckpt.epoch,
         "fitness": ckpt.fitness,
         "train_options": ckpt.train_options,
+        "mlflow_run_id": ckpt.mlflow_run_id,
     }
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path, check: Callable[[Path], None] | None = None) -> Path:
     """Write atomically: a crash mid-save leaves the previous file intact, never half a file.
-    ``check`` may read the written file back before it takes the place of ``path``."""
+    ``check`` may read the written file back before it takes the place of ``path``. A file written
+    while an MLflow run is being logged records that run's id (:attr:`Checkpoint.mlflow_run_id`)."""
+    run_id = active_run_id()
+    if run_id is not None and run_id != ckpt.mlflow_run_id:
+        ckpt = dataclasses.replace(ckpt, mlflow_run_id=run_id)
     return atomic_write(Path(path), lambda stream: torch.save(checkpoint_to_dict(ckpt), stream), check)
 
 
@@ -408,6 +418,7 @@ def _from_ours(raw: dict[str, Any], cfg: DarknetCfg | None, path: Path) -> Check
         train_options=raw.get("train_options"),
         origin=FORMAT_NAME,
         notes=notes,
+        mlflow_run_id=run_id if isinstance(run_id := raw.get("mlflow_run_id"), str) else None,  # older files: none
     )
 
 

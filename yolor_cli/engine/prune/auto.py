@@ -52,6 +52,7 @@ from yolor_cli.engine.prune.pruning import check_supported, rebuild
 from yolor_cli.engine.prune.request import AutoPruneRequest
 from yolor_cli.engine.prune.run import latency_ms, measure
 from yolor_cli.engine.prune.steps import (
+    CSV_NAME,
     PLOT_NAME,
     STATE_NAME,
     AutoState,
@@ -63,6 +64,8 @@ from yolor_cli.engine.prune.steps import (
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import select_device
+from yolor_cli.engine.tracking.options import tracking_settings
+from yolor_cli.engine.tracking.tracker import INPUT_RUN_TAG, NO_TRACKING, RUN_NAME_TAG, Tracker, start_tracking
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.distill import check_teacher
 from yolor_cli.engine.train.run import HookFactory, TrainOptions, plan_training, train
@@ -150,6 +153,7 @@ class AutoRun:
         self.context = AllocationContext(request, data, run_dir, reporter, state.target_fraction)
         self.device = select_device(request.device)
         self.plot_warned = False
+        self.tracker: Tracker = NO_TRACKING  # the command's MLflow run; each fine-tune a run nested in it
 
     # ---- files --------------------------------------------------------------------------------
     def save(self) -> None:
@@ -239,6 +243,7 @@ class AutoRun:
         self._write_model(model, self.dir / f"{name}.pt")
         record.map50, record.map = figures
         self.save()
+        self.tracker.metrics(_step_metrics(record, self.state.input.macs), step=record.step)
 
     def _fine_tune(
         self,
@@ -263,8 +268,9 @@ class AutoRun:
         else:
             self.reporter.info(f"Fine-tuning {epochs} epochs in {self.dir / name}")
             plan = plan_training(self._train_options(name, weights, epochs, prune_to, distill))
-        for note in train(plan, self.reporter, hooks=hooks).notes:
-            self.state.note(note)
+        with self.tracker.child(name) as tracker:
+            for note in train(plan, self.reporter, hooks=hooks, tracker=tracker).notes:
+                self.state.note(note)
         return model_from_checkpoint(load_checkpoint(last), str(last))
 
     def _train_options(
@@ -551,7 +557,9 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     return run
 
 
-RESUME_OWN = ("device", "workers", "project", "name", "exist_ok", "resume")  # taken from the resuming command
+TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # the command's, not the run's
+# taken from the resuming command
+RESUME_OWN = ("device", "workers", "project", "name", "exist_ok", "resume", *TRACKING_FIELDS)
 
 
 def _run_to_resume(project: Path, name: str) -> Path:
@@ -590,7 +598,8 @@ def _resume(given: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     state = AutoState.load(run_dir)
     saved = _resolve_saved_paths(AutoPruneRequest.from_dict(state.request), run_dir)
     workers = given.workers if given.workers != AutoPruneRequest.workers else saved.workers
-    request = dataclasses.replace(saved, device=given.device or saved.device, workers=workers)
+    tracking = {name: getattr(given, name) for name in TRACKING_FIELDS}
+    request = dataclasses.replace(saved, device=given.device or saved.device, workers=workers, **tracking)
     check_runtime(request.runtime)
     ignored = [
         "--" + f.name.replace("_", "-")
@@ -610,7 +619,65 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
     reporter = reporter or SilentReporter()
     if distributed.wants_launch(request.device):
         raise YolorError("prune auto fine-tunes in one process; give it one device", hint="e.g. --device 0")
-    run = _resume(request, reporter) if request.resume else _start(request, reporter)
+    settings = tracking_settings(
+        mlflow=request.mlflow,
+        experiment=request.mlflow_experiment,
+        log_weights=request.mlflow_log_weights,
+        default_experiment=Path(request.project).name or "prune",
+    )
+    with start_tracking(settings, reporter, command="prune auto") as tracker:
+        run = _resume(request, reporter) if request.resume else _start(request, reporter)
+        run.tracker = tracker
+        _describe_run(run)
+        result = _auto_prune(run)
+        tracker.metrics(
+            {f"final/{key}": value for key, value in _step_metrics(run.state.final, run.state.input.macs).items()}
+        )
+        tracker.artifacts([run.dir / name for name in (CSV_NAME, PLOT_NAME, STATE_NAME)])
+        if tracker.log_weights:
+            tracker.artifact(run.dir / OUTPUT_NAME, "weights")
+        return result
+
+
+def _describe_run(run: AutoRun) -> None:
+    """The MLflow run's name and tags (the input's run: lineage), its params (the request), and the
+    input's figures at step 0."""
+    request, tracker = run.request, run.tracker
+    input_run = None
+    if request.weights is not None:
+        try:
+            input_run = load_checkpoint(request.weights).mlflow_run_id
+        except YolorError:  # an official file (needs --cfg): no run of ours wrote it
+            input_run = None
+    tracker.tags(
+        {
+            RUN_NAME_TAG: run.dir.name,
+            "yolor.run_dir": str(run.dir.resolve()),
+            "yolor.cfg": request.cfg or f"from {request.weights}",
+            "yolor.data": request.data,
+            INPUT_RUN_TAG: input_run,
+        }
+    )
+    tracker.params({k: v for k, v in request.to_dict().items() if k not in TRACKING_FIELDS})
+    tracker.metrics(_step_metrics(run.state.input, run.state.input.macs), step=0)
+
+
+def _step_metrics(record: StepRecord | None, input_macs: int) -> dict[str, float | None]:
+    """A step's figures as MLflow metrics (the step number is their step)."""
+    if record is None:
+        return {}
+    return {
+        "macs_fraction": record.macs / input_macs,
+        "params": float(record.params),
+        "latency_ms": record.latency_ms,
+        "map50_pruned": record.map50_pruned,
+        "map_pruned": record.map_pruned,
+        "map50": record.map50,
+        "map": record.map,
+    }
+
+
+def _auto_prune(run: AutoRun) -> AutoPruneResult:
     if run.state.final is not None:
         run.state.note(f"{run.dir} had finished: nothing was done (give --name to resume another run)")
     if run.request.schedule == "gradual":

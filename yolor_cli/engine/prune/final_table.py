@@ -29,6 +29,7 @@ from yolor_cli.engine.errors import MissingDependencyError
 from yolor_cli.engine.infer import onnx_model
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
+from yolor_cli.engine.tracking.tracker import NO_TRACKING
 
 INPUT_ROW, REFERENCE_ROW, PRUNED_ROW, INT8_ROW = "input", "reference", "pruned", "pruned + INT8"
 INT8_RUNTIME = "openvino-int8"  # the runtime the pruned + INT8 row runs on
@@ -123,7 +124,8 @@ def int8_scores(
                     img_size=img_size,
                     output=Path(scratch) / "pruned.onnx",
                     data=data_file,
-                )
+                ),
+                tracker=NO_TRACKING,  # a scratch file of prune auto's run, not an export of its own
             )
             .files[0]
             .path

@@ -33,6 +33,7 @@ from yolor_cli.engine.options import (
     weights_option,
     workers_option,
 )
+from yolor_cli.engine.tracking.options import mlflow_experiment_option, mlflow_log_weights_option, mlflow_option
 
 METHODS = ("l1", "l2", "random", "bn")
 DEFAULT_AMOUNT = 0.4  # int(0.4 x channels) go from each conv, as the old pruning scripts did
@@ -286,6 +287,9 @@ class AutoPruneRequest(Request):
     cfg: str | None = cfg_option()
     trust_pickle: bool = trust_pickle_option()
     seed: int = seed_option()
+    mlflow: bool = mlflow_option()
+    mlflow_experiment: str | None = mlflow_experiment_option()
+    mlflow_log_weights: bool = mlflow_log_weights_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()  # bounds (steps, epochs, --max-drop, sizes, seed) before anything else

@@ -32,6 +32,7 @@ from yolor_cli.engine.model.darknet import DarknetModel, build_model
 from yolor_cli.engine.reporting import Reporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.runtime import AmpMode, resolve_amp
+from yolor_cli.engine.tracking.tracker import NO_TRACKING, Tracker
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.distill import Distiller
 from yolor_cli.engine.train.hooks import (
@@ -39,6 +40,7 @@ from yolor_cli.engine.train.hooks import (
     CheckpointHook,
     CloseMosaicHook,
     ResultsHook,
+    TrackingHook,
     ValidationHook,
     closing_epochs,
     tensorboard_hook,
@@ -142,34 +144,42 @@ def recipe(options: TrainOptions, dataset: DetectionDataset, data: DataConfig, h
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelStart:
+    """Where the model to train comes from: the tensors transferred from --weights (matching, total)
+    and the MLflow run that wrote --weights (its lineage), when known."""
+
+    transferred: tuple[int, int] | None = None
+    input_run_id: str | None = None
+
+
 def model(
     options: TrainOptions, resume: ResumePoint | None, data: DataConfig, notes: list[str]
-) -> tuple[DarknetModel, tuple[int, int] | None]:
-    """The model to train, with the image sizes checked against its stride before any epoch runs.
-    Returns the tensors transferred from --weights (matching, total), if any."""
-    model, transferred = resumed_model(resume) if resume is not None else new_model(options, data, notes)
+) -> tuple[DarknetModel, ModelStart]:
+    """The model to train, with the image sizes checked against its stride before any epoch runs."""
+    model, start = resumed_model(resume) if resume is not None else new_model(options, data, notes)
     model.check_img_size(options.img_size)
     if options.test_img_size:
         model.check_img_size(options.test_img_size)  # before training, not after the first epoch
-    return model, transferred
+    return model, start
 
 
-def resumed_model(resume: ResumePoint) -> tuple[DarknetModel, None]:
+def resumed_model(resume: ResumePoint) -> tuple[DarknetModel, ModelStart]:
     model = build_model(resume.checkpoint.cfg)
     load_state(model, resume.checkpoint.model_state, "the resumed checkpoint")
-    return model, None
+    return model, ModelStart()
 
 
-def new_model(options: TrainOptions, data: DataConfig, notes: list[str]) -> tuple[DarknetModel, tuple[int, int] | None]:
+def new_model(options: TrainOptions, data: DataConfig, notes: list[str]) -> tuple[DarknetModel, ModelStart]:
     cfg = load_cfg(options.cfg) if options.cfg else None
     if options.weights is None:
-        return build_model(cfg or load_cfg(DEMO_CFG), nc=data.nc), None
+        return build_model(cfg or load_cfg(DEMO_CFG), nc=data.nc), ModelStart()
     ckpt = load_checkpoint(options.weights, cfg)
     notes.extend(ckpt.notes)
     model = build_model(ckpt.cfg, nc=data.nc)  # the checkpoint's architecture (pruned shapes too), data's classes
     if ckpt.nc != data.nc:
         notes.append(f"{options.weights} has {ckpt.nc} classes, the data {data.nc}: the detection heads start anew")
-    return model, transfer_weights(model, ckpt.best_state())
+    return model, ModelStart(transfer_weights(model, ckpt.best_state()), ckpt.mlflow_run_id)
 
 
 def distiller(options: TrainOptions, model: DarknetModel, data: DataConfig, hyp: Hyp) -> Distiller | None:
@@ -315,9 +325,10 @@ def default_hooks(
     bests: dict[str, float],
     per_process: int,
     reporter: Reporter,
+    tracker: Tracker = NO_TRACKING,
 ) -> list[TrainHook]:
     """Everything a run writes and reports around its loop: rank 0's hooks (other ranks get only
-    :func:`every_rank_hooks`)."""
+    :func:`every_rank_hooks`); MLflow's last, so that it copies the run's final files."""
     hooks: list[TrainHook] = [
         ValidationHook(
             data,
@@ -338,7 +349,11 @@ def default_hooks(
         BatchPlotHook(save_dir, list(data.names)),
     ]
     board = tensorboard_hook(save_dir)
-    return hooks if board is None else [*hooks, board]
+    if board is not None:
+        hooks.append(board)
+    if tracker.enabled:
+        hooks.append(TrackingHook(tracker, save_dir))
+    return hooks
 
 
 def every_rank_hooks(options: TrainOptions, dataset: DetectionDataset, reporter: Reporter) -> list[TrainHook]:

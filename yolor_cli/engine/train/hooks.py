@@ -1,5 +1,5 @@
 """What a training run does around its loop, one hook per job: validation, results.csv and
-results.png, the seed's checkpoint set, batch pictures, TensorBoard (rank 0 only), and closing
+results.png, the seed's checkpoint set, batch pictures, TensorBoard and MLflow (rank 0 only), and closing
 mosaic for the last epochs (every rank: each process has its own dataset and loader workers)."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from yolor_cli.engine.files import atomic_write, interrupts_deferred
 from yolor_cli.engine.infer.drawing import batch_mosaic
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from yolor_cli.engine.reporting import Reporter
+from yolor_cli.engine.tracking.tracker import Tracker
 from yolor_cli.engine.train.trainer import LOSS_NAMES, Trainer, TrainHook, TrainState, class_maps
 
 LAST_EPOCHS_KEPT = 5  # last_NNN.pt for the final epochs
@@ -343,6 +344,21 @@ class CloseMosaicHook(TrainHook):
             )
 
 
+def epoch_scalars(trainer: Trainer, state: TrainState) -> dict[str, float]:
+    """An epoch's figures as TensorBoard and MLflow show them: the mean training losses, P, R, mAP50
+    and mAP50-95 (``metrics/map``) and the validation losses when the epoch was validated, the
+    learning rates of the three parameter groups."""
+    scalars = {f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, state.mean_losses.tolist())}
+    if state.mean_distill is not None:  # --teacher: the weighted distillation term beside the labels' loss
+        scalars["train/distill_loss"] = state.mean_distill
+    if state.metrics is not None:
+        scalars.update({f"metrics/{name}": getattr(state.metrics, name) for name in METRIC_NAMES})
+    if state.val_losses is not None:
+        scalars.update({f"val/{name}_loss": value for name, value in zip(LOSS_NAMES, state.val_losses.tolist())})
+    scalars.update({f"x/lr{index}": lr for index, lr in enumerate(trainer.learning_rates())})
+    return scalars
+
+
 class TensorBoardHook(TrainHook):
     """Scalars per epoch for ``tensorboard --logdir runs/train`` (only when tensorboard is installed)."""
 
@@ -352,15 +368,7 @@ class TensorBoardHook(TrainHook):
         self.writer = SummaryWriter(str(save_dir))
 
     def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
-        scalars = {f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, state.mean_losses.tolist())}
-        if state.mean_distill is not None:  # --teacher: the weighted distillation term beside the labels' loss
-            scalars["train/distill_loss"] = state.mean_distill
-        if state.metrics is not None:
-            scalars.update({f"metrics/{name}": getattr(state.metrics, name) for name in METRIC_NAMES})
-        if state.val_losses is not None:
-            scalars.update({f"val/{name}_loss": value for name, value in zip(LOSS_NAMES, state.val_losses.tolist())})
-        scalars.update({f"x/lr{index}": lr for index, lr in enumerate(trainer.learning_rates())})
-        for tag, value in scalars.items():
+        for tag, value in epoch_scalars(trainer, state).items():
             self.writer.add_scalar(tag, value, state.epoch)
         self.writer.flush()
 
@@ -373,3 +381,24 @@ def tensorboard_hook(save_dir: Path) -> TensorBoardHook | None:
         return TensorBoardHook(save_dir)
     except ImportError:
         return None
+
+
+RUN_FILES = ("results.csv", "results.png", "opt.yaml", "hyp.yaml")  # what a tracked run copies to MLflow
+
+
+class TrackingHook(TrainHook):
+    """The run in MLflow: :func:`epoch_scalars` after each epoch, with the epoch as the step; at the end
+    the run's files (:data:`RUN_FILES`) and, with --mlflow-log-weights, best.pt (last.pt when the run
+    kept no best.pt). Runs after the checkpoint hook's end, so the files are the final ones."""
+
+    def __init__(self, tracker: Tracker, save_dir: Path) -> None:
+        self.tracker, self.save_dir = tracker, save_dir
+
+    def after_epoch(self, trainer: Trainer, state: TrainState) -> None:
+        self.tracker.metrics(epoch_scalars(trainer, state), step=state.epoch)
+
+    def after_train(self, trainer: Trainer, state: TrainState) -> None:
+        self.tracker.artifacts([self.save_dir / name for name in RUN_FILES])
+        if self.tracker.log_weights:
+            weights = self.save_dir / "weights"
+            self.tracker.artifact(weights / "best.pt" if (weights / "best.pt").exists() else weights / LAST, "weights")

@@ -11,6 +11,7 @@ from pathlib import Path
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint
 from yolor_cli.engine.options import given_options
+from yolor_cli.engine.tracking.options import TrackingSettings, tracking_settings
 from yolor_cli.engine.train import distributed
 from yolor_cli.engine.train.hooks import final_files
 from yolor_cli.engine.train.options import TrainOptions
@@ -52,6 +53,7 @@ class TrainPlan:
     resume: ResumePoint | None = None
     launch: bool = False  # --device 0,1 outside torchrun: one process per GPU, see launch()
     warnings: tuple[str, ...] = ()  # said before the run starts (options --resume does not use)
+    tracking: TrackingSettings | None = None  # where the run is logged in MLflow; None: not tracked
 
     @property
     def device(self) -> str:
@@ -120,6 +122,13 @@ def plan_request(request: TrainRequest) -> TrainPlan:
     keeps its own of (all but --device and --amp/--no-amp) are named in a warning, not used: the
     run continues as it started, so its checkpoints and results stay comparable."""
     plan = plan_training(request.options(), resume=request.resume, last=request.last)
+    tracking = tracking_settings(
+        mlflow=request.mlflow,
+        experiment=request.mlflow_experiment,
+        log_weights=request.mlflow_log_weights,
+        default_experiment=Path(plan.options.project).name or "train",
+    )
+    plan = dataclasses.replace(plan, tracking=tracking)
     if not request.resume:
         return plan
     ignored = given_options(request, ignore=RESUME_OWN)

@@ -28,6 +28,7 @@ from yolor_cli.engine.options import (
     seed_option,
     workers_option,
 )
+from yolor_cli.engine.tracking.options import mlflow_experiment_option, mlflow_log_weights_option, mlflow_option
 from yolor_cli.engine.train.recipe import OPTIMIZER_CHOICES
 
 if TYPE_CHECKING:
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
 
 MAX_EPOCHS = 100_000  # any real schedule is far below; bounds a typo before a run folder is made
 MAX_NOMINAL_BATCH = 64 * MAX_BATCH  # gradient accumulation up to many full batches
-# What --resume takes from the command line: the run keeps every other option of its own.
-RESUME_OWN = ("last", "resume", "device", "amp", "project")
+# What --resume takes from the command line: the run keeps every other option of its own (tracking is
+# the command's, not the run's: a resumed run continues its MLflow run when tracking is on).
+TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # not training options
+RESUME_OWN = ("last", "resume", "device", "amp", "project", *TRACKING_FIELDS)
 
 
 def _check_prune_to(fraction: float) -> None:
@@ -160,6 +163,9 @@ class TrainRequest(Request):
         0, "--patience", help="Stop after N epochs without a better fitness (0: never).", min=0, max=MAX_EPOCHS
     )
     seed: int = seed_option()
+    mlflow: bool = mlflow_option()
+    mlflow_experiment: str | None = mlflow_experiment_option()
+    mlflow_log_weights: bool = mlflow_log_weights_option()
 
     def __post_init__(self) -> None:
         if self.img_size is None or isinstance(self.img_size, int):  # not given, or a library caller's one size
@@ -194,7 +200,8 @@ class TrainRequest(Request):
         }
         for key in ("data", "weights", "project"):
             given[key] = str(given[key]) if given[key] is not None else None
-        values = {k: v for k, v in given.items() if v is not None and k not in ("adam", "last", "resume")}
+        dropped = ("adam", "last", "resume", *TRACKING_FIELDS)
+        values = {k: v for k, v in given.items() if v is not None and k not in dropped}
         if len(self.img_size) == 0:
             values.pop("img_size", None)
         if not values.get("data"):

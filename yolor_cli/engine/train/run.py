@@ -11,6 +11,7 @@ Without ``--data`` a run uses the built-in demo data and the demo profile (``DEM
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,18 @@ from pathlib import Path
 
 import torch
 
+from yolor_cli.engine.config import Hyp
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.tracking.tracker import (
+    INPUT_RUN_TAG,
+    NO_TRACKING,
+    RUN_NAME_TAG,
+    Tracker,
+    start_tracking,
+)
 from yolor_cli.engine.train import build, distributed
 from yolor_cli.engine.train.hooks import METRIC_NAMES, ResultsHook, finish_checkpoints, read_results
 from yolor_cli.engine.train.options import TrainOptions
@@ -61,9 +70,17 @@ class TrainResult:
     teacher_metrics: dict[str, float] | None = None
 
 
-def train(plan: TrainPlan, reporter: Reporter | None = None, hooks: HookFactory | None = None) -> TrainResult:
+def train(
+    plan: TrainPlan,
+    reporter: Reporter | None = None,
+    hooks: HookFactory | None = None,
+    tracker: Tracker | None = None,
+) -> TrainResult:
     """Run (or continue, or finish) the planned training; in a torchrun process, this process's part of it.
-    ``hooks`` adds a higher stage's hooks (``--prune-to`` needs :func:`yolor_cli.engine.prune.gradual.train`'s)."""
+    ``hooks`` adds a higher stage's hooks (``--prune-to`` needs :func:`yolor_cli.engine.prune.gradual.train`'s).
+    ``tracker``: the MLflow run to log to, owned by the caller (a nested run of prune auto or tune);
+    without it the run is tracked as ``plan.tracking`` says, in a run of its own (a resumed training
+    continues the MLflow run its last.pt names)."""
     if plan.options.prune_to is not None and hooks is None:
         raise YolorError(
             "--prune-to needs the gradual-pruning hook, which this call does not give",
@@ -75,11 +92,23 @@ def train(plan: TrainPlan, reporter: Reporter | None = None, hooks: HookFactory 
         return _finish(plan.resume, reporter or SilentReporter())
     context, device = distributed.start(plan.device)
     try:
-        return _train(
-            plan, context, device, (reporter or SilentReporter()) if context.is_main else SilentReporter(), hooks
-        )
+        shown = (reporter or SilentReporter()) if context.is_main else SilentReporter()
+        with _tracking(plan, tracker, context, shown) as run_tracker:
+            return _train(plan, context, device, shown, hooks, run_tracker)
     finally:
         distributed.stop()
+
+
+def _tracking(
+    plan: TrainPlan, given: Tracker | None, context: distributed.DistributedContext, reporter: Reporter
+) -> contextlib.AbstractContextManager[Tracker]:
+    """The run's tracker, on rank 0 only: the caller's (not ended here), or one started and ended here."""
+    if not context.is_main:
+        return contextlib.nullcontext(NO_TRACKING)
+    if given is not None:
+        return contextlib.nullcontext(given)
+    resumed = plan.resume.checkpoint.mlflow_run_id if plan.resume is not None else None
+    return start_tracking(plan.tracking, reporter, command="train", resume_run_id=resumed)
 
 
 # ---- the end of a run cut short -------------------------------------------------------------------
@@ -120,6 +149,7 @@ def _train(
     device: torch.device,
     reporter: Reporter,
     extra_hooks: HookFactory | None = None,
+    tracker: Tracker = NO_TRACKING,
 ) -> TrainResult:
     notes: list[str] = []
     options, resume = build.checked_options(plan.options, context, device, notes), plan.resume
@@ -128,7 +158,7 @@ def _train(
     build.seed(options.seed + context.rank)
     with distributed.main_first(context):  # rank 0 generates the demo data and writes label caches
         data_path, data, hyp = build.load_data(options, reporter)
-        model, transferred = build.model(options, resume, data, notes)
+        model, start = build.model(options, resume, data, notes)
         distiller = build.distiller(options, model, data, hyp)
         dataset = build.train_dataset(options, data, hyp, model.max_stride, context, reporter)
     recipe = build.recipe(options, dataset, data, hyp)
@@ -155,9 +185,10 @@ def _train(
     else:
         save_dir = resume.save_dir if resume is not None else Path(options.project) / options.name
     options = options.with_absolute_paths()  # as opt.yaml and the checkpoints record them: resumable anywhere
+    _describe_run(tracker, options, hyp, save_dir, start.input_run_id)
     hooks = []
     if context.is_main:
-        hooks = build.default_hooks(save_dir, data, options, resume, bests, per_process, reporter)
+        hooks = build.default_hooks(save_dir, data, options, resume, bests, per_process, reporter, tracker)
         if extra_hooks is not None:  # after validation, so a guard sees the epoch's figures
             hooks += extra_hooks(options, resume, reporter)
     hooks = [*build.every_rank_hooks(options, dataset, reporter), *hooks]
@@ -191,8 +222,24 @@ def _train(
         metrics={}
         if final is None
         else {"precision": final.precision, "recall": final.recall, "map50": final.map50, "map": final.map},
-        transferred=transferred,
+        transferred=start.transferred,
         notes=notes,
         is_main=context.is_main,
         teacher_metrics=teacher_metrics,
     )
+
+
+def _describe_run(tracker: Tracker, options: TrainOptions, hyp: Hyp, save_dir: Path, input_run_id: str | None) -> None:
+    """The MLflow run's name, tags (cfg, data, the run that wrote --weights) and params (the options with
+    the resolved recipe, the hyp as trained); a continued run keeps the params it has."""
+    tracker.tags(
+        {
+            RUN_NAME_TAG: save_dir.name,
+            "yolor.run_dir": str(save_dir.resolve()),
+            "yolor.cfg": options.cfg or (f"from {options.weights}" if options.weights else build.DEMO_CFG),
+            "yolor.data": options.data,
+            INPUT_RUN_TAG: input_run_id,
+        }
+    )
+    if not tracker.continued:
+        tracker.params({**dataclasses.asdict(options), "hyp": hyp.as_dict()})
