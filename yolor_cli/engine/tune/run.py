@@ -195,7 +195,7 @@ class _Table:
         headers = ["Trial", "State", "Epochs", "Metric", *self.params]
         rows = []
         for trial in sorted(trials, key=lambda t: t.number):
-            if trial.state.name == "WAITING":
+            if trial.state.name == "WAITING" or not studies.counted(trial):
                 continue
             done = trial.user_attrs.get(EPOCHS_ATTR)
             if done is None:
@@ -236,15 +236,15 @@ def _keep_best_weights(optuna: Any, storage: Any, study: Any) -> None:
             drop_weights(Path(folder), keep=BEST_KEPT if trial.number == best else ())
 
 
-def _enqueue_base(study: Any, space: SearchSpace, base: Mapping[str, float]) -> bool:
-    """A new study tries the base hyp first (with SGD, the optimizer its lr0 is for), when the space holds it."""
+def _base_params(space: SearchSpace, base: Mapping[str, float]) -> dict[str, Any] | None:
+    """The first trial's draw: the base hyp (with SGD, the optimizer its lr0 is for), when the space
+    holds it; None otherwise."""
     if not space.inside(base):
-        return False
+        return None
     params: dict[str, Any] = {key: base[key] for key in space.ranges}
     if len(space.optimizers) > 1:
         params[OPTIMIZER_KEY] = "sgd" if "sgd" in space.optimizers else space.optimizers[0]
-    study.enqueue_trial(params)
-    return True
+    return params
 
 
 def _finished(optuna: Any, storage: Any, study: Any) -> int:
@@ -277,9 +277,11 @@ def _run_trials(
             break
         trial = study.ask()
         if studies.live_ahead(optuna, storage, study, trial.number) >= request.trials:
-            studies.hand_back(optuna, storage, trial)  # the other processes' running trials complete the study
+            studies.set_aside(optuna, storage, trial)  # the other processes' running trials complete the study
             break
-        study.sampler = studies.make_sampler(optuna, request.sampler, studies.trial_seed(request.seed, trial.number))
+        fixed = _base_params(space, base) if trial.number == 0 else None
+        seed = studies.trial_seed(request.seed, trial.number)
+        study.sampler = studies.make_sampler(optuna, request.sampler, seed, fixed)
         hyp, optimizer = space.suggest(trial, base)
         table.progress[trial.number] = 0
         table.show()
@@ -345,7 +347,7 @@ def _result(
 ) -> TuneResult:
     """The study as it stands (every process's trials), with trials.csv and best_hyp.yaml written."""
     states = optuna.trial.TrialState
-    trials = storage.get_all_trials(study._study_id, deepcopy=False)
+    trials = [t for t in storage.get_all_trials(study._study_id, deepcopy=False) if studies.counted(t)]
     counts = {state: sum(1 for t in trials if t.state == state) for state in (states.COMPLETE, states.PRUNED)}
     failed = sum(1 for t in trials if t.state == states.FAIL)
     epochs_run = sum(int(t.user_attrs.get(EPOCHS_ATTR, 0)) for t in trials if t.state.is_finished())
@@ -393,9 +395,11 @@ def tune(request: TuneRequest, reporter: Reporter | None = None) -> TuneResult:
     base = load_hyp(request.hyp or DEFAULT_HYP).as_dict()
     load_data_config(request.data)  # a broken data file is named now, not when the first trial starts
     settings = _settings(request, space, base)
-    plan = _plan(request, settings)
     with studies.forward_logs(optuna, reporter):
-        storage = studies.open_storage(optuna, plan.url)
+        # A --storage that does not work is named before a run folder is made.
+        given = studies.open_storage(optuna, request.storage) if request.storage else None
+        plan = _plan(request, settings)
+        storage = given if given is not None and plan.url == request.storage else studies.open_storage(optuna, plan.url)
         study, created = studies.open_study(
             optuna,
             storage,
@@ -404,7 +408,7 @@ def tune(request: TuneRequest, reporter: Reporter | None = None) -> TuneResult:
             sampler=studies.make_sampler(optuna, request.sampler, request.seed),
             pruner=studies.make_pruner(optuna, request.pruner, request.epochs),
         )
-        if created and _enqueue_base(study, space, base):
+        if created and _base_params(space, base) is not None:
             reporter.info(f"the first trial trains the base hyp ({request.hyp or DEFAULT_HYP})")
         setup = TrialSetup(
             tune_dir=plan.folder.resolve(),

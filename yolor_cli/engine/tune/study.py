@@ -9,9 +9,10 @@ process starts a trial, and a new trial takes its place.
 
 **Several processes, one study.** ``--trials N`` is the study's total of finished trials (complete or
 pruned). A process asks for a trial, then counts the live trials (running or finished) numbered below
-it: Optuna numbers trials atomically in the storage, so exactly one process sees N of them ahead and
-hands its trial back (to WAITING, without values; the next process that asks takes it over); every
-process then stops. No lock is needed, so this works across machines on any RDB storage.
+it: trial numbers follow the storage's row ids, so processes agree on them, and a process that sees N
+ahead sets its trial aside (failed before it draws a value, counted nowhere) and stops. No lock is
+needed, so this works across machines on any RDB storage. No trial is ever WAITING (a queued trial
+could be popped by two processes at once on SQLite): the base hyp is the first trial's fixed draw.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -43,6 +45,7 @@ TPE_STARTUP_TRIALS = 5
 MEDIAN_STARTUP_TRIALS = 2
 MEDIAN_WARMUP_FRACTION = 1 / 3
 HYPERBAND_REDUCTION = 3  # Optuna's default: each rung keeps the best third
+STORAGE_ATTEMPTS, STORAGE_RETRY_SECONDS = 3, 1.0  # see open_storage
 SEED_STRIDE = 1_000_003  # a prime: trial seeds of different --seed values do not collide for small numbers
 
 
@@ -79,6 +82,8 @@ def forward_logs(optuna: ModuleType, reporter: Reporter) -> Iterator[None]:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # Our own loop records the heartbeats (see heartbeat()), which Optuna's check cannot see.
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            # Its plots' remarks on small studies ("importances will be equal"): the plot shows as much.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.")
             yield
     finally:
         optuna.logging.get_logger("optuna").removeHandler(handler)
@@ -94,13 +99,28 @@ def shown_url(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
+def _connect(optuna: ModuleType, url: str) -> Any:
+    """Processes started together on a new database race to create its tables: the losers try again
+    (:data:`STORAGE_ATTEMPTS`) and find them made."""
+    from sqlalchemy import exc  # Optuna's own dependency
+
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}} if url.startswith("sqlite") else {}
+    for attempt in range(1, STORAGE_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+            )
+        except (exc.IntegrityError, exc.OperationalError):
+            if attempt == STORAGE_ATTEMPTS:
+                raise
+            time.sleep(STORAGE_RETRY_SECONDS)
+    raise AssertionError("unreachable")
+
+
 def open_storage(optuna: ModuleType, url: str) -> Any:
     """An RDB storage with heartbeats; a URL that does not work is one message, not a traceback."""
-    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}} if url.startswith("sqlite") else {}
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-        )
+        return _connect(optuna, url)
     except ImportError as error:  # a database driver that is not installed (psycopg2 for PostgreSQL...)
         raise YolorError(
             f"--storage {shown_url(url)}: {first_line(error)}",
@@ -113,10 +133,13 @@ def open_storage(optuna: ModuleType, url: str) -> Any:
         ) from None
 
 
-def make_sampler(optuna: ModuleType, name: str, seed: int) -> Any:
+def make_sampler(optuna: ModuleType, name: str, seed: int, fixed: dict[str, Any] | None = None) -> Any:
+    """The sampler; with ``fixed``, one that draws exactly those values (the base hyp's first trial)."""
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+    return optuna.samplers.PartialFixedSampler(fixed, sampler) if fixed else sampler
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -183,9 +206,19 @@ def live_ahead(optuna: ModuleType, storage: Any, study: Any, number: int) -> int
     return sum(1 for trial in trials if trial.number < number)
 
 
-def hand_back(optuna: ModuleType, storage: Any, trial: Any) -> None:
-    """A trial beyond the study's total: back to WAITING, for the next process that asks (it has no values)."""
-    storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.WAITING)
+SURPLUS_ATTR = "surplus"  # a trial beyond the study's total, failed at once: counted nowhere
+
+
+def set_aside(optuna: ModuleType, storage: Any, trial: Any) -> None:
+    """A trial beyond the study's total: marked and failed before it draws a value, and left out of
+    every count and table. (Handing it back to WAITING would race: on SQLite two processes can pop
+    the same waiting trial.)"""
+    storage.set_trial_user_attr(trial._trial_id, SURPLUS_ATTR, True)
+    storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def counted(trial: Any) -> bool:
+    return not trial.user_attrs.get(SURPLUS_ATTR)
 
 
 @contextlib.contextmanager
