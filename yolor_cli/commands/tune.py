@@ -49,7 +49,8 @@ class TuneReporter(RichReporter):
         for row in rows:
             if row[1] != RUNNING and row[0] not in self.logged:
                 self.logged.add(row[0])
-                self.console.print("trial", "  ".join(f"{h} {c}" for h, c in zip(headers[1:], row[1:]) if c))
+                details = "  ".join(f"{h.lower()} {c}" for h, c in zip(headers[2:], row[2:]) if c)
+                self.console.print(f"trial {row[0]} {row[1]}: {details}")
 
     def close(self) -> None:
         if self.live is not None:
