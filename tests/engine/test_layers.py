@@ -18,7 +18,7 @@ from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "yolor_cli" / "engine"
 PACKAGE = "yolor_cli.engine"
-STAGES = {"model": 1, "data": 2, "train": 3, "evaluate": 3, "infer": 3, "prune": 4, "deploy": 4}
+STAGES = {"model": 1, "data": 2, "train": 3, "evaluate": 3, "infer": 3, "prune": 4, "deploy": 4, "tune": 4}
 LEAF = 0  # every other top-level module of the engine
 
 

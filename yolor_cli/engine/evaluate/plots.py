@@ -15,8 +15,9 @@ from yolor_cli.engine.files import atomic_write
 PLOT_DPI = 150
 
 
-def require_matplotlib() -> None:
-    _pyplot()
+def require_matplotlib() -> Any:
+    """matplotlib's pyplot on the file-only backend, or MissingDependencyError naming the extra."""
+    return _pyplot()
 
 
 def _pyplot():
