@@ -13,6 +13,10 @@ Two kinds of pairs, each model timed as ``prune auto --runtime`` times it (batch
   ``prune global --target-macs`` (L1 ranking, heads kept). Latency does not depend on the weights'
   values, so this is how yolor_csp is measured without training it.
 
+- ``--align 1,8,16,32,64`` (with ``--random``): every conv group cut to the same kept share of its width,
+  rounded to a multiple of A channels (A = 1: no rounding), the share chosen so the MACs land near
+  ``--target-macs``: which alignment does the runtime reward? (INT8 kernels work on channel blocks.)
+
 The ratio is the latency saving over the MACs saving (1.0: as much faster as smaller). ``speedup vs
 ORT fp32`` is the input on onnxruntime fp32 over the pruned model on each runtime. Prints a table and
 writes JSON.
@@ -42,8 +46,9 @@ from yolor_cli.engine.model.bundled import load_cfg
 from yolor_cli.engine.model.checkpoint import load_checkpoint, model_from_checkpoint
 from yolor_cli.engine.model.darknet import DarknetModel, build_model, count_parameters
 from yolor_cli.engine.model.summary import ConvMacs
-from yolor_cli.engine.prune.pruning import prune_global, rebuild
+from yolor_cli.engine.prune.pruning import ChannelPruner, conv_of, prune_global, rebuild
 from yolor_cli.engine.prune.request import GlobalTarget
+from yolor_cli.engine.prune.units import prune_unit, prune_units
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "prune_latency.json"
 BASELINE_RUNTIME = "onnxruntime"  # the unpruned fp32 file the INT8 speed-up is measured against
@@ -55,6 +60,25 @@ def random_pair(cfg: str, target: float) -> tuple[DarknetModel, DarknetModel]:
     pruned = build_model(model.cfg, nc=model.nc)
     pruned.load_state_dict(model.state_dict())
     return model, rebuild(prune_global(pruned, GlobalTarget(target_macs=target))).eval()
+
+
+def uniform_cut(model: DarknetModel, keep: float, align: int) -> DarknetModel:
+    """A copy with each prunable conv group at ``align * round(keep * width / align)`` channels."""
+    pruner = ChannelPruner(build_model(model.cfg, nc=model.nc), method="l1")
+    pruner.model.load_state_dict(model.state_dict())
+    for unit in prune_units(pruner.model, "conv", pruner=pruner):
+        width = conv_of(pruner.model, unit.convs[0]).out_channels
+        wanted = max(align, align * round(keep * width / align))
+        if 0 < wanted < width:
+            prune_unit(pruner, unit, (width - wanted + 0.5) / width)
+    return rebuild(pruner.model).eval()
+
+
+def aligned_cut(model: DarknetModel, target: float, align: int) -> DarknetModel:
+    """:func:`uniform_cut` at the kept share whose MACs come closest to ``target`` of the model's."""
+    base = ConvMacs(model)()
+    candidates = [uniform_cut(model, keep / 100, align) for keep in range(60, 80, 2)]
+    return min(candidates, key=lambda cut: abs(ConvMacs(cut)() / base - target))
 
 
 def checkpoint_pair(spec: str) -> tuple[str, int, DarknetModel, DarknetModel]:
@@ -81,6 +105,7 @@ def main() -> None:
     parser.add_argument("--pair", action="append", default=[], help="NAME=INPUT.pt:PRUNED.pt@SIZE")
     parser.add_argument("--target-macs", type=float, default=0.5)
     parser.add_argument("--runtimes", default="onnxruntime,openvino,openvino-int8")
+    parser.add_argument("--align", default="", help="with --random: also uniform cuts rounded to these, e.g. 1,8,64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the runtimes use their defaults)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -98,7 +123,17 @@ def main() -> None:
     cases: list[tuple[str, int, DarknetModel, DarknetModel]] = []
     for spec in args.random:
         cfg, size = spec.rsplit("@", 1)
-        cases.append((f"{cfg} (random, global {args.target_macs:g})", int(size), *random_pair(cfg, args.target_macs)))
+        before, after = random_pair(cfg, args.target_macs)
+        cases.append((f"{cfg} (random, global {args.target_macs:g})", int(size), before, after))
+        for align in [int(a) for a in args.align.split(",") if a]:
+            cases.append(
+                (
+                    f"{cfg} (random, uniform, widths %{align})",
+                    int(size),
+                    before,
+                    aligned_cut(before, args.target_macs, align),
+                )
+            )
     cases += [checkpoint_pair(spec) for spec in args.pair]
 
     rows = []
