@@ -610,6 +610,12 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
     reporter = reporter or SilentReporter()
     if distributed.wants_launch(request.device):
         raise YolorError("prune auto fine-tunes in one process; give it one device", hint="e.g. --device 0")
+    if distributed.under_torchrun():  # every process would prune, validate and write a run folder of its own
+        raise YolorError(
+            "prune auto does not run under torchrun yet: it fine-tunes in one process",
+            hint="run yolor prune auto without torchrun (one device), or prune and fine-tune separately: "
+            "yolor prune global ... then torchrun ... -m yolor_cli train --weights PRUNED.pt",
+        )
     run = _resume(request, reporter) if request.resume else _start(request, reporter)
     if run.state.final is not None:
         run.state.note(f"{run.dir} had finished: nothing was done (give --name to resume another run)")
