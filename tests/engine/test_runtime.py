@@ -104,3 +104,22 @@ def test_inference_on_cuda_keeps_fp16_as_an_opt_in(monkeypatch: pytest.MonkeyPat
     assert resolve_inference_precision(gpu, False).dtype == torch.float32
     for requested in (None, True):
         assert resolve_inference_precision(torch.device("meta"), requested).name == "fp32"
+
+
+def test_channels_last_converts_convolution_weights_and_gradients_keep_every_parameters_strides(
+    tiny_model: torch.nn.Module,
+) -> None:
+    """DDP's gradient buckets take each parameter's strides: a parameter whose gradient comes back with
+    other strides makes it warn ("Grad strides do not match bucket view strides") and copy. The
+    implicit (1, C, 1, 1) vectors' gradients are contiguous, so only convolution weights go channels-last;
+    a model converted whole before is put right."""
+    model = runtime.channels_last(tiny_model.to(memory_format=torch.channels_last), torch.device("cpu")).train()
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    implicit = [p for name, p in model.named_parameters() if name.endswith("implicit")]
+    assert convs and implicit
+    assert all(w.stride()[1] == 1 for w in convs if w.shape[1] > 1)  # channels innermost
+    assert all(p.stride() == (p.shape[1], 1, 1, 1) for p in implicit)
+    images = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    sum(p.sum() for p in model(images)).backward()
+    mismatched = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+    assert mismatched == []

@@ -10,6 +10,32 @@ import torch
 from yolor_cli.engine.errors import YolorError
 
 
+def channels_last(module: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
+    """``module`` on ``device`` with its convolution weights in channels-last memory layout (a faster
+    forward and backward on CPU convolutions: benchmarks/README.md#train-step); every other parameter
+    keeps the default layout. A (1, C, 1, 1) implicit vector converted with the whole module would keep
+    channels-last strides while its gradient (a sum over a broadcast) comes back contiguous: DDP then
+    warns "Grad strides do not match bucket view strides" and copies that gradient on every step.
+    Only convolutions gain from the layout, so only their weights get it."""
+    module.to(device)
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.to(memory_format=torch.channels_last)
+            continue
+        for parameter in layer.parameters(recurse=False):  # a model converted whole before: undo it
+            if parameter.dim() == 4 and parameter.stride() != _default_strides(parameter.shape):
+                parameter.data = parameter.data.clone(memory_format=torch.contiguous_format)
+    return module
+
+
+def _default_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
 def cuda_indices(device: str) -> list[str]:
     """The GPU numbers a ``--device`` names (none for ``''`` and ``cpu``); checks the spelling only."""
     spec = device.strip().lower().replace("cuda:", "")

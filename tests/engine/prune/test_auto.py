@@ -509,3 +509,16 @@ def test_resume_finds_the_relative_paths_of_an_older_run_from_another_folder(
     assert resumed.exit_code == 0, resumed.output
     assert "ignored" not in resumed.stderr  # the run's own weights, named from here: nothing ignored
     assert (run / "pruned.pt").exists()
+
+
+def test_under_torchrun_prune_auto_refuses_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every torchrun process would prune, validate and write a run folder of its own (exp, exp2, ...)
+    and the fine-tunes' group would span them: one clear message instead, before anything is written."""
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    request = AutoPruneRequest(
+        weights=tmp_path / "w.pt", data=tmp_path / "data.yaml", target_macs=0.5, project=tmp_path / "runs"
+    )
+    with pytest.raises(YolorError, match="does not run under torchrun") as raised:
+        auto.auto_prune(request)
+    assert "torchrun" in (raised.value.hint or "") and not (tmp_path / "runs").exists()

@@ -619,6 +619,12 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
     reporter = reporter or SilentReporter()
     if distributed.wants_launch(request.device):
         raise YolorError("prune auto fine-tunes in one process; give it one device", hint="e.g. --device 0")
+    if distributed.under_torchrun():  # every process would prune, validate and write a run folder of its own
+        raise YolorError(
+            "prune auto does not run under torchrun yet: it fine-tunes in one process",
+            hint="run yolor prune auto without torchrun (one device), or prune and fine-tune separately: "
+            "yolor prune global ... then torchrun ... -m yolor_cli train --weights PRUNED.pt",
+        )
     settings = tracking_settings(
         mlflow=request.mlflow,
         experiment=request.mlflow_experiment,

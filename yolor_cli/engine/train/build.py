@@ -301,14 +301,16 @@ def run_dir(
     dataset: DetectionDataset,
     data: DataConfig,
     reporter: Reporter,
+    restarted: Path | None = None,
 ) -> Path:
-    """The run folder (a new exp* or the resumed one) with weights/, hyp.yaml, opt.yaml and, when new,
-    labels.png. Rank 0 only."""
-    save_dir = (
-        resume.save_dir
-        if resume is not None
-        else new_run_dir(options.project, options.name, options.exist_ok, training=True)
-    )
+    """The run folder (a new exp*, the resumed one, or ``restarted``: the folder a restarted torchrun
+    job made before, with no checkpoint) with weights/, hyp.yaml, opt.yaml and, when new, labels.png
+    and the torchrun job's marker. Rank 0 only."""
+    if resume is not None:
+        save_dir = resume.save_dir
+    else:
+        save_dir = restarted or new_run_dir(options.project, options.name, options.exist_ok, training=True)
+        distributed.mark_run(save_dir)
     (save_dir / "weights").mkdir(parents=True, exist_ok=True)
     write_yaml(save_dir / "hyp.yaml", hyp.as_dict())
     write_yaml(save_dir / "opt.yaml", dataclasses.asdict(options.with_absolute_paths()))

@@ -37,6 +37,7 @@ from yolor_cli.engine.config import Hyp
 from yolor_cli.engine.errors import CheckpointError, YolorError
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.runtime import channels_last
 from yolor_cli.engine.train.loss import COCO_CLASSES, LEVEL_BALANCE, OBJECTNESS_BOOST_FROM_4_LEVELS
 
 # --distill-weight's default: the distillation term is added to the training loss with this factor.
@@ -194,7 +195,7 @@ class Distiller:
 
     def to(self, device: torch.device) -> Distiller:
         """On the trainer's device, channels-last as the student (the images the trainer feeds are)."""
-        self.teacher.to(device, memory_format=torch.channels_last)
+        channels_last(self.teacher, device)
         return self
 
     @torch.no_grad()

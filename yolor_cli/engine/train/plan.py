@@ -54,15 +54,21 @@ class TrainPlan:
     launch: bool = False  # --device 0,1 outside torchrun: one process per GPU, see launch()
     warnings: tuple[str, ...] = ()  # said before the run starts (options --resume does not use)
     tracking: TrackingSettings | None = None  # where the run is logged in MLflow; None: not tracked
+    # A new run's folder when it exists already: the one a torchrun job made before torchrun restarted
+    # it, with no checkpoint yet (None: a new numbered folder, or the resumed run's).
+    run_dir: Path | None = None
+    # A new ``yolor train`` run: when torchrun restarted its group, it continues the run this torchrun
+    # job started instead (see restarted_plan; decided once the group is joined).
+    elastic: bool = False
 
     @property
     def device(self) -> str:
         return self.options.device
 
 
-def _resume_point(last: Path | None, project: str) -> ResumePoint:
+def _resume_point(last: Path | None, project: str, checkpoint: Checkpoint | None = None) -> ResumePoint:
     path = last if last is not None else _latest_last(Path(project))
-    ckpt = load_checkpoint(path)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(path)
     saved = (ckpt.train_options or {}).get("options")
     if not saved:
         raise YolorError(
@@ -87,13 +93,19 @@ def _resume_point(last: Path | None, project: str) -> ResumePoint:
     )
 
 
-def plan_training(options: TrainOptions, *, resume: bool = False, last: str | Path | None = None) -> TrainPlan:
+def plan_training(
+    options: TrainOptions,
+    *,
+    resume: bool = False,
+    last: str | Path | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> TrainPlan:
     """The run to do: a new one with ``options``, or with ``resume`` the one ``last`` (default: the
     newest last.pt under ``options.project``) stopped, with its own options and ``options.device``
-    when one is given (another machine)."""
+    when one is given (another machine). ``checkpoint``: ``last`` read already."""
     if not resume:
         return TrainPlan(options, launch=distributed.wants_launch(options.device))
-    point = _resume_point(Path(last) if last is not None else None, options.project)
+    point = _resume_point(Path(last) if last is not None else None, options.project, checkpoint)
     teacher = point.options.teacher
     if teacher and not point.ending and not Path(teacher).is_file():  # absolute since this version
         raise YolorError(
@@ -117,10 +129,37 @@ def launch(plan: TrainPlan, arguments: Sequence[str]) -> int:
     return distributed.launch(arguments, plan.device)
 
 
+def restarted_plan(options: TrainOptions) -> TrainPlan | None:
+    """For a group torchrun restarted after a worker failed (``--max-restarts``): the run this torchrun
+    job started, continued from its last.pt as ``--resume`` would, or started again in its own folder
+    when it had none yet. None when the job made no run folder yet, or its newest run had finished (a
+    job id used again: a new run)."""
+    folders = distributed.marked_runs(Path(options.project))
+    if not folders:
+        return None
+    folder = folders[0]
+    last = folder / "weights" / "last.pt"
+    if not last.exists():
+        note = f"torchrun restarted the group: {folder} had no checkpoint yet, its training starts again"
+        return TrainPlan(options, run_dir=folder, warnings=(note,))
+    checkpoint = load_checkpoint(last)
+    if checkpoint.optimizer_state is None and checkpoint.epoch + 1 >= options.epochs:
+        return None
+    plan = plan_training(options, resume=True, last=last, checkpoint=checkpoint)
+    assert plan.resume is not None
+    note = (
+        f"torchrun restarted the group: {folder} continues from its last.pt "
+        f"(epoch {plan.resume.start_epoch + 1}/{plan.options.epochs})"
+    )
+    return dataclasses.replace(plan, warnings=(*plan.warnings, note))
+
+
 def plan_request(request: TrainRequest) -> TrainPlan:
     """The plan for a ``yolor train`` request. With ``--resume``, options given now that the run
     keeps its own of (all but --device and --amp/--no-amp) are named in a warning, not used: the
-    run continues as it started, so its checkpoints and results stay comparable."""
+    run continues as it started, so its checkpoints and results stay comparable.
+    A new run is ``elastic``: under torchrun after a restart (:func:`restarted_plan`), the run the job
+    started continues, unasked."""
     plan = plan_training(request.options(), resume=request.resume, last=request.last)
     tracking = tracking_settings(
         mlflow=request.mlflow,
@@ -129,6 +168,8 @@ def plan_request(request: TrainRequest) -> TrainPlan:
         default_experiment=Path(plan.options.project).name or "train",
     )
     plan = dataclasses.replace(plan, tracking=tracking)
+    if not request.resume:
+        return dataclasses.replace(plan, elastic=True)
     if not request.resume:
         return plan
     ignored = given_options(request, ignore=RESUME_OWN)

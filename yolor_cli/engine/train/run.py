@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from yolor_cli.engine.config import Hyp
-from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.errors import YolorError, first_line
 from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.memory import check_batch_fits
 from yolor_cli.engine.reporting import Reporter, SilentReporter
@@ -34,7 +34,7 @@ from yolor_cli.engine.tracking.tracker import (
 from yolor_cli.engine.train import build, distributed
 from yolor_cli.engine.train.hooks import METRIC_NAMES, ResultsHook, finish_checkpoints, read_results
 from yolor_cli.engine.train.options import TrainOptions
-from yolor_cli.engine.train.plan import ResumePoint, TrainPlan, launch, plan_request, plan_training
+from yolor_cli.engine.train.plan import ResumePoint, TrainPlan, launch, plan_request, plan_training, restarted_plan
 from yolor_cli.engine.train.request import TrainRequest
 from yolor_cli.engine.train.trainer import TrainHook
 
@@ -86,17 +86,34 @@ def train(
             "--prune-to needs the gradual-pruning hook, which this call does not give",
             hint="train through yolor_cli.engine.prune.gradual.train (as yolor train does)",
         )
-    for warning in plan.warnings:
+    for warning in plan.warnings if distributed.DistributedContext.from_env().is_main else ():
         (reporter or SilentReporter()).warning(warning)
     if plan.resume is not None and plan.resume.ending:
         return _finish(plan.resume, reporter or SilentReporter())
+    joined = distributed.joined()  # a caller's group (prune auto's) outlives this run
     context, device = distributed.start(plan.device)
     try:
+        if plan.elastic and distributed.group_restarted(context):
+            restarted = restarted_plan(plan.options)
+            plan = dataclasses.replace(restarted, tracking=plan.tracking) if restarted is not None else plan
+            for warning in plan.warnings if context.is_main else ():
+                (reporter or SilentReporter()).warning(warning)
+            if plan.resume is not None and plan.resume.ending:
+                return _finish(plan.resume, reporter or SilentReporter())
         shown = (reporter or SilentReporter()) if context.is_main else SilentReporter()
         with _tracking(plan, tracker, context, shown) as run_tracker:
             return _train(plan, context, device, shown, hooks, run_tracker)
+    except RuntimeError as error:
+        if context.enabled and distributed.peer_failure(error):
+            raise YolorError(
+                f"another training process stopped, so this one cannot go on ({first_line(error)})",
+                hint="with torchrun --max-restarts N the group restarts and continues from last.pt; "
+                "else continue with yolor train --resume",
+            ) from error
+        raise
     finally:
-        distributed.stop()
+        if not joined:
+            distributed.stop()
 
 
 def _tracking(
@@ -180,10 +197,14 @@ def _train(
     check_batch_fits(model, batch=per_process, img_size=options.img_size, device=device)
     sampler = build.sampler(dataset, options, context, per_process)
     bests = dict(resume.bests) if resume is not None else {}  # the checkpoint hook updates them
+    start_epoch = resume.start_epoch if resume is not None else 0
+    distributed.check_same(context, "the epoch the run starts at", start_epoch)
     if context.is_main:  # rank is decided here, once: the other processes write nothing
-        save_dir = build.run_dir(options, resume, hyp, dataset, data, reporter)
+        save_dir = build.run_dir(options, resume, hyp, dataset, data, reporter, plan.run_dir)
+    elif resume is not None:
+        save_dir = resume.save_dir
     else:
-        save_dir = resume.save_dir if resume is not None else Path(options.project) / options.name
+        save_dir = plan.run_dir or Path(options.project) / options.name
     options = options.with_absolute_paths()  # as opt.yaml and the checkpoints record them: resumable anywhere
     _describe_run(tracker, options, hyp, save_dir, start.input_run_id)
     hooks = []
@@ -209,9 +230,8 @@ def _train(
         amp,
         distiller,
     )
-    start_epoch = 0
     if resume is not None:
-        ckpt, start_epoch = resume.checkpoint, resume.start_epoch
+        ckpt = resume.checkpoint
         trainer.load_state(ckpt.optimizer_state, ckpt.scaler_state, ckpt.ema_state, ckpt.ema_updates, ckpt.epoch)
     state = trainer.train(start_epoch, options.epochs)
     final = state.metrics

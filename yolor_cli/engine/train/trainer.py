@@ -34,7 +34,7 @@ from yolor_cli.engine.evaluate.metrics import Metrics
 from yolor_cli.engine.files import interrupts_deferred
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.reporting import Reporter
-from yolor_cli.engine.runtime import AmpMode, resolve_amp
+from yolor_cli.engine.runtime import AmpMode, channels_last, resolve_amp
 from yolor_cli.engine.train.distill import Distiller
 from yolor_cli.engine.train.distributed import SINGLE_PROCESS, DistributedContext, share_from_main
 from yolor_cli.engine.train.loss import YolorLoss
@@ -156,8 +156,9 @@ class Trainer:
         distil from (moved to ``device`` here)."""
         if sync_bn and distributed.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        # Channels-last: a faster forward+backward on CPU convolutions (benchmarks/README.md#train-step).
-        self.model = model.to(device, memory_format=torch.channels_last)
+        # Channels-last convolutions: a faster forward+backward on CPU (see runtime.channels_last).
+        # Converted before DDP wraps the model: its gradient buckets take each parameter's strides.
+        self.model = channels_last(model, device)
         self.distributed = distributed
         self.train_model: nn.Module = self.model
         if distributed.enabled:
@@ -215,8 +216,8 @@ class Trainer:
         hold ``model``'s parameters; the scheduler, warmup and GradScaler keep working on it as they are."""
         if self.distributed.enabled:
             raise TrainingError("the model cannot change shape under DDP", hint="train in one process")
-        self.model = self.train_model = model.to(self.device, memory_format=torch.channels_last).train()
-        self.ema.ema = ema_model.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        self.model = self.train_model = channels_last(model, self.device).train()
+        self.ema.ema = channels_last(ema_model, self.device).eval().requires_grad_(False)
         self.batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     # ---- the loop -------------------------------------------------------------------------
