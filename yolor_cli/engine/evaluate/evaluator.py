@@ -54,6 +54,9 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
     losses: np.ndarray | None = None  # box, obj, cls, total of the training loss, when asked for
     precision: InferencePrecision | None = None  # what the model ran in; None when no model ran
+    # Each image's detections and ground truth as scored, and the image's file stem (for --errors, --compare).
+    detections: list[ImageDetections] = field(default_factory=list)
+    image_names: list[str] = field(default_factory=list)
 
 
 def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +127,8 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
         instances=instances,
         confusion=confusion_matrix(images, len(names)),
         notes=notes,
+        detections=images,
+        image_names=[record.image.stem for record, _ in results],
     )
 
 
