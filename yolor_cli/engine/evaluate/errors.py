@@ -202,8 +202,7 @@ class ErrorFigures:
 
     def payload(self) -> dict[str, Any]:
         figures: dict[str, Any] = {
-            kind: {"map50": self.map50[kind], "map": self.map[kind], "count": self.counts[kind]}
-            for kind in ERROR_TYPES
+            kind: {"map50": self.map50[kind], "map": self.map[kind], "count": self.counts[kind]} for kind in ERROR_TYPES
         }
         figures["base"] = {"map50": self.base_map50, "map": self.base_map}
         return figures
