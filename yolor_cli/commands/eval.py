@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 ERROR_COLUMNS = ("cls", "loc", "both", "dupe", "bkg", "missed")  # engine.evaluate.errors.ERROR_TYPES, torch-free
 CHANGED_IMAGES_SHOWN = 10
+LARGEST_CHANGES = 3  # what prune auto and export --int8 print after their tables
 
 
 def _signed(value: float | None) -> str:
