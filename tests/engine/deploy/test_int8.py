@@ -87,6 +87,9 @@ def test_onnx_int8_is_written_within_the_gate_and_eval_reproduces_its_figure(pro
         assert isinstance(payload[key], float) and payload[key] >= 0
     assert payload["map_fp32"] > 0.8  # the pseudo labels are the fp32 file's own boxes
     assert payload["files"][0]["path"] == str(output) and payload["files"][0]["int8"]["calib_images"] == 6
+    changes = payload["files"][0]["int8"]["largest_changes"]  # val images whose detections INT8 changed
+    assert len(changes) <= 3 and [c["change"] for c in changes] == sorted(c["change"] for c in changes)
+    assert all(set(c) == {"image", "a", "b", "change"} and c["a"] != c["b"] for c in changes)
     proto = onnx.load(str(output))
     kinds = [node.op_type for node in proto.graph.node]
     assert "QuantizeLinear" in kinds and "DequantizeLinear" in kinds and "Sigmoid" in kinds

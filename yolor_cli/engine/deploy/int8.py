@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from yolor_cli.engine.config import DataConfig
 from yolor_cli.engine.deploy import quantize
 from yolor_cli.engine.deploy.latency import median_latency_ms
 from yolor_cli.engine.errors import YolorError
+from yolor_cli.engine.evaluate.compare import ImageChange, image_changes
 from yolor_cli.engine.evaluate.evaluator import EvalResult, evaluate_exported
 from yolor_cli.engine.files import atomic_folder, atomic_write
 from yolor_cli.engine.infer import onnx_model, openvino_model
@@ -55,6 +56,8 @@ class Int8Report:
     latency_ms_fp32: float  # the fp32 .onnx on onnxruntime, the baseline every INT8 file is compared with
     latency_ms_int8: float
     written: bool = False
+    # Val images whose detections changed from fp32 to INT8, worst first (engine.evaluate.compare).
+    changes: list[ImageChange] = field(default_factory=list)
 
     @property
     def drop(self) -> float:
@@ -145,6 +148,9 @@ class Int8Maker:
                 map50_int8=scored.metrics.map50,
                 latency_ms_fp32=fp32_latency,
                 latency_ms_int8=_latency(detector, batches[:1]),
+                changes=image_changes(
+                    reference.detections, reference.image_names, scored.detections, scored.image_names
+                ),
             )
             if report.passed:
                 write(_with_figures(self.metadata, report))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,16 @@ from yolor_cli.engine.data.dataset import DetectionDataset
 from yolor_cli.engine.data.labels import ImageRecord, collect_image_files
 from yolor_cli.engine.data.loader import build_dataloader, build_dataset
 from yolor_cli.engine.errors import DataError, YolorError
+from yolor_cli.engine.evaluate.compare import Comparison, image_changes
+from yolor_cli.engine.evaluate.errors import ErrorBreakdown, error_breakdown
 from yolor_cli.engine.evaluate.metrics import ImageDetections, Metrics, confusion_matrix, evaluate_detections
-from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics, require_matplotlib
+from yolor_cli.engine.evaluate.plots import (
+    plot_confusion_matrix,
+    plot_errors,
+    plot_metrics,
+    plots_available,
+    require_matplotlib,
+)
 from yolor_cli.engine.evaluate.request import EVAL_BATCH_SIZE, EVAL_CONF, EVAL_IOU, EvalRequest
 from yolor_cli.engine.files import atomic_write, check_regular_file
 from yolor_cli.engine.infer.exported import ExportedDetector, is_exported, load_for_inference
@@ -54,6 +62,11 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
     losses: np.ndarray | None = None  # box, obj, cls, total of the training loss, when asked for
     precision: InferencePrecision | None = None  # what the model ran in; None when no model ran
+    # Each image's detections and ground truth as scored, and the image's file stem (for --errors, --compare).
+    detections: list[ImageDetections] = field(default_factory=list)
+    image_names: list[str] = field(default_factory=list)
+    errors: ErrorBreakdown | None = None  # TIDE's breakdown, with --errors or --compare
+    comparison: Comparison | None = None  # with --compare
 
 
 def ground_truth(record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +137,8 @@ def _score(results: list[tuple[ImageRecord, Detections]], names: list[str], metr
         instances=instances,
         confusion=confusion_matrix(images, len(names)),
         notes=notes,
+        detections=images,
+        image_names=[record.image.stem for record, _ in results],
     )
 
 
@@ -298,28 +313,53 @@ def write_predictions(results: list[tuple[ImageRecord, Detections]], path: Path)
 
 
 def run_eval(request: EvalRequest, *, reporter: Reporter | None = None) -> EvalResult:
-    """What ``yolor eval`` does: score a checkpoint or a predictions file, then write the extras."""
+    """What ``yolor eval`` does: score a checkpoint or a predictions file (and with ``--compare`` a
+    second one on the same split), then write the extras."""
     if (request.weights is None) == (request.predictions is None):
         raise YolorError("pass --weights (a model to evaluate) or --predictions (a results file), one of them")
     if request.save_json and request.predictions is not None:
         raise YolorError("--save-json writes a model's predictions; with --predictions there is no model")
+    if request.compare is not None and request.compare in (request.weights, request.predictions):
+        raise YolorError(f"--compare {request.compare} is the model being evaluated", hint="compare with another one")
     if request.plots:
         require_matplotlib()  # fail before a long evaluation, not after it
     data_config = load_data_config(request.data)
     if request.single_cls:
         data_config = data_config.as_single_class()
-    results = None
-    notes: list[str] = []
-    if request.predictions is not None:
-        result = evaluate_predictions(
-            request.predictions, data_config, task=request.task, metric=request.metric, reporter=reporter
+    source = request.weights if request.weights is not None else request.predictions
+    assert source is not None
+    result, results = _evaluate_source(request, data_config, source, reporter)
+    if request.errors or request.compare is not None:
+        result.errors = error_breakdown(result.detections, len(result.names))
+    if request.compare is not None:
+        other, _ = _evaluate_source(request, data_config, request.compare, reporter)
+        other.errors = error_breakdown(other.detections, len(other.names))
+        result.comparison = Comparison(
+            a_label=str(source),
+            b_label=str(request.compare),
+            a=result.metrics,
+            b=other.metrics,
+            a_errors=result.errors,
+            b_errors=other.errors,
+            names=result.names,
+            changes=image_changes(result.detections, result.image_names, other.detections, other.image_names),
         )
-    else:
-        result, results, notes = _evaluate_weights(request, data_config, reporter)
-    result.notes = notes + result.notes
-    if request.save_json or request.plots:
+        result.notes.extend(f"{request.compare.name}: {note}" for note in other.notes)
+    if request.save_json or request.plots or request.errors or request.compare is not None:
         _write_extras(request, result, results)
     return result
+
+
+def _evaluate_source(
+    request: EvalRequest, data_config: DataConfig, source: Path, reporter: Reporter | None
+) -> tuple[EvalResult, list[tuple[ImageRecord, Detections]] | None]:
+    """One model or predictions file (``source``) scored as the request says; the detections of a model."""
+    if source == request.predictions or (source == request.compare and source.suffix.lower() == ".json"):
+        result = evaluate_predictions(source, data_config, task=request.task, metric=request.metric, reporter=reporter)
+        return result, None
+    result, results, notes = _evaluate_weights(replace(request, weights=source), data_config, reporter)
+    result.notes = notes + result.notes
+    return result, results
 
 
 def _evaluate_weights(
@@ -389,7 +429,8 @@ def _evaluate_exported_file(
 def _write_extras(
     request: EvalRequest, result: EvalResult, results: list[tuple[ImageRecord, Detections]] | None
 ) -> None:
-    """predictions.json and the plots, in a new run folder; their paths go to ``result.files``."""
+    """predictions.json, the plots, errors.json (+ errors.png) and compare.json, in a new run folder;
+    their paths go to ``result.files``."""
     run_dir = new_run_dir(request.project, request.name, request.exist_ok)
     if results is not None and request.save_json:
         result.files.append(write_predictions(results, run_dir / "predictions.json"))
@@ -397,3 +438,17 @@ def _write_extras(
         result.files.extend(plot_metrics(result.metrics, result.names, run_dir))
         if result.confusion is not None:
             result.files.append(plot_confusion_matrix(result.confusion, result.names, run_dir))
+    if request.errors and result.errors is not None:
+        result.files.append(write_json(result.errors.payload(result.names), run_dir / "errors.json"))
+        if plots_available():
+            result.files.append(plot_errors(result.errors, result.names, run_dir / "errors.png"))
+        else:
+            result.notes.append("errors.png needs matplotlib: pip install 'yolor-cli[plots]'")
+    if result.comparison is not None:
+        result.files.append(write_json(result.comparison.payload(), run_dir / "compare.json"))
+
+
+def write_json(payload: dict[str, Any], path: Path) -> Path:
+    """One JSON object, written atomically (errors.json, compare.json)."""
+    text = (json.dumps(payload, indent=2) + "\n").encode()
+    return atomic_write(path, lambda stream: stream.write(text))

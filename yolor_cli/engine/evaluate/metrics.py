@@ -81,6 +81,11 @@ def _iou(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     ).numpy()
 
 
+def box_iou_numpy(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """IoU of xyxy ``boxes`` (n, 4) with ``gt_boxes`` (m, 4) as an (n, m) array (empty sides allowed)."""
+    return _iou(boxes, gt_boxes)
+
+
 def _class_counts(images: list[ImageDetections], nc: int) -> tuple[np.ndarray, np.ndarray]:
     instances = np.zeros(nc, dtype=int)
     images_with = np.zeros(nc, dtype=int)
@@ -174,6 +179,12 @@ def _envelope_at_recalls(tp: np.ndarray, n_gt: int) -> np.ndarray:
         inside = found < len(recall)
         result[t, inside] = precision[found[inside]]
     return result
+
+
+def average_precision(tp: np.ndarray, n_gt: int) -> float:
+    """COCO AP (the envelope read at 101 recall points) of one class's detections in score order,
+    ``tp`` (n,) their true-positive flags, ``n_gt`` > 0 its objects."""
+    return float(_envelope_at_recalls(np.asarray(tp, dtype=bool).reshape(-1, 1), n_gt)[0].mean())
 
 
 def _pr_curves(tp50: np.ndarray, scores: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:

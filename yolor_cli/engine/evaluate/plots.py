@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from yolor_cli.engine.errors import MissingDependencyError
+from yolor_cli.engine.evaluate.errors import ERROR_LABELS, ERROR_TYPES, ErrorBreakdown
 from yolor_cli.engine.evaluate.metrics import CONFIDENCE_GRID, RECALL_POINTS, Metrics
 from yolor_cli.engine.files import atomic_write
 
@@ -18,6 +19,15 @@ PLOT_DPI = 150
 def require_matplotlib() -> Any:
     """matplotlib's pyplot on the file-only backend, or MissingDependencyError naming the extra."""
     return _pyplot()
+
+
+def plots_available() -> bool:
+    """Whether the plots extra is installed (for outputs that are drawn only when it is)."""
+    try:
+        _pyplot()
+    except MissingDependencyError:
+        return False
+    return True
 
 
 def _pyplot():
@@ -214,5 +224,38 @@ def plot_sensitivity(units: list[str], amounts: list[float], drops: np.ndarray, 
     figure.colorbar(image, label="mAP50-95 drop")
     figure.tight_layout()
     atomic_write(path, lambda stream: figure.savefig(stream, format="png", dpi=PLOT_DPI))
+    plt.close(figure)
+    return path
+
+
+ERRORS_HEATMAP_MAX_CLASSES = 40  # beyond this the per-class panel is unreadable; the JSON has every class
+
+
+def plot_errors(breakdown: ErrorBreakdown, names: list[str], path: Path) -> Path:
+    """TIDE's error types: the dAP of each on mAP50 and mAP50-95 as bars, and per class (mAP50-95) as a
+    heat map when there are few enough classes."""
+    plt = _pyplot()
+    classes = list(breakdown.per_class)[:ERRORS_HEATMAP_MAX_CLASSES]
+    panels = 2 if classes else 1
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, max(3.5, 0.3 * len(classes) + 2)), squeeze=False)
+    axis = axes[0, 0]
+    rows = np.arange(len(ERROR_TYPES))
+    overall = breakdown.overall
+    axis.barh(rows - 0.2, [overall.map50[k] for k in ERROR_TYPES], height=0.4, label="mAP50")
+    axis.barh(rows + 0.2, [overall.map[k] for k in ERROR_TYPES], height=0.4, label="mAP50-95")
+    axis.set_yticks(rows, [f"{k} ({ERROR_LABELS[k]})" for k in ERROR_TYPES])
+    axis.invert_yaxis()
+    axis.set(xlabel="dAP (mAP gained if fixed)", title=f"Errors (mAP50-95 {overall.base_map:.3f})")
+    axis.legend(loc="lower right", fontsize=8)
+    if classes:
+        axis = axes[0, 1]
+        values = np.array([[breakdown.per_class[c].map[k] for k in ERROR_TYPES] for c in classes])
+        image = axis.imshow(values, cmap="Reds", vmin=0, aspect="auto")
+        axis.set_xticks(range(len(ERROR_TYPES)), list(ERROR_TYPES))
+        axis.set_yticks(range(len(classes)), [names[c] for c in classes])
+        axis.set(title="dAP on mAP50-95 per class")
+        figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    figure.savefig(path, dpi=PLOT_DPI)
     plt.close(figure)
     return path

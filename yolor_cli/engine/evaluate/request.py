@@ -69,6 +69,18 @@ class EvalRequest(Request):
     workers: int = workers_option(0)
     save_json: bool = option(False, "--save-json", help="Write predictions.json (COCO results).")
     plots: bool = option(False, "--plots", help="Write PR, F1, P, R curves and a confusion matrix.")
+    errors: bool = option(
+        False,
+        "--errors",
+        help="Split the mAP lost into TIDE's error types (cls, loc, both, dupe, bkg, missed) with the dAP "
+        "of each, overall and per class; writes errors.json (and errors.png with the plots extra).",
+    )
+    compare: Path | None = option(
+        None,
+        "--compare",
+        help="Another model, exported file or predictions JSON (.json) to score on the same split: shows "
+        "what changed (mAP, per-class AP, error dAPs, the images that got worse); writes compare.json.",
+    )
     project: Path = project_option(Path("runs/eval"))
     name: str = name_option()
     exist_ok: bool = exist_ok_option()
