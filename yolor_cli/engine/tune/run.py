@@ -5,6 +5,9 @@ of other settings) is checked before the first trial trains. The run folder (``r
 tune.json (the study, its storage and settings), study.db (the default storage), hyps/ (each trial's
 hyp file), trials/trial_N/ (each trial's training run: results.csv, opt.yaml, hyp.yaml; weights only
 for the best trial), best_hyp.yaml, trials.csv, history.png and importance.png.
+
+With tracking on (--mlflow, MLFLOW_TRACKING_URI), the command is one MLflow run and each trial a run
+nested in it, which the trial's training logs itself into (:func:`_run_trials`, :func:`_describe_run`).
 """
 
 from __future__ import annotations
