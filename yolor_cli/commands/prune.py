@@ -91,7 +91,7 @@ def _render(result: PruneResult, json_output: bool) -> None:
 def _run(request: PruneRequest, json_output: bool) -> None:
     from yolor_cli.engine.prune.run import prune
 
-    _render(prune(request), json_output)
+    _render(prune(request, reporter=RichReporter()), json_output)
 
 
 @app.command("conv")

@@ -154,6 +154,91 @@ def test_train_prune_auto_export_read_as_one_lineage(
     assert load_checkpoint(result.files[0].path).mlflow_run_id == exported.info.run_id
 
 
+def test_train_prune_global_export_read_as_one_lineage(shapes: Path, in_tmp: Path) -> None:
+    from yolor_cli.engine.deploy.export import export
+    from yolor_cli.engine.deploy.request import ExportRequest
+    from yolor_cli.engine.prune.request import GlobalTarget, PruneRequest
+    from yolor_cli.engine.prune.run import prune
+
+    save_dir, _ = _train(shapes, mlflow=True, epochs=1, project=Path("runs/train"))
+    client = _client(in_tmp)
+    trained = _only_run(client, "train").info.run_id
+    reporter = SilentReporter()
+    weights = save_dir / "weights" / "last.pt"
+    request = PruneRequest(weights, GlobalTarget(ratio=0.3), img_size=64, latency=False, mlflow=True)
+    pruned = prune(request, reporter)
+    assert reporter.warnings == [] and pruned.output is not None
+    run = _only_run(client, "prune")  # prune auto's default experiment too
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["yolor.command"] == "prune global"
+    assert run.data.tags[INPUT_RUN_TAG] == trained  # the training it pruned
+    assert run.data.params["target.ratio"] == "0.3" and run.data.params["method"] == "l1"
+    history = client.get_metric_history(run.info.run_id, "after/params")
+    assert [point.value for point in history] == [pruned.after.params]
+    assert pruned.after.params < pruned.before.params
+    assert 0 < client.get_metric_history(run.info.run_id, "macs_fraction")[0].value < 1
+    assert client.list_artifacts(run.info.run_id) == []  # no weights without --mlflow-log-weights
+    assert load_checkpoint(pruned.output).mlflow_run_id == run.info.run_id  # the pruned file names its run
+
+    result = export(ExportRequest(weights=pruned.output, formats="pt", img_size=64, mlflow=True))
+    exported = _only_run(client, "export")
+    assert exported.data.tags[INPUT_RUN_TAG] == run.info.run_id  # train -> prune global -> export
+    assert load_checkpoint(result.files[0].path).mlflow_run_id == exported.info.run_id
+
+
+def test_prune_auto_resume_continues_its_mlflow_run(
+    shapes: Path, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolor_cli.engine.prune import auto
+    from yolor_cli.engine.prune.request import AutoPruneRequest
+    from yolor_cli.engine.prune.steps import AutoState
+
+    monkeypatch.setattr(auto, "available_runtimes", lambda: (["torch"], []))  # the final table on PyTorch only
+    save_dir, _ = _train(shapes, epochs=1, project=Path("runs/train"))
+    finish = auto.AutoRun.finish
+
+    def interrupted(run: auto.AutoRun) -> None:  # Ctrl-C once step 1 is fine-tuned and recorded
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(auto.AutoRun, "finish", interrupted)
+    common = {"device": "cpu", "workers": 0, "project": Path("runs/prune"), "mlflow": True}
+    with pytest.raises(KeyboardInterrupt):
+        auto.auto_prune(
+            AutoPruneRequest(
+                weights=save_dir / "weights" / "last.pt",
+                data=shapes / "data.yaml",
+                target_macs=0.7,
+                steps=1,
+                epochs_per_step=1,
+                final_epochs=0,
+                distill=False,
+                img_size=64,
+                batch_size=4,
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    client = _client(in_tmp)
+    experiment = client.get_experiment_by_name("prune")
+    assert experiment is not None
+    parents = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("yolor.command")]
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    first = parents[0].info.run_id
+    assert AutoState.load(in_tmp / "runs/prune/exp").mlflow_run_id == first
+
+    monkeypatch.setattr(auto.AutoRun, "finish", finish)
+    reporter = SilentReporter()
+    result = auto.auto_prune(AutoPruneRequest(name="exp", resume=True, **common), reporter)  # type: ignore[arg-type]
+    assert reporter.warnings == []
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("yolor.command")]  # the fine-tunes are nested, untagged
+    assert [r.info.run_id for r in parents] == [first]  # the same run, taken up again
+    assert parents[0].info.status == "FINISHED"
+    assert [point.step for point in client.get_metric_history(first, "macs_fraction")] == [0, 1]  # no second step 0
+    assert len(client.get_metric_history(first, "final/map")) == 1
+    assert [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == first] == ["step_1"]
+    assert load_checkpoint(result.output).mlflow_run_id == first
+
+
 def test_an_old_checkpoint_without_a_run_id_still_loads(tmp_path: Path, tiny_model: torch.nn.Module) -> None:
     path = tmp_path / "old.pt"
     save_checkpoint(Checkpoint(cfg=tiny_model.cfg, model_state=tiny_model.state_dict()), path)

@@ -631,9 +631,16 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
         log_weights=request.mlflow_log_weights,
         default_experiment=Path(request.project).name or "prune",
     )
-    with start_tracking(settings, reporter, command="prune auto") as tracker:
-        run = _resume(request, reporter) if request.resume else _start(request, reporter)
+    # A resumed run continues its MLflow run (its id is kept in auto.json), a new one starts its own
+    # before the run folder's files are written (teacher.pt records it).
+    resumed = _resume(request, reporter) if request.resume else None
+    resume_run_id = resumed.state.mlflow_run_id if resumed is not None else None
+    with start_tracking(settings, reporter, command="prune auto", resume_run_id=resume_run_id) as tracker:
+        run = resumed or _start(request, reporter)
         run.tracker = tracker
+        if tracker.run_id is not None and run.state.mlflow_run_id != tracker.run_id:
+            run.state.mlflow_run_id = tracker.run_id
+            run.save()
         _describe_run(run)
         result = _auto_prune(run)
         tracker.metrics(
@@ -647,7 +654,7 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
 
 def _describe_run(run: AutoRun) -> None:
     """The MLflow run's name and tags (the input's run: lineage), its params (the request), and the
-    input's figures at step 0."""
+    input's figures at step 0; a continued run (--resume) has its params and step 0 already."""
     request, tracker = run.request, run.tracker
     input_run = None
     if request.weights is not None:
@@ -664,6 +671,8 @@ def _describe_run(run: AutoRun) -> None:
             INPUT_RUN_TAG: input_run,
         }
     )
+    if tracker.continued:
+        return
     tracker.params({k: v for k, v in request.to_dict().items() if k not in TRACKING_FIELDS})
     tracker.metrics(_step_metrics(run.state.input, run.state.input.macs), step=0)
 

@@ -165,6 +165,9 @@ class PruneRequest(Request):
     latency: bool = option(True, "--latency/--no-latency", help="Measure CPU latency before and after (a few seconds).")
     seed: int = seed_option(cli=False)  # the draw of --method random
     trust_pickle: bool = trust_pickle_option()
+    mlflow: bool = mlflow_option()
+    mlflow_experiment: str | None = mlflow_experiment_option()
+    mlflow_log_weights: bool = mlflow_log_weights_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()

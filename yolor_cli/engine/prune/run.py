@@ -1,12 +1,15 @@
 """``yolor prune conv|layers|global`` as one engine call: load, prune, measure, write an ordinary checkpoint.
 
 The request's target picks its mode from :data:`MODES`, one entry per target type: how the target is
-checked against the model (before any slow work) and how it is pruned.
+checked against the model (before any slow work) and how it is pruned. With tracking on, the command is
+one MLflow run (experiment ``prune``, as ``prune auto``'s default) that names the input's run, and the
+pruned checkpoint records it: train -> prune -> export reads as one lineage.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -37,8 +40,13 @@ from yolor_cli.engine.prune.pruning import (
     rebuild,
 )
 from yolor_cli.engine.prune.request import ConvTargets, GlobalTarget, LayerSpan, PruneRequest
+from yolor_cli.engine.reporting import Reporter, SilentReporter
+from yolor_cli.engine.tracking.options import tracking_settings
+from yolor_cli.engine.tracking.tracker import INPUT_RUN_TAG, RUN_NAME_TAG, Tracker, start_tracking
 
 LATENCY_REPEATS = 5
+DEFAULT_EXPERIMENT = "prune"  # prune auto's default experiment too (its --project runs/prune)
+TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # how the command is logged, not params
 CHECKPOINT_SUFFIXES = (".pt", ".pth")  # what --output may end in: a pruned model is a checkpoint
 
 
@@ -57,6 +65,7 @@ class PruneResult:
     img_size: int
     output: Path | None  # None for --dry-run
     notes: list[str] = field(default_factory=list)
+    input_run_id: str | None = None  # the MLflow run that wrote the weights, when it was tracked
 
 
 def measure(model: DarknetModel, img_size: int, latency: bool = True) -> ModelCost:
@@ -145,6 +154,7 @@ def _prune_global(model: DarknetModel, target: GlobalTarget, convs: list[int], r
 class Mode:
     """How one kind of target is checked against the model, pruned, and explained when it prunes nothing."""
 
+    command: str  # the subcommand: prune conv, prune layers, prune global
     plan: Callable[[DarknetModel, Any, str, list[str]], list[int]]  # the convs to prune, checked
     prune: Callable[[DarknetModel, Any, list[int], PruneRequest], DarknetModel]
     nothing_pruned: str
@@ -156,18 +166,59 @@ LOCAL_NOTHING = (
     "raise --amount (int(amount x channels) channels go from each conv)",
 )
 MODES: dict[type, Mode] = {
-    ConvTargets: Mode(_plan_convs, _prune_local, *LOCAL_NOTHING),
-    LayerSpan: Mode(_plan_span, _prune_local, *LOCAL_NOTHING),
-    GlobalTarget: Mode(_plan_global, _prune_global, "the ratio rounds to 0 channels in every group", "raise --ratio"),
+    ConvTargets: Mode("prune conv", _plan_convs, _prune_local, *LOCAL_NOTHING),
+    LayerSpan: Mode("prune layers", _plan_span, _prune_local, *LOCAL_NOTHING),
+    GlobalTarget: Mode(
+        "prune global", _plan_global, _prune_global, "the ratio rounds to 0 channels in every group", "raise --ratio"
+    ),
 }
 
 
-def prune(request: PruneRequest) -> PruneResult:
+def prune(request: PruneRequest, reporter: Reporter | None = None) -> PruneResult:
     """Prune as ``request.target`` says: the convs of a :class:`ConvTargets` or every conv of a
     :class:`LayerSpan`, each by ``int(amount * channels)`` channels, or a :class:`GlobalTarget`.
     The request checked its options when built; everything that depends on the model is checked
-    here before the slow work (measuring, pruning)."""
+    here before the slow work (measuring, pruning). Logged to MLflow as the request says (one run,
+    open while the pruned checkpoint is written, so the file records it)."""
+    reporter = reporter or SilentReporter()
     mode = MODES[type(request.target)]
+    settings = tracking_settings(
+        mlflow=request.mlflow,
+        experiment=request.mlflow_experiment,
+        log_weights=request.mlflow_log_weights,
+        default_experiment=DEFAULT_EXPERIMENT,
+    )
+    with start_tracking(settings, reporter, command=mode.command) as tracker:
+        result = _prune(request, mode)
+        _log_prune(tracker, request, result)
+        return result
+
+
+def _log_prune(tracker: Tracker, request: PruneRequest, result: PruneResult) -> None:
+    """The prune's run: the input's run (lineage), the request (the target's options as ``target.*``),
+    the cost before and after, and with --mlflow-log-weights the pruned checkpoint."""
+    tracker.tags(
+        {
+            RUN_NAME_TAG: f"prune {request.weights.name}",
+            "yolor.weights": str(request.weights.resolve()),
+            "yolor.output": str(result.output.resolve()) if result.output else None,
+            "yolor.cfg": request.cfg or f"from {request.weights}",
+            INPUT_RUN_TAG: result.input_run_id,
+        }
+    )
+    tracker.params({k: v for k, v in dataclasses.asdict(request).items() if k not in TRACKING_FIELDS})
+    metrics: dict[str, float | None] = {"layers_changed": float(len(result.changes))}
+    for when, cost in (("before", result.before), ("after", result.after)):
+        metrics[f"{when}/params"] = float(cost.params)
+        metrics[f"{when}/macs"] = float(cost.macs)
+        metrics[f"{when}/latency_ms"] = cost.latency_ms
+    metrics["macs_fraction"] = result.after.macs / result.before.macs if result.before.macs else None
+    tracker.metrics(metrics)
+    if tracker.log_weights and result.output is not None:
+        tracker.artifact(result.output, "weights")
+
+
+def _prune(request: PruneRequest, mode: Mode) -> PruneResult:
     destination = None if request.dry_run else _destination(request.weights, request.output, request.overwrite)
     loaded = load_model(cfg=request.cfg, weights=request.weights, trust_pickle=request.trust_pickle)
     model = loaded.model.eval()
@@ -198,5 +249,11 @@ def prune(request: PruneRequest) -> PruneResult:
     if destination is not None:
         save_checkpoint(Checkpoint(cfg=pruned.cfg, model_state=pruned.state_dict(), names=loaded.names), destination)
     return PruneResult(
-        changes=changes, before=before, after=after, img_size=request.img_size, output=destination, notes=notes
+        changes=changes,
+        before=before,
+        after=after,
+        img_size=request.img_size,
+        output=destination,
+        notes=notes,
+        input_run_id=loaded.checkpoint.mlflow_run_id if loaded.checkpoint is not None else None,
     )

@@ -92,6 +92,7 @@ class AutoState:
     final: StepRecord | None = None
     notes: list[str] = field(default_factory=list)  # said while the run went; said again on resume
     table: dict[str, Any] | None = None  # the final table (final_table.FinalTable.to_dict), once made
+    mlflow_run_id: str | None = None  # the run's MLflow run (tracking on), which a --resume continues
 
     def step(self, number: int) -> StepRecord | None:
         return next((record for record in self.steps if record.step == number), None)
@@ -122,6 +123,7 @@ class AutoState:
             "final": asdict(self.final) if self.final is not None else None,
             "notes": self.notes,
             "table": self.table,
+            "mlflow_run_id": self.mlflow_run_id,
         }
         data = (json.dumps(payload, indent=1) + "\n").encode()
         atomic_write(run_dir / STATE_NAME, lambda stream: stream.write(data))
@@ -151,6 +153,7 @@ class AutoState:
                 final=StepRecord(**raw["final"]) if raw["final"] is not None else None,
                 notes=list(raw["notes"]),
                 table=raw.get("table"),  # absent from runs that finished before the final table existed
+                mlflow_run_id=raw.get("mlflow_run_id"),  # absent from runs made before tracking existed
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise YolorError(

@@ -1,4 +1,4 @@
-"""The tracking options of the commands that log to MLflow (train, prune auto, export, benchmark),
+"""The tracking options of the commands that log to MLflow (train, prune, tune, export, benchmark),
 declared once, and what they resolve to. Standard library only: the requests import this.
 
 Tracking is on with ``--mlflow`` or when ``MLFLOW_TRACKING_URI`` is set (MLflow's own variable, so a

@@ -157,6 +157,7 @@ class Tracker:
         self.session, self.run_id = session, run_id
         self.continued = continued  # an earlier run taken up again (a resumed training): it has its params
         self.ended = False
+        self.weights_wanted = True  # False: --mlflow-log-weights does not apply to this run (a tune trial)
 
     @property
     def enabled(self) -> bool:
@@ -165,7 +166,7 @@ class Tracker:
 
     @property
     def log_weights(self) -> bool:
-        return self.enabled and self.session is not None and self.session.settings.log_weights
+        return self.enabled and self.weights_wanted and self.session is not None and self.session.settings.log_weights
 
     def _log(self, what: str, action: Callable[[Any], Any]) -> None:
         if self.enabled:
@@ -219,13 +220,17 @@ class Tracker:
         for path in paths:
             self.artifact(path, folder)
 
-    def child(self, name: str, tags: Mapping[str, Any] | None = None) -> Tracker:
+    def child(self, name: str, tags: Mapping[str, Any] | None = None, log_weights: bool = True) -> Tracker:
         """A run nested under this one (a prune step's fine-tune, a tune trial), in the same experiment:
-        the no-op tracker when this one is off."""
+        the no-op tracker when this one is off. ``log_weights`` False: the child never copies weights,
+        whatever --mlflow-log-weights says (tune keeps only the best trial's, logged on its own run)."""
         if not self.enabled:
             return NO_TRACKING
         assert self.session is not None
-        return _start_run(self.session, name, {**(tags or {}), PARENT_TAG: self.run_id})
+        child = _start_run(self.session, name, {**(tags or {}), PARENT_TAG: self.run_id})
+        if child is not NO_TRACKING:
+            child.weights_wanted = log_weights
+        return child
 
     def end(self, status: str = "FINISHED") -> None:
         if self.ended or self.run_id is None:

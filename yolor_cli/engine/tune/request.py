@@ -25,6 +25,7 @@ from yolor_cli.engine.options import (
     weights_option,
     workers_option,
 )
+from yolor_cli.engine.tracking.options import mlflow_experiment_option, mlflow_log_weights_option, mlflow_option
 from yolor_cli.engine.train.request import MAX_EPOCHS
 
 MAX_TRIALS = 100_000  # far above any budget; bounds a typo before a study is made
@@ -116,6 +117,11 @@ class TuneRequest(Request):
         help="Continue the study of the newest run under --project (or of --name), up to --trials.",
     )
     seed: int = seed_option(help="Seed of the sampler (each trial draws from it and its number) and of training.")
+    # One MLflow run per command, each trial a run nested in it; --mlflow-log-weights copies the best
+    # trial's best.pt only (a trial's own run gets its files, not its weights).
+    mlflow: bool = mlflow_option()
+    mlflow_experiment: str | None = mlflow_experiment_option()
+    mlflow_log_weights: bool = mlflow_log_weights_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,10 +5,14 @@ of other settings) is checked before the first trial trains. The run folder (``r
 tune.json (the study, its storage and settings), study.db (the default storage), hyps/ (each trial's
 hyp file), trials/trial_N/ (each trial's training run: results.csv, opt.yaml, hyp.yaml; weights only
 for the best trial), best_hyp.yaml, trials.csv, history.png and importance.png.
+
+With tracking on (--mlflow, MLFLOW_TRACKING_URI), the command is one MLflow run and each trial a run
+nested in it, which the trial's training logs itself into (:func:`_run_trials`, :func:`_describe_run`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import time
@@ -20,9 +24,12 @@ from typing import Any
 from yolor_cli.engine.config import DEFAULT_HYP, load_data_config, load_hyp
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.files import atomic_write
+from yolor_cli.engine.model.checkpoint import load_checkpoint
 from yolor_cli.engine.options import given_options
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
+from yolor_cli.engine.tracking.options import tracking_settings
+from yolor_cli.engine.tracking.tracker import INPUT_RUN_TAG, RUN_NAME_TAG, Tracker, start_tracking
 from yolor_cli.engine.train.trainer import TrainingError
 from yolor_cli.engine.tune import outputs
 from yolor_cli.engine.tune import study as studies
@@ -41,6 +48,10 @@ from yolor_cli.engine.tune.trial import (
 )
 
 TUNE_RECORD = "tune.json"  # marks a tune run folder; --resume finds the study through it
+MLFLOW_RUN_KEY = "mlflow_run_id"  # tune.json: the command's MLflow run, which a --resume continues
+TRIAL_TAG = "yolor.trial"  # a trial's MLflow run: the trial's number
+TRIAL_STATE_TAG = "yolor.trial_state"  # and how it ended: complete, pruned or failed
+TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # how the command is logged, not params
 STUDY_DB = "study.db"
 TRIALS_TITLE = "Trials"
 # A study whose trials keep failing (every lr0 drawn makes the loss NaN, say) stops after this many
@@ -222,18 +233,20 @@ class _Table:
 # ---- the study ----------------------------------------------------------------------------------
 
 
-def _keep_best_weights(optuna: Any, storage: Any, study: Any) -> None:
-    """The disk policy: every finished trial but the study's best loses its checkpoints (on this machine)."""
+def _keep_best_weights(optuna: Any, storage: Any, study: Any) -> Any:
+    """The disk policy: every finished trial but the study's best loses its checkpoints (on this machine).
+    Returns the best trial (None while no trial completed)."""
     states = optuna.trial.TrialState
     finished = storage.get_all_trials(
         study._study_id, deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.FAIL)
     )
     complete = [trial for trial in finished if trial.state == states.COMPLETE and trial.value is not None]
-    best = max(complete, key=lambda t: (t.value, -t.number)).number if complete else None
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
     for trial in finished:
         folder = trial.user_attrs.get(RUN_DIR_ATTR)
         if folder:
-            drop_weights(Path(folder), keep=BEST_KEPT if trial.number == best else ())
+            drop_weights(Path(folder), keep=BEST_KEPT if best is not None and trial.number == best.number else ())
+    return best
 
 
 def _base_params(space: SearchSpace, base: Mapping[str, float]) -> dict[str, Any] | None:
@@ -262,6 +275,7 @@ def _run_trials(
     setup: TrialSetup,
     table: _Table,
     reporter: Reporter,
+    tracker: Tracker,
 ) -> list[str]:
     """Trials until the study holds ``--trials`` finished ones or ``--timeout`` passes; notes to show."""
     notes: list[str] = []
@@ -285,43 +299,65 @@ def _run_trials(
         hyp, optimizer = space.suggest(trial, base)
         table.progress[trial.number] = 0
         table.show()
-        try:
-            with studies.heartbeat(storage, trial._trial_id):
-                outcome = run_trial(
-                    trial,
-                    setup=setup,
-                    hyp=hyp,
-                    optimizer=optimizer,
-                    reporter=TrialReporter(reporter, said),
-                    on_epoch=table.epoch,
-                )
-        except optuna.TrialPruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            failures = 0
-        except TrainingError as error:  # this trial's values cannot train (a NaN loss): the next may
-            trial.set_user_attr(ERROR_ATTR, error.message)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            reporter.warning(f"trial {trial.number} failed: {error.message}")
-            failures += 1
-            if failures >= MAX_FAILURES_IN_A_ROW:
-                raise YolorError(
-                    f"{failures} trials in a row failed to train; the last: {error.message}",
-                    hint="narrow the space with --space (lr0 first)",
-                ) from None
-        except BaseException:  # Ctrl-C, or an error every trial would meet: the trial fails, the study stays
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        else:
-            if outcome.value is None:
-                trial.set_user_attr(ERROR_ATTR, "no validated epoch")
+        value = None
+        # The trial's MLflow run, nested in the command's: the training logs its options, hyp and epochs
+        # there. Each outcome ends it explicitly with its state (a pruned trial leaves through
+        # TrialPruned, which would end it FAILED); Ctrl-C or an unexpected error ends it KILLED / FAILED.
+        with tracker.child(f"trial_{trial.number}", tags={TRIAL_TAG: trial.number}, log_weights=False) as child:
+            try:
+                with studies.heartbeat(storage, trial._trial_id):
+                    outcome = run_trial(
+                        trial,
+                        setup=setup,
+                        hyp=hyp,
+                        optimizer=optimizer,
+                        reporter=TrialReporter(reporter, said),
+                        on_epoch=table.epoch,
+                        tracker=child,
+                    )
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                _end_trial_run(child, "PRUNED")
+                failures = 0
+            except TrainingError as error:  # this trial's values cannot train (a NaN loss): the next may
+                trial.set_user_attr(ERROR_ATTR, error.message)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                _end_trial_run(child, "FAIL")
+                reporter.warning(f"trial {trial.number} failed: {error.message}")
+                failures += 1
+                if failures >= MAX_FAILURES_IN_A_ROW:
+                    raise YolorError(
+                        f"{failures} trials in a row failed to train; the last: {error.message}",
+                        hint="narrow the space with --space (lr0 first)",
+                    ) from None
+            except BaseException:  # Ctrl-C, or an error every trial would meet: the trial fails, the study stays
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                child.tags({TRIAL_STATE_TAG: outputs.STATE_NAMES["FAIL"]})
+                raise
             else:
-                study.tell(trial, outcome.value)
-            failures = 0
-        _keep_best_weights(optuna, storage, study)
+                if outcome.value is None:
+                    trial.set_user_attr(ERROR_ATTR, "no validated epoch")
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    _end_trial_run(child, "FAIL")
+                else:
+                    study.tell(trial, outcome.value)
+                    _end_trial_run(child, "COMPLETE")
+                    value = outcome.value
+                failures = 0
+        best = _keep_best_weights(optuna, storage, study)
+        # The parent's figures with the trial number as their step: this trial's value (complete trials
+        # only: a pruned one has none) and the study's best so far (every process's trials).
+        tracker.metrics({"value": value, "best_value": None if best is None else best.value}, step=trial.number)
         table.progress.pop(trial.number, None)
         table.show()
     return notes
+
+
+def _end_trial_run(child: Tracker, state: str) -> None:
+    """A trial's run tagged with the trial's state (complete, pruned, failed, as trials.csv names them)
+    and ended: FINISHED unless the trial failed."""
+    child.tags({TRIAL_STATE_TAG: outputs.STATE_NAMES[state]})
+    child.end("FAILED" if state == "FAIL" else "FINISHED")
 
 
 def _next_command(request: TuneRequest, best_hyp: Path, optimizer: str | None) -> str:
@@ -395,6 +431,12 @@ def tune(request: TuneRequest, reporter: Reporter | None = None) -> TuneResult:
     base = load_hyp(request.hyp or DEFAULT_HYP).as_dict()
     load_data_config(request.data)  # a broken data file is named now, not when the first trial starts
     settings = _settings(request, space, base)
+    tracking = tracking_settings(
+        mlflow=request.mlflow,
+        experiment=request.mlflow_experiment,
+        log_weights=request.mlflow_log_weights,
+        default_experiment=Path(request.project).name or "tune",
+    )
     with studies.forward_logs(optuna, reporter):
         # A --storage that does not work is named before a run folder is made.
         given = studies.open_storage(optuna, request.storage) if request.storage else None
@@ -424,8 +466,88 @@ def tune(request: TuneRequest, reporter: Reporter | None = None) -> TuneResult:
             metric=request.metric,
         )
         table = _Table(optuna, storage, study, space, request.epochs, reporter)
-        notes = _run_trials(optuna, request, storage, study, space, base, setup, table, reporter)
-        result = _result(optuna, storage, study, plan, request, space, base)
-        plots, plot_notes = outputs.write_plots(optuna, study, plan.folder)
+        # One MLflow run per command (a --resume continues the run folder's), started once everything a
+        # user can get wrong has been checked; each trial a run nested in it.
+        with start_tracking(
+            tracking,
+            reporter,
+            command="tune",
+            name=plan.folder.name,
+            resume_run_id=plan.record.get(MLFLOW_RUN_KEY),
+        ) as tracker:
+            _describe_run(tracker, request, plan, space, base)
+            notes = _run_trials(optuna, request, storage, study, space, base, setup, table, reporter, tracker)
+            result = _result(optuna, storage, study, plan, request, space, base)
+            plots, plot_notes = outputs.write_plots(optuna, study, plan.folder)
+            _log_result(tracker, result)
     result.plots, result.notes = plots, [*notes, *result.notes, *plot_notes]
     return result
+
+
+def _describe_run(
+    tracker: Tracker, request: TuneRequest, plan: _Plan, space: SearchSpace, base: Mapping[str, float]
+) -> None:
+    """The tune's MLflow run: its id kept in tune.json (a --resume continues it), its tags (cfg, data,
+    study, the run that wrote --weights) and its params (the request, the space, the base hyp); a
+    continued run keeps the params it has (MLflow refuses a param's second value)."""
+    if tracker.run_id is None:
+        return
+    if plan.record.get(MLFLOW_RUN_KEY) != tracker.run_id:
+        _write_record(plan.folder, {**plan.record, MLFLOW_RUN_KEY: tracker.run_id})
+    tracker.tags(
+        {
+            RUN_NAME_TAG: plan.folder.name,
+            "yolor.run_dir": str(plan.folder.resolve()),
+            "yolor.cfg": request.cfg or (f"from {request.weights}" if request.weights else None),
+            "yolor.data": str(request.data.resolve()),
+            "yolor.study": plan.study,
+            "yolor.storage": studies.shown_url(plan.url),
+            INPUT_RUN_TAG: _input_run_id(request.weights),
+        }
+    )
+    if tracker.continued:
+        return
+    params = {k: v for k, v in dataclasses.asdict(request).items() if k not in TRACKING_FIELDS}
+    params["storage"] = studies.shown_url(plan.url)  # never a password
+    params["study"] = plan.study
+    tracker.params(params)
+    tracker.params(_space_params(space), prefix="space.")
+    tracker.params(dict(base), prefix="base_hyp.")
+
+
+def _space_params(space: SearchSpace) -> dict[str, str]:
+    """The search space as MLflow params: ``low..high`` (``log`` for a log scale), a fixed value, the
+    optimizers."""
+    values = {key: f"{span.low:g}..{span.high:g}{' log' if span.log else ''}" for key, span in space.ranges.items()}
+    values.update({key: f"{value:g}" for key, value in space.fixed.items()})
+    values[OPTIMIZER_KEY] = ",".join(space.optimizers)
+    return values
+
+
+def _input_run_id(weights: Path | None) -> str | None:
+    """The MLflow run that wrote --weights (lineage), when one of ours did."""
+    if weights is None:
+        return None
+    try:
+        return load_checkpoint(weights).mlflow_run_id
+    except YolorError:  # an official file (needs --cfg): no run of ours wrote it
+        return None
+
+
+def _log_result(tracker: Tracker, result: TuneResult) -> None:
+    """The study's figures, best trial and files on the tune's run; the best trial's best.pt with
+    --mlflow-log-weights (the only weights a tune logs)."""
+    tracker.metrics(
+        {
+            "trials_complete": result.trials_complete,
+            "trials_pruned": result.trials_pruned,
+            "trials_failed": result.trials_failed,
+            "epochs_run": result.epochs_run,
+        }
+    )
+    tracker.tags({"yolor.best_trial": result.best_trial})
+    folder = result.save_dir
+    names = (outputs.BEST_HYP, outputs.TRIALS_CSV, outputs.HISTORY_PNG, outputs.IMPORTANCE_PNG)
+    tracker.artifacts([folder / name for name in names])
+    if tracker.log_weights and result.best_weights is not None:
+        tracker.artifact(result.best_weights, "weights")

@@ -17,6 +17,7 @@ import yaml
 from yolor_cli.engine.evaluate.metrics import Metrics
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.reporting import Reporter
+from yolor_cli.engine.tracking.tracker import NO_TRACKING, Tracker
 from yolor_cli.engine.train.run import ResumePoint, TrainOptions, plan_training, train
 from yolor_cli.engine.train.trainer import Trainer, TrainHook, TrainState
 from yolor_cli.engine.tune.study import import_optuna
@@ -133,9 +134,11 @@ def run_trial(
     optimizer: str,
     reporter: Reporter,
     on_epoch: Callable[[EpochReport], None],
+    tracker: Tracker = NO_TRACKING,
 ) -> TrialOutcome:
     """Train the trial; its run folder is recorded on the trial before training starts (the disk policy
-    and a later process find it there, even when this one dies)."""
+    and a later process find it there, even when this one dies). ``tracker``: the trial's MLflow run
+    (nested in the tune's), which the training logs its options, hyp and epochs to; the caller ends it."""
     number = trial.number
     hyp_path = setup.tune_dir / HYPS_DIR / f"trial_{number}.yaml"
     write_hyp(hyp_path, hyp)
@@ -161,7 +164,7 @@ def run_trial(
         seed=setup.seed,
     )
     trial.set_user_attr(RUN_DIR_ATTR, str((setup.tune_dir / TRIALS_DIR / f"trial_{number}").resolve()))
-    result = train(plan_training(options), reporter, hooks=hooks)
+    result = train(plan_training(options), reporter, hooks=hooks, tracker=tracker)
     run_dir = result.save_dir.resolve()
     if run_dir != Path(trial.user_attrs[RUN_DIR_ATTR]):  # the name was taken: numbered (trial_72...)
         trial.set_user_attr(RUN_DIR_ATTR, str(run_dir))
