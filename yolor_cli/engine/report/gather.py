@@ -117,13 +117,16 @@ def add_errors(page: Page, folder: Path) -> None:
     except (OSError, ValueError) as error:
         section.notes.append(f"{path} cannot be read: {error}")
         return
-    errors = values.get("errors", values) if isinstance(values, dict) else {}
+    # errors.json is eval --json's "errors" object; a whole --json payload (the object under "errors") is read too
+    values = values if isinstance(values, dict) else {}
+    errors = values.get("errors", values)
+    errors = errors if isinstance(errors, dict) else {}
     overall = [[ERROR_NAMES[key], number(errors.get(key))] for key in ERROR_TYPES if key in errors]
     if overall:
         section.tables.append(
             Table(["error type", "dAP"], overall, "mAP gained if this kind of error were fixed (TIDE's split)")
         )
-    per_class = errors.get("per_class") or values.get("per_class") if isinstance(values, dict) else None
+    per_class = errors.get("per_class", values.get("per_class"))
     if isinstance(per_class, dict):
         per_class = [{"class": name, **figures} for name, figures in per_class.items() if isinstance(figures, dict)]
     if isinstance(per_class, list) and per_class:
