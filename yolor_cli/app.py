@@ -18,6 +18,7 @@ from yolor_cli.commands.benchmark import benchmark_command
 from yolor_cli.commands.detect import detect_command
 from yolor_cli.commands.eval import eval_command
 from yolor_cli.commands.export import export_command
+from yolor_cli.commands.report import report_command
 from yolor_cli.commands.train import train_command
 from yolor_cli.commands.tune import tune_command
 from yolor_cli.console import print_error
@@ -95,6 +96,7 @@ app.command(name="eval")(eval_command)
 app.command(name="export")(export_command)
 app.command(name="info")(info.info)
 app.add_typer(prune.app, name="prune")
+app.command(name="report")(report_command)
 app.command(name="train")(train_command)
 app.command(name="tune")(tune_command)
 

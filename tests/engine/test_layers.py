@@ -6,7 +6,7 @@ Stages, lowest first; a module may import its own stage and the ones below, neve
 1. model        (Darknet cfgs, layers, checkpoints)
 2. data         (datasets, VOC conversion, loaders)
 3. train, evaluate, infer
-4. prune, deploy
+4. prune, deploy, tune, report
 
 and no two modules import each other, directly or through others (lazy imports inside functions
 count too: a cycle through them is still a cycle)."""
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "yolor_cli" / "engine"
 PACKAGE = "yolor_cli.engine"
-STAGES = {"model": 1, "data": 2, "train": 3, "evaluate": 3, "infer": 3, "prune": 4, "deploy": 4, "tune": 4}
+STAGES = {"model": 1, "data": 2, "train": 3, "evaluate": 3, "infer": 3, "prune": 4, "deploy": 4, "tune": 4, "report": 4}
 LEAF = 0  # every other top-level module of the engine
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -38,7 +39,7 @@ def _number(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def _render(result: BenchmarkResult, json_output: bool) -> None:
+def _render(result: BenchmarkResult, json_output: bool, report: Path | None) -> None:
     if json_output:
         print_json(
             {
@@ -53,6 +54,7 @@ def _render(result: BenchmarkResult, json_output: bool) -> None:
                 "csv": str(result.csv) if result.csv else None,
                 "seconds": round(result.seconds, 1),
                 "rows": [_row_json(row) for row in result.rows],
+                "report": str(report) if report else None,
             }
         )
         return
@@ -87,15 +89,22 @@ def _render(result: BenchmarkResult, json_output: bool) -> None:
     console.print(
         f"Median latency after warm-up; speed-up against PyTorch fp32. Written: {result.csv} ({result.seconds:.0f} s)"
     )
+    if report is not None:
+        console.print(markup("Report: [b]{}[/]", report))
 
 
 @request_command(BenchmarkRequest)
 def benchmark_command(request: BenchmarkRequest, json_output: JsonOption = False) -> None:
     """Make every deployment format of a model, score each on the val split and time it: one table."""
     from yolor_cli.engine.deploy.benchmark import run_benchmark
+    from yolor_cli.engine.report.run import report_at_end
 
-    result = run_benchmark(request, reporter=RichReporter())
-    _render(result, json_output)
+    reporter = RichReporter()
+    result = run_benchmark(request, reporter=reporter)
+    report = None
+    if result.csv is not None:
+        report = report_at_end(result.csv, enabled=request.report, device=request.device, reporter=reporter)
+    _render(result, json_output, report)
     low = result.below_min_map
     if low:
         figures = ", ".join(f"{row.format} {row.map:.4f}" for row in low)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -119,7 +120,7 @@ def _figure(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
+def _render_auto(result: AutoPruneResult, json_output: bool, report: Path | None = None) -> None:
     """The steps and the final table, or ``--json``: the keys every prune command has (``latency_ms_before``
     and ``latency_ms_after`` stay PyTorch's), and ``latency_ms_runtimes`` ``{"before": {runtime: ms},
     "after": {runtime: ms}}`` for every runtime the final table timed, and ``final_table`` (one object per
@@ -140,6 +141,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
                 "latency_ms_runtimes": result.latency_runtimes(),
                 "final_table": [row.payload() for row in result.table.rows] if result.table else [],
                 "output": str(result.output),
+                "report": str(report) if report else None,
             }
         )
         return
@@ -165,6 +167,8 @@ def _render_auto(result: AutoPruneResult, json_output: bool) -> None:
     if result.table is not None:
         _render_final_table(result.table, result)
     console.print(markup("Pruned model: [b]{}[/]", result.output))
+    if report is not None:
+        console.print(markup("Report: [b]{}[/]", report))
 
 
 def _render_final_table(table: FinalTable, result: AutoPruneResult) -> None:
@@ -209,8 +213,12 @@ def auto_command(request: AutoPruneRequest, json_output: JsonOption = False) -> 
     """Prune in steps to a target, fine-tuning after each, within --max-drop; writes steps.csv and pruned.pt,
     and ends with a table of the input, the pruned model and the pruned model in INT8 on each runtime."""
     from yolor_cli.engine.prune.auto import auto_prune
+    from yolor_cli.engine.report.run import report_at_end
 
-    _render_auto(auto_prune(request, reporter=RichReporter()), json_output)
+    reporter = RichReporter()
+    result = auto_prune(request, reporter=reporter)
+    report = report_at_end(result.run_dir, enabled=request.report, device=request.device, reporter=reporter)
+    _render_auto(result, json_output, report)
 
 
 def _render_sensitivity(result: SensitivityResult) -> None:

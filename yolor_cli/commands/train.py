@@ -28,9 +28,13 @@ def train_command(
         raise typer.Exit(launch(plan, sys.argv[1:]))
     if plan.options.prune_to is not None:  # --prune-to (or a run resumed with it): prune's hook, lazily imported
         from yolor_cli.engine.prune.gradual import train
-    result = train(plan, reporter=RichReporter())
+    from yolor_cli.engine.report.run import report_at_end
+
+    reporter = RichReporter()
+    result = train(plan, reporter=reporter)
     if not result.is_main:
         return
+    report = report_at_end(result.save_dir, enabled=request.report, device=request.device, reporter=reporter)
     print_notes(
         result.notes
         + ([f"transferred {result.transferred[0]}/{result.transferred[1]} tensors"] if result.transferred else [])
@@ -42,6 +46,7 @@ def train_command(
                 "epochs_run": result.epochs_run,
                 "best_fitness": result.best_fitness,
                 **result.metrics,
+                "report": str(report) if report else None,
             }
         )
         return
@@ -49,3 +54,5 @@ def train_command(
     summary = "  ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
     epochs = f"{result.epochs_run} epoch{'' if result.epochs_run == 1 else 's'}"
     console.print(markup("Trained {}. {}\nResults in [b]{}[/]", epochs, summary, result.save_dir))
+    if report is not None:
+        console.print(markup("Report: [b]{}[/]", report))

@@ -305,3 +305,11 @@ def output_option(help: str, *, path_kind: str | None = None) -> Any:
 
 def overwrite_option(help: str = "Replace an existing --output file.") -> Any:
     return option(False, "--overwrite", help=help)
+
+
+def report_option() -> Any:
+    """``--no-report``: the commands that end a run (train, prune auto, benchmark) write its report.html
+    unless told not to (engine/report/)."""
+    return option(
+        True, "--no-report", help="Do not write report.html (one HTML page of the run) at the end.", negate=True
+    )

@@ -22,6 +22,7 @@ from yolor_cli.engine.options import (
     option,
     output_option,
     overwrite_option,
+    report_option,
     trust_pickle_option,
     weights_option,
 )
@@ -134,6 +135,7 @@ class BenchmarkRequest(Request):
     trust_pickle: bool = trust_pickle_option()
     mlflow: bool = mlflow_option()
     mlflow_experiment: str | None = mlflow_experiment_option()
+    report: bool = report_option()
 
 
 TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # how a command is logged, not what it does

@@ -559,7 +559,7 @@ def _start(request: AutoPruneRequest, reporter: Reporter) -> AutoRun:
 
 TRACKING_FIELDS = ("mlflow", "mlflow_experiment", "mlflow_log_weights")  # the command's, not the run's
 # taken from the resuming command
-RESUME_OWN = ("device", "workers", "project", "name", "exist_ok", "resume", *TRACKING_FIELDS)
+RESUME_OWN = ("device", "workers", "project", "name", "exist_ok", "resume", "report", *TRACKING_FIELDS)
 
 
 def _run_to_resume(project: Path, name: str) -> Path:

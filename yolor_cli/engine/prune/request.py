@@ -28,6 +28,7 @@ from yolor_cli.engine.options import (
     output_option,
     overwrite_option,
     project_option,
+    report_option,
     seed_option,
     trust_pickle_option,
     weights_option,
@@ -293,6 +294,7 @@ class AutoPruneRequest(Request):
     mlflow: bool = mlflow_option()
     mlflow_experiment: str | None = mlflow_experiment_option()
     mlflow_log_weights: bool = mlflow_log_weights_option()
+    report: bool = report_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()  # bounds (steps, epochs, --max-drop, sizes, seed) before anything else

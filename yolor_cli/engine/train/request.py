@@ -25,6 +25,7 @@ from yolor_cli.engine.options import (
     name_option,
     option,
     project_option,
+    report_option,
     seed_option,
     workers_option,
 )
@@ -166,6 +167,7 @@ class TrainRequest(Request):
     mlflow: bool = mlflow_option()
     mlflow_experiment: str | None = mlflow_experiment_option()
     mlflow_log_weights: bool = mlflow_log_weights_option()
+    report: bool = report_option()
 
     def __post_init__(self) -> None:
         if self.img_size is None or isinstance(self.img_size, int):  # not given, or a library caller's one size
@@ -200,7 +202,7 @@ class TrainRequest(Request):
         }
         for key in ("data", "weights", "project"):
             given[key] = str(given[key]) if given[key] is not None else None
-        dropped = ("adam", "last", "resume", *TRACKING_FIELDS)
+        dropped = ("adam", "last", "resume", "report", *TRACKING_FIELDS)
         values = {k: v for k, v in given.items() if v is not None and k not in dropped}
         if len(self.img_size) == 0:
             values.pop("img_size", None)
