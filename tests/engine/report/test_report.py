@@ -107,7 +107,7 @@ def test_train_writes_its_report_with_curves_table_and_gallery(train_run: dict) 
         path, ["options", "data", "training", "pr_curves", "confusion_matrix", "per_class", "errors", "gallery"]
     )
     assert html.count("data:image/png;base64,") >= 6  # results, labels, 4 curves, confusion matrix
-    assert "No errors.json in this folder" in html  # the breakdown says it is absent
+    assert "dAP50-95" in html and "<td>localisation</td>" in html  # the scored model's TIDE breakdown
     assert "<td>circle</td>" in html or "<td>rectangle</td>" in html  # the per-class table names classes
     tiles = html.count('<div class="gallery">') and html.count("data:image/jpeg;base64,") - 1  # minus train_batch0
     assert 0 < tiles <= MAX_GALLERY
@@ -148,13 +148,17 @@ def test_benchmark_report_has_the_formats_and_the_speed_accuracy_chart(benchmark
 
 def test_eval_folder_report_shows_its_plots_and_the_error_breakdown_when_present(eval_run: Path) -> None:
     assert detect_kind(eval_run) == ("eval", eval_run)
-    circle = {"class": "circle", "cls": 0.1, "loc": 0.2, "both": 0, "dupe": 0, "bkg": 0.3, "missed": 0.4}
-    overall = {"cls": 0.01, "loc": 0.02, "both": 0.0, "dupe": 0.003, "bkg": 0.04, "missed": 0.05}
-    (eval_run / "errors.json").write_text(json.dumps({**overall, "per_class": [circle]}))
+    def figures(dap: float) -> dict:
+        return {"map50": dap / 2, "map": dap, "count": 3}
+
+    kinds = ("cls", "loc", "both", "dupe", "bkg", "missed")
+    circle = {"class": "circle", **{kind: figures(0.1 * i) for i, kind in enumerate(kinds)}}
+    overall = {kind: figures(0.01 * (i + 1)) for i, kind in enumerate(kinds)}
+    (eval_run / "errors.json").write_text(json.dumps({**overall, "per_class": [circle]}))  # eval --errors' format
     result = write_report(ReportRequest(run=eval_run))
     assert result.kind == "eval" and result.sections == ["pr_curves", "confusion_matrix", "errors"]
     html = _check_page(result.path, result.sections)
-    assert "<td>localisation</td><td>0.0200</td>" in html and "<td>circle</td>" in html
+    assert "<td>localisation</td><td>0.0200</td><td>0.0100</td><td>3</td>" in html and "<td>circle</td>" in html
 
 
 def test_a_failing_report_is_one_warning_and_no_report(tmp_path: Path) -> None:

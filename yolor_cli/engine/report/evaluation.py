@@ -20,12 +20,14 @@ from yolor_cli.engine.config import load_data_config
 from yolor_cli.engine.data.images import read_image
 from yolor_cli.engine.data.labels import ImageRecord
 from yolor_cli.engine.errors import MissingDependencyError
+from yolor_cli.engine.evaluate.errors import error_breakdown
 from yolor_cli.engine.evaluate.evaluator import EvalResult, evaluate_model, ground_truth
 from yolor_cli.engine.evaluate.metrics import CONFUSION_CONF, ImageDetections, confusion_matrix
-from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_metrics
+from yolor_cli.engine.evaluate.plots import plot_confusion_matrix, plot_errors, plot_metrics
 from yolor_cli.engine.infer.drawing import draw_boxes
 from yolor_cli.engine.infer.predictor import Detections
 from yolor_cli.engine.model.loading import load_model
+from yolor_cli.engine.report.error_section import errors_section
 from yolor_cli.engine.report.page import Figure, GalleryItem, Page, Section, Table, data_uri, file_uri, number
 from yolor_cli.engine.reporting import Reporter
 from yolor_cli.engine.runtime import select_device
@@ -174,6 +176,7 @@ def add_evaluation(
                     )
                 )
     page.add(Section("per_class", "Per-class results", tables=[per_class_table(result)], notes=[where]))
+    _add_breakdown(page, result, names, where)
     if gallery:
         worst = worst_images(results, len(names), gallery)
         items = [
@@ -189,3 +192,15 @@ def add_evaluation(
             else "No val image has an error at this score: nothing to show."
         ]
         page.add(Section("gallery", "Worst images", gallery=items, notes=notes))
+
+
+def _add_breakdown(page: Page, result: EvalResult, names: list[str], where: str) -> None:
+    """TIDE's error breakdown of the scored model (what ``yolor eval --errors`` shows), with its chart
+    when matplotlib is there."""
+    breakdown = error_breakdown(result.detections, len(names))
+    with tempfile.TemporaryDirectory(prefix="yolor-report-") as scratch:
+        try:
+            figure: Path | None = plot_errors(breakdown, names, Path(scratch) / "errors.png")
+        except MissingDependencyError:
+            figure = None
+        errors_section(page, breakdown.payload(names), figure, where)

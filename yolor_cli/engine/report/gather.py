@@ -29,6 +29,7 @@ from yolor_cli.engine.prune.steps import CSV_NAME as STEPS_CSV
 from yolor_cli.engine.prune.steps import PLOT_NAME as STEPS_PLOT
 from yolor_cli.engine.prune.steps import STATE_NAME, AutoState
 from yolor_cli.engine.report.charts import speed_accuracy_chart
+from yolor_cli.engine.report.error_section import errors_section
 from yolor_cli.engine.report.evaluation import add_evaluation
 from yolor_cli.engine.report.page import Figure, Page, Section, Table, data_uri, file_uri, number
 from yolor_cli.engine.reporting import Reporter
@@ -39,15 +40,6 @@ WEIGHTS_DIR = "weights"
 EVAL_FILES = ("errors.json", "PR_curve.png", "confusion_matrix.png", "predictions.json")
 EVAL_CURVES = ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png")
 ERRORS_JSON, ERRORS_PNG = "errors.json", "errors.png"
-ERROR_TYPES = ("cls", "loc", "both", "dupe", "bkg", "missed")
-ERROR_NAMES = {
-    "cls": "classification",
-    "loc": "localisation",
-    "both": "classification and localisation",
-    "dupe": "duplicate",
-    "bkg": "background",
-    "missed": "missed",
-}
 TRAIN_BATCH_IMAGE = "train_batch0.jpg"  # one mosaic of augmented training images is enough to check labels
 BEST_WEIGHTS = ("best.pt", "last.pt")  # the model a training run's report scores, the first found
 
@@ -103,40 +95,32 @@ def _figure_if(path: Path, title: str, caption: str = "", wide: bool = False) ->
 
 
 def add_errors(page: Page, folder: Path) -> None:
-    """The error breakdown ``yolor eval --errors`` leaves (errors.json, errors.png), or a note that it is absent."""
+    """The error breakdown ``yolor eval --errors`` leaves (errors.json, errors.png), or a note that it is
+    absent; nothing when the page already has one (a scored model's)."""
+    if any(section.key == "errors" for section in page.sections):
+        return
     path = folder / ERRORS_JSON
-    section = page.add(Section("errors", "Error breakdown"))
     if not path.is_file():
-        section.notes.append(
-            f"No {ERRORS_JSON} in this folder: run yolor eval --errors with --project/--name pointing here "
-            "to see which kinds of error cost mAP."
+        page.add(
+            Section(
+                "errors",
+                "Error breakdown",
+                notes=[
+                    f"No {ERRORS_JSON} in this folder: run yolor eval --errors with --project/--name pointing "
+                    "here to see which kinds of error cost mAP."
+                ],
+            )
         )
         return
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        section.notes.append(f"{path} cannot be read: {error}")
+        page.add(Section("errors", "Error breakdown", notes=[f"{path} cannot be read: {error}"]))
         return
     # errors.json is eval --json's "errors" object; a whole --json payload (the object under "errors") is read too
     values = values if isinstance(values, dict) else {}
     errors = values.get("errors", values)
-    errors = errors if isinstance(errors, dict) else {}
-    overall = [[ERROR_NAMES[key], number(errors.get(key))] for key in ERROR_TYPES if key in errors]
-    if overall:
-        section.tables.append(
-            Table(["error type", "dAP"], overall, "mAP gained if this kind of error were fixed (TIDE's split)")
-        )
-    per_class = errors.get("per_class", values.get("per_class"))
-    if isinstance(per_class, dict):
-        per_class = [{"class": name, **figures} for name, figures in per_class.items() if isinstance(figures, dict)]
-    if isinstance(per_class, list) and per_class:
-        rows = [
-            [str(item.get("class", "?")), *(number(item.get(key)) for key in ERROR_TYPES)]
-            for item in per_class
-            if isinstance(item, dict)
-        ]
-        section.tables.append(Table(["class", *(ERROR_NAMES[key] for key in ERROR_TYPES)], rows, "dAP per class"))
-    section.figures += _figure_if(folder / ERRORS_PNG, "error breakdown")
+    errors_section(page, errors if isinstance(errors, dict) else {}, folder / ERRORS_PNG, f"from {path.name}")
 
 
 # ---- train ---------------------------------------------------------------------------------------
