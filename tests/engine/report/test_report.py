@@ -148,6 +148,7 @@ def test_benchmark_report_has_the_formats_and_the_speed_accuracy_chart(benchmark
 
 def test_eval_folder_report_shows_its_plots_and_the_error_breakdown_when_present(eval_run: Path) -> None:
     assert detect_kind(eval_run) == ("eval", eval_run)
+
     def figures(dap: float) -> dict:
         return {"map50": dap / 2, "map": dap, "count": 3}
 
