@@ -210,7 +210,9 @@ def auto_command(request: AutoPruneRequest, json_output: JsonOption = False) -> 
     and ends with a table of the input, the pruned model and the pruned model in INT8 on each runtime."""
     from yolor_cli.engine.prune.auto import auto_prune
 
-    _render_auto(auto_prune(request, reporter=RichReporter()), json_output)
+    result = auto_prune(request, reporter=RichReporter())
+    if result.is_main:  # under torchrun, rank 0 alone reports
+        _render_auto(result, json_output)
 
 
 def _render_sensitivity(result: SensitivityResult) -> None:
