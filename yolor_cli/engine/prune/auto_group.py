@@ -29,6 +29,7 @@ does (DDP, one results.csv, rank 0 writes); between fine-tunes the others wait f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,9 +45,7 @@ from yolor_cli.engine.train.run import TrainOptions, TrainPlan, plan_training, t
 Result = TypeVar("Result")
 
 TRAIN, DONE, FAILED = "train", "done", "failed"  # the kinds of message rank 0 sends
-SHARED_FOLDER_HINT = (
-    "every node must see the run folder at the same path (a shared filesystem), as --resume reads it"
-)
+SHARED_FOLDER_HINT = "every node must see the run folder at the same path (a shared filesystem), as --resume reads it"
 
 
 def check_schedule(schedule: str) -> None:
@@ -93,6 +92,7 @@ class FineTuneGroup:
             hint = error.hint if isinstance(error, YolorError) else None
             _send({"kind": FAILED, "message": message, "hint": hint})
             self.listening = False
+            _received()
 
 
 NO_GROUP = FineTuneGroup(distributed.SINGLE_PROCESS)
@@ -131,6 +131,12 @@ def _receive() -> dict[str, Any]:
     return box[0]
 
 
+def _received() -> None:
+    """After a failure's message: every process has it before rank 0 exits (and torchrun stops the rest)."""
+    with contextlib.suppress(RuntimeError, dist.DistError):  # a process gone already: the failure stands
+        dist.barrier()
+
+
 def _plan_message(plan: TrainPlan) -> dict[str, Any]:
     """What the others need to plan the same training: a continued one's last.pt, or a new one's options."""
     if plan.resume is not None:
@@ -162,6 +168,7 @@ def _follow(context: distributed.DistributedContext) -> Any:
         if message["kind"] == DONE:
             return message["result"]
         if message["kind"] == FAILED:
+            _received()
             raise YolorError(f"prune auto stopped on rank 0: {message['message']}", hint=message["hint"])
         plan, error = None, None
         try:
