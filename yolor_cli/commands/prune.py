@@ -217,8 +217,9 @@ def auto_command(request: AutoPruneRequest, json_output: JsonOption = False) -> 
 
     reporter = RichReporter()
     result = auto_prune(request, reporter=reporter)
-    report = report_at_end(result.run_dir, enabled=request.report, device=request.device, reporter=reporter)
-    _render_auto(result, json_output, report)
+    if result.is_main:  # under torchrun, rank 0 alone writes the report and renders
+        report = report_at_end(result.run_dir, enabled=request.report, device=request.device, reporter=reporter)
+        _render_auto(result, json_output, report)
 
 
 def _render_sensitivity(result: SensitivityResult) -> None:

@@ -511,14 +511,28 @@ def test_resume_finds_the_relative_paths_of_an_older_run_from_another_folder(
     assert (run / "pruned.pt").exists()
 
 
-def test_under_torchrun_prune_auto_refuses_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Every torchrun process would prune, validate and write a run folder of its own (exp, exp2, ...)
-    and the fine-tunes' group would span them: one clear message instead, before anything is written."""
-    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
+def test_under_torchrun_gradual_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--schedule gradual cuts the model inside the training, which DDP cannot follow: every torchrun
+    process refuses it alike, before joining the group or writing anything (a resumed gradual run, whose
+    schedule only rank 0 reads, is refused by the group before its fine-tune is sent)."""
+    from yolor_cli.engine.prune.auto_group import FineTuneGroup
+    from yolor_cli.engine.train import distributed
+    from yolor_cli.engine.train.run import TrainOptions, TrainPlan
+
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(name, value)
     request = AutoPruneRequest(
-        weights=tmp_path / "w.pt", data=tmp_path / "data.yaml", target_macs=0.5, project=tmp_path / "runs"
+        weights=tmp_path / "w.pt",
+        data=tmp_path / "data.yaml",
+        target_macs=0.5,
+        schedule="gradual",
+        project=tmp_path / "runs",
     )
-    with pytest.raises(YolorError, match="does not run under torchrun") as raised:
+    with pytest.raises(YolorError, match="--schedule gradual does not run under torchrun") as raised:
         auto.auto_prune(request)
-    assert "torchrun" in (raised.value.hint or "") and not (tmp_path / "runs").exists()
+    assert "--schedule steps" in (raised.value.hint or "") and not (tmp_path / "runs").exists()
+    assert not distributed.joined()
+    group = FineTuneGroup(distributed.DistributedContext(rank=0, local_rank=0, world_size=2))
+    with pytest.raises(YolorError, match="gradual"), group.fine_tune(TrainPlan(TrainOptions(prune_to=0.5))):
+        pytest.fail("the fine-tune must not start")
+    assert group.listening  # nothing was sent: the others still wait, and are told of the failure

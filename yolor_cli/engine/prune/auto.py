@@ -35,6 +35,7 @@ from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
 from yolor_cli.engine.prune.allocate import ALLOCATORS, AllocationContext
+from yolor_cli.engine.prune.auto_group import NO_GROUP, FineTuneGroup, lead_or_follow
 from yolor_cli.engine.prune.final_table import (
     INPUT_ROW,
     INT8_ROW,
@@ -92,6 +93,7 @@ class AutoPruneResult:
     schedule: str = "steps"
     epochs: int = 0  # the training epochs the whole run spent (to train a reference as long)
     table: FinalTable | None = None  # the final table (input, reference, pruned, pruned + INT8)
+    is_main: bool = True  # False in the other torchrun processes: rank 0's result, which they do not report
 
     def rows(self) -> list[dict[str, object]]:
         return [self.input.row(), *(record.row() for record in self.steps)]
@@ -154,6 +156,7 @@ class AutoRun:
         self.device = select_device(request.device)
         self.plot_warned = False
         self.tracker: Tracker = NO_TRACKING  # the command's MLflow run; each fine-tune a run nested in it
+        self.group: FineTuneGroup = NO_GROUP  # under torchrun: the processes that train each fine-tune with this one
 
     # ---- files --------------------------------------------------------------------------------
     def save(self) -> None:
@@ -268,7 +271,7 @@ class AutoRun:
         else:
             self.reporter.info(f"Fine-tuning {epochs} epochs in {self.dir / name}")
             plan = plan_training(self._train_options(name, weights, epochs, prune_to, distill))
-        with self.tracker.child(name) as tracker:
+        with self.group.fine_tune(plan), self.tracker.child(name) as tracker:
             for note in train(plan, self.reporter, hooks=hooks, tracker=tracker).notes:
                 self.state.note(note)
         return model_from_checkpoint(load_checkpoint(last), str(last))
@@ -614,17 +617,21 @@ def _resume(given: AutoPruneRequest, reporter: Reporter) -> AutoRun:
     return AutoRun(request, run_dir, state, load_data_config(request.data), reporter)
 
 
-def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> AutoPruneResult:
-    """Run (or with ``request.resume`` continue) ``yolor prune auto``; see the module's docstring."""
+def auto_prune(
+    request: AutoPruneRequest, reporter: Reporter | None = None, group: FineTuneGroup | None = None
+) -> AutoPruneResult:
+    """Run (or with ``request.resume`` continue) ``yolor prune auto``; see the module's docstring.
+    Under torchrun rank 0 runs it with ``group``, the processes that train each fine-tune with it
+    (engine/prune/auto_group.py)."""
     reporter = reporter or SilentReporter()
     if distributed.wants_launch(request.device):
-        raise YolorError("prune auto fine-tunes in one process; give it one device", hint="e.g. --device 0")
-    if distributed.under_torchrun():  # every process would prune, validate and write a run folder of its own
         raise YolorError(
-            "prune auto does not run under torchrun yet: it fine-tunes in one process",
-            hint="run yolor prune auto without torchrun (one device), or prune and fine-tune separately: "
-            "yolor prune global ... then torchrun ... -m yolor_cli train --weights PRUNED.pt",
+            "prune auto runs one process per device; torchrun starts them",
+            hint="give one device (e.g. --device 0), or start one process per GPU: "
+            "torchrun --nproc-per-node 2 -m yolor_cli prune auto ...",
         )
+    if group is None and distributed.under_torchrun():
+        return lead_or_follow(request.device, request.schedule, lambda group: auto_prune(request, reporter, group))
     settings = tracking_settings(
         mlflow=request.mlflow,
         experiment=request.mlflow_experiment,
@@ -641,6 +648,7 @@ def auto_prune(request: AutoPruneRequest, reporter: Reporter | None = None) -> A
         if tracker.run_id is not None and run.state.mlflow_run_id != tracker.run_id:
             run.state.mlflow_run_id = tracker.run_id
             run.save()
+        run.group = group or NO_GROUP
         _describe_run(run)
         result = _auto_prune(run)
         tracker.metrics(
