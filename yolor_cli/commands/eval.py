@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 ERROR_COLUMNS = ("cls", "loc", "both", "dupe", "bkg", "missed")  # engine.evaluate.errors.ERROR_TYPES, torch-free
 CHANGED_IMAGES_SHOWN = 10
-LARGEST_CHANGES = 3  # what prune auto and export --int8 print after their tables
 
 
 def _signed(value: float | None) -> str:
@@ -82,7 +81,14 @@ def render_errors(breakdown: ErrorBreakdown, names: list[str]) -> None:
     stdout_console().print(table)
 
 
-def render_changes(changes: list[ImageChange], title: str, limit: int) -> None:
+def largest_changes(changes: list[ImageChange]) -> list[ImageChange]:
+    """The changed images prune auto and export --int8 show after their tables (the worst first)."""
+    from yolor_cli.engine.evaluate.compare import LARGEST_CHANGES
+
+    return changes[:LARGEST_CHANGES]
+
+
+def render_changes(changes: list[ImageChange], title: str, limit: int | None = None) -> None:
     """The images whose detections changed most, worst first (one line each)."""
     console = stdout_console()
     if not changes:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from yolor_cli.commands.eval import LARGEST_CHANGES, render_changes
+from yolor_cli.commands.eval import largest_changes, render_changes
 from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.deploy.request import ExportRequest
 from yolor_cli.options import JsonOption, request_command
@@ -46,7 +46,7 @@ def _int8_json(report: Int8Report) -> dict[str, Any]:
         "latency_ms_fp32": round(report.latency_ms_fp32, 3),
         "latency_ms_int8": round(report.latency_ms_int8, 3),
         "speedup": round(report.speedup, 3),
-        "largest_changes": [change.payload() for change in report.changes[:LARGEST_CHANGES]],
+        "largest_changes": [change.payload() for change in largest_changes(report.changes)],
     }
 
 
@@ -169,7 +169,7 @@ def _render_int8(result: ExportResult) -> None:
         )
     stdout_console().print(table)
     for report in result.int8:
-        render_changes(report.changes, f"{report.format} INT8 against fp32, images changed", LARGEST_CHANGES)
+        render_changes(largest_changes(report.changes), f"{report.format} INT8 against fp32, images changed")
 
 
 @request_command(ExportRequest)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from yolor_cli.commands.eval import render_changes
 from yolor_cli.console import RichReporter, markup, print_json, print_notes, stdout_console
 from yolor_cli.engine.prune.request import (
     AutoPruneRequest,
@@ -142,6 +143,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool, report: Path | None
                 "final_table": [row.payload() for row in result.table.rows] if result.table else [],
                 "output": str(result.output),
                 "report": str(report) if report else None,
+                "largest_changes": [change.payload() for change in result.changes],
             }
         )
         return
@@ -166,6 +168,7 @@ def _render_auto(result: AutoPruneResult, json_output: bool, report: Path | None
     )
     if result.table is not None:
         _render_final_table(result.table, result)
+    render_changes(result.changes, "Images pruning changed most, input against pruned")
     console.print(markup("Pruned model: [b]{}[/]", result.output))
     if report is not None:
         console.print(markup("Report: [b]{}[/]", report))

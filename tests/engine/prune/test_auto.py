@@ -44,6 +44,8 @@ JSON_KEYS = {
     "latency_ms_runtimes",
     "final_table",
     "output",
+    "report",
+    "largest_changes",
 }
 
 
@@ -163,6 +165,11 @@ def test_cli_run_writes_the_steps_models_and_json(
     assert round(count_gflops(pruned, 64) * 1e9 / 2) == payload["macs_after"]
     assert yaml.safe_load((run / "final" / "opt.yaml").read_text())["weights"] == str(run / "step_2.pt")
     assert (run / "steps.png").stat().st_size > 0
+    # the val images pruning changed most, worst first, kept in auto.json (a resume shows them again)
+    changes = payload["largest_changes"]
+    assert len(changes) <= 3 and [c["change"] for c in changes] == sorted(c["change"] for c in changes)
+    assert all(set(c) == {"image", "a", "b", "change"} and c["a"] != c["b"] for c in changes)
+    assert json.loads((run / "auto.json").read_text())["changes"] == changes
     # A finished run resumes to its report, without any work; options given now are named, not used.
     calls.clear()
     again = invoke("prune", "auto", "--resume", "--project", str(tmp_path / "runs"), "--name", "exp", "--steps", "5")

@@ -22,6 +22,7 @@ from yolor_cli.engine.evaluate.metrics import CONFUSION_CONF, ImageDetections, M
 COMPARE_CONF = CONFUSION_CONF  # the detections a user would keep; the confusion matrix reads them too
 COMPARE_IOU = 0.5
 COMPARE_MAX_IMAGES = 100  # changed images kept in compare.json, worst first
+LARGEST_CHANGES = 3  # what prune auto and export --int8 show after their tables
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,15 @@ class ImageChange:
 
     def payload(self) -> dict[str, Any]:
         return {"image": self.image, "a": self.a.payload(), "b": self.b.payload(), "change": round(self.change, 5)}
+
+    @classmethod
+    def from_payload(cls, values: dict[str, Any]) -> ImageChange:
+        """Back from :meth:`payload` (a run's saved state)."""
+
+        def score(part: dict[str, Any]) -> ImageScore:
+            return ImageScore(int(part["tp"]), int(part["fp"]), int(part["fn"]))
+
+        return cls(str(values["image"]), score(values["a"]), score(values["b"]))
 
     def describe(self) -> str:
         """One line for a terminal: the image, its F1 change and what moved."""

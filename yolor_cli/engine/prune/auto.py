@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,7 +30,8 @@ import torch
 from yolor_cli.engine.config import DataConfig, load_data_config
 from yolor_cli.engine.deploy.runtime_latency import check_runtime, runtime_latency_ms
 from yolor_cli.engine.errors import YolorError
-from yolor_cli.engine.evaluate.evaluator import check_model_classes, evaluate_model
+from yolor_cli.engine.evaluate.compare import LARGEST_CHANGES, ImageChange, image_changes
+from yolor_cli.engine.evaluate.evaluator import EvalResult, check_model_classes, evaluate_model
 from yolor_cli.engine.model.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolor_cli.engine.model.darknet import DarknetModel
 from yolor_cli.engine.model.loading import load_model
@@ -94,6 +95,7 @@ class AutoPruneResult:
     epochs: int = 0  # the training epochs the whole run spent (to train a reference as long)
     table: FinalTable | None = None  # the final table (input, reference, pruned, pruned + INT8)
     is_main: bool = True  # False in the other torchrun processes: rank 0's result, which they do not report
+    changes: list[ImageChange] = field(default_factory=list)  # val images pruning changed most, worst first
 
     def rows(self) -> list[dict[str, object]]:
         return [self.input.row(), *(record.row() for record in self.steps)]
@@ -113,6 +115,14 @@ def validate(
 ) -> tuple[float, float]:
     """mAP50 and mAP50-95 on the val split with the shared evaluator, the same way for every model of
     the run (the input's figures are the yardstick of --max-drop)."""
+    result = evaluated(model, data, request, device, reporter)
+    return result.metrics.map50, result.metrics.map
+
+
+def evaluated(
+    model: DarknetModel, data: DataConfig, request: AutoPruneRequest, device: torch.device, reporter: Reporter
+) -> EvalResult:
+    """The shared evaluator's result on the val split, as :func:`validate` scores every model of the run."""
     result, _ = evaluate_model(
         model,
         data,
@@ -123,7 +133,7 @@ def validate(
         workers=min(request.workers, os.cpu_count() or 1),  # as the trainer caps its loader's
         reporter=reporter,
     )
-    return result.metrics.map50, result.metrics.map
+    return result
 
 
 def _known_latencies(record: StepRecord) -> dict[str, float]:
@@ -401,6 +411,19 @@ class AutoRun:
             return self.state.input.map50_pruned, self.state.input.map_pruned
         return self._validate(self._fine_tune(REFERENCE_NAME, self._input_checkpoint(), epochs, distill=False))
 
+    def largest_changes(self) -> None:
+        """The val images whose detections pruning changed most (input against pruned.pt, the F1 of
+        engine/evaluate/compare.py), worst first; measured once and kept in auto.json."""
+        if self.state.changes is not None:
+            return
+        self.reporter.info("Comparing the pruned model's detections with the input's, image by image")
+        before = evaluated(self._source(1).eval(), self.data, self.request, self.device, self.reporter)
+        pruned = load_model(weights=self.dir / OUTPUT_NAME).model.eval()
+        after = evaluated(pruned, self.data, self.request, self.device, self.reporter)
+        changes = image_changes(before.detections, before.image_names, after.detections, after.image_names)
+        self.state.changes = [change.payload() for change in changes[:LARGEST_CHANGES]]
+        self.save()
+
     def final_table(self) -> None:
         """The final table, made once and kept in auto.json (a resumed finished run shows it again)."""
         state, request, final = self.state, self.request, self.state.final
@@ -474,6 +497,7 @@ class AutoRun:
             schedule=self.request.schedule,
             epochs=self.epochs(),
             table=FinalTable.from_dict(self.state.table) if self.state.table is not None else None,
+            changes=[ImageChange.from_payload(change) for change in self.state.changes or []],
         )
 
 
@@ -713,4 +737,5 @@ def _auto_prune(run: AutoRun) -> AutoPruneResult:
         run.check_something_kept()
         run.finish()
     run.final_table()
+    run.largest_changes()
     return run.result()

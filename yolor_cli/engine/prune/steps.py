@@ -93,6 +93,9 @@ class AutoState:
     notes: list[str] = field(default_factory=list)  # said while the run went; said again on resume
     table: dict[str, Any] | None = None  # the final table (final_table.FinalTable.to_dict), once made
     mlflow_run_id: str | None = None  # the run's MLflow run (tracking on), which a --resume continues
+    # The val images whose detections changed most from the input to pruned.pt, worst first (at most
+    # LARGEST_CHANGES, ImageChange payloads); None until measured
+    changes: list[dict[str, Any]] | None = None
 
     def step(self, number: int) -> StepRecord | None:
         return next((record for record in self.steps if record.step == number), None)
@@ -124,6 +127,7 @@ class AutoState:
             "notes": self.notes,
             "table": self.table,
             "mlflow_run_id": self.mlflow_run_id,
+            "changes": self.changes,
         }
         data = (json.dumps(payload, indent=1) + "\n").encode()
         atomic_write(run_dir / STATE_NAME, lambda stream: stream.write(data))
@@ -154,6 +158,7 @@ class AutoState:
                 notes=list(raw["notes"]),
                 table=raw.get("table"),  # absent from runs that finished before the final table existed
                 mlflow_run_id=raw.get("mlflow_run_id"),  # absent from runs made before tracking existed
+                changes=raw.get("changes"),  # absent from runs that finished before it was measured
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise YolorError(
