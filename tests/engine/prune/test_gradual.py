@@ -49,6 +49,10 @@ def _options(shapes: Path, source: Path, tmp_path: Path, **changes: object) -> T
     return TrainOptions(**values)  # type: ignore[arg-type]
 
 
+def _is_norm(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.BatchNorm2d)
+
+
 def _macs(model: torch.nn.Module) -> float:
     return ConvMacs(model)()
 
@@ -108,7 +112,7 @@ def test_a_mid_run_cut_prunes_model_ema_and_optimizer_state_alike(
     seen: dict[str, object] = {}
     real_cut = gradual.cut_trainer
 
-    def inspected_cut(trainer, keep_macs, method):
+    def inspected_cut(trainer, keep_macs, method, images=None):
         before = {
             "momentum": {p.shape for p in trainer.optimizer.state if "momentum_buffer" in trainer.optimizer.state[p]},
             "lrs": [g["lr"] for g in trainer.optimizer.param_groups],
@@ -117,7 +121,7 @@ def test_a_mid_run_cut_prunes_model_ema_and_optimizer_state_alike(
             "optimizer": trainer.optimizer,
             "updates": trainer.ema.updates,
         }
-        reached = real_cut(trainer, keep_macs, method)
+        reached = real_cut(trainer, keep_macs, method, images)
         if "after" not in seen:  # the first cut after at least one optimizer step
             model, ema, optimizer = trainer.model, trainer.ema.ema, trainer.optimizer
             seen["after"] = True
@@ -134,6 +138,9 @@ def test_a_mid_run_cut_prunes_model_ema_and_optimizer_state_alike(
             seen["updates"] = trainer.ema.updates
             seen["macs"] = (_macs(model), _macs(ema), keep_macs)
             seen["training"] = model.training
+            seen["batch"] = images is not None
+            counts = [int(m.num_batches_tracked) for net in (model, ema) for m in net.modules() if _is_norm(m)]
+            seen["norms_fresh"] = bool(counts) and set(counts) == {1}  # statistics of exactly the one batch
         return reached
 
     monkeypatch.setattr(gradual, "cut_trainer", inspected_cut)
@@ -152,6 +159,8 @@ def test_a_mid_run_cut_prunes_model_ema_and_optimizer_state_alike(
     model_macs, ema_macs, wanted = seen["macs"]  # type: ignore[misc]
     assert model_macs == ema_macs <= wanted
     assert seen["training"]
+    # BatchNorm statistics re-estimated on the batch being trained, in the model and its EMA alike
+    assert seen["batch"] and seen["norms_fresh"]
 
 
 def test_sliced_momentum_keeps_the_values_of_the_kept_channels(tiny_model: torch.nn.Module) -> None:
@@ -207,9 +216,9 @@ def test_resume_after_a_kill_between_two_cuts_continues_at_the_shapes_and_schedu
     cuts_made: list[int] = []
     real_cut = gradual.cut_trainer
 
-    def counted_cut(trainer, keep_macs, method):
+    def counted_cut(trainer, keep_macs, method, images=None):
         cuts_made.append(len(trainer.loader))
-        return real_cut(trainer, keep_macs, method)
+        return real_cut(trainer, keep_macs, method, images)
 
     monkeypatch.setattr(gradual, "cut_trainer", counted_cut)
     resumed = plan_training(TrainOptions(device="cpu"), resume=True, last=last)
@@ -331,9 +340,9 @@ def test_prune_auto_gradual_is_one_training_run_of_the_steps_epochs(
     trains: list[str] = []
     real_train = auto.train
 
-    def counted(plan, reporter=None, hooks=None):
+    def counted(plan, reporter=None, hooks=None, tracker=None):
         trains.append(plan.options.name)
-        return real_train(plan, reporter, hooks=hooks)
+        return real_train(plan, reporter, hooks=hooks, tracker=tracker)
 
     monkeypatch.setattr(auto, "train", counted)
     args = [

@@ -334,3 +334,36 @@ def test_cli_prune_guards(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
     assert isinstance(payload["macs_before"], int) and len(payload["layers"]) > 10
     result = invoke("prune", "global", "-w", str(source), *common)
     assert result.exit_code == 1 and "exactly one of --target-macs and --ratio" in result.stderr
+
+
+def test_batch_norm_statistics_are_re_estimated_on_the_batches_given(tiny_model: torch.nn.Module) -> None:
+    from yolor_cli.engine.prune.pruning import prune_global, rebuild, recalibrate_batch_norms
+    from yolor_cli.engine.prune.request import GlobalTarget
+
+    pruned = rebuild(prune_global(_fresh(tiny_model), GlobalTarget(target_macs=0.6))).eval()
+    norms = [m for m in pruned.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    torch.manual_seed(0)
+    batch = torch.rand(8, 3, 128, 128)  # big enough maps that unbiased and biased variance agree
+
+    def outputs(statistics: str) -> torch.Tensor:
+        """Raw head maps, BatchNorm reading the batch's own statistics ("batch") or the running ones."""
+        saved = [(n.running_mean.clone(), n.running_var.clone(), n.num_batches_tracked.clone()) for n in norms]
+        pruned.train()
+        for norm in norms:
+            norm.train(statistics == "batch")
+        with torch.no_grad():
+            out = pruned(batch)[0]
+        for norm, (mean, var, count) in zip(norms, saved):  # a train-mode pass moved them: put them back
+            norm.running_mean.copy_(mean), norm.running_var.copy_(var), norm.num_batches_tracked.copy_(count)
+        pruned.eval()
+        return out
+
+    target = outputs("batch")
+    stale = (outputs("running") - target).abs().mean()
+    weights = {k: v.clone() for k, v in pruned.state_dict().items() if "running" not in k and "tracked" not in k}
+    recalibrate_batch_norms(pruned, [batch])
+    assert not pruned.training and all(norm.momentum == 0.03 for norm in norms)  # mode and momentum restored
+    assert all(torch.equal(v, pruned.state_dict()[k]) for k, v in weights.items())  # weights untouched
+    fresh = (outputs("running") - target).abs().mean()
+    # the running statistics are now the batch's (up to unbiased against biased variance on small maps)
+    assert fresh < 0.2 * stale, (float(fresh), float(stale))

@@ -99,7 +99,7 @@ def _cli_train(shapes: Path, project: Path, *flags: str):
 
 def _finished_run(result) -> Path:
     assert result.exit_code == 0, result.output
-    run = Path(result.stdout.split("Results in")[-1].strip())
+    run = Path(result.stdout.split("Results in")[-1].split("\n")[0].strip())  # the line before "Report:"
     with (run / "results.csv").open(newline="") as stream:
         last = list(csv.DictReader(stream))[-1]
     assert math.isfinite(float(last["total"])) and float(last["total"]) > 0

@@ -24,7 +24,9 @@ How a cut keeps the run consistent:
   removed; that history is replayed on the training model, so both lose the same channels and the EMA
   keeps its history (its update count and its averages of the kept channels). Both are then rebuilt from
   the pruned cfg (:func:`~yolor_cli.engine.prune.pruning.rebuild`), so the trainer's model is an ordinary
-  one whose cfg the checkpoints write.
+  one whose cfg the checkpoints write. Their BatchNorm running statistics are then re-estimated on the
+  batch being trained: the cut changed what each layer receives, and statistics of the unpruned model
+  made the next validation read near zero for a model that trains on unharmed.
 - **Optimizer state sliced, not reset.** Each per-parameter buffer of the optimizer (SGD's momentum,
   Adam's two moments) is put into a copy of the model in place of its weights, and the same history is
   replayed on it: the buffers lose exactly the removed channels. The optimizer object stays; its param
@@ -63,6 +65,7 @@ from yolor_cli.engine.prune.pruning import (
     dependency_graph,
     meta_pruner,
     rebuild,
+    recalibrate_batch_norms,
 )
 from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.train.run import HookFactory, ResumePoint, TrainOptions, TrainPlan, TrainResult
@@ -170,9 +173,11 @@ def _optimizer_shadows(model: DarknetModel, optimizer: torch.optim.Optimizer) ->
     return shadows
 
 
-def cut_trainer(trainer: Trainer, keep_macs: float, method: str) -> float:
+def cut_trainer(trainer: Trainer, keep_macs: float, method: str, images: torch.Tensor | None = None) -> float:
     """Prune the trainer's EMA (ranked) to at most ``keep_macs`` MACs at the probe size, the training model
-    and the optimizer's buffers to the same channels, and hand the rebuilt models to the trainer.
+    and the optimizer's buffers to the same channels, and hand the rebuilt models to the trainer; with
+    ``images`` (the batch being trained, uint8), both models' BatchNorm statistics are then re-estimated
+    on it, so the next validation and the next ranking see the cut model as it is.
     Returns the MACs reached."""
     model, ema, optimizer = trainer.model, trainer.ema.ema, trainer.optimizer
     old_names = {id(p): n for n, p in model.named_parameters()}
@@ -197,6 +202,10 @@ def cut_trainer(trainer: Trainer, keep_macs: float, method: str) -> float:
         }
     optimizer.state = state
     trainer.swap_model(new_model, new_ema)
+    if images is not None:
+        batch = images.to(trainer.device).float().div(255.0).contiguous(memory_format=torch.channels_last)
+        for cut in (trainer.model, trainer.ema.ema):
+            recalibrate_batch_norms(cut, [batch])
     return ConvMacs(trainer.ema.ema)()
 
 
@@ -279,7 +288,8 @@ class GradualPruning(TrainHook):
         if not due:
             return
         wanted = due[-1]["fraction"]  # a resumed run past several cuts makes them as one
-        reached = cut_trainer(trainer, wanted * self.state.base_macs, self.state.method) / self.state.base_macs
+        keep = wanted * self.state.base_macs
+        reached = cut_trainer(trainer, keep, self.state.method, images) / self.state.base_macs
         for cut in due:
             self.state.done.append(
                 {"iteration": state.iteration, "epoch": state.epoch, "wanted": cut["fraction"], "reached": reached}

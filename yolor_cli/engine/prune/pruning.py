@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -255,6 +255,30 @@ def _importance(method: str) -> tp.importance.Importance:
     if method == "random":
         return tp.importance.RandomImportance()
     raise AssertionError(method)  # check_method let it through
+
+
+@torch.no_grad()
+def recalibrate_batch_norms(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Re-estimate every BatchNorm's running mean and variance from ``batches`` (float images in [0, 1]).
+
+    Removing channels changes what the next layers receive, but their running statistics still describe
+    the unpruned model, so a freshly cut model evaluates far below what its weights can do until training
+    has refreshed them (adaptive BatchNorm, as EagleEye, Li et al. ECCV 2020, uses to judge pruned
+    candidates; measured in benchmarks/README.md#batchnorm-recalibration). The weights are not touched;
+    the mode and momentum of each layer are restored."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    training, momenta = model.training, [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches given
+    model.train()
+    for images in batches:
+        model(images)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(training)
 
 
 def conv_widths(model: DarknetModel) -> dict[int, int]:
