@@ -115,9 +115,11 @@ def main() -> None:
         report["studies"][name] = {**payload, "seconds": seconds, "folder": str(args.work / "tune" / name)}
     best = report["studies"]["tpe-median"]
     final = ["--epochs", str(args.final_epochs), "--project", str(args.work / "train")]
+    stepwise = best["best_params"]["optimizer"] in ("adam", "adamw")  # trials step every batch with Adam(W)
     tuned, tuned_s = yolor(
         "train", *common, *final, "--name", "best-hyp", "--exist-ok",
         "--hyp", str(Path(best["folder"]) / "best_hyp.yaml"), "--optimizer", best["best_params"]["optimizer"],
+        *(["--nominal-batch-size", str(args.batch_size)] if stepwise else []),
     )  # fmt: skip
     plain, plain_s = yolor("train", *common, *final, "--name", "defaults", "--exist-ok")
     report["train"] = {

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolor_cli.engine.config import DEFAULT_HYP, load_data_config, load_hyp
+from yolor_cli.engine.config import DEFAULT_HYP, Hyp, load_data_config, load_hyp
+from yolor_cli.engine.data.labels import collect_image_files
 from yolor_cli.engine.errors import YolorError
 from yolor_cli.engine.files import atomic_write
 from yolor_cli.engine.model.checkpoint import load_checkpoint
@@ -30,6 +31,7 @@ from yolor_cli.engine.reporting import Reporter, SilentReporter
 from yolor_cli.engine.runs import new_run_dir
 from yolor_cli.engine.tracking.options import tracking_settings
 from yolor_cli.engine.tracking.tracker import INPUT_RUN_TAG, RUN_NAME_TAG, Tracker, start_tracking
+from yolor_cli.engine.train.recipe import Recipe, decide_recipe
 from yolor_cli.engine.train.trainer import TrainingError
 from yolor_cli.engine.tune import outputs
 from yolor_cli.engine.tune import study as studies
@@ -44,6 +46,7 @@ from yolor_cli.engine.tune.trial import (
     TrialReporter,
     TrialSetup,
     drop_weights,
+    nominal_batch_size,
     run_trial,
 )
 
@@ -249,15 +252,37 @@ def _keep_best_weights(optuna: Any, storage: Any, study: Any) -> Any:
     return best
 
 
-def _base_params(space: SearchSpace, base: Mapping[str, float]) -> dict[str, Any] | None:
-    """The first trial's draw: the base hyp (with SGD, the optimizer its lr0 is for), when the space
-    holds it; None otherwise."""
-    if not space.inside(base):
+def _base_params(space: SearchSpace, base: Mapping[str, float], default: Recipe | None) -> dict[str, Any] | None:
+    """The first trial's draw, when the space holds it: what ``yolor train`` with the same data, epochs
+    and batch does by default (``default``: ``--optimizer auto``'s recipe for the run; its optimizer, lr0,
+    momentum and scale on the base hyp), so that a tune starts from the figure it must beat; with a
+    ``--hyp`` given, that hyp with SGD (the optimizer its lr0 is for). None outside the space."""
+    values = dict(base)
+    optimizer = "sgd"
+    if default is not None and default.optimizer in space.optimizers:
+        optimizer = default.optimizer
+        values.update(lr0=default.lr0, momentum=default.momentum)
+        if default.scale is not None:
+            values["scale"] = default.scale
+    elif "sgd" not in space.optimizers:
+        optimizer = space.optimizers[0]
+    if not space.inside(values):
         return None
-    params: dict[str, Any] = {key: base[key] for key in space.ranges}
+    params: dict[str, Any] = {key: values[key] for key in space.ranges}
     if len(space.optimizers) > 1:
-        params[OPTIMIZER_KEY] = "sgd" if "sgd" in space.optimizers else space.optimizers[0]
+        params[OPTIMIZER_KEY] = optimizer
     return params
+
+
+def _default_recipe(request: TuneRequest, base: Mapping[str, float]) -> Recipe | None:
+    """What ``yolor train`` decides for these data, epochs and batch without options (``--optimizer auto``
+    on the default hyp); None when the tune was given its own ``--hyp``."""
+    if request.hyp is not None:
+        return None
+    train_images = len(collect_image_files(load_data_config(request.data).train))
+    return decide_recipe(
+        "auto", epochs=request.epochs, train_images=train_images, batch_size=request.batch_size, hyp=Hyp(**base)
+    )
 
 
 def _finished(optuna: Any, storage: Any, study: Any) -> int:
@@ -276,6 +301,7 @@ def _run_trials(
     table: _Table,
     reporter: Reporter,
     tracker: Tracker,
+    default: Recipe | None,
 ) -> list[str]:
     """Trials until the study holds ``--trials`` finished ones or ``--timeout`` passes; notes to show."""
     notes: list[str] = []
@@ -293,7 +319,7 @@ def _run_trials(
         if studies.live_ahead(optuna, storage, study, trial.number) >= request.trials:
             studies.set_aside(optuna, storage, trial)  # the other processes' running trials complete the study
             break
-        fixed = _base_params(space, base) if trial.number == 0 else None
+        fixed = _base_params(space, base, default) if trial.number == 0 else None
         seed = studies.trial_seed(request.seed, trial.number)
         study.sampler = studies.make_sampler(optuna, request.sampler, seed, fixed)
         hyp, optimizer = space.suggest(trial, base)
@@ -369,6 +395,9 @@ def _next_command(request: TuneRequest, best_hyp: Path, optimizer: str | None) -
     if request.weights:
         parts += ["--weights", str(request.weights)]
     parts += ["--img-size", str(request.img_size), "--batch-size", str(request.batch_size)]
+    nominal = nominal_batch_size(optimizer or "", request.batch_size)
+    if nominal is not None:  # as the trials trained: a step every batch
+        parts += ["--nominal-batch-size", str(nominal)]
     return shlex.join(parts)
 
 
@@ -450,8 +479,13 @@ def tune(request: TuneRequest, reporter: Reporter | None = None) -> TuneResult:
             sampler=studies.make_sampler(optuna, request.sampler, request.seed),
             pruner=studies.make_pruner(optuna, request.pruner, request.epochs),
         )
-        if created and _base_params(space, base) is not None:
-            reporter.info(f"the first trial trains the base hyp ({request.hyp or DEFAULT_HYP})")
+        default = _default_recipe(request, base)
+        if created and _base_params(space, base, default) is not None:
+            reporter.info(
+                f"the first trial trains the base hyp ({request.hyp})"
+                if default is None
+                else f"the first trial trains what yolor train does by default here ({default.header()})"
+            )
         setup = TrialSetup(
             tune_dir=plan.folder.resolve(),
             data=str(request.data.resolve()),
@@ -476,7 +510,7 @@ def tune(request: TuneRequest, reporter: Reporter | None = None) -> TuneResult:
             resume_run_id=plan.record.get(MLFLOW_RUN_KEY),
         ) as tracker:
             _describe_run(tracker, request, plan, space, base)
-            notes = _run_trials(optuna, request, storage, study, space, base, setup, table, reporter, tracker)
+            notes = _run_trials(optuna, request, storage, study, space, base, setup, table, reporter, tracker, default)
             result = _result(optuna, storage, study, plan, request, space, base)
             plots, plot_notes = outputs.write_plots(optuna, study, plan.folder)
             _log_result(tracker, result)

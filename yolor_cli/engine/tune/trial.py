@@ -126,6 +126,12 @@ class TrialSetup:
     metric: str
 
 
+def nominal_batch_size(optimizer: str, batch_size: int) -> int | None:
+    """Adam and AdamW trials step every batch, as ``--optimizer auto``'s AdamW does (its lr was measured
+    so); SGD accumulates to YOLOR's nominal 64 (None: the trainer's default)."""
+    return batch_size if optimizer in ("adam", "adamw") else None
+
+
 def run_trial(
     trial: Any,
     *,
@@ -156,6 +162,7 @@ def run_trial(
         batch_size=setup.batch_size,
         img_size=setup.img_size,
         optimizer=optimizer,
+        nominal_batch_size=nominal_batch_size(optimizer, setup.batch_size),
         device=setup.device,
         workers=setup.workers,
         project=str(setup.tune_dir / TRIALS_DIR),
