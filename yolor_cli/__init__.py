@@ -1,3 +1,3 @@
 """yolor-cli: from Pascal-VOC folders to trained, pruned and exported YOLOR detectors."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
