@@ -306,3 +306,34 @@ def test_a_storage_that_does_not_work_is_one_message_without_its_password(data: 
     assert "postgresql://tuner:***@127.0.0.1:1/studies" in result.output
     assert "s3cret" not in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_dropping_weights_another_process_dropped_first_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolor_cli.engine.tune import trial as trials
+
+    tune = tmp_path / "tune"
+    (tune / "tune.json").parent.mkdir()
+    (tune / "tune.json").write_text("{}")
+    run = tune / trials.TRIALS_DIR / "trial_2"
+    (run / "weights").mkdir(parents=True)
+    (run / "opt.yaml").write_text("epochs: 1\n")
+    for name in ("best.pt", "last.pt"):
+        (run / "weights" / name).write_bytes(b"x")
+    (run / "weights" / "notes.txt").write_text("mine")  # not a checkpoint name: never ours to delete
+    real_unlink = Path.unlink
+
+    def raced(path: Path, missing_ok: bool = False) -> None:  # the other process deleted best.pt just before
+        if path.name == "best.pt":
+            real_unlink(path)
+            raise FileNotFoundError(path)
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", raced)
+    assert trials.drop_weights(run) == 1  # last.pt; best.pt was gone already
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["notes.txt"]
+    monkeypatch.undo()
+    (run / "weights" / "notes.txt").unlink()
+    (run / "weights").rmdir()  # the whole folder gone too (the other process emptied it first)
+    assert trials.drop_weights(run) == 0

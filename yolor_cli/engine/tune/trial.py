@@ -6,6 +6,7 @@ study's best trial keeps its weights.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -193,16 +194,26 @@ def is_trial_run(folder: Path) -> bool:
 
 def drop_weights(folder: Path, keep: tuple[str, ...] = ()) -> int:
     """Delete the checkpoints a trial's training wrote but ``keep`` (only those names, nothing else in
-    weights/); the folder's results.csv, opt.yaml and hyp.yaml stay. Returns how many files went."""
+    weights/); the folder's results.csv, opt.yaml and hyp.yaml stay. Returns how many files went.
+    Processes sharing a study each clean every finished trial, so a file or the folder may go between
+    looking and deleting: what another process deleted first is simply gone."""
     weights = folder / "weights"
     if not is_trial_run(folder) or not weights.is_dir():
         return 0
+    try:
+        entries = list(weights.iterdir())
+    except FileNotFoundError:
+        return 0
     removed = 0
-    for path in weights.iterdir():
+    for path in entries:
         ours = CHECKPOINT_NAME.fullmatch(path.name) and path.name not in keep
         if ours and path.is_file() and not path.is_symlink():
-            path.unlink()
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
             removed += 1
-    if not any(weights.iterdir()):
-        weights.rmdir()
+    with contextlib.suppress(OSError):  # gone already, or not empty (a name we keep, or one not ours)
+        if not any(weights.iterdir()):
+            weights.rmdir()
     return removed
